@@ -1,0 +1,587 @@
+"""sdop local AWS emulator: moto 5.2.5 server plus the SageMaker/CloudFormation
+behaviour sdop depends on (status lifecycles, UpdateEndpoint, StopTrainingJob,
+duplicate-name errors, tag upsert, DreamBooth checkpoints) and a control API under
+/_sdop/ for durations, fault injection and call counting. See README.md."""
+import argparse
+import io
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from fractions import Fraction
+from urllib.parse import parse_qs, urlparse
+
+import moto.cloudformation.responses as cfn_responses
+from moto.cloudformation.models import CloudFormationBackend
+from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import (DomainDispatcherApplication,
+                                           MotoRequestHandler, create_backend_app)
+from moto.s3.models import s3_backends
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+from werkzeug.serving import make_server
+
+# ---------------------------------------------------------------- state
+ENV_DEFAULTS = {  # config key -> (env var, default)
+    "endpoint_create_seconds": ("SDOP_EMU_ENDPOINT_CREATE_SECONDS", 2.0),
+    "endpoint_update_seconds": ("SDOP_EMU_ENDPOINT_UPDATE_SECONDS", 2.0),
+    "endpoint_delete_seconds": ("SDOP_EMU_ENDPOINT_DELETE_SECONDS", 1.0),
+    "training_seconds": ("SDOP_EMU_TRAINING_SECONDS", 3.0),
+    "training_stop_seconds": ("SDOP_EMU_TRAINING_STOP_SECONDS", 1.0),
+    "stack_seconds": ("SDOP_EMU_STACK_SECONDS", 2.0),
+    "checkpoint_bytes": ("SDOP_EMU_CHECKPOINT_BYTES", 1024),
+}
+LOCK = threading.RLock()
+CONFIG, FAULTS, FAULT_COUNTERS, CALLS, TRACK = {}, {}, {}, {}, {}
+
+
+def env_config():
+    return {k: type(d)(os.environ.get(env, d)) for k, (env, d) in ENV_DEFAULTS.items()}
+
+
+def clear_state():
+    with LOCK:
+        CONFIG.clear(); CONFIG.update(env_config())
+        FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
+
+
+def dur(key):
+    return float(CONFIG[key])
+
+
+# ------------------------------------------------- lifecycles (lazy + ticker)
+def advance():
+    """Move every tracked resource along its lifecycle according to the clock."""
+    now = time.time()
+    with LOCK:
+        for key, e in list(TRACK.items()):
+            if e["kind"] == "training" and e["phase"] == "train":
+                secondary_progress(e, now)
+            if now >= e["until"]:
+                del TRACK[key]
+                FINISH[e["kind"]](e)
+
+
+def finish_endpoint(e):
+    ep, be = e["obj"], e["backend"]
+    if e["phase"] == "delete":
+        if be.endpoints.get(ep.endpoint_name) is ep:
+            del be.endpoints[ep.endpoint_name]
+        return
+    if e["phase"] == "update":
+        if e.get("fail"):
+            ep.failure_reason = e["fail"]  # rollback: old config stays
+        else:
+            ep.endpoint_config_name = e["config"]
+            ep.production_variants = ep._process_production_variants(e["variants"])
+            ep.failure_reason = None
+    ep.endpoint_status = "InService"
+    ep.last_modified_time = utcnow()
+
+
+def finish_stack(e):
+    stack = e["obj"]
+    if stack.status == e["phase"] + "_IN_PROGRESS":  # not deleted meanwhile
+        stack.status = e["phase"] + "_COMPLETE"
+        stack._add_stack_event(stack.status)
+
+
+SECONDARY = [(0.1, "Starting", "Preparing the instances for training"),
+             (0.2, "Downloading", "Downloading input data"),
+             (0.9, "Training", "Training image download completed. Training in progress."),
+             (1.0, "Uploading", "Uploading generated training model")]
+
+
+def set_secondary(job, status, message):
+    if job.secondary_status == status:
+        return
+    now = utcnow()
+    if job.secondary_status_transitions:
+        job.secondary_status_transitions[-1]["EndTime"] = now
+    job.secondary_status_transitions.append(
+        {"Status": status, "StartTime": now, "StatusMessage": message})
+    job.secondary_status = status
+    job.last_modified_time = now
+
+
+def secondary_progress(e, now):
+    frac = (now - e["start"]) / max(e["until"] - e["start"], 1e-9)
+    for limit, status, message in SECONDARY:
+        if frac < limit:
+            if status != "Starting" and e["obj"].training_start_time is None:
+                e["obj"].training_start_time = utcnow()
+            return set_secondary(e["obj"], status, message)
+
+
+def finish_training(e):
+    job = e["obj"]
+    if e["phase"] == "stop":
+        job.training_job_status = "Stopped"
+        set_secondary(job, "Stopped", "The job was stopped")
+    else:
+        fails = FAULTS.get("fail_training_jobs") or {}
+        reason = fails.get(job.training_job_name) or fails.get("*")
+        hp = job.hyper_parameters or {}
+        if not reason and hp.get("train-task") == "dreambooth":
+            reason = write_checkpoints(job, hp, e["backend"].account_id)
+        if reason:
+            job.training_job_status, job.failure_reason = "Failed", reason
+            set_secondary(job, "Failed", reason)
+        else:
+            job.training_job_status = "Completed"
+            job.model_artifacts = e["artifacts"]
+            set_secondary(job, "Completed", "Training job completed")
+    job.training_start_time = job.training_start_time or utcnow()
+    job.training_end_time = utcnow()
+    job.secondary_status_transitions[-1]["EndTime"] = job.training_end_time
+
+
+FINISH = {"endpoint": finish_endpoint, "training": finish_training, "stack": finish_stack}
+
+SD2_YAML = """model:
+  base_learning_rate: 1.0e-4
+  target: ldm.models.diffusion.ddpm.LatentDiffusion
+  params:
+    parameterization: "v"
+    image_size: 96
+    channels: 4
+"""
+
+
+def write_checkpoints(job, hp, account):
+    """DreamBooth contract (README): returns a FailureReason or None on success."""
+    try:
+        settings = json.loads(hp.get("train-args") or "")["train_dreambooth_settings"]
+        name, steps = settings["db_new_model_name"], settings["db_max_train_steps"]
+        is512 = settings["db_512_model"]
+        if not (isinstance(name, str) and name and isinstance(steps, int)
+                and not isinstance(steps, bool) and isinstance(is512, bool)):
+            raise TypeError("db_new_model_name must be a non-empty string, "
+                            "db_max_train_steps an int, db_512_model a bool")
+    except Exception as err:  # noqa: BLE001 - any parse problem fails the job
+        return f"AlgorithmError: invalid train-args hyperparameter ({type(err).__name__}: {err})"
+    uri = hp.get("sd-models-s3uri") or ""
+    parts = urlparse(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        return f"ClientError: invalid sd-models-s3uri hyperparameter '{uri}'"
+    bucket, prefix = parts.netloc, parts.path.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    s3 = s3_backends[account][job.arn.split(":")[1]]
+    if bucket not in s3.buckets:
+        return f"ClientError: cannot upload model to {uri}: bucket not found ({bucket})"
+    body = random.Random(job.training_job_name).randbytes(int(CONFIG["checkpoint_bytes"]))
+    s3.put_object(bucket, f"{prefix}{name}_{steps}.ckpt", body)
+    if not is512:
+        s3.put_object(bucket, f"{prefix}{name}_{steps}.yaml", SD2_YAML.encode())
+    return None
+
+
+# ---------------------------------------------------- SageMaker backend patches
+def patch(cls, name):
+    def deco(fn):
+        orig = getattr(cls, name, None)
+
+        def wrapper(self, *a, **kw):
+            with LOCK:
+                return fn(self, orig, *a, **kw)
+        setattr(cls, name, wrapper)
+        return wrapper
+    return deco
+
+
+def arn(be, kind, name):
+    return f"arn:{be.partition}:sagemaker:{be.region_name}:{be.account_id}:{kind}/{name}"
+
+
+@patch(SageMakerModelBackend, "create_model")
+def create_model(self, orig, model_name, **kw):
+    if model_name in self._models:
+        raise ValidationError(
+            f'Cannot create already existing model "{arn(self, "model", model_name)}".')
+    return orig(self, model_name=model_name, **kw)
+
+
+@patch(SageMakerModelBackend, "create_endpoint_config")
+def create_endpoint_config(self, orig, endpoint_config_name, **kw):
+    if endpoint_config_name in self.endpoint_configs:
+        a = arn(self, "endpoint-config", endpoint_config_name)
+        raise ValidationError(f'Cannot create already existing endpoint configuration "{a}".')
+    return orig(self, endpoint_config_name=endpoint_config_name, **kw)
+
+
+@patch(SageMakerModelBackend, "create_endpoint")
+def create_endpoint(self, orig, endpoint_name, endpoint_config_name, tags):
+    if endpoint_name in self.endpoints:
+        a = arn(self, "endpoint", endpoint_name)
+        raise ValidationError(f'Cannot create already existing endpoint "{a}".')
+    ep = orig(self, endpoint_name, endpoint_config_name, tags)
+    ep.data_capture_config = ep.data_capture_config or None
+    ep.endpoint_status = "Creating"
+    TRACK[ep.arn] = {"kind": "endpoint", "phase": "create", "obj": ep, "backend": self,
+                     "until": time.time() + dur("endpoint_create_seconds")}
+    return ep
+
+
+def update_endpoint(self, endpoint_name, endpoint_config_name):
+    with LOCK:
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None:
+            raise ValidationError(
+                f'Could not find endpoint "{arn(self, "endpoint", endpoint_name)}".')
+        if ep.endpoint_status != "InService":
+            raise ValidationError(f'Cannot update in-progress endpoint "{ep.arn}".')
+        cfg = self.endpoint_configs.get(endpoint_config_name)
+        if cfg is None:
+            a = arn(self, "endpoint-config", endpoint_config_name)
+            raise ValidationError(f'Could not find endpoint configuration "{a}".')
+        fail = FAULTS.pop("fail_next_update_endpoint", None)
+        ep.endpoint_status, ep.last_modified_time = "Updating", utcnow()
+        TRACK[ep.arn] = {"kind": "endpoint", "phase": "update", "obj": ep, "backend": self,
+                         "config": endpoint_config_name, "fail": fail,
+                         "variants": list(cfg.production_variants),
+                         "until": time.time() + dur("endpoint_update_seconds")}
+        return ep.arn
+
+
+SageMakerModelBackend.update_endpoint = update_endpoint
+
+
+@patch(SageMakerModelBackend, "delete_endpoint")
+def delete_endpoint(self, orig, endpoint_name):
+    ep = self.endpoints.get(endpoint_name)
+    if ep is None:
+        return orig(self, endpoint_name)  # moto's not-found error
+    if ep.endpoint_status != "Deleting":
+        ep.endpoint_status, ep.last_modified_time = "Deleting", utcnow()
+        TRACK[ep.arn] = {"kind": "endpoint", "phase": "delete", "obj": ep, "backend": self,
+                         "until": time.time() + dur("endpoint_delete_seconds")}
+
+
+@patch(SageMakerModelBackend, "create_training_job")
+def create_training_job(self, orig, training_job_name, **kw):
+    if training_job_name in self.training_jobs:
+        raise ResourceInUseException(
+            "Training job names must be unique within an AWS account and region, and a "
+            "training job with this name already exists "
+            f"({arn(self, 'training-job', training_job_name)})")
+    job = orig(self, training_job_name=training_job_name, **kw)
+    artifacts, job.model_artifacts = job.model_artifacts, None
+    job.training_job_status, job.secondary_status = "InProgress", None
+    job.training_start_time = job.training_end_time = None
+    job.secondary_status_transitions, job.final_metric_data_list = [], None
+    set_secondary(job, *SECONDARY[0][1:])
+    now = time.time()
+    TRACK[job.arn] = {"kind": "training", "phase": "train", "obj": job, "backend": self,
+                      "start": now, "until": now + dur("training_seconds"),
+                      "artifacts": artifacts}
+    return job
+
+
+def stop_training_job(self, training_job_name):
+    with LOCK:
+        job = self.training_jobs.get(training_job_name)
+        if job is None:
+            a = arn(self, "training-job", training_job_name)
+            raise ValidationError(f"Could not find training job '{a}'.")
+        if job.training_job_status != "InProgress":
+            raise ValidationError("The request was rejected because the training job is "
+                                  f"in status {job.training_job_status}.")
+        job.training_job_status = "Stopping"
+        set_secondary(job, "Stopping", "Stopping the training job")
+        TRACK[job.arn] = {"kind": "training", "phase": "stop", "obj": job, "backend": self,
+                          "until": time.time() + dur("training_stop_seconds")}
+
+
+SageMakerModelBackend.stop_training_job = stop_training_job
+
+
+def tagged(self, resource_arn):
+    res = self._get_resource_from_arn(resource_arn)
+    if res is None:
+        raise ValidationError(f"Could not find resource {resource_arn}")
+    return res
+
+
+@patch(SageMakerModelBackend, "add_tags")
+def add_tags(self, orig, resource_arn, tags):
+    res, new = tagged(self, resource_arn), {t["Key"]: t for t in tags or []}
+    res.tags = [new.pop(t["Key"], t) for t in res.tags] + list(new.values())
+    return res.tags
+
+
+@patch(SageMakerModelBackend, "list_tags")
+def list_tags(self, orig, **kw):
+    tagged(self, kw["arn"])
+    return orig(self, **kw)
+
+
+@patch(SageMakerModelBackend, "delete_tags")
+def delete_tags(self, orig, resource_arn, tag_keys):
+    res = tagged(self, resource_arn)
+    res.tags = [t for t in res.tags if t["Key"] not in (tag_keys or [])]
+
+
+def _update_endpoint_response(self):
+    return ActionResult({"EndpointArn": self.sagemaker_backend.update_endpoint(
+        self._get_param("EndpointName"), self._get_param("EndpointConfigName"))})
+
+
+def _stop_training_job_response(self):
+    self.sagemaker_backend.stop_training_job(self._get_param("TrainingJobName"))
+    return EmptyResult()
+
+
+SageMakerResponse.update_endpoint = _update_endpoint_response
+SageMakerResponse.stop_training_job = _stop_training_job_response
+
+
+# ------------------------------------------------------ CloudFormation patches
+def track_stack(stack, phase):
+    if stack.status == phase + "_COMPLETE" and dur("stack_seconds") > 0:
+        if stack.events and stack.events[-1].resource_status == stack.status:
+            stack.events.pop()
+        stack.status = phase + "_IN_PROGRESS"
+        TRACK[stack.stack_id] = {"kind": "stack", "phase": phase, "obj": stack,
+                                 "until": time.time() + dur("stack_seconds")}
+    return stack
+
+
+@patch(CloudFormationBackend, "create_stack")
+def create_stack(self, orig, *a, **kw):
+    return track_stack(orig(self, *a, **kw), "CREATE")
+
+
+@patch(CloudFormationBackend, "update_stack")
+def update_stack(self, orig, name, *a, **kw):
+    stack = self.get_stack(name)
+    if stack.status.endswith("_IN_PROGRESS"):
+        raise cfn_responses.ValidationError(
+            name, f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
+    return track_stack(orig(self, name, *a, **kw), "UPDATE")
+
+
+_orig_s3_url = cfn_responses.get_stack_from_s3_url
+cfn_responses.get_stack_from_s3_url = lambda url, **kw: _orig_s3_url(
+    url.replace("//127.0.0.1", "//localhost"), **kw)  # moto only path-parses "localhost"
+
+
+# ------------------------------------------------------------ WSGI middleware
+CRED = re.compile(r"Credential=[^/,]*/[^/]*/[^/]*/([^/]*)/")
+S3_BUCKET_SUB = {"tagging": "BucketTagging", "versioning": "BucketVersioning",
+                 "policy": "BucketPolicy", "acl": "BucketAcl", "cors": "BucketCors",
+                 "lifecycle": "BucketLifecycleConfiguration", "encryption": "BucketEncryption",
+                 "location": "BucketLocation", "notification": "BucketNotificationConfiguration"}
+
+
+def s3_api(method, path, host, qs, headers):
+    host, path = host.split(":")[0], path.lstrip("/")
+    if host.endswith(".localhost") or (".s3." in host and not host.startswith("s3.")):
+        bucket, key = host.split(".")[0], path  # virtual-host style
+    else:
+        bucket, _, key = path.partition("/")
+    if not bucket:
+        return "ListBuckets"
+    if key:
+        if "uploadId" in qs:
+            return {"PUT": "UploadPart", "POST": "CompleteMultipartUpload",
+                    "DELETE": "AbortMultipartUpload"}.get(method, "ListParts")
+        if "uploads" in qs:
+            return "CreateMultipartUpload"
+        if "tagging" in qs:
+            return {"GET": "GetObjectTagging", "PUT": "PutObjectTagging"}.get(method, "DeleteObjectTagging")
+        if method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in headers:
+            return "CopyObject"
+        return {"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject",
+                "DELETE": "DeleteObject"}.get(method, "PostObject")
+    for sub, name in S3_BUCKET_SUB.items():
+        if sub in qs:
+            return {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method) + name
+    if method == "GET":
+        return "ListMultipartUploads" if "uploads" in qs else (
+            "ListObjectsV2" if qs.get("list-type") == ["2"] else "ListObjects")
+    if method == "POST" and "delete" in qs:
+        return "DeleteObjects"
+    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, method)
+
+
+def classify(environ):
+    """-> (api name like 'sagemaker:DescribeEndpoint', protocol, is_read)."""
+    method = environ["REQUEST_METHOD"]
+    qs = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = CRED.search(auth or "Credential=" + (qs.get("X-Amz-Credential") or [""])[0])
+    sigv2_s3 = auth.startswith("AWS ") or "AWSAccessKeyId" in qs
+    service = m.group(1) if m else ("s3" if sigv2_s3 else "unknown")
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        action, proto = target.rsplit(".", 1)[-1], "json"
+    elif service == "s3":
+        action = s3_api(method, environ.get("PATH_INFO", "/"), environ.get("HTTP_HOST", ""), qs, environ)
+        return f"s3:{action}", "s3", method in ("GET", "HEAD")
+    else:
+        form = {}
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            form = parse_qs(body.decode("utf-8", "replace"))
+        action, proto = (form.get("Action") or qs.get("Action") or [method])[0], "query"
+    is_read = action.startswith(("Describe", "List", "Get", "Head", "BatchGet"))
+    return f"{service}:{action}", proto, is_read
+
+
+def pick_fault(kind, api, method):
+    rules = FAULTS.get(kind) or {}
+    svc = api.split(":")[0]
+    for pattern in (api, f"{svc}:{method}", f"{svc}:*", "*"):
+        if pattern in rules:
+            frac = Fraction(str(rules[pattern])).limit_denominator(10**6)
+            n = FAULT_COUNTERS[(kind, api)] = FAULT_COUNTERS.get((kind, api), 0) + 1
+            return int(n * frac) > int((n - 1) * frac)  # exactly every 1/frac-th call
+    return False
+
+
+def error_response(kind, proto, start_response):
+    rid = str(uuid.uuid4())
+    if proto == "json":
+        code, status, msg = (("ThrottlingException", "400 Bad Request", "Rate exceeded")
+                             if kind == "throttle" else
+                             ("InternalFailure", "500 Internal Server Error", "injected"))
+        body = json.dumps({"__type": code, "message": msg})
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
+    elif proto == "s3":
+        code, status, msg = (("SlowDown", "503 Slow Down", "Please reduce your request rate.")
+                             if kind == "throttle" else
+                             ("InternalError", "500 Internal Server Error", "injected"))
+        body = f"<Error><Code>{code}</Code><Message>{msg}</Message><RequestId>{rid}</RequestId></Error>"
+        headers = [("Content-Type", "application/xml")]
+    else:
+        typ, code, status, msg = (("Sender", "Throttling", "400 Bad Request", "Rate exceeded")
+                                  if kind == "throttle" else
+                                  ("Receiver", "InternalFailure", "500 Internal Server Error", "injected"))
+        body = (f"<ErrorResponse><Error><Type>{typ}</Type><Code>{code}</Code><Message>{msg}"
+                f"</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>")
+        headers = [("Content-Type", "text/xml")]
+    data = body.encode()
+    start_response(status, headers + [("x-amzn-RequestId", rid), ("x-amz-request-id", rid),
+                                      ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def count(api, is_read, faulted):
+    entry = CALLS.setdefault(api, {"read": 0, "mutate": 0, "count": 0, "faulted": 0})
+    entry["read" if is_read else "mutate"] += 1
+    entry["count"] += 1
+    entry["faulted"] += faulted
+
+
+def calls_report():
+    total = {"read": sum(e["read"] for e in CALLS.values()),
+             "mutate": sum(e["mutate"] for e in CALLS.values())}
+    return {"total": total, "by_api": CALLS}
+
+
+def control(environ, start_response):
+    method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(size) or b"{}") if size else {}
+        with LOCK:
+            if path == "/_sdop/config" and method == "POST":
+                unknown = set(body) - set(ENV_DEFAULTS)
+                if unknown:
+                    raise ValueError(f"unknown config keys: {sorted(unknown)}")
+                CONFIG.update({k: type(ENV_DEFAULTS[k][1])(v) for k, v in body.items()})
+            elif path == "/_sdop/faults" and method == "POST":
+                for k, v in body.items():
+                    if isinstance(v, dict) and isinstance(FAULTS.get(k), dict):
+                        FAULTS[k].update(v)
+                    elif v is None:
+                        FAULTS.pop(k, None)
+                    else:
+                        FAULTS[k] = v
+                FAULT_COUNTERS.clear()
+            elif path == "/_sdop/faults" and method == "DELETE":
+                FAULTS.clear(); FAULT_COUNTERS.clear()
+            elif path == "/_sdop/calls" and method == "DELETE":
+                CALLS.clear()
+            elif path == "/_sdop/reset" and method == "POST":
+                moto_api_backend.reset()
+                clear_state()
+            elif not (method == "GET" and path in ("/_sdop/config", "/_sdop/faults",
+                                                    "/_sdop/calls", "/_sdop/health")):
+                raise LookupError(f"no route {method} {path}")
+            out = {"/_sdop/config": CONFIG, "/_sdop/faults": FAULTS,
+                   "/_sdop/calls": calls_report()}.get(path, {"status": "ok"})
+            data, status = json.dumps(out).encode(), "200 OK"
+    except LookupError as err:
+        data, status = json.dumps({"error": str(err)}).encode(), "404 Not Found"
+    except Exception as err:  # noqa: BLE001 - bad input from the test
+        data, status = json.dumps({"error": str(err)}).encode(), "400 Bad Request"
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class SdopMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sdop/"):
+            return control(environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        api, proto, is_read = classify(environ)
+        with LOCK:
+            advance()
+            fault = next((k for k in ("throttle", "error500")
+                          if pick_fault(k, api, environ["REQUEST_METHOD"])), None)
+            count(api, is_read, fault is not None)
+        if fault:
+            return error_response(fault, proto, start_response)
+        return self.app(environ, start_response)
+
+
+def ticker():
+    while True:
+        time.sleep(0.1)
+        try:
+            advance()
+        except Exception as err:  # noqa: BLE001 - keep ticking
+            print(f"sdop-local-aws: ticker error: {err!r}", file=sys.stderr, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--quiet", action="store_true", help="no per-request log on stderr")
+    args = ap.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    clear_state()
+    app = SdopMiddleware(DomainDispatcherApplication(create_backend_app))
+    handler = type("Handler", (MotoRequestHandler,), {"log_request": lambda *a, **k: None}
+                   ) if args.quiet else MotoRequestHandler
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=handler)
+    threading.Thread(target=ticker, daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    print(f"sdop-local-aws listening on http://{args.host}:{server.port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

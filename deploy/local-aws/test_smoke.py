@@ -1,0 +1,295 @@
+"""Self-check for the sdop local AWS emulator (not part of the Rust test suite).
+
+    deploy/local-aws/up --install-only && deploy/local-aws/.venv/bin/python deploy/local-aws/test_smoke.py
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROLE = "arn:aws:iam::123456789012:role/sdop"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = free_port()
+URL = f"http://127.0.0.1:{PORT}"
+
+
+def ctl(method, path, body=None):
+    req = urllib.request.Request(URL + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
+
+
+def client(service):
+    return boto3.client(service, endpoint_url=URL, region_name="us-east-1",
+                        aws_access_key_id="AKIDSDOPTEST", aws_secret_access_key="secret",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def error_code(fn, **kw):
+    try:
+        fn(**kw)
+    except ClientError as err:
+        return err.response["Error"]["Code"], err.response["Error"]["Message"]
+    raise AssertionError(f"{fn.__name__} did not fail")
+
+
+def wait_for(fn, want, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = fn()
+        if got == want:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {want!r}, last {got!r}")
+
+
+sm, s3, cfn = client("sagemaker"), client("s3"), client("cloudformation")
+
+
+def make_endpoint_basics(model="m1", configs=("c1", "c2")):
+    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
+    for c in configs:
+        sm.create_endpoint_config(EndpointConfigName=c, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.g4dn.xlarge",
+            "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}])
+
+
+def ep_state(name="e1"):
+    d = sm.describe_endpoint(EndpointName=name)
+    return d["EndpointStatus"], d["EndpointConfigName"], d.get("FailureReason")
+
+
+def test_endpoint_lifecycle():
+    ctl("POST", "/_sdop/config", {"endpoint_create_seconds": 0.6, "endpoint_update_seconds": 0.6,
+                                  "endpoint_delete_seconds": 0.4})
+    make_endpoint_basics()
+    t0 = time.time()
+    sm.create_endpoint(EndpointName="e1", EndpointConfigName="c1")
+    assert ep_state() == ("Creating", "c1", None)
+    wait_for(ep_state, ("InService", "c1", None))
+    assert 0.5 < time.time() - t0 < 2.0, time.time() - t0
+    assert sm.describe_endpoint(EndpointName="e1")["ProductionVariants"][0]["VariantName"] == "AllTraffic"
+    # update: old config while Updating, new one when InService
+    sm.update_endpoint(EndpointName="e1", EndpointConfigName="c2")
+    assert ep_state() == ("Updating", "c1", None)
+    assert error_code(sm.update_endpoint, EndpointName="e1", EndpointConfigName="c1")[0] == "ValidationException"
+    wait_for(ep_state, ("InService", "c2", None))
+    # failed update rolls back to the old config with FailureReason
+    ctl("POST", "/_sdop/faults", {"fail_next_update_endpoint": "CapacityError: no ml.g4dn.xlarge"})
+    sm.update_endpoint(EndpointName="e1", EndpointConfigName="c1")
+    assert ep_state() == ("Updating", "c2", None)
+    wait_for(ep_state, ("InService", "c2", "CapacityError: no ml.g4dn.xlarge"))
+    sm.update_endpoint(EndpointName="e1", EndpointConfigName="c1")  # fault was one-shot
+    wait_for(ep_state, ("InService", "c1", None))
+    # delete: Deleting, then gone
+    sm.delete_endpoint(EndpointName="e1")
+    assert ep_state()[0] == "Deleting"
+    wait_for(lambda: error_code(sm.describe_endpoint, EndpointName="e1")[0]
+             if sm.list_endpoints()["Endpoints"] == [] else "still there", "ValidationException")
+    assert "Could not find endpoint" in error_code(sm.describe_endpoint, EndpointName="e1")[1]
+
+
+def test_duplicates_and_tags():
+    make_endpoint_basics("m2", ["c3"])
+    code, msg = error_code(sm.create_model, ModelName="m2", ExecutionRoleArn=ROLE,
+                           PrimaryContainer={"Image": "img"})
+    assert (code, msg) == ("ValidationException", 'Cannot create already existing model '
+                           '"arn:aws:sagemaker:us-east-1:123456789012:model/m2".'), msg
+    code, msg = error_code(sm.create_endpoint_config, EndpointConfigName="c3", ProductionVariants=[{
+        "VariantName": "v", "ModelName": "m2", "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}])
+    assert code == "ValidationException" and msg.startswith("Cannot create already existing endpoint configuration"), msg
+    arn = sm.create_endpoint(EndpointName="e2", EndpointConfigName="c3", Tags=[{"Key": "a", "Value": "1"}])["EndpointArn"]
+    code, msg = error_code(sm.create_endpoint, EndpointName="e2", EndpointConfigName="c3")
+    assert code == "ValidationException" and msg.startswith("Cannot create already existing endpoint \""), msg
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}])
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "b", "Value": "4"}])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "4"}]
+    sm.delete_tags(ResourceArn=arn, TagKeys=["a"])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "b", "Value": "4"}]
+
+
+def train(name, hp, **extra):
+    return sm.create_training_job(
+        TrainingJobName=name, HyperParameters=hp, RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://sdop-bucket/output"},
+        ResourceConfig={"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600}, **extra)
+
+
+def db_hp(model, steps, is512, uri="s3://sdop-bucket/models/"):
+    args = {"train_dreambooth_settings": {"db_new_model_name": model, "db_max_train_steps": steps,
+                                          "db_512_model": is512}}
+    return {"train-task": "dreambooth", "sd-models-s3uri": uri, "train-args": json.dumps(args)}
+
+
+def job(name):
+    return sm.describe_training_job(TrainingJobName=name)
+
+
+def test_training():
+    ctl("POST", "/_sdop/config", {"training_seconds": 1.5, "training_stop_seconds": 0.3,
+                                  "checkpoint_bytes": 4096})
+    s3.create_bucket(Bucket="sdop-bucket")
+    train("t-sd2", db_hp("dog", 300, False))
+    train("t-sd1", db_hp("cat", 200, True))
+    train("t-nobucket", db_hp("cat", 1, True, uri="s3://missing-bucket/x/"))
+    train("t-badargs", {"train-task": "dreambooth", "sd-models-s3uri": "s3://sdop-bucket/models/",
+                        "train-args": "{not json"})
+    train("t-stop", db_hp("stop", 1, True))
+    train("t-fault", db_hp("fault", 1, True))
+    ctl("POST", "/_sdop/faults", {"fail_training_jobs": {"t-fault": "AlgorithmError: injected"}})
+    code, msg = error_code(train, name="t-sd2", hp=db_hp("dog", 300, False))
+    assert code == "ResourceInUse" and "training job with this name already exists" in msg, msg
+    first = job("t-sd2")
+    assert first["TrainingJobStatus"] == "InProgress" and "TrainingEndTime" not in first, first
+    sm.stop_training_job(TrainingJobName="t-stop")
+    assert (job("t-stop")["TrainingJobStatus"], job("t-stop")["SecondaryStatus"]) == ("Stopping", "Stopping")
+    wait_for(lambda: job("t-stop")["TrainingJobStatus"], "Stopped")
+    assert error_code(sm.stop_training_job, TrainingJobName="t-stop")[0] == "ValidationException"
+    seen = set()
+    while job("t-sd2")["TrainingJobStatus"] == "InProgress":
+        seen.add(job("t-sd2")["SecondaryStatus"])
+        time.sleep(0.02)
+    assert {"Training", "Uploading"} <= seen, seen
+    done = job("t-sd2")
+    assert done["TrainingJobStatus"] == "Completed", done
+    assert done["SecondaryStatus"] == "Completed" and done["TrainingEndTime"] >= done["TrainingStartTime"]
+    assert [t["Status"] for t in done["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+    wait_for(lambda: job("t-sd1")["TrainingJobStatus"], "Completed")
+    keys = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="sdop-bucket")["Contents"]}
+    assert keys == {"models/dog_300.ckpt": 4096, "models/dog_300.yaml": keys.get("models/dog_300.yaml"),
+                    "models/cat_200.ckpt": 4096}, keys
+    for name, fragment in [("t-nobucket", "bucket not found"), ("t-badargs", "invalid train-args"),
+                           ("t-fault", "AlgorithmError: injected")]:
+        wait_for(lambda: job(name)["TrainingJobStatus"], "Failed")
+        assert fragment in job(name)["FailureReason"], job(name)["FailureReason"]
+    assert not any(k.startswith("models/fault") for k in keys)
+    statuses = {j["TrainingJobName"]: j["TrainingJobStatus"]
+                for j in sm.list_training_jobs()["TrainingJobSummaries"]}
+    assert statuses["t-stop"] == "Stopped" and statuses["t-sd1"] == "Completed"
+
+
+def test_faults_and_calls():
+    ctl("DELETE", "/_sdop/calls")
+    ctl("POST", "/_sdop/faults", {"throttle": {"sagemaker:ListModels": 0.2, "s3:*": 0.5},
+                                  "error500": {"sagemaker:ListEndpointConfigs": 1.0,
+                                               "cloudformation:ListStacks": 1.0}})
+    outcomes = []
+    for _ in range(10):
+        try:
+            sm.list_models()
+            outcomes.append("ok")
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "ThrottlingException"
+            assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            outcomes.append("T")
+    assert outcomes == (["ok"] * 4 + ["T"]) * 2, outcomes
+    s3_codes = []
+    for _ in range(4):
+        try:
+            s3.list_buckets()
+            s3_codes.append("ok")
+        except ClientError as err:
+            s3_codes.append((err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]))
+    assert s3_codes == ["ok", ("SlowDown", 503)] * 2, s3_codes
+    err = error_code(sm.list_endpoint_configs)
+    assert err == ("InternalFailure", "injected"), err
+    assert error_code(cfn.list_stacks)[0] == "InternalFailure"
+    ctl("DELETE", "/_sdop/faults")
+    sm.list_endpoint_configs()
+    calls = ctl("GET", "/_sdop/calls")
+    assert calls["by_api"]["sagemaker:ListModels"] == {"read": 10, "mutate": 0, "count": 10, "faulted": 2}
+    assert calls["by_api"]["s3:ListBuckets"]["count"] == 4
+    assert calls["by_api"]["sagemaker:ListEndpointConfigs"]["count"] == 2
+    assert calls["by_api"]["cloudformation:ListStacks"]["read"] == 1
+    assert calls["total"] == {"read": 17, "mutate": 0}, calls["total"]
+    s3.put_object(Bucket="sdop-bucket", Key="k/obj", Body=b"x")
+    s3.head_object(Bucket="sdop-bucket", Key="k/obj")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "sdop-bucket", "Key": "k/obj"})
+    assert urllib.request.urlopen(url).read() == b"x"
+    by_api = ctl("GET", "/_sdop/calls")["by_api"]
+    assert by_api["s3:PutObject"]["mutate"] == 1 and by_api["s3:HeadObject"]["read"] == 1, by_api
+    assert by_api["s3:GetObject"]["read"] == 1, by_api
+    ctl("DELETE", "/_sdop/calls")
+    assert ctl("GET", "/_sdop/calls") == {"total": {"read": 0, "mutate": 0}, "by_api": {}}
+
+
+def test_cloudformation():
+    ctl("POST", "/_sdop/config", {"stack_seconds": 0.6})
+    template = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket",
+                                         "Properties": {"BucketName": "sdop-cfn-bucket"}}}}
+    s3.put_object(Bucket="sdop-bucket", Key="tpl/stack.json", Body=json.dumps(template).encode())
+    cfn.create_stack(StackName="sdop-stack",
+                     TemplateURL=f"http://localhost:{PORT}/sdop-bucket/tpl/stack.json")
+
+    def status():
+        return cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["StackStatus"]
+    assert status() == "CREATE_IN_PROGRESS"
+    wait_for(status, "CREATE_COMPLETE")
+    template["Resources"]["Other"] = {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "sdop-cfn-2"}}
+    cfn.update_stack(StackName="sdop-stack", TemplateBody=json.dumps(template))
+    assert status() == "UPDATE_IN_PROGRESS"
+    wait_for(status, "UPDATE_COMPLETE")
+    assert "sdop-cfn-2" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_reset():
+    ctl("POST", "/_sdop/config", {"training_seconds": 9})
+    ctl("POST", "/_sdop/faults", {"throttle": {"*": 1.0}})
+    ctl("POST", "/_sdop/reset")
+    assert sm.list_models()["Models"] == [] and s3.list_buckets()["Buckets"] == []
+    assert ctl("GET", "/_sdop/config")["training_seconds"] == 3.0
+    assert ctl("GET", "/_sdop/faults") == {}
+    assert ctl("GET", "/_sdop/calls")["total"] == {"read": 2, "mutate": 0}
+
+
+def main():
+    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
+    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT)],
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line == f"sdop-local-aws listening on {URL}", line
+        tests = [test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
+                 test_faults_and_calls, test_cloudformation, test_reset]
+        passed = failed = 0
+        for test in tests:
+            try:
+                test()
+                passed += 1
+                print(f"ok   {test.__name__}", flush=True)
+            except Exception as err:  # noqa: BLE001
+                failed += 1
+                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
+        print(f"{passed} passed, {failed} failed")
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=10)
+    if failed or rc:
+        log.seek(0)
+        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
+    assert rc == 0, f"server exited with {rc} on SIGTERM"
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+//! Terraform-like rendering of a plan.
+
+use std::fmt::Write;
+
+use crate::engine::plan::{FieldChange, Operation, Plan};
+
+fn value(v: &Option<serde_json::Value>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "(known after apply)".to_string(),
+    }
+}
+
+fn change_line(out: &mut String, operation: Operation, change: &FieldChange) {
+    let _ = match (operation, &change.before) {
+        (Operation::Create, _) | (_, None) => {
+            writeln!(out, "      {}: {}", change.field, value(&change.after))
+        }
+        (_, Some(before)) => writeln!(
+            out,
+            "      {}: {} -> {}",
+            change.field,
+            before,
+            value(&change.after)
+        ),
+    };
+}
+
+pub fn plan_text(plan: &Plan, note: &str) -> String {
+    let mut out = String::new();
+    let count = |op| plan.actions.iter().filter(|a| a.operation == op).count();
+    let mut current = None;
+    for action in &plan.actions {
+        if current != Some(&action.resource) {
+            let _ = writeln!(out, "{}", action.resource);
+            current = Some(&action.resource);
+        }
+        let _ = writeln!(
+            out,
+            "  {:>3} {} {}  ({})",
+            action.operation.symbol(),
+            action.aws_type,
+            action.name,
+            action.reason
+        );
+        for change in &action.changes {
+            change_line(&mut out, action.operation, change);
+        }
+    }
+    if !plan.actions.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} conflict(s).",
+        count(Operation::Create),
+        count(Operation::Update),
+        count(Operation::Replace),
+        count(Operation::Delete),
+        count(Operation::Conflict)
+    );
+    if !note.is_empty() {
+        let _ = writeln!(out, "Note: {note}.");
+    }
+    out
+}

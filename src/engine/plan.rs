@@ -1,0 +1,413 @@
+//! The planner: a pure function from desired and observed AWS objects to actions with reasons.
+//!
+//! No I/O, no clock: every decision here is unit-tested with plain values.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::ResourceId;
+
+/// An AWS object type and name, e.g. `sagemaker:model` / `sd-base-1a2b3c4d5e`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectKey {
+    pub aws_type: &'static str,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(aws_type: &'static str, name: impl Into<String>) -> Self {
+        ObjectKey {
+            aws_type,
+            name: name.into(),
+        }
+    }
+}
+
+/// A name that may depend on values not known before apply (a digest, a package identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ObjectName {
+    Known(String),
+    /// Known after apply; holds the human part of the name for display.
+    AfterApply {
+        base: String,
+    },
+}
+
+impl ObjectName {
+    pub fn known(&self) -> Option<&str> {
+        match self {
+            ObjectName::Known(name) => Some(name),
+            ObjectName::AfterApply { .. } => None,
+        }
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            ObjectName::Known(name) => name.clone(),
+            ObjectName::AfterApply { base } => format!("{base}-(known after apply)"),
+        }
+    }
+}
+
+/// How a differing field is converged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mutability {
+    /// Updated in place (tags, endpoint config of an endpoint, stack parameters).
+    InPlace,
+    /// Immutable in AWS: a change means a new object (new derived name) replaces the old one.
+    Replace,
+}
+
+/// One AWS object a resource should consist of. `None` field values are known after apply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredObject {
+    pub aws_type: &'static str,
+    pub name: ObjectName,
+    pub mutability: Mutability,
+    pub fields: BTreeMap<String, Option<Value>>,
+}
+
+impl DesiredObject {
+    pub fn new(aws_type: &'static str, name: ObjectName, mutability: Mutability) -> Self {
+        DesiredObject {
+            aws_type,
+            name,
+            mutability,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a field; `None` means known after apply.
+    pub fn field(mut self, name: &str, value: Option<Value>) -> Self {
+        self.fields.insert(name.to_string(), value);
+        self
+    }
+
+    /// True when every field is known (so a derived name can be computed).
+    pub fn fully_known(&self) -> bool {
+        self.fields.values().all(Option::is_some)
+    }
+}
+
+/// Who owns an AWS object, read from its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ownership {
+    /// Tagged by sdop for this resource.
+    Owned { resource: ResourceId },
+    /// Exists without sdop's tags (or tagged for another resource).
+    Foreign,
+    /// Adopted by a manifest that says `adopt: true`.
+    Adopted,
+}
+
+/// An AWS object as read back from AWS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedObject {
+    pub key: ObjectKey,
+    pub fields: BTreeMap<String, Value>,
+    pub ownership: Ownership,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    /// A same-named object sdop does not own: nothing will be done to it.
+    Conflict,
+}
+
+impl Operation {
+    /// The Terraform-style marker.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Operation::Create => "+",
+            Operation::Update => "~",
+            Operation::Replace => "-/+",
+            Operation::Delete => "-",
+            Operation::Conflict => "!",
+        }
+    }
+}
+
+/// `field: before -> after`; `after: None` means known after apply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    pub resource: ResourceId,
+    pub operation: Operation,
+    pub aws_type: &'static str,
+    pub name: String,
+    pub reason: String,
+    pub changes: Vec<FieldChange>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    /// True when applying would change something (conflicts are not changes).
+    pub fn has_changes(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.operation != Operation::Conflict)
+    }
+}
+
+/// Plans one resource: each desired object against what was observed under its name, plus
+/// deletion of objects the resource owns that it no longer wants (superseded immutable ones).
+pub fn plan_resource(
+    resource: &ResourceId,
+    desired: &[DesiredObject],
+    observed: &[ObservedObject],
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for want in desired {
+        let found = want.name.known().and_then(|name| {
+            observed
+                .iter()
+                .find(|o| o.key.aws_type == want.aws_type && o.key.name == name)
+        });
+        let action = |operation, reason: String, changes| Action {
+            resource: resource.clone(),
+            operation,
+            aws_type: want.aws_type,
+            name: want.name.display(),
+            reason,
+            changes,
+        };
+        let Some(found) = found else {
+            let changes = want
+                .fields
+                .iter()
+                .map(|(field, value)| FieldChange {
+                    field: field.clone(),
+                    before: None,
+                    after: value.clone(),
+                })
+                .collect();
+            let reason = match want.name {
+                ObjectName::Known(_) => "does not exist".to_string(),
+                ObjectName::AfterApply { .. } => {
+                    "name depends on values known after apply".to_string()
+                }
+            };
+            actions.push(action(Operation::Create, reason, changes));
+            continue;
+        };
+        if found.ownership == Ownership::Foreign {
+            actions.push(action(
+                Operation::Conflict,
+                "exists but is not owned by sdop (no sdop ownership tags); set adopt: true to manage it".into(),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let changes: Vec<FieldChange> = want
+            .fields
+            .iter()
+            .filter(|(field, value)| match value {
+                Some(value) => found.fields.get(*field) != Some(value),
+                None => true,
+            })
+            .map(|(field, value)| FieldChange {
+                field: field.clone(),
+                before: found.fields.get(field).cloned(),
+                after: value.clone(),
+            })
+            .collect();
+        if changes.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        match want.mutability {
+            Mutability::InPlace => actions.push(action(
+                Operation::Update,
+                format!("drift in {}", fields.join(", ")),
+                changes,
+            )),
+            Mutability::Replace => actions.push(action(
+                Operation::Replace,
+                format!("immutable fields differ: {}", fields.join(", ")),
+                changes,
+            )),
+        }
+    }
+    for extra in observed {
+        let wanted = desired.iter().any(|d| {
+            d.aws_type == extra.key.aws_type && d.name.known() == Some(extra.key.name.as_str())
+        });
+        let owned_here =
+            matches!(&extra.ownership, Ownership::Owned { resource: r } if r == resource);
+        if !wanted && owned_here {
+            actions.push(Action {
+                resource: resource.clone(),
+                operation: Operation::Delete,
+                aws_type: extra.key.aws_type,
+                name: extra.key.name.clone(),
+                reason: "superseded: no longer part of the desired state".into(),
+                changes: Vec::new(),
+            });
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> ResourceId {
+        ResourceId::new("Endpoint", "base")
+    }
+
+    fn endpoint(config: &str) -> DesiredObject {
+        DesiredObject::new(
+            "sagemaker:endpoint",
+            ObjectName::Known("sd-base".into()),
+            Mutability::InPlace,
+        )
+        .field("endpointConfigName", Some(json!(config)))
+    }
+
+    fn observed(
+        aws_type: &'static str,
+        name: &str,
+        fields: &[(&str, Value)],
+        ownership: Ownership,
+    ) -> ObservedObject {
+        ObservedObject {
+            key: ObjectKey::new(aws_type, name),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ownership,
+        }
+    }
+
+    fn owned() -> Ownership {
+        Ownership::Owned { resource: id() }
+    }
+
+    #[test]
+    fn missing_object_is_created_with_its_fields() {
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[]);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].operation, Operation::Create);
+        assert_eq!(actions[0].changes[0].after, Some(json!("cfg-1")));
+        assert_eq!(actions[0].reason, "does not exist");
+    }
+
+    #[test]
+    fn converged_object_plans_nothing() {
+        let seen = observed(
+            "sagemaker:endpoint",
+            "sd-base",
+            &[("endpointConfigName", json!("cfg-1"))],
+            owned(),
+        );
+        assert!(plan_resource(&id(), &[endpoint("cfg-1")], &[seen]).is_empty());
+    }
+
+    #[test]
+    fn drift_in_a_mutable_field_is_an_update_with_old_and_new() {
+        let seen = observed(
+            "sagemaker:endpoint",
+            "sd-base",
+            &[("endpointConfigName", json!("cfg-0"))],
+            owned(),
+        );
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
+        assert_eq!(actions[0].operation, Operation::Update);
+        assert_eq!(actions[0].changes[0].before, Some(json!("cfg-0")));
+        assert_eq!(actions[0].changes[0].after, Some(json!("cfg-1")));
+    }
+
+    #[test]
+    fn immutable_difference_is_a_replace() {
+        let want = DesiredObject::new(
+            "s3:object",
+            ObjectName::Known("b/k".into()),
+            Mutability::Replace,
+        )
+        .field("identity", Some(json!("new")));
+        let seen = observed("s3:object", "b/k", &[("identity", json!("old"))], owned());
+        let actions = plan_resource(&id(), &[want], &[seen]);
+        assert_eq!(actions[0].operation, Operation::Replace);
+    }
+
+    #[test]
+    fn foreign_object_is_a_conflict_and_never_touched() {
+        let seen = observed(
+            "sagemaker:endpoint",
+            "sd-base",
+            &[("endpointConfigName", json!("x"))],
+            Ownership::Foreign,
+        );
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].operation, Operation::Conflict);
+    }
+
+    #[test]
+    fn adopted_object_is_updated() {
+        let seen = observed(
+            "sagemaker:endpoint",
+            "sd-base",
+            &[("endpointConfigName", json!("x"))],
+            Ownership::Adopted,
+        );
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
+        assert_eq!(actions[0].operation, Operation::Update);
+    }
+
+    #[test]
+    fn superseded_owned_objects_are_deleted_but_foreign_ones_are_not() {
+        let old = observed("sagemaker:model", "sd-base-old", &[], owned());
+        let other = observed(
+            "sagemaker:model",
+            "someone-else",
+            &[],
+            Ownership::Owned {
+                resource: ResourceId::new("Endpoint", "other"),
+            },
+        );
+        let actions = plan_resource(&id(), &[], &[old, other]);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].operation, Operation::Delete);
+        assert_eq!(actions[0].name, "sd-base-old");
+    }
+
+    #[test]
+    fn unknown_values_show_as_known_after_apply() {
+        let want = DesiredObject::new(
+            "sagemaker:model",
+            ObjectName::AfterApply {
+                base: "sd-base".into(),
+            },
+            Mutability::Replace,
+        )
+        .field("image", None);
+        let actions = plan_resource(&id(), &[want], &[]);
+        assert_eq!(actions[0].operation, Operation::Create);
+        assert_eq!(actions[0].name, "sd-base-(known after apply)");
+        assert_eq!(actions[0].changes[0].after, None);
+    }
+}

@@ -1,0 +1,76 @@
+//! `Bucket`: an S3 bucket (workshop step 2, `aws s3 mb`), private and encrypted by default.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::rules;
+
+pub struct Bucket;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BucketSpec {
+    /// The S3 bucket name (globally unique; S3 naming rules apply).
+    pub bucket_name: String,
+    /// Region to create the bucket in, e.g. `us-east-1`.
+    pub region: String,
+    /// Tags on the bucket, besides sdop's ownership tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// What pruning does when the manifest is deleted: `Retain` (default) or `Delete`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over an existing bucket that sdop did not create.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+pub const AWS_TYPE: &str = "s3:bucket";
+
+impl Kind for Bucket {
+    const KIND: &'static str = "Bucket";
+    const OUTPUTS: &'static [&'static str] = &["bucketName", "region", "arn"];
+    type Spec = BucketSpec;
+
+    fn check(spec: &BucketSpec, checks: &mut Checks) {
+        checks.check("spec.bucketName", rules::bucket_name(&spec.bucket_name));
+        checks.check("spec.region", rules::region(&spec.region));
+        checks.tags("spec.tags", &spec.tags);
+    }
+
+    fn references(_spec: &BucketSpec) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    fn claims(spec: &BucketSpec) -> Vec<Claim> {
+        vec![Claim::S3Bucket(spec.bucket_name.clone())]
+    }
+
+    fn spec_outputs(spec: &BucketSpec) -> BTreeMap<String, String> {
+        [
+            ("bucketName".to_string(), spec.bucket_name.clone()),
+            ("region".to_string(), spec.region.clone()),
+            (
+                "arn".to_string(),
+                format!("arn:aws:s3:::{}", spec.bucket_name),
+            ),
+        ]
+        .into()
+    }
+
+    fn desired(spec: &BucketSpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
+        vec![DesiredObject::new(
+            AWS_TYPE,
+            ObjectName::Known(spec.bucket_name.clone()),
+            Mutability::InPlace,
+        )
+        .field("region", Some(json!(spec.region)))
+        .field("tags", Some(json!(spec.tags)))
+        .field("publicAccessBlocked", Some(json!(true)))
+        .field("encryption", Some(json!("AES256")))]
+    }
+}

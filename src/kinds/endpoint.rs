@@ -1,0 +1,265 @@
+//! `Endpoint`: a SageMaker inference endpoint (workshop steps 7 and 12). One manifest becomes
+//! a Model and an EndpointConfig (immutable, content-hash names) and an Endpoint that points
+//! at the current config.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::model_package::ModelPackage;
+use super::{Checks, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference};
+use crate::engine::naming::{content_hash, hashed_name};
+use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::manifest::ResourceId;
+use crate::rules;
+
+pub struct Endpoint;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelDataRef {
+    /// Name of a `ModelPackage`; a new package identity rolls the endpoint out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_package: Option<String>,
+    /// An existing `model.tar.gz` (object) or uncompressed model prefix (ending in `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AsyncInference {
+    /// Where results go, e.g. `s3://BUCKET/stable-diffusion-webui/asyncinvoke/out/`.
+    pub output_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_invocations_per_instance: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VpcConfig {
+    pub subnets: Vec<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointSpec {
+    /// The SageMaker endpoint name (at most 63 characters).
+    pub endpoint_name: String,
+    pub image: ImageRef,
+    pub model_data: ModelDataRef,
+    /// e.g. `ml.g4dn.2xlarge`.
+    pub instance_type: String,
+    #[serde(default = "one")]
+    pub instance_count: u32,
+    /// IAM role SageMaker assumes for the model.
+    pub execution_role_arn: String,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_inference: Option<AsyncInference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfig>,
+    /// Seconds SageMaker waits for the container's health check (large models load slowly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_startup_health_check_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Endpoints bill by the hour: pruning deletes them unless this says `Retain`.
+    #[serde(default = "delete")]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn delete() -> DeletionPolicy {
+    DeletionPolicy::Delete
+}
+
+pub const MODEL: &str = "sagemaker:model";
+pub const ENDPOINT_CONFIG: &str = "sagemaker:endpoint-config";
+pub const ENDPOINT: &str = "sagemaker:endpoint";
+
+/// A name derived from content when every field is known, else "known after apply".
+fn derived_name(base: &str, object: &DesiredObject) -> ObjectName {
+    if object.fully_known() {
+        ObjectName::Known(hashed_name(
+            base,
+            &content_hash(&object.fields),
+            rules::SAGEMAKER_NAME_MAX,
+        ))
+    } else {
+        ObjectName::AfterApply {
+            base: base.to_string(),
+        }
+    }
+}
+
+impl Kind for Endpoint {
+    const KIND: &'static str = "Endpoint";
+    const OUTPUTS: &'static [&'static str] = &[
+        "endpointName",
+        "endpointArn",
+        "endpointConfigName",
+        "modelName",
+    ];
+    type Spec = EndpointSpec;
+
+    fn check(spec: &EndpointSpec, checks: &mut Checks) {
+        checks.check(
+            "spec.endpointName",
+            rules::sagemaker_name(&spec.endpoint_name),
+        );
+        spec.image.check("spec.image", checks);
+        match (&spec.model_data.model_package, &spec.model_data.s3_uri) {
+            (Some(_), None) => {}
+            (None, Some(uri)) => {
+                checks.check("spec.modelData.s3Uri", rules::s3_uri(uri));
+            }
+            _ => checks.error(
+                "spec.modelData",
+                "set exactly one of `modelPackage` or `s3Uri`",
+            ),
+        }
+        checks.check(
+            "spec.instanceType",
+            rules::instance_type(&spec.instance_type),
+        );
+        if spec.instance_count == 0 {
+            checks.error("spec.instanceCount", "instanceCount must be at least 1");
+        }
+        checks.check(
+            "spec.executionRoleArn",
+            rules::iam_role_arn(&spec.execution_role_arn),
+        );
+        if let Some(async_inference) = &spec.async_inference {
+            checks.check(
+                "spec.asyncInference.outputPath",
+                rules::s3_uri(&async_inference.output_path),
+            );
+            if let Some(path) = &async_inference.failure_path {
+                checks.check("spec.asyncInference.failurePath", rules::s3_uri(path));
+            }
+        }
+        if let Some(vpc) = &spec.vpc_config {
+            if vpc.subnets.is_empty() || vpc.subnets.iter().any(|s| !s.starts_with("subnet-")) {
+                checks.error(
+                    "spec.vpcConfig.subnets",
+                    "subnets must be one or more subnet-... IDs",
+                );
+            }
+            if vpc.security_group_ids.is_empty()
+                || vpc.security_group_ids.iter().any(|s| !s.starts_with("sg-"))
+            {
+                checks.error(
+                    "spec.vpcConfig.securityGroupIds",
+                    "securityGroupIds must be one or more sg-... IDs",
+                );
+            }
+        }
+        if let Some(timeout) = spec.container_startup_health_check_timeout_seconds {
+            if !(60..=3600).contains(&timeout) {
+                checks.error(
+                    "spec.containerStartupHealthCheckTimeoutSeconds",
+                    format!("{timeout} is out of SageMaker's range 60-3600 seconds"),
+                );
+            }
+        }
+        checks.tags("spec.tags", &spec.tags);
+    }
+
+    fn references(spec: &EndpointSpec) -> Vec<Reference> {
+        let mut refs: Vec<Reference> = spec.image.reference("spec.image").into_iter().collect();
+        if let Some(package) = &spec.model_data.model_package {
+            refs.push(Reference::to(
+                "spec.modelData.modelPackage",
+                ModelPackage::KIND,
+                package,
+            ));
+        }
+        refs
+    }
+
+    fn spec_outputs(spec: &EndpointSpec) -> BTreeMap<String, String> {
+        [("endpointName".to_string(), spec.endpoint_name.clone())].into()
+    }
+
+    fn desired(spec: &EndpointSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
+        let model_data: Option<Value> = match (
+            &spec.model_data.model_package,
+            &spec.model_data.s3_uri,
+        ) {
+            (Some(package), _) => {
+                let id = ResourceId::new(ModelPackage::KIND, package);
+                match (
+                    ctx.outputs.get(&id, "s3Uri"),
+                    ctx.outputs.get(&id, "identity"),
+                    ctx.outputs.get(&id, "format"),
+                ) {
+                    (Some(uri), Some(identity), format) => Some(json!({
+                        "s3Uri": uri,
+                        "compression": if format.as_deref() == Some("uncompressed") { "None" } else { "Gzip" },
+                        "packageIdentity": identity,
+                    })),
+                    _ => None,
+                }
+            }
+            (None, Some(uri)) => Some(json!({
+                "s3Uri": uri,
+                "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
+            })),
+            (None, None) => None,
+        };
+        let model = DesiredObject::new(
+            MODEL,
+            ObjectName::AfterApply {
+                base: String::new(),
+            },
+            Mutability::Replace,
+        )
+        .field("image", spec.image.resolve(ctx.outputs).map(|i| json!(i)))
+        .field("modelData", model_data)
+        .field("executionRoleArn", Some(json!(spec.execution_role_arn)))
+        .field("environment", Some(json!(spec.environment)))
+        .field("vpcConfig", Some(json!(spec.vpc_config)));
+        let model = DesiredObject {
+            name: derived_name(&spec.endpoint_name, &model),
+            ..model
+        };
+        let config = DesiredObject::new(
+            ENDPOINT_CONFIG,
+            ObjectName::AfterApply {
+                base: String::new(),
+            },
+            Mutability::Replace,
+        )
+        .field("modelName", model.name.known().map(|n| json!(n)))
+        .field("instanceType", Some(json!(spec.instance_type)))
+        .field("instanceCount", Some(json!(spec.instance_count)))
+        .field("asyncInference", Some(json!(spec.async_inference)))
+        .field(
+            "containerStartupHealthCheckTimeoutSeconds",
+            Some(json!(spec.container_startup_health_check_timeout_seconds)),
+        );
+        let config = DesiredObject {
+            name: derived_name(&spec.endpoint_name, &config),
+            ..config
+        };
+        let endpoint = DesiredObject::new(
+            ENDPOINT,
+            ObjectName::Known(spec.endpoint_name.clone()),
+            Mutability::InPlace,
+        )
+        .field("endpointConfigName", config.name.known().map(|n| json!(n)))
+        .field("tags", Some(json!(spec.tags)));
+        vec![model, config, endpoint]
+    }
+}

@@ -1,0 +1,99 @@
+//! `ImageRepository`: an ECR repository (workshop step 3) and the image tag it follows.
+//! Its status pins the tag to a digest, so consumers deploy reproducibly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Checks, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::rules;
+
+pub struct ImageRepository;
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TagMutability {
+    #[default]
+    Mutable,
+    Immutable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageRepositorySpec {
+    /// The ECR repository name, e.g. `all-in-one-ai-stable-diffusion-webui-inference`.
+    pub repository_name: String,
+    /// The image tag to follow; consumers get `REPO@sha256:...` of this tag.
+    #[serde(default = "default_tag")]
+    pub image_tag: String,
+    #[serde(default = "yes")]
+    pub scan_on_push: bool,
+    #[serde(default)]
+    pub image_tag_mutability: TagMutability,
+    /// Region of the repository; defaults to the operator's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+fn default_tag() -> String {
+    "latest".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub const AWS_TYPE: &str = "ecr:repository";
+
+impl Kind for ImageRepository {
+    const KIND: &'static str = "ImageRepository";
+    const OUTPUTS: &'static [&'static str] = &[
+        "repositoryName",
+        "repositoryUri",
+        "repositoryArn",
+        "imageDigest",
+        "imageUri",
+    ];
+    type Spec = ImageRepositorySpec;
+
+    fn check(spec: &ImageRepositorySpec, checks: &mut Checks) {
+        checks.check(
+            "spec.repositoryName",
+            rules::ecr_repository_name(&spec.repository_name),
+        );
+        checks.check("spec.imageTag", rules::image_tag(&spec.image_tag));
+        if let Some(region) = &spec.region {
+            checks.check("spec.region", rules::region(region));
+        }
+        checks.tags("spec.tags", &spec.tags);
+    }
+
+    fn references(_spec: &ImageRepositorySpec) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    fn spec_outputs(spec: &ImageRepositorySpec) -> BTreeMap<String, String> {
+        [("repositoryName".to_string(), spec.repository_name.clone())].into()
+    }
+
+    fn desired(spec: &ImageRepositorySpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
+        vec![DesiredObject::new(
+            AWS_TYPE,
+            ObjectName::Known(spec.repository_name.clone()),
+            Mutability::InPlace,
+        )
+        .field("scanOnPush", Some(json!(spec.scan_on_push)))
+        .field("imageTagMutability", Some(json!(spec.image_tag_mutability)))
+        .field("tags", Some(json!(spec.tags)))]
+    }
+}

@@ -1,0 +1,343 @@
+//! Resource kinds. Each kind is one file implementing [`Kind`]; [`REGISTRY`] lists them.
+//!
+//! A kind says, purely: which spec it accepts (serde + JSON Schema), which field rules apply,
+//! which other resources it references, which status outputs it exposes, and which AWS objects
+//! it should consist of for given outputs of its references. The engine does the rest.
+
+pub mod bucket;
+pub mod dreambooth_job;
+pub mod endpoint;
+pub mod image_repository;
+pub mod model_package;
+pub mod stack;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::plan::DesiredObject;
+use crate::engine::resolve::Outputs;
+use crate::manifest::{Metadata, ResourceId};
+
+/// Every registered kind. Adding a kind: a new file with a `Kind` impl, and one line here.
+pub static REGISTRY: &[&dyn KindHandler] = &[
+    &Registered::<bucket::Bucket>(PhantomData),
+    &Registered::<image_repository::ImageRepository>(PhantomData),
+    &Registered::<stack::Stack>(PhantomData),
+    &Registered::<model_package::ModelPackage>(PhantomData),
+    &Registered::<endpoint::Endpoint>(PhantomData),
+    &Registered::<dreambooth_job::DreamboothJob>(PhantomData),
+];
+
+/// Looks a kind up by its name as written in manifests (`kind: Endpoint`).
+pub fn handler(kind: &str) -> Option<&'static dyn KindHandler> {
+    REGISTRY.iter().copied().find(|h| h.kind() == kind)
+}
+
+pub fn kind_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|h| h.kind()).collect()
+}
+
+/// A resource kind. Everything here is pure: no I/O, no clock.
+pub trait Kind: Send + Sync + 'static {
+    /// The `kind:` value in manifests.
+    const KIND: &'static str;
+    /// Status outputs other manifests may reference with `valueFrom` (a trailing `.*` means any
+    /// sub-key, e.g. a stack's `outputs.*`).
+    const OUTPUTS: &'static [&'static str];
+    type Spec: DeserializeOwned + Serialize + schemars::JsonSchema + Debug + Send + Sync + 'static;
+
+    /// Field rules beyond what the types enforce (AWS names, URIs, ARNs).
+    fn check(spec: &Self::Spec, checks: &mut Checks);
+    /// Resources this one reads from; the engine orders and waits on them.
+    fn references(spec: &Self::Spec) -> Vec<Reference>;
+    /// Names this resource owns that others may mention without a reference (a bucket's name).
+    fn claims(_spec: &Self::Spec) -> Vec<Claim> {
+        Vec::new()
+    }
+    /// Outputs known from the spec alone (a bucket's name), available before apply.
+    fn spec_outputs(_spec: &Self::Spec) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    /// Local files the spec names, as `(spec path, file path as written)`. The loader resolves
+    /// them against the manifest's directory, reports missing ones, and fingerprints them.
+    fn local_paths(_spec: &Self::Spec) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// The AWS objects this resource should consist of.
+    fn desired(spec: &Self::Spec, ctx: &DesiredContext) -> Vec<DesiredObject>;
+}
+
+/// What `desired` may read: the resource itself and the outputs of what it references.
+pub struct DesiredContext<'a> {
+    pub id: &'a ResourceId,
+    pub metadata: &'a Metadata,
+    pub spec_hash: &'a str,
+    pub outputs: &'a Outputs,
+    /// Fingerprints of the local files named by the spec, keyed by the path as written.
+    pub local_files: &'a BTreeMap<String, crate::manifest::local::LocalFile>,
+}
+
+/// A name-based link from one manifest to another, found at `path` in the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Dotted spec path, e.g. `spec.modelData.modelPackage`.
+    pub path: String,
+    pub target: ResourceId,
+    /// Output read through this reference (`valueFrom`), checked against the target's OUTPUTS.
+    pub output: Option<String>,
+}
+
+impl Reference {
+    pub fn to(path: impl Into<String>, kind: &str, name: &str) -> Self {
+        Reference {
+            path: path.into(),
+            target: ResourceId::new(kind, name),
+            output: None,
+        }
+    }
+}
+
+/// A soft link: `S3Bucket("name")` orders this resource after the Bucket manifest that claims
+/// that name, if any; an unclaimed name is an external resource and is fine.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Claim {
+    S3Bucket(String),
+}
+
+/// Collects field-rule violations by spec path.
+#[derive(Debug, Default)]
+pub struct Checks {
+    pub problems: Vec<(String, String)>,
+}
+
+impl Checks {
+    pub fn check<T>(&mut self, path: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.problems.push((path.into(), message));
+                None
+            }
+        }
+    }
+
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    pub fn tags(&mut self, path: &str, tags: &BTreeMap<String, String>) {
+        for (key, value) in tags {
+            self.check(format!("{path}.{key}"), crate::rules::tag(key, value));
+        }
+    }
+}
+
+/// A manifest value that is either literal or read from another resource's status output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ValueSource {
+    Literal(String),
+    From {
+        #[serde(rename = "valueFrom")]
+        value_from: OutputRef,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRef {
+    /// `Kind/name` of the resource to read from, e.g. `Bucket/assets`.
+    pub resource: String,
+    /// The output to read, e.g. `bucketName` or `outputs.WebUIPortalUrl`.
+    pub output: String,
+}
+
+impl ValueSource {
+    /// The reference this value introduces, if any (an unparseable `resource` is a check error).
+    pub fn reference(&self, path: &str) -> Option<Reference> {
+        match self {
+            ValueSource::Literal(_) => None,
+            ValueSource::From { value_from } => {
+                ResourceId::parse(&value_from.resource).map(|target| Reference {
+                    path: format!("{path}.valueFrom.resource"),
+                    target,
+                    output: Some(value_from.output.clone()),
+                })
+            }
+        }
+    }
+
+    pub fn check(&self, path: &str, checks: &mut Checks) {
+        if let ValueSource::From { value_from } = self {
+            if ResourceId::parse(&value_from.resource).is_none() {
+                checks.error(
+                    format!("{path}.valueFrom.resource"),
+                    format!(
+                        "{:?} is not a resource reference (expected Kind/name, e.g. Bucket/assets)",
+                        value_from.resource
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The value now: literal, a known output, or `None` (known after apply).
+    pub fn resolve(&self, outputs: &Outputs) -> Option<String> {
+        match self {
+            ValueSource::Literal(text) => Some(text.clone()),
+            ValueSource::From { value_from } => ResourceId::parse(&value_from.resource)
+                .and_then(|id| outputs.get(&id, &value_from.output)),
+        }
+    }
+}
+
+/// The type-erased face of a [`Kind`], so the engine can hold all kinds in one list.
+pub trait KindHandler: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn outputs(&self) -> &'static [&'static str];
+    /// Parses one YAML document as this kind, strictly. Errors carry yaml_serde positions.
+    fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error>;
+    fn to_json(&self, spec: &dyn Any) -> serde_json::Value;
+    fn check(&self, spec: &dyn Any, checks: &mut Checks);
+    fn references(&self, spec: &dyn Any) -> Vec<Reference>;
+    fn claims(&self, spec: &dyn Any) -> Vec<Claim>;
+    fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String>;
+    fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)>;
+    fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
+    fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+
+/// Adapts a [`Kind`] to [`KindHandler`].
+pub struct Registered<K>(PhantomData<K>);
+
+/// The document shape used for the typed parse: the envelope was already checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypedDocument<S> {
+    #[serde(rename = "apiVersion")]
+    _api_version: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    #[serde(rename = "metadata")]
+    _metadata: IgnoredAny,
+    spec: S,
+}
+
+impl<K: Kind> Registered<K> {
+    fn typed(spec: &dyn Any) -> &K::Spec {
+        spec.downcast_ref::<K::Spec>()
+            .unwrap_or_else(|| panic!("spec given to {} handler is not its own type", K::KIND))
+    }
+}
+
+impl<K: Kind> KindHandler for Registered<K> {
+    fn kind(&self) -> &'static str {
+        K::KIND
+    }
+    fn outputs(&self) -> &'static [&'static str] {
+        K::OUTPUTS
+    }
+    fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error> {
+        let doc: TypedDocument<K::Spec> = yaml_serde::from_str(document)?;
+        Ok(Arc::new(doc.spec))
+    }
+    fn to_json(&self, spec: &dyn Any) -> serde_json::Value {
+        serde_json::to_value(Self::typed(spec)).unwrap_or(serde_json::Value::Null)
+    }
+    fn check(&self, spec: &dyn Any, checks: &mut Checks) {
+        K::check(Self::typed(spec), checks)
+    }
+    fn references(&self, spec: &dyn Any) -> Vec<Reference> {
+        K::references(Self::typed(spec))
+    }
+    fn claims(&self, spec: &dyn Any) -> Vec<Claim> {
+        K::claims(Self::typed(spec))
+    }
+    fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String> {
+        K::spec_outputs(Self::typed(spec))
+    }
+    fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)> {
+        K::local_paths(Self::typed(spec))
+    }
+    fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject> {
+        K::desired(Self::typed(spec), ctx)
+    }
+    fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<K::Spec>()
+    }
+}
+
+/// What happens to the AWS resource when its manifest is deleted and pruning is on.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    /// Keep the AWS resource; sdop only forgets it.
+    #[default]
+    Retain,
+    /// Delete the AWS resource.
+    Delete,
+}
+
+/// An image reference: an sdop-managed ECR repository (digest-pinned) or a full image URI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageRef {
+    /// Name of an `ImageRepository` manifest; the image is pinned to the digest of its tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// A full image URI (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG` or `@sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+impl ImageRef {
+    pub fn check(&self, path: &str, checks: &mut Checks) {
+        match (&self.repository, &self.uri) {
+            (Some(_), None) => {}
+            (None, Some(uri)) => {
+                let ok = uri.contains('/')
+                    && !uri.contains(char::is_whitespace)
+                    && (uri.contains('@')
+                        || uri.rsplit('/').next().is_some_and(|l| l.contains(':')));
+                if !ok {
+                    checks.error(
+                        format!("{path}.uri"),
+                        format!(
+                            "{uri:?} is not an image URI with a tag or digest (REGISTRY/REPO:TAG)"
+                        ),
+                    );
+                }
+            }
+            _ => checks.error(path, "set exactly one of `repository` or `uri`"),
+        }
+    }
+
+    pub fn reference(&self, path: &str) -> Option<Reference> {
+        self.repository.as_ref().map(|name| {
+            Reference::to(
+                format!("{path}.repository"),
+                image_repository::ImageRepository::KIND,
+                name,
+            )
+        })
+    }
+
+    /// The image URI to deploy: the repository's digest-pinned URI once known.
+    pub fn resolve(&self, outputs: &Outputs) -> Option<String> {
+        match (&self.repository, &self.uri) {
+            (Some(name), _) => outputs.get(
+                &ResourceId::new(image_repository::ImageRepository::KIND, name),
+                "imageUri",
+            ),
+            (None, Some(uri)) => Some(uri.clone()),
+            (None, None) => None,
+        }
+    }
+}

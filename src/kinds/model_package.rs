@@ -1,0 +1,228 @@
+//! `ModelPackage`: the `model.tar.gz` the inference container loads (workshop steps 5 and 11),
+//! built from S3 objects, local files, or the newest checkpoint of a `DreamboothJob`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::dreambooth_job::DreamboothJob;
+use super::{Checks, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::engine::naming::content_hash;
+use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::manifest::ResourceId;
+use crate::rules;
+
+pub struct ModelPackage;
+
+/// Top-level folders the all-in-one-ai inference container reads from `/opt/ml/model`.
+pub const ARCHIVE_FOLDERS: &[&str] = &["Stable-diffusion", "ControlNet", "Lora"];
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum PackageFormat {
+    /// One gzip-compressed tar archive at `output` (SageMaker `ModelDataUrl`).
+    #[default]
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    /// Files laid out under the `output` prefix (SageMaker `ModelDataSource`, no compression).
+    #[serde(rename = "uncompressed")]
+    Uncompressed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PackageSource {
+    /// An S3 object, or a prefix ending in `/` (every object under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<String>,
+    /// A local file or directory, relative to this manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// The newest checkpoint (`.ckpt`/`.safetensors` plus `.yaml`) of this `DreamboothJob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dreambooth_job: Option<String>,
+    /// Folder in the archive, e.g. `Stable-diffusion/`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelPackageSpec {
+    /// `s3://BUCKET/KEY.tar.gz` for `tar.gz`; `s3://BUCKET/PREFIX/` for `uncompressed`.
+    pub output: String,
+    #[serde(default)]
+    pub format: PackageFormat,
+    /// gzip level 0-9 (0: stored blocks, still gzip). Default chosen from measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<u32>,
+    pub sources: Vec<PackageSource>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+pub const AWS_TYPE: &str = "s3:object";
+
+fn check_archive_path(path: &str) -> Result<(), String> {
+    let first = path.split('/').next().unwrap_or_default();
+    if path.starts_with('/') || path.split('/').any(|p| p == ".." || p == ".") {
+        return Err(format!(
+            "archive path {path:?} must be relative, without '.' or '..'"
+        ));
+    }
+    if !ARCHIVE_FOLDERS.contains(&first) {
+        return Err(format!(
+            "archive path {path:?} must start with one of {} (the folders the inference container reads)",
+            ARCHIVE_FOLDERS.iter().map(|f| format!("{f}/")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
+}
+
+impl Kind for ModelPackage {
+    const KIND: &'static str = "ModelPackage";
+    const OUTPUTS: &'static [&'static str] = &["s3Uri", "identity", "format"];
+    type Spec = ModelPackageSpec;
+
+    fn check(spec: &ModelPackageSpec, checks: &mut Checks) {
+        match spec.format {
+            PackageFormat::TarGz => {
+                if let Some(uri) = checks.check("spec.output", rules::s3_object_uri(&spec.output)) {
+                    if !uri.key.ends_with(".tar.gz") {
+                        checks.error(
+                            "spec.output",
+                            format!(
+                                "a tar.gz package's output {:?} must end with .tar.gz",
+                                spec.output
+                            ),
+                        );
+                    }
+                }
+            }
+            PackageFormat::Uncompressed => {
+                checks.check("spec.output", rules::s3_prefix_uri(&spec.output));
+            }
+        }
+        if let Some(level) = spec.compression_level {
+            if level > 9 {
+                checks.error(
+                    "spec.compressionLevel",
+                    format!("compression level {level} is out of range 0-9"),
+                );
+            }
+            if spec.format == PackageFormat::Uncompressed {
+                checks.error(
+                    "spec.compressionLevel",
+                    "compressionLevel applies only to format tar.gz",
+                );
+            }
+        }
+        if spec.sources.is_empty() {
+            checks.error("spec.sources", "a package needs at least one source");
+        }
+        for (i, source) in spec.sources.iter().enumerate() {
+            let at = format!("spec.sources[{i}]");
+            let set = [
+                source.s3.is_some(),
+                source.local.is_some(),
+                source.dreambooth_job.is_some(),
+            ];
+            if set.iter().filter(|&&s| s).count() != 1 {
+                checks.error(&at, "set exactly one of `s3`, `local` or `dreamboothJob`");
+            }
+            if let Some(uri) = &source.s3 {
+                checks.check(format!("{at}.s3"), rules::s3_uri(uri));
+            }
+            checks.check(format!("{at}.path"), check_archive_path(&source.path));
+        }
+    }
+
+    fn references(spec: &ModelPackageSpec) -> Vec<Reference> {
+        spec.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.dreambooth_job.as_ref().map(|job| {
+                    Reference::to(
+                        format!("spec.sources[{i}].dreamboothJob"),
+                        DreamboothJob::KIND,
+                        job,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn spec_outputs(spec: &ModelPackageSpec) -> BTreeMap<String, String> {
+        let format = match spec.format {
+            PackageFormat::TarGz => "tar.gz",
+            PackageFormat::Uncompressed => "uncompressed",
+        };
+        [
+            ("s3Uri".to_string(), spec.output.clone()),
+            ("format".to_string(), format.to_string()),
+        ]
+        .into()
+    }
+
+    fn local_paths(spec: &ModelPackageSpec) -> Vec<(String, String)> {
+        spec.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.local
+                    .clone()
+                    .map(|l| (format!("spec.sources[{i}].local"), l))
+            })
+            .collect()
+    }
+
+    /// The package identity is a hash of its inputs; it is known before apply only when every
+    /// input is (S3 sources need their ETags, job sources their newest checkpoint).
+    fn desired(spec: &ModelPackageSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
+        let inputs: Option<Vec<serde_json::Value>> = spec
+            .sources
+            .iter()
+            .map(|source| {
+                if let Some(local) = &source.local {
+                    ctx.local_files.get(local).map(|f| json!({"local": local, "fingerprint": f.fingerprint, "path": source.path}))
+                } else if let Some(job) = &source.dreambooth_job {
+                    ctx.outputs
+                        .get(&ResourceId::new(DreamboothJob::KIND, job), "latestCheckpoint")
+                        .map(|c| json!({"checkpoint": c, "path": source.path}))
+                } else {
+                    ctx.outputs
+                        .get(ctx.id, &format!("sourceEtag.{}", source.s3.as_deref().unwrap_or_default()))
+                        .map(|etag| json!({"s3": source.s3, "etag": etag, "path": source.path}))
+                }
+            })
+            .collect();
+        let identity = inputs.map(|inputs| {
+            json!(content_hash(
+                &json!({"inputs": inputs, "format": spec.format, "level": spec.compression_level})
+            ))
+        });
+        let name = spec.output.trim_start_matches("s3://").to_string();
+        vec![
+            DesiredObject::new(AWS_TYPE, ObjectName::Known(name), Mutability::Replace)
+                .field("packageIdentity", identity),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_paths() {
+        assert!(check_archive_path("Stable-diffusion/").is_ok());
+        assert!(check_archive_path("Lora/styles/").is_ok());
+        assert!(check_archive_path("models/").is_err());
+        assert!(check_archive_path("Stable-diffusion/../x").is_err());
+        assert!(check_archive_path("/Stable-diffusion").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! sdop: a declarative operator for Stable Diffusion deployments on AWS.
+//!
+//! Layout (read top-down):
+//! - [`manifest`]: reading YAML from disk into typed, validated manifests with precise diagnostics.
+//! - [`kinds`]: one file per resource kind, each implementing [`kinds::Kind`].
+//! - [`engine`]: the resource graph, content-hash naming, the observer seam, and the pure planner.
+//! - [`cli`]: the `sdop` command line (thin wrapper over the library).
+//! - [`error`]: the one error type and its retry classification.
+
+pub mod cli;
+pub mod diagnostics;
+pub mod engine;
+pub mod error;
+pub mod kinds;
+pub mod manifest;
+pub mod rules;
+pub mod schema;
+
+pub use error::{Error, ErrorClass};

@@ -1,0 +1,97 @@
+//! Local files named by manifests (stack templates, checkpoints on the build EC2's disk),
+//! resolved against the manifest's directory and fingerprinted cheaply.
+//!
+//! A fingerprint is size + modification time for every file (a 7 GB checkpoint is not read),
+//! plus the SHA-256 of the content for small files (templates), so edits are always seen.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Files up to this size are content-hashed.
+pub const CONTENT_HASH_MAX_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalFile {
+    /// The path resolved against the manifest's directory.
+    pub resolved: PathBuf,
+    pub is_dir: bool,
+    /// Total bytes (all files, for a directory).
+    pub size: u64,
+    /// Hash of sizes, modification times and small files' contents.
+    pub fingerprint: String,
+}
+
+/// Resolves `written` against `base_dir` and fingerprints it.
+pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
+    let resolved = base_dir.join(written);
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|e| format!("local path {written:?} ({}): {e}", resolved.display()))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        collect_files(&resolved, &mut files)
+            .map_err(|e| format!("cannot list {written:?}: {e}"))?;
+        files.sort();
+        for file in files {
+            let rel = file
+                .strip_prefix(&resolved)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .into_owned();
+            hasher.update(rel.as_bytes());
+            size += fingerprint_file(&file, &mut hasher)
+                .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
+        }
+    } else {
+        size = fingerprint_file(&resolved, &mut hasher)
+            .map_err(|e| format!("cannot read {written:?}: {e}"))?;
+    }
+    let fingerprint = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(LocalFile {
+        resolved,
+        is_dir: meta.is_dir(),
+        size,
+        fingerprint,
+    })
+}
+
+fn fingerprint_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<u64> {
+    let meta = std::fs::metadata(path)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    hasher.update(meta.len().to_le_bytes());
+    if meta.len() <= CONTENT_HASH_MAX_BYTES {
+        hasher.update(std::fs::read(path)?);
+    } else {
+        hasher.update(modified.to_le_bytes());
+    }
+    Ok(meta.len())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if super::discover::is_ignored_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::metadata(&path)?.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

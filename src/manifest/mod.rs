@@ -1,0 +1,114 @@
+//! Manifests: the Kubernetes-shaped YAML documents users commit, read from disk into typed specs.
+//!
+//! - [`discover`]: which files a path argument means.
+//! - [`document`]: splitting a file into YAML documents, with a span index for precise positions.
+//! - [`load`]: reading, parsing and validating everything, collecting every diagnostic at once.
+
+pub mod discover;
+pub mod document;
+pub mod load;
+pub mod local;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostics::Position;
+use crate::kinds::KindHandler;
+
+pub use load::{load_paths, Loaded};
+
+/// The only apiVersion this build understands.
+pub const API_VERSION: &str = "sdop/v1alpha1";
+
+/// `Kind/name`, the identity of a resource across manifests, state and AWS tags.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceId {
+    pub kind: String,
+    pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        ResourceId {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `Kind/name`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (kind, name) = text.split_once('/')?;
+        (!kind.is_empty() && !name.is_empty()).then(|| ResourceId::new(kind, name))
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// Name of the resource, unique per kind; lowercase letters, digits and '-'.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where a manifest came from, and how to map a spec path to a position in its file.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// Position of the document's first line.
+    pub document: Position,
+    pub spans: Arc<document::SpanIndex>,
+}
+
+impl Origin {
+    /// Position of a dotted path such as `spec.sources[0].s3`, or of its nearest ancestor.
+    pub fn position_of(&self, path: &str) -> Position {
+        self.spans.position_of(path).unwrap_or(self.document)
+    }
+}
+
+/// A parsed, field-validated manifest. The typed spec is held behind its kind's handler.
+#[derive(Clone)]
+pub struct Manifest {
+    pub id: ResourceId,
+    pub metadata: Metadata,
+    pub handler: &'static dyn KindHandler,
+    pub spec: Arc<dyn Any + Send + Sync>,
+    /// The spec as canonical JSON (serialized from the typed spec, defaults applied).
+    pub spec_json: serde_json::Value,
+    /// Content hash of `spec_json`: the identity of this desired state.
+    pub spec_hash: String,
+    pub origin: Origin,
+    /// Local files the spec names, by the path as written.
+    pub local_files: BTreeMap<String, local::LocalFile>,
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("id", &self.id)
+            .field("spec", &self.spec_json)
+            .field("file", &self.origin.file)
+            .finish()
+    }
+}
+
+impl Manifest {
+    /// The typed spec, for code that knows the kind (kind files and tests).
+    pub fn spec_as<S: 'static>(&self) -> Option<&S> {
+        self.spec.downcast_ref::<S>()
+    }
+}
