@@ -1,0 +1,8 @@
+//! One integration-test binary (one link step): the local AWS harness and everything that
+//! runs against it or against the built CLI.
+
+mod support;
+
+mod cli;
+mod corpus;
+mod emulator;

@@ -1,0 +1,217 @@
+//! `LocalAws`: starts the extended moto server from `deploy/local-aws/up` on a free loopback
+//! port, waits until it is ready, hands out configured SDK clients, exposes the emulator's
+//! control API (durations, faults, call counter), and kills the server on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde_json::Value;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The command that installs the emulator, for error messages.
+pub const INSTALL_COMMAND: &str = "deploy/local-aws/up --install-only";
+
+/// Fails with a message naming the install command when the virtualenv is missing.
+pub fn check_installed(root: &Path) -> Result<(), String> {
+    let python = root.join("deploy/local-aws/.venv/bin/python");
+    if python.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the local AWS emulator is not installed ({} is missing): run `{INSTALL_COMMAND}` \
+             from the repository root (it creates the virtualenv with the pinned moto from PyPI)",
+            python.display()
+        ))
+    }
+}
+
+pub struct LocalAws {
+    child: Child,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+/// Counts of AWS calls that reached the emulator.
+#[derive(Debug, Clone)]
+pub struct CallCounts(pub Value);
+
+impl CallCounts {
+    pub fn reads(&self) -> u64 {
+        self.0["total"]["read"].as_u64().unwrap_or(0)
+    }
+    pub fn mutations(&self) -> u64 {
+        self.0["total"]["mutate"].as_u64().unwrap_or(0)
+    }
+    /// Calls of one API, e.g. `sagemaker:CreateModel`.
+    pub fn of(&self, api: &str) -> u64 {
+        self.0["by_api"][api]["count"].as_u64().unwrap_or(0)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl LocalAws {
+    /// Starts an isolated emulator. Panics with the install command if it is not installed.
+    pub fn start() -> LocalAws {
+        let root = repo_root();
+        if let Err(message) = check_installed(&root) {
+            panic!("{message}");
+        }
+        let mut last_error = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            match Self::spawn(&root, port) {
+                Ok(aws) => return aws,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("local AWS did not start: {last_error}");
+    }
+
+    fn spawn(root: &Path, port: u16) -> Result<LocalAws, String> {
+        let mut child = Command::new(root.join("deploy/local-aws/up"))
+            .args(["--port", &port.to_string(), "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run deploy/local-aws/up: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let aws = LocalAws {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(()) => Ok(aws),
+            Err(_) => Err(format!(
+                "no ready line within {READY_TIMEOUT:?} on port {port}"
+            )),
+        }
+    }
+
+    /// SDK configuration for this emulator: static credentials, us-east-1, the SDK's standard
+    /// retries (pass `max_attempts` 1 to see every injected fault).
+    pub async fn sdk_config_with_attempts(&self, max_attempts: u32) -> SdkConfig {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            "AKIDLOCALTEST",
+            "local-secret",
+            None,
+            None,
+            "sdop-tests",
+        );
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials)
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+            .load()
+            .await
+    }
+
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with_attempts(3).await
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub async fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
+        aws_sdk_sagemaker::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        aws_sdk_cloudformation::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk_config().await)
+    }
+
+    fn control_url(&self, path: &str) -> String {
+        format!("{}/_sdop/{path}", self.endpoint)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        ureq::post(&self.control_url(path))
+            .send_json(body)
+            .unwrap_or_else(|e| panic!("POST /_sdop/{path}: {e}"))
+            .body_mut()
+            .read_json()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Merges lifecycle durations / checkpoint size, e.g. `{"endpoint_create_seconds": 0.5}`.
+    pub fn configure(&self, config: Value) -> Value {
+        self.post("config", config)
+    }
+
+    /// Sets fault knobs, e.g. `{"throttle": {"sagemaker:DescribeEndpoint": 0.2}}`.
+    pub fn faults(&self, faults: Value) -> Value {
+        self.post("faults", faults)
+    }
+
+    pub fn clear_faults(&self) {
+        ureq::delete(&self.control_url("faults"))
+            .call()
+            .expect("DELETE faults");
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        CallCounts(
+            ureq::get(&self.control_url("calls"))
+                .call()
+                .expect("GET calls")
+                .body_mut()
+                .read_json()
+                .expect("calls JSON"),
+        )
+    }
+
+    pub fn reset_calls(&self) {
+        ureq::delete(&self.control_url("calls"))
+            .call()
+            .expect("DELETE calls");
+    }
+
+    /// Empties every service and clears faults, counters and durations.
+    pub fn reset(&self) {
+        self.post("reset", Value::Null);
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,4 @@
+//! Test support: an isolated local AWS (deploy/local-aws) per test.
+#![allow(dead_code)]
+
+pub mod local_aws;
