@@ -276,7 +276,7 @@ pub fn tag(key: &str, value: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > 128 {
         return Err(format!("tag key {key:?} must be 1 to 128 characters"));
     }
-    if key.starts_with("aws:") {
+    if key.to_ascii_lowercase().starts_with("aws:") {
         return Err(format!("tag key {key:?} uses the reserved prefix 'aws:'"));
     }
     if key.starts_with("sdop.io/") {
@@ -362,5 +362,6 @@ mod tests {
         assert!(resource_name("jpstyle").is_ok());
         assert!(resource_name("JP").is_err());
         assert!(tag("aws:x", "").is_err());
+        assert!(tag("AWS:Owner", "").is_err());
     }
 }

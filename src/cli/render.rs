@@ -44,6 +44,12 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
             action.reason
         );
         for change in &action.changes {
+            // An unset optional field (null) on a new object is noise.
+            if action.operation == Operation::Create
+                && change.after == Some(serde_json::Value::Null)
+            {
+                continue;
+            }
             change_line(&mut out, action.operation, change);
         }
     }

@@ -63,9 +63,40 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
             .push(m.id.kind.as_str());
     }
     let mut claims: HashMap<Claim, usize> = HashMap::new();
+    let mut claimants: HashMap<Claim, Vec<(usize, &'static str)>> = HashMap::new();
     for (i, m) in manifests.iter().enumerate() {
-        for claim in m.handler.claims(m.spec.as_ref()) {
-            claims.entry(claim).or_insert(i);
+        for (path, claim) in m.handler.claims(m.spec.as_ref()) {
+            claims.entry(claim.clone()).or_insert(i);
+            claimants.entry(claim).or_default().push((i, path));
+        }
+    }
+    for (claim, owners) in claimants.iter().filter(|(_, owners)| owners.len() > 1) {
+        for &(i, path) in owners {
+            let m = &manifests[i];
+            let others: Vec<String> = owners
+                .iter()
+                .filter(|(j, _)| *j != i)
+                .map(|&(j, other_path)| {
+                    let o = &manifests[j];
+                    let p = o.origin.position_of(other_path);
+                    format!(
+                        "{} ({}:{}:{})",
+                        o.id,
+                        o.origin.file.display(),
+                        p.line,
+                        p.column
+                    )
+                })
+                .collect();
+            problems.push(Diagnostic {
+                file: m.origin.file.clone(),
+                position: m.origin.position_of(path),
+                resource: Some(m.id.to_string()),
+                message: format!(
+                    "{claim} is also managed by {}; two manifests cannot own one AWS resource",
+                    others.join(", ")
+                ),
+            });
         }
     }
 
@@ -120,11 +151,32 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
             }
             if let Some(output) = &reference.output {
                 if !output_is_declared(target_handler.outputs(), output) {
+                    let output_path = match reference.path.strip_suffix(".resource") {
+                        Some(prefix) => format!("{prefix}.output"),
+                        None => reference.path.clone(),
+                    };
                     problems.push(diag(
-                        &reference.path,
+                        &output_path,
                         format!(
                             "{target} has no output {output:?} (its outputs: {})",
                             target_handler.outputs().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Some((output, value)) = reference.require {
+                let target = &manifests[j];
+                let actual = target
+                    .handler
+                    .spec_outputs(target.spec.as_ref())
+                    .remove(output);
+                if actual.as_deref() != Some(value) {
+                    problems.push(diag(
+                        &reference.path,
+                        format!(
+                            "{} has {output} {}; this reference needs {output} {value}",
+                            target.id,
+                            actual.as_deref().unwrap_or("(unset)")
                         ),
                     ));
                 }
@@ -176,9 +228,14 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
 
 /// Claims this manifest mentions: S3 URIs in its spec whose bucket another manifest may own.
 fn referenced_claims(manifest: &Manifest) -> Vec<Claim> {
-    let mut found = Vec::new();
+    let mut found = manifest.handler.uses(manifest.spec.as_ref());
     collect_s3_buckets(&manifest.spec_json, &mut found);
-    let own = manifest.handler.claims(manifest.spec.as_ref());
+    let own: Vec<Claim> = manifest
+        .handler
+        .claims(manifest.spec.as_ref())
+        .into_iter()
+        .map(|(_, claim)| claim)
+        .collect();
     found.retain(|c| !own.contains(c));
     found
 }

@@ -46,8 +46,8 @@ impl Kind for Bucket {
         Vec::new()
     }
 
-    fn claims(spec: &BucketSpec) -> Vec<Claim> {
-        vec![Claim::S3Bucket(spec.bucket_name.clone())]
+    fn claims(spec: &BucketSpec) -> Vec<(&'static str, Claim)> {
+        vec![("spec.bucketName", Claim::S3Bucket(spec.bucket_name.clone()))]
     }
 
     fn spec_outputs(spec: &BucketSpec) -> BTreeMap<String, String> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::model_package::ModelPackage;
-use super::{Checks, DesiredContext, ImageRef, Kind, Reference};
+use super::{Checks, Claim, DesiredContext, ImageRef, Kind, Reference};
 use crate::engine::naming::{content_hash, hashed_name};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
@@ -75,7 +75,8 @@ pub struct DreamboothJobSpec {
     pub concepts: Vec<Concept>,
     /// Where the container uploads checkpoints (`sd-models-s3uri`), a prefix ending in `/`.
     pub checkpoint_s3_uri: String,
-    /// SageMaker's own output path; defaults to `<checkpointS3Uri>training-output/`.
+    /// SageMaker's own output path; defaults to `s3://<checkpoint bucket>/sdop/training-output/`
+    /// (outside the checkpoint prefix, so it never looks like a checkpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_s3_uri: Option<String>,
     #[serde(default = "default_max_runtime")]
@@ -103,6 +104,17 @@ fn default_max_runtime() -> u32 {
 }
 
 pub const AWS_TYPE: &str = "sagemaker:training-job";
+
+/// Checkpoints the training container can start from.
+fn checkpoint_file(path: &str) -> Result<(), String> {
+    if path.ends_with(".ckpt") || path.ends_with(".safetensors") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not a checkpoint (expected a .ckpt or .safetensors file)"
+        ))
+    }
+}
 
 impl DreamboothJobSpec {
     /// The models channel: the checkpoint's S3 prefix without extension, so that the `.yaml`
@@ -191,9 +203,23 @@ impl Kind for DreamboothJob {
         let source = &spec.source_checkpoint;
         match (&source.s3_uri, &source.model_package, &source.file) {
             (Some(uri), None, None) => {
-                checks.check("spec.sourceCheckpoint.s3Uri", rules::s3_object_uri(uri));
+                if checks
+                    .check("spec.sourceCheckpoint.s3Uri", rules::s3_object_uri(uri))
+                    .is_some()
+                {
+                    checks.check("spec.sourceCheckpoint.s3Uri", checkpoint_file(uri));
+                }
             }
-            (None, Some(_), Some(_)) => {}
+            (None, Some(_), Some(file)) => {
+                checks.check("spec.sourceCheckpoint.file", checkpoint_file(file));
+                if file.starts_with('/')
+                    || file
+                        .split('/')
+                        .any(|p| p == ".." || p == "." || p.is_empty())
+                {
+                    checks.error("spec.sourceCheckpoint.file", format!("{file:?} must be a relative path inside the package, without '.', '..' or empty segments"));
+                }
+            }
             (None, Some(_), None) => checks.error(
                 "spec.sourceCheckpoint",
                 "`modelPackage` needs `file`, the checkpoint's path in the package",
@@ -272,13 +298,23 @@ impl Kind for DreamboothJob {
     fn references(spec: &DreamboothJobSpec) -> Vec<Reference> {
         let mut refs: Vec<Reference> = spec.image.reference("spec.image").into_iter().collect();
         if let Some(package) = &spec.source_checkpoint.model_package {
-            refs.push(Reference::to(
-                "spec.sourceCheckpoint.modelPackage",
-                ModelPackage::KIND,
-                package,
-            ));
+            refs.push(
+                Reference::to(
+                    "spec.sourceCheckpoint.modelPackage",
+                    ModelPackage::KIND,
+                    package,
+                )
+                .requiring("format", "uncompressed"),
+            );
         }
         refs
+    }
+
+    fn claims(spec: &DreamboothJobSpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.trainingJobName",
+            Claim::Unique(format!("training job name {:?}", spec.training_job_name)),
+        )]
     }
 
     fn spec_outputs(spec: &DreamboothJobSpec) -> BTreeMap<String, String> {
@@ -300,10 +336,15 @@ impl Kind for DreamboothJob {
             .iter()
             .map(|c| c.dataset_s3_uri.as_str())
             .collect();
-        let output = spec
-            .output_s3_uri
-            .clone()
-            .unwrap_or_else(|| format!("{}training-output/", spec.checkpoint_s3_uri));
+        let output = spec.output_s3_uri.clone().unwrap_or_else(|| {
+            let bucket = spec
+                .checkpoint_s3_uri
+                .trim_start_matches("s3://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            format!("s3://{bucket}/sdop/training-output/")
+        });
         let job = DesiredObject::new(
             AWS_TYPE,
             ObjectName::AfterApply {

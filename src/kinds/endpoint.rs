@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::model_package::ModelPackage;
-use super::{Checks, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference};
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference};
 use crate::engine::naming::{content_hash, hashed_name};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
@@ -122,7 +122,16 @@ impl Kind for Endpoint {
         match (&spec.model_data.model_package, &spec.model_data.s3_uri) {
             (Some(_), None) => {}
             (None, Some(uri)) => {
-                checks.check("spec.modelData.s3Uri", rules::s3_uri(uri));
+                if let Some(parsed) = checks.check("spec.modelData.s3Uri", rules::s3_uri(uri)) {
+                    if parsed.key.is_empty()
+                        || !(parsed.is_prefix() || parsed.key.ends_with(".tar.gz"))
+                    {
+                        checks.error(
+                            "spec.modelData.s3Uri",
+                            format!("{uri:?} must be a model.tar.gz object (ending .tar.gz) or an uncompressed model prefix (ending '/')"),
+                        );
+                    }
+                }
             }
             _ => checks.error(
                 "spec.modelData",
@@ -186,6 +195,13 @@ impl Kind for Endpoint {
             ));
         }
         refs
+    }
+
+    fn claims(spec: &EndpointSpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.endpointName",
+            Claim::Unique(format!("SageMaker endpoint {:?}", spec.endpoint_name)),
+        )]
     }
 
     fn spec_outputs(spec: &EndpointSpec) -> BTreeMap<String, String> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Checks, DeletionPolicy, DesiredContext, Kind, Reference};
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -80,6 +80,13 @@ impl Kind for ImageRepository {
 
     fn references(_spec: &ImageRepositorySpec) -> Vec<Reference> {
         Vec::new()
+    }
+
+    fn claims(spec: &ImageRepositorySpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.repositoryName",
+            Claim::Unique(format!("ECR repository {:?}", spec.repository_name)),
+        )]
     }
 
     fn spec_outputs(spec: &ImageRepositorySpec) -> BTreeMap<String, String> {

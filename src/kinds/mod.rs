@@ -56,8 +56,15 @@ pub trait Kind: Send + Sync + 'static {
     fn check(spec: &Self::Spec, checks: &mut Checks);
     /// Resources this one reads from; the engine orders and waits on them.
     fn references(spec: &Self::Spec) -> Vec<Reference>;
-    /// Names this resource owns that others may mention without a reference (a bucket's name).
-    fn claims(_spec: &Self::Spec) -> Vec<Claim> {
+    /// AWS names this resource owns, with the spec path that sets them. Two manifests may not
+    /// claim the same one; an `S3Bucket` claim also orders users of the bucket after it.
+    fn claims(_spec: &Self::Spec) -> Vec<(&'static str, Claim)> {
+        Vec::new()
+    }
+    /// Claimed names this resource uses without a reference (a bucket given by name); the
+    /// engine orders it after their owner if a manifest owns them. S3 URIs are found
+    /// automatically.
+    fn uses(_spec: &Self::Spec) -> Vec<Claim> {
         Vec::new()
     }
     /// Outputs known from the spec alone (a bucket's name), available before apply.
@@ -91,6 +98,8 @@ pub struct Reference {
     pub target: ResourceId,
     /// Output read through this reference (`valueFrom`), checked against the target's OUTPUTS.
     pub output: Option<String>,
+    /// A spec output the target must have, e.g. `("format", "uncompressed")`.
+    pub require: Option<(&'static str, &'static str)>,
 }
 
 impl Reference {
@@ -99,15 +108,33 @@ impl Reference {
             path: path.into(),
             target: ResourceId::new(kind, name),
             output: None,
+            require: None,
         }
+    }
+
+    /// Requires the target's spec output `output` to be `value`.
+    pub fn requiring(mut self, output: &'static str, value: &'static str) -> Self {
+        self.require = Some((output, value));
+        self
     }
 }
 
-/// A soft link: `S3Bucket("name")` orders this resource after the Bucket manifest that claims
-/// that name, if any; an unclaimed name is an external resource and is fine.
+/// An AWS name a manifest owns. `S3Bucket` is also a soft link: users of the bucket are
+/// ordered after the manifest that claims it (an unclaimed bucket is external and fine).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Claim {
     S3Bucket(String),
+    /// Any other unique AWS name, described for messages: `SageMaker endpoint "sd-base"`.
+    Unique(String),
+}
+
+impl std::fmt::Display for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Claim::S3Bucket(name) => write!(f, "S3 bucket {name:?}"),
+            Claim::Unique(what) => f.write_str(what),
+        }
+    }
 }
 
 /// Collects field-rule violations by spec path.
@@ -139,7 +166,9 @@ impl Checks {
 }
 
 /// A manifest value that is either literal or read from another resource's status output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Literals may be written as strings, numbers, booleans or lists (joined with commas, as
+/// CloudFormation's `List<...>` parameters expect); null is the empty string.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ValueSource {
     Literal(String),
@@ -158,6 +187,99 @@ pub struct OutputRef {
     pub output: String,
 }
 
+/// Accepts scalars as strings, so `8080` and `true` mean what they say.
+struct ScalarString(String);
+
+struct ScalarVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+    type Value = String;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
+}
+
+impl<'de> Deserialize<'de> for ScalarString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor).map(ScalarString)
+    }
+}
+
+struct ValueSourceVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueSourceVisitor {
+    type Value = ValueSource;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(
+            "a string, number, boolean, list, or {valueFrom: {resource: Kind/name, output: NAME}}",
+        )
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(v.to_string()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(v.to_string()))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(v.to_string()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(v.to_string()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(v.to_string()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<ValueSource, E> {
+        Ok(ValueSource::Literal(String::new()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValueSource, A::Error> {
+        let mut items = Vec::new();
+        while let Some(ScalarString(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(ValueSource::Literal(items.join(",")))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ValueSource, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(serde::de::Error::custom(
+                "empty mapping: expected {valueFrom: {resource, output}}",
+            ));
+        };
+        if key != "valueFrom" {
+            return Err(serde::de::Error::unknown_field(&key, &["valueFrom"]));
+        }
+        let value_from: OutputRef = map.next_value()?;
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(serde::de::Error::unknown_field(&extra, &[]));
+        }
+        Ok(ValueSource::From { value_from })
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueSourceVisitor)
+    }
+}
+
 impl ValueSource {
     /// The reference this value introduces, if any (an unparseable `resource` is a check error).
     pub fn reference(&self, path: &str) -> Option<Reference> {
@@ -168,6 +290,7 @@ impl ValueSource {
                     path: format!("{path}.valueFrom.resource"),
                     target,
                     output: Some(value_from.output.clone()),
+                    require: None,
                 })
             }
         }
@@ -206,7 +329,8 @@ pub trait KindHandler: Send + Sync {
     fn to_json(&self, spec: &dyn Any) -> serde_json::Value;
     fn check(&self, spec: &dyn Any, checks: &mut Checks);
     fn references(&self, spec: &dyn Any) -> Vec<Reference>;
-    fn claims(&self, spec: &dyn Any) -> Vec<Claim>;
+    fn claims(&self, spec: &dyn Any) -> Vec<(&'static str, Claim)>;
+    fn uses(&self, spec: &dyn Any) -> Vec<Claim>;
     fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String>;
     fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)>;
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
@@ -256,8 +380,11 @@ impl<K: Kind> KindHandler for Registered<K> {
     fn references(&self, spec: &dyn Any) -> Vec<Reference> {
         K::references(Self::typed(spec))
     }
-    fn claims(&self, spec: &dyn Any) -> Vec<Claim> {
+    fn claims(&self, spec: &dyn Any) -> Vec<(&'static str, Claim)> {
         K::claims(Self::typed(spec))
+    }
+    fn uses(&self, spec: &dyn Any) -> Vec<Claim> {
+        K::uses(Self::typed(spec))
     }
     fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String> {
         K::spec_outputs(Self::typed(spec))

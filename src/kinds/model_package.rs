@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::dreambooth_job::DreamboothJob;
-use super::{Checks, DeletionPolicy, DesiredContext, Kind, Reference};
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
 use crate::engine::naming::content_hash;
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
@@ -154,6 +154,13 @@ impl Kind for ModelPackage {
                 })
             })
             .collect()
+    }
+
+    fn claims(spec: &ModelPackageSpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.output",
+            Claim::Unique(format!("package output {}", spec.output)),
+        )]
     }
 
     fn spec_outputs(spec: &ModelPackageSpec) -> BTreeMap<String, String> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Checks, DeletionPolicy, DesiredContext, Kind, Reference, ValueSource};
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference, ValueSource};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -157,6 +157,20 @@ impl Kind for Stack {
         spec.parameters
             .iter()
             .filter_map(|(name, value)| value.reference(&format!("spec.parameters.{name}")))
+            .collect()
+    }
+
+    fn claims(spec: &StackSpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.stackName",
+            Claim::Unique(format!("CloudFormation stack {:?}", spec.stack_name)),
+        )]
+    }
+
+    fn uses(spec: &StackSpec) -> Vec<Claim> {
+        spec.upload
+            .iter()
+            .map(|u| Claim::S3Bucket(u.bucket.clone()))
             .collect()
     }
 

@@ -18,6 +18,8 @@ const MAX_INDEXED_DEPTH: usize = 24;
 #[derive(Debug, Default)]
 pub struct SpanIndex {
     positions: HashMap<String, Position>,
+    /// Keys that appear twice in one mapping: (path, first position, repeated position).
+    pub duplicate_keys: Vec<(String, Position, Position)>,
 }
 
 impl SpanIndex {
@@ -53,6 +55,8 @@ pub struct Document<'a> {
 pub struct SyntaxError {
     pub position: Position,
     pub message: String,
+    /// First line of the document the error is in (its text runs to the end of the file).
+    pub document_first_line: Option<usize>,
 }
 
 enum Frame {
@@ -95,12 +99,21 @@ pub fn split(source: &str) -> (Vec<Document<'_>>, Option<SyntaxError>) {
             Ok(pair) => pair,
             Err(err) => {
                 let mark = err.marker();
+                let last_line = line_starts.len() - usize::from(source.ends_with('\n'));
                 error = Some(SyntaxError {
-                    position: Position {
-                        line: mark.line(),
-                        column: mark.col() + 1,
+                    position: if mark.line() > last_line.max(1) {
+                        Position {
+                            line: last_line.max(1),
+                            column: 1,
+                        }
+                    } else {
+                        Position {
+                            line: mark.line().max(1),
+                            column: mark.col() + 1,
+                        }
                     },
                     message: err.info().to_string(),
+                    document_first_line: open.as_ref().map(|d| d.first_line),
                 });
                 break;
             }
@@ -142,7 +155,14 @@ pub fn split(source: &str) -> (Vec<Document<'_>>, Option<SyntaxError>) {
                             };
                             let keyed = child_path(path, &name);
                             if indexed {
-                                doc.spans.positions.entry(keyed).or_insert(pos);
+                                match doc.spans.positions.get(&keyed) {
+                                    Some(&first) => {
+                                        doc.spans.duplicate_keys.push((keyed, first, pos))
+                                    }
+                                    None => {
+                                        doc.spans.positions.insert(keyed, pos);
+                                    }
+                                }
                             }
                             *key = Some(name);
                             None
@@ -189,8 +209,11 @@ pub fn split(source: &str) -> (Vec<Document<'_>>, Option<SyntaxError>) {
         let from = line_offset(doc.first_line);
         let to = match docs.get(i + 1) {
             Some((next, _)) => line_offset(next.first_line),
-            None if error.is_some() => line_offset(end_line + 1),
-            None => source.len(),
+            None => match error.as_ref().and_then(|e| e.document_first_line) {
+                Some(broken) => line_offset(broken),
+                None if error.is_some() => line_offset(end_line + 1),
+                None => source.len(),
+            },
         }
         .max(from);
         out.push((from, to));
@@ -246,6 +269,28 @@ mod tests {
         let (docs, err) = split("a: 1\n---\nb: [1, 2\n");
         assert_eq!(docs.len(), 1);
         assert!(err.unwrap().position.line >= 3);
+    }
+
+    #[test]
+    fn a_broken_document_does_not_swallow_the_one_before() {
+        let (docs, err) = split("a: 1\n---\nb: [1, 2\n");
+        assert_eq!(docs[0].text, "a: 1\n");
+        let err = err.unwrap();
+        assert_eq!(err.document_first_line, Some(2));
+        assert!(err.position.line <= 3, "{err:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_where_they_repeat() {
+        let (docs, _) = split("spec:\n  region: a\n  name: b\n  region: c\n");
+        assert_eq!(
+            docs[0].spans.duplicate_keys,
+            vec![(
+                "spec.region".to_string(),
+                Position { line: 2, column: 3 },
+                Position { line: 4, column: 3 }
+            )]
+        );
     }
 
     #[test]

@@ -38,14 +38,49 @@ impl Loaded {
 }
 
 /// Reads every manifest under `paths` (files, or directories recursively).
+///
+/// A YAML file found by walking a directory that a manifest uses as a local file (a
+/// CloudFormation template, the `.yaml` beside an SD 2.x checkpoint) and that holds no sdop
+/// manifest is data, not a manifest: its parse errors are not reported.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let (files, mut diagnostics) = discover::manifest_files(paths);
-    let mut manifests = Vec::new();
+    let mut per_file = Vec::with_capacity(files.len());
     for file in &files {
+        let mut manifests = Vec::new();
+        let mut problems = Vec::new();
         match read_text(file) {
-            Ok(text) => load_text(file, &text, &mut manifests, &mut diagnostics),
-            Err(diagnostic) => diagnostics.push(diagnostic),
+            Ok(text) => load_text(file, &text, &mut manifests, &mut problems),
+            Err(diagnostic) => problems.push(diagnostic),
         }
+        per_file.push((file, manifests, problems));
+    }
+    let used_locally: Vec<(PathBuf, bool)> = per_file
+        .iter()
+        .flat_map(|(_, manifests, _)| manifests.iter())
+        .flat_map(|m| m.local_files.values())
+        .filter_map(|f| f.resolved.canonicalize().ok().map(|p| (p, f.is_dir)))
+        .collect();
+    let is_data_file = |file: &Path| {
+        let named = paths.iter().any(|p| p == file);
+        let canonical = file.canonicalize().ok();
+        !named
+            && canonical.is_some_and(|c| {
+                used_locally.iter().any(|(used, is_dir)| {
+                    if *is_dir {
+                        c.starts_with(used)
+                    } else {
+                        c == *used
+                    }
+                })
+            })
+    };
+    let mut manifests = Vec::new();
+    for (file, found, problems) in per_file {
+        if found.is_empty() && !problems.is_empty() && is_data_file(file) {
+            continue;
+        }
+        manifests.extend(found);
+        diagnostics.extend(problems);
     }
     finish(manifests, diagnostics)
 }
@@ -169,17 +204,56 @@ fn identity_of(text: &str) -> Option<String> {
 fn load_text(file: &Path, text: &str, out: &mut Vec<Manifest>, diagnostics: &mut Vec<Diagnostic>) {
     let (documents, syntax_error) = document::split(text);
     if let Some(err) = syntax_error {
-        diagnostics.push(file_problem(
-            file,
-            err.position,
-            format!("YAML syntax error: {}", err.message),
-        ));
+        diagnostics.push(syntax_problem(file, text, &err));
     }
     for doc in documents {
         if doc.has_content {
             load_document(file, doc, out, diagnostics);
         }
     }
+}
+
+/// Reports a syntax error. For unclosed constructs libyaml (through yaml_serde) explains it
+/// better ("did not find expected ',' or ']', while parsing a flow sequence started at 9:17"),
+/// so the broken document is re-read with it; otherwise saphyr's message stands.
+fn syntax_problem(file: &Path, text: &str, err: &document::SyntaxError) -> Diagnostic {
+    if let Some(first_line) = err.document_first_line {
+        let offset: usize = text
+            .split_inclusive('\n')
+            .take(first_line - 1)
+            .map(str::len)
+            .sum();
+        if let Err(yaml_err) = yaml_serde::from_str::<IgnoredAny>(&text[offset..]) {
+            if let Some(location) = yaml_err.location() {
+                // libyaml reports an error at end of input one line past the last line.
+                let last_line = text.lines().count().max(1);
+                let line = first_line - 1 + location.line();
+                let position = if line > last_line {
+                    let width = text.lines().last().map_or(0, |l| l.chars().count());
+                    Position {
+                        line: last_line,
+                        column: width + 1,
+                    }
+                } else {
+                    Position {
+                        line,
+                        column: location.column(),
+                    }
+                };
+                let message = clean_yaml_message(&yaml_err.to_string(), first_line - 1);
+                // Prefer libyaml only when it says where the broken construct started.
+                if message.contains(" started at ") {
+                    return file_problem(file, position, format!("YAML syntax error: {message}"));
+                }
+            }
+        }
+    }
+    let message = if err.message.contains("recursion limit exceeded") {
+        "document is nested too deeply (recursion limit exceeded)".to_string()
+    } else {
+        err.message.clone()
+    };
+    file_problem(file, err.position, format!("YAML syntax error: {message}"))
 }
 
 fn load_document(
@@ -204,8 +278,23 @@ fn load_document(
             })
             .unwrap_or(doc.start),
         resource,
-        message: clean_yaml_message(&err.to_string()),
+        message: clean_yaml_message(&err.to_string(), doc.first_line - 1),
     };
+    if !origin.spans.duplicate_keys.is_empty() {
+        for (path, first, again) in &origin.spans.duplicate_keys {
+            let key = path.rsplit('.').next().unwrap_or(path);
+            diagnostics.push(Diagnostic {
+                file: file.to_path_buf(),
+                position: *again,
+                resource: identity_of(doc.text),
+                message: format!(
+                    "duplicate key `{key}` (first at {}:{}); a key may appear once per mapping",
+                    first.line, first.column
+                ),
+            });
+        }
+        return;
+    }
     let envelope: Envelope = match yaml_serde::from_str(doc.text) {
         Ok(envelope) => envelope,
         Err(err) => {
@@ -285,8 +374,8 @@ fn load_document(
     });
 }
 
-/// Reports every duplicate `Kind/name` (naming both files) and keeps none of them: which one
-/// is meant is ambiguous.
+/// Reports every duplicate `Kind/name` (naming the other places). The first definition stays in
+/// the set, so references to the name do not also read as dangling; the load is invalid anyway.
 fn drop_duplicates(manifests: Vec<Manifest>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Manifest> {
     let mut seen: HashMap<ResourceId, Vec<usize>> = HashMap::new();
     for (i, m) in manifests.iter().enumerate() {
@@ -295,7 +384,7 @@ fn drop_duplicates(manifests: Vec<Manifest>, diagnostics: &mut Vec<Diagnostic>) 
     let mut dropped = vec![false; manifests.len()];
     for indices in seen.values().filter(|v| v.len() > 1) {
         for &i in indices {
-            dropped[i] = true;
+            dropped[i] = i != indices[0];
             let m = &manifests[i];
             let others: Vec<String> = indices
                 .iter()
@@ -321,52 +410,68 @@ fn drop_duplicates(manifests: Vec<Manifest>, diagnostics: &mut Vec<Diagnostic>) 
         .collect()
 }
 
-/// Removes yaml_serde's " at line N column M" / " at position N" (the diagnostic has the
-/// position already) and makes the envelope's type errors readable.
-fn clean_yaml_message(message: &str) -> String {
+/// Removes the first " at line N column M" / " at position N" of a yaml_serde message (the
+/// diagnostic carries that position), turns later ones (libyaml's "while parsing ... at") into
+/// file coordinates, and words a few messages for people.
+fn clean_yaml_message(message: &str, line_offset: usize) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
+    let mut seen_first = false;
     while let Some(at) = rest.find(" at ") {
         out.push_str(&rest[..at]);
         let tail = &rest[at + 4..];
-        let skip = position_phrase_len(tail);
-        if skip == 0 {
-            out.push_str(" at ");
-            rest = tail;
-        } else {
-            rest = &tail[skip..];
+        match position_phrase(tail) {
+            Some((skip, line_col)) => {
+                if seen_first {
+                    if let Some((line, column)) = line_col {
+                        out.push_str(&format!(" started at {}:{column}", line + line_offset));
+                    }
+                }
+                seen_first = true;
+                rest = &tail[skip..];
+            }
+            None => {
+                out.push_str(" at ");
+                rest = tail;
+            }
         }
     }
     out.push_str(rest);
-    out.replace(
-        "struct Envelope",
-        "a manifest (a mapping with apiVersion, kind, metadata, spec)",
-    )
-    .replace(
-        "struct TypedDocument",
-        "a manifest (a mapping with apiVersion, kind, metadata, spec)",
-    )
+    let out = out
+        .replace(
+            "struct Envelope",
+            "a manifest (a mapping with apiVersion, kind, metadata, spec)",
+        )
+        .replace(
+            "struct TypedDocument",
+            "a manifest (a mapping with apiVersion, kind, metadata, spec)",
+        );
+    if out.contains("repetition limit exceeded") {
+        return "document expands too many aliases (repetition limit exceeded): refusing a possible YAML alias bomb".into();
+    }
+    if out.contains("recursion limit exceeded") {
+        return "document is nested too deeply (recursion limit exceeded)".into();
+    }
+    out
 }
 
-fn position_phrase_len(tail: &str) -> usize {
+/// Parses "line N column M" or "position N" at the start of `tail`: (length, Some((N, M))).
+fn position_phrase(tail: &str) -> Option<(usize, Option<(usize, usize)>)> {
     let digits = |s: &str| s.chars().take_while(|c| c.is_ascii_digit()).count();
     if let Some(r) = tail.strip_prefix("line ") {
         let n = digits(r);
-        if n > 0 {
-            if let Some(r2) = r[n..].strip_prefix(" column ") {
-                let m = digits(r2);
-                if m > 0 {
-                    return 5 + n + 8 + m;
-                }
-            }
+        let r2 = r[n..].strip_prefix(" column ")?;
+        let m = digits(r2);
+        if n == 0 || m == 0 {
+            return None;
         }
-    } else if let Some(r) = tail.strip_prefix("position ") {
-        let n = digits(r);
-        if n > 0 {
-            return 9 + n;
-        }
+        let line = r[..n].parse().ok()?;
+        let column = r2[..m].parse().ok()?;
+        return Some((5 + n + 8 + m, Some((line, column))));
     }
-    0
+    let r = tail.strip_prefix("position ")?;
+    let n = digits(r);
+    (n > 0).then_some((9 + n, None))
 }
 
 #[cfg(test)]
@@ -376,14 +481,21 @@ mod tests {
     #[test]
     fn cleans_positions_from_messages() {
         assert_eq!(
-            clean_yaml_message("spec: unknown field `x`, expected `a` at line 3 column 5"),
+            clean_yaml_message(
+                "spec: unknown field `x`, expected `a` at line 3 column 5",
+                10
+            ),
             "spec: unknown field `x`, expected `a`"
         );
         assert_eq!(
-            clean_yaml_message("did not find expected key at line 3 column 1, while parsing a block mapping at line 1 column 1"),
-            "did not find expected key, while parsing a block mapping"
+            clean_yaml_message(
+                "did not find expected key at line 3 column 1, while parsing a block mapping at line 1 column 1",
+                10
+            ),
+            "did not find expected key, while parsing a block mapping started at 11:1"
         );
-        assert_eq!(clean_yaml_message("look at this"), "look at this");
+        assert_eq!(clean_yaml_message("look at this", 0), "look at this");
+        assert!(clean_yaml_message("repetition limit exceeded", 0).contains("alias bomb"));
     }
 
     #[test]
