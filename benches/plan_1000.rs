@@ -177,20 +177,17 @@ async fn converge_half(loaded: &sdop::manifest::Loaded, cloud: &InMemory) {
             .parse()
             .unwrap_or(0);
         if g % 2 == 0 && !action.name.contains("known after apply") {
-            cloud.put(ObservedObject {
-                key: ObjectKey::new(action.aws_type, action.name.clone()),
-                fields: action
-                    .changes
-                    .iter()
-                    .filter_map(|c| c.after.clone().map(|v| (c.field.clone(), v)))
-                    .collect(),
-                ownership: Ownership::Owned {
-                    resource: ResourceId::new(
-                        action.resource.kind.clone(),
-                        action.resource.name.clone(),
-                    ),
-                },
-            });
+            let fields = action
+                .changes
+                .iter()
+                .filter_map(|c| c.after.clone().map(|v| (c.field.clone(), v)))
+                .collect();
+            let owner = ResourceId::new(action.resource.kind.clone(), action.resource.name.clone());
+            cloud.put(ObservedObject::new(
+                ObjectKey::new(action.aws_type, action.name.clone()),
+                fields,
+                Ownership::Owned { resource: owner },
+            ));
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::diagnostics::Diagnostic;
 
 /// How the engine treats an error: this classification is the only retry policy input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorClass {
     /// Throttling, 5xx, time-outs, connection resets: retry with backoff.

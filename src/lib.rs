@@ -14,6 +14,9 @@ pub mod error;
 pub mod kinds;
 pub mod manifest;
 pub mod rules;
+pub mod apply;
+pub mod aws;
 pub mod schema;
+pub mod state;
 
 pub use error::{Error, ErrorClass};

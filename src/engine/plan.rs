@@ -68,7 +68,11 @@ pub struct DesiredObject {
     pub aws_type: &'static str,
     pub name: ObjectName,
     pub mutability: Mutability,
+    /// Compared with what AWS reports; a difference is a change.
     pub fields: BTreeMap<String, Option<Value>>,
+    /// Needed to create or update the object but not compared (a local file's path).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Value>,
 }
 
 impl DesiredObject {
@@ -78,7 +82,19 @@ impl DesiredObject {
             name,
             mutability,
             fields: BTreeMap::new(),
+            inputs: BTreeMap::new(),
         }
+    }
+
+    /// Adds an input: used by the AWS adapter, never diffed.
+    pub fn input(mut self, name: &str, value: Value) -> Self {
+        self.inputs.insert(name.to_string(), value);
+        self
+    }
+
+    /// A known field's value.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name).and_then(Option::as_ref)
     }
 
     /// Adds a field; `None` means known after apply.
@@ -97,12 +113,25 @@ impl DesiredObject {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Ownership {
-    /// Tagged by sdop for this resource.
+    /// Tagged by sdop for `resource` (this one or another).
     Owned { resource: ResourceId },
-    /// Exists without sdop's tags (or tagged for another resource).
+    /// Exists without sdop's tags.
     Foreign,
     /// Adopted by a manifest that says `adopt: true`.
     Adopted,
+}
+
+/// Where an AWS object is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "camelCase")]
+pub enum ObjectState {
+    Ready,
+    /// Creating, updating, training: check again later.
+    Progressing(String),
+    /// Serving, but not as asked (an update AWS rolled back).
+    Degraded(String),
+    /// Will not get better without a change (a failed training job, ROLLBACK_COMPLETE).
+    Failed(String),
 }
 
 /// An AWS object as read back from AWS.
@@ -111,6 +140,21 @@ pub struct ObservedObject {
     pub key: ObjectKey,
     pub fields: BTreeMap<String, Value>,
     pub ownership: Ownership,
+    pub state: ObjectState,
+    /// Facts other resources may read (ARNs, digests, stack outputs, checkpoints).
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl ObservedObject {
+    pub fn new(key: ObjectKey, fields: BTreeMap<String, Value>, ownership: Ownership) -> Self {
+        ObservedObject {
+            key,
+            fields,
+            ownership,
+            state: ObjectState::Ready,
+            outputs: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -210,20 +254,34 @@ pub fn plan_resource(
             actions.push(action(Operation::Create, reason, changes));
             continue;
         };
-        if found.ownership == Ownership::Foreign {
-            actions.push(action(
-                Operation::Conflict,
-                "exists but is not owned by sdop (no sdop ownership tags); set adopt: true to manage it".into(),
-                Vec::new(),
-            ));
-            continue;
+        match &found.ownership {
+            Ownership::Foreign => {
+                actions.push(action(
+                    Operation::Conflict,
+                    "exists but is not owned by sdop (no sdop ownership tags); set adopt: true to manage it".into(),
+                    Vec::new(),
+                ));
+                continue;
+            }
+            Ownership::Owned { resource: owner } if owner != resource => {
+                actions.push(action(
+                    Operation::Conflict,
+                    format!("exists and is owned by sdop resource {owner}, not this one"),
+                    Vec::new(),
+                ));
+                continue;
+            }
+            _ => {}
         }
         let changes: Vec<FieldChange> = want
             .fields
             .iter()
-            .filter(|(field, value)| match value {
-                Some(value) => found.fields.get(*field) != Some(value),
-                None => true,
+            // A field the adapter cannot observe (absent) is not compared: immutable objects
+            // named by content hash, or settings whose read would cost an extra call.
+            .filter(|(field, value)| match (value, found.fields.get(*field)) {
+                (_, None) => false,
+                (Some(value), Some(seen)) => seen != value,
+                (None, Some(_)) => true,
             })
             .map(|(field, value)| FieldChange {
                 field: field.clone(),
@@ -341,6 +399,12 @@ mod tests {
     }
 
     #[test]
+    fn unobserved_fields_are_not_compared() {
+        let seen = observed("sagemaker:endpoint", "sd-base", &[], owned());
+        assert!(plan_resource(&id(), &[endpoint("cfg-1")], &[seen]).is_empty());
+    }
+
+    #[test]
     fn immutable_difference_is_a_replace() {
         let want = DesiredObject::new(
             "s3:object",
@@ -364,6 +428,15 @@ mod tests {
         let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
         assert_eq!(actions.len(), 1);
         assert_eq!(actions[0].operation, Operation::Conflict);
+    }
+
+    #[test]
+    fn object_owned_by_another_resource_is_a_conflict() {
+        let other = Ownership::Owned { resource: ResourceId::new("Endpoint", "other") };
+        let seen = observed("sagemaker:endpoint", "sd-base", &[], other);
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
+        assert_eq!(actions[0].operation, Operation::Conflict);
+        assert!(actions[0].reason.contains("Endpoint/other"));
     }
 
     #[test]

@@ -375,6 +375,10 @@ impl Kind for DreamboothJob {
                 base: spec.training_job_name.clone(),
             }
         };
+        let job = job
+            .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
+            .input("modelName", json!(spec.model_name))
+            .input("tags", json!(spec.tags));
         vec![DesiredObject { name, ..job }]
     }
 }

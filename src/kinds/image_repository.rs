@@ -101,6 +101,7 @@ impl Kind for ImageRepository {
         )
         .field("scanOnPush", Some(json!(spec.scan_on_push)))
         .field("imageTagMutability", Some(json!(spec.image_tag_mutability)))
-        .field("tags", Some(json!(spec.tags)))]
+        .field("tags", Some(json!(spec.tags)))
+        .input("imageTag", json!(spec.image_tag))]
     }
 }

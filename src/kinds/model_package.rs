@@ -64,7 +64,7 @@ pub struct ModelPackageSpec {
     pub adopt: bool,
 }
 
-pub const AWS_TYPE: &str = "s3:object";
+pub const AWS_TYPE: &str = "s3:model-package";
 
 fn check_archive_path(path: &str) -> Result<(), String> {
     let first = path.split('/').next().unwrap_or_default();

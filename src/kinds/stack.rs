@@ -74,6 +74,17 @@ pub struct StackSpec {
 }
 
 pub const AWS_TYPE: &str = "cloudformation:stack";
+
+/// Capabilities as AWS names, sorted (AWS reports them as a set).
+fn sorted_capabilities(capabilities: &[Capability]) -> Vec<String> {
+    let mut names: Vec<String> = capabilities
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
 pub const TEMPLATE_OBJECT: &str = "s3:object";
 
 impl StackSpec {
@@ -184,18 +195,17 @@ impl Kind for Stack {
 
     fn desired(spec: &StackSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut objects = Vec::new();
+        let mut fingerprints = Vec::new();
         for (_, file) in spec.local_templates() {
-            if let Some(key) = spec.upload_key(&file) {
-                let fingerprint = ctx.local_files.get(&file).map(|f| json!(f.fingerprint));
-                objects.push(
-                    DesiredObject::new(
-                        TEMPLATE_OBJECT,
-                        ObjectName::Known(key),
-                        Mutability::InPlace,
-                    )
-                    .field("contentFingerprint", fingerprint),
-                );
+            let Some(key) = spec.upload_key(&file) else { continue };
+            let local = ctx.local_files.get(&file);
+            fingerprints.push(local.map(|f| f.fingerprint.clone()));
+            let mut object = DesiredObject::new(TEMPLATE_OBJECT, ObjectName::Known(key), Mutability::InPlace)
+                .field("contentFingerprint", local.map(|f| json!(f.fingerprint)));
+            if let Some(local) = local {
+                object = object.input("path", json!(local.resolved));
             }
+            objects.push(object);
         }
         let template_url = match (&spec.template.url, &spec.template.file) {
             (Some(url), _) => Some(url.clone()),
@@ -207,28 +217,22 @@ impl Kind for Stack {
             .iter()
             .map(|(name, value)| value.resolve(ctx.outputs).map(|v| (name.clone(), v)))
             .collect();
-        let template_fingerprint = spec
-            .template
-            .file
-            .as_ref()
-            .map(|f| ctx.local_files.get(f).map(|l| l.fingerprint.clone()));
+        // One fingerprint over every local template: a nested template's change updates the stack.
+        let template_fingerprint: Option<serde_json::Value> = if fingerprints.is_empty() {
+            Some(json!(null))
+        } else {
+            fingerprints
+                .into_iter()
+                .collect::<Option<Vec<String>>>()
+                .map(|all| json!(crate::engine::naming::content_hash(&all)[..16]))
+        };
         objects.push(
-            DesiredObject::new(
-                AWS_TYPE,
-                ObjectName::Known(spec.stack_name.clone()),
-                Mutability::InPlace,
-            )
-            .field("template", template_url.map(|u| json!(u)))
-            .field(
-                "templateFingerprint",
-                match template_fingerprint {
-                    None => Some(json!(null)),
-                    Some(found) => found.map(|f| json!(f)),
-                },
-            )
-            .field("parameters", parameters.map(|p| json!(p)))
-            .field("capabilities", Some(json!(spec.capabilities)))
-            .field("tags", Some(json!(spec.tags))),
+            DesiredObject::new(AWS_TYPE, ObjectName::Known(spec.stack_name.clone()), Mutability::InPlace)
+                .field("template", template_url.map(|u| json!(u)))
+                .field("templateFingerprint", template_fingerprint)
+                .field("parameters", parameters.map(|p| json!(p)))
+                .field("capabilities", Some(json!(sorted_capabilities(&spec.capabilities))))
+                .field("tags", Some(json!(spec.tags))),
         );
         objects
     }

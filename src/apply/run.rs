@@ -1,0 +1,168 @@
+//! Passes over the graph: each wave's resources reconcile in parallel; later waves see the
+//! statuses earlier ones produced. Retryable errors back off with jitter (backon) per
+//! resource; terminal ones mark the resource Failed until its spec changes.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+
+use super::reconcile::{reconcile, PassResult, Report};
+use crate::aws::Clients;
+use crate::error::{Error, ErrorClass, Result};
+use crate::manifest::{Loaded, ResourceId};
+use crate::state::{Phase, ResourceStatus, StateStore};
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Keep going until every resource is Ready (or settled), polling what is in progress.
+    pub wait: bool,
+    pub timeout: Duration,
+    pub prune: bool,
+    /// Allow pruning more than `prune::MAX_PRUNE_SHARE` of what sdop owns.
+    pub force: bool,
+    /// First poll interval while waiting; grows to `max_poll`.
+    pub min_poll: Duration,
+    pub max_poll: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            wait: false,
+            timeout: Duration::from_secs(3600),
+            prune: false,
+            force: false,
+            min_poll: Duration::from_millis(500),
+            max_poll: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplySummary {
+    pub phases: BTreeMap<ResourceId, Phase>,
+    pub timed_out: bool,
+    pub pruned: Vec<ResourceId>,
+}
+
+impl ApplySummary {
+    /// True when every resource is Ready and nothing timed out.
+    pub fn converged(&self) -> bool {
+        !self.timed_out && self.phases.values().all(|p| *p == Phase::Ready)
+    }
+
+    /// True when some resource needs a person (Failed, Degraded, Conflict).
+    pub fn has_problems(&self) -> bool {
+        self.timed_out
+            || self
+                .phases
+                .values()
+                .any(|p| matches!(p, Phase::Failed | Phase::Degraded | Phase::Conflict))
+    }
+}
+
+/// Reconciles one resource with backoff on retryable errors and persists its status.
+async fn reconcile_one(
+    clients: &Clients,
+    store: &StateStore,
+    loaded: &Loaded,
+    index: usize,
+    report: Report<'_>,
+) -> Result<(ResourceStatus, PassResult)> {
+    let manifest = &loaded.manifests[index];
+    let mut dependencies = Vec::new();
+    for &dep in loaded.graph.dependencies(index) {
+        let id = &loaded.manifests[dep].id;
+        dependencies.push(store.load(id)?.unwrap_or_else(|| ResourceStatus::new(id)));
+    }
+    let status = Mutex::new(store.load(&manifest.id)?.unwrap_or_else(|| ResourceStatus::new(&manifest.id)));
+    let attempt = || async {
+        let mut current = status.lock().expect("status lock").clone();
+        let outcome = reconcile(clients, manifest, &dependencies, &mut current, report).await;
+        // Keep what a failed attempt recorded (objects created before the error).
+        *status.lock().expect("status lock") = current;
+        outcome
+    };
+    let outcome = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(4)
+                .with_jitter(),
+        )
+        .when(|e: &Error| e.class() == ErrorClass::Retryable)
+        .notify(|e: &Error, after: Duration| report(format!("~ {} retrying in {after:.1?}: {e}", manifest.id)))
+        .await;
+    let mut status = status.into_inner().expect("status lock");
+    let result = match outcome {
+        Ok(result) => result,
+        Err(err) => {
+            status.set_error(&err);
+            status.event(format!("error: {err}"));
+            match err.class() {
+                ErrorClass::Terminal => {
+                    report(format!("x {} failed: {err}", manifest.id));
+                    status.failed_spec_hash = Some(manifest.spec_hash.clone());
+                    status.set_phase(Phase::Failed, "TerminalError", err.to_string());
+                }
+                ErrorClass::Retryable => {
+                    status.set_phase(Phase::Pending, "RetryableError", format!("will retry: {err}"));
+                }
+            }
+            PassResult::default()
+        }
+    };
+    store.save(&status)?;
+    Ok((status, result))
+}
+
+/// Converges `loaded` (which must be valid). Returns the final phase of every resource.
+pub async fn apply(
+    loaded: &Loaded,
+    clients: &Clients,
+    store: &StateStore,
+    options: &ApplyOptions,
+    report: Report<'_>,
+) -> Result<ApplySummary> {
+    let started = Instant::now();
+    let waves = loaded.graph.waves();
+    let mut poll = options.min_poll;
+    let mut summary = ApplySummary::default();
+    loop {
+        let mut mutated = false;
+        let mut changed_phase = false;
+        for wave in &waves {
+            let passes = futures::future::join_all(wave.iter().map(|&i| reconcile_one(clients, store, loaded, i, report))).await;
+            for pass in passes {
+                let (status, result) = pass?;
+                mutated |= result.mutated;
+                changed_phase |= summary.phases.insert(status.id(), status.phase) != Some(status.phase);
+            }
+        }
+        let settled = summary.phases.values().all(|p| p.is_settled());
+        if settled {
+            break;
+        }
+        if !options.wait && !mutated && !changed_phase {
+            break;
+        }
+        if started.elapsed() >= options.timeout {
+            summary.timed_out = true;
+            report(format!("timed out after {:?} waiting for convergence", options.timeout));
+            break;
+        }
+        if !mutated {
+            tokio::time::sleep(poll.min(options.timeout.saturating_sub(started.elapsed()))).await;
+            poll = (poll * 3 / 2).min(options.max_poll);
+        } else {
+            poll = options.min_poll;
+        }
+    }
+    if options.prune {
+        summary.pruned = super::prune::prune(loaded, clients, store, options, report).await?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,48 @@
+//! The per-object-type contract (after ACK): read one (not found is `Ok(None)`), create,
+//! update with a delta, delete. One adapter per AWS object type, found by `aws_type`.
+
+use async_trait::async_trait;
+
+use super::Clients;
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject};
+use crate::error::Result;
+use crate::manifest::ResourceId;
+
+/// What an adapter knows about the resource it acts for.
+pub struct ObjectContext<'a> {
+    pub clients: &'a Clients,
+    pub resource: &'a ResourceId,
+    pub spec_hash: &'a str,
+    /// sdop's state says it created this object for this resource: adapters may skip the
+    /// extra call that reads ownership tags.
+    pub owned_per_state: bool,
+}
+
+#[async_trait]
+pub trait Adapter: Send + Sync {
+    fn aws_type(&self) -> &'static str;
+    /// Reads one object (`desired`, when known, says what to look for, e.g. an image tag).
+    /// Not found is `Ok(None)`.
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>>;
+    /// Creates the object, tagged as owned; returns its state right after.
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState>;
+    /// Converges the changed fields of an existing object.
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState>;
+    /// Deletes (or, for training jobs, stops) the object. Already gone is success.
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()>;
+}
+
+static ADAPTERS: &[&dyn Adapter] = &[
+    &super::s3_bucket::BucketAdapter,
+    &super::ecr_repository::RepositoryAdapter,
+    &super::s3_object::TemplateObjectAdapter,
+    &super::stack::StackAdapter,
+    &super::sagemaker_endpoint::ModelAdapter,
+    &super::sagemaker_endpoint::EndpointConfigAdapter,
+    &super::sagemaker_endpoint::EndpointAdapter,
+    &super::sagemaker_training_job::TrainingJobAdapter,
+];
+
+pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {
+    ADAPTERS.iter().copied().find(|a| a.aws_type() == aws_type)
+}

@@ -1,0 +1,170 @@
+//! `ecr:repository`: create, tags, scan-on-push, tag mutability; the followed tag resolved to
+//! a digest, so consumers deploy `REPO@sha256:...` (a new push to the tag rolls out).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag};
+use serde_json::json;
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, is_not_found, ownership_tags, read_ownership};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::error::{Error, Result};
+
+pub struct RepositoryAdapter;
+
+fn tags_of(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Vec<Tag>> {
+    let user: BTreeMap<String, String> = object
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    ownership_tags(ctx.resource, ctx.spec_hash, &user)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Terminal(e.to_string())))
+        .collect()
+}
+
+fn name_of(object: &DesiredObject) -> Result<&str> {
+    object.name.known().ok_or_else(|| Error::Terminal("repository name unknown".into()))
+}
+
+#[async_trait]
+impl Adapter for RepositoryAdapter {
+    fn aws_type(&self) -> &'static str {
+        crate::kinds::image_repository::AWS_TYPE
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let ecr = &ctx.clients.ecr;
+        let described = match ecr.describe_repositories().repository_names(name).send().await {
+            Ok(out) => out,
+            Err(err) => {
+                let err = classify("ecr:DescribeRepositories", err);
+                return if is_not_found(&err, &["RepositoryNotFoundException"]) { Ok(None) } else { Err(err) };
+            }
+        };
+        let Some(repo) = described.repositories().first() else { return Ok(None) };
+        let arn = repo.repository_arn().unwrap_or_default().to_string();
+        let uri = repo.repository_uri().unwrap_or_default().to_string();
+        let tags: BTreeMap<String, String> = ecr
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| classify("ecr:ListTagsForResource", e))?
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        let (owner, user) = read_ownership(&tags);
+        let ownership = match owner {
+            Some(owner) => Ownership::Owned { resource: owner },
+            _ => Ownership::Foreign,
+        };
+        let fields = [
+            ("scanOnPush".to_string(), json!(repo.image_scanning_configuration().map(|c| c.scan_on_push()).unwrap_or(false))),
+            ("imageTagMutability".to_string(), json!(repo.image_tag_mutability().map(|m| m.as_str()).unwrap_or("MUTABLE"))),
+            ("tags".to_string(), json!(user)),
+        ]
+        .into();
+        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        observed.outputs.insert("repositoryName".into(), name.to_string());
+        observed.outputs.insert("repositoryArn".into(), arn);
+        if let Some(tag) = desired.and_then(|d| d.inputs.get("imageTag")).and_then(|t| t.as_str()) {
+            if let Some(digest) = image_digest(ctx, name, tag).await? {
+                observed.outputs.insert("imageUri".into(), format!("{uri}@{digest}"));
+                observed.outputs.insert("imageDigest".into(), digest);
+            }
+        }
+        observed.outputs.insert("repositoryUri".into(), uri);
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = name_of(object)?;
+        let scan = object.get("scanOnPush").and_then(|v| v.as_bool()).unwrap_or(true);
+        let mutability = object.get("imageTagMutability").and_then(|v| v.as_str()).unwrap_or("MUTABLE");
+        ctx.clients
+            .ecr
+            .create_repository()
+            .repository_name(name)
+            .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan).build())
+            .image_tag_mutability(ImageTagMutability::from(mutability))
+            .set_tags(Some(tags_of(ctx, object)?))
+            .send()
+            .await
+            .map_err(|e| classify("ecr:CreateRepository", e))?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState> {
+        let name = name_of(object)?;
+        let ecr = &ctx.clients.ecr;
+        for change in changes {
+            match change.field.as_str() {
+                "scanOnPush" => {
+                    let scan = object.get("scanOnPush").and_then(|v| v.as_bool()).unwrap_or(true);
+                    ecr.put_image_scanning_configuration()
+                        .repository_name(name)
+                        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan).build())
+                        .send()
+                        .await
+                        .map_err(|e| classify("ecr:PutImageScanningConfiguration", e))?;
+                }
+                "imageTagMutability" => {
+                    let mutability = object.get("imageTagMutability").and_then(|v| v.as_str()).unwrap_or("MUTABLE");
+                    ecr.put_image_tag_mutability()
+                        .repository_name(name)
+                        .image_tag_mutability(ImageTagMutability::from(mutability))
+                        .send()
+                        .await
+                        .map_err(|e| classify("ecr:PutImageTagMutability", e))?;
+                }
+                _ => {
+                    let arn = self
+                        .read(ctx, name, None)
+                        .await?
+                        .and_then(|o| o.outputs.get("repositoryArn").cloned())
+                        .unwrap_or_default();
+                    ecr.tag_resource()
+                        .resource_arn(arn)
+                        .set_tags(Some(tags_of(ctx, object)?))
+                        .send()
+                        .await
+                        .map_err(|e| classify("ecr:TagResource", e))?;
+                }
+            }
+        }
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.ecr.delete_repository().repository_name(name).force(true).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("ecr:DeleteRepository", err);
+                if is_not_found(&err, &["RepositoryNotFoundException"]) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}
+
+/// The digest of `tag` in `repository`, or `None` when nothing was pushed under it yet.
+pub async fn image_digest(ctx: &ObjectContext<'_>, repository: &str, tag: &str) -> Result<Option<String>> {
+    match ctx
+        .clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.image_details().first().and_then(|d| d.image_digest()).map(str::to_string)),
+        Err(err) => {
+            let err = classify("ecr:DescribeImages", err);
+            if is_not_found(&err, &["ImageNotFoundException"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The AWS side: configured clients, the one place SDK errors are classified, ownership tags,
+//! and one adapter per AWS object type (read one; create; update with a delta; delete).
+
+pub mod adapters;
+pub mod ecr_repository;
+pub mod s3_bucket;
+pub mod s3_object;
+pub mod sagemaker_endpoint;
+pub mod sagemaker_training_job;
+pub mod stack;
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::Error;
+use crate::manifest::ResourceId;
+
+/// Tag keys sdop puts on everything it creates.
+pub const TAG_MANAGED_BY: &str = "sdop.io/managed-by";
+pub const TAG_RESOURCE: &str = "sdop.io/resource";
+pub const TAG_SPEC_HASH: &str = "sdop.io/spec-hash";
+pub const MANAGED_BY: &str = "sdop";
+
+/// Where to reach AWS: the standard credential chain, with optional overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Configured clients for every service sdop uses.
+#[derive(Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub sagemaker: aws_sdk_sagemaker::Client,
+    pub region: String,
+    /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
+    pub endpoint_url: Option<String>,
+}
+
+impl Clients {
+    pub async fn connect(connection: &Connection) -> Clients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &connection.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &connection.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &connection.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Clients::from_config(&config, connection.endpoint_url.clone())
+    }
+
+    pub fn from_config(config: &aws_types::SdkConfig, endpoint_url: Option<String>) -> Clients {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(endpoint_url.is_some())
+            .build();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            ecr: aws_sdk_ecr::Client::new(config),
+            cloudformation: aws_sdk_cloudformation::Client::new(config),
+            sagemaker: aws_sdk_sagemaker::Client::new(config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            endpoint_url,
+        }
+    }
+
+    /// The HTTP(S) URL of an S3 object, as CloudFormation's TemplateURL wants it.
+    pub fn s3_object_url(&self, bucket: &str, key: &str) -> String {
+        match &self.endpoint_url {
+            // The emulator resolves TemplateURL only with host `localhost`.
+            Some(url) => format!("{}/{bucket}/{key}", url.trim_end_matches('/').replace("127.0.0.1", "localhost")),
+            None => format!("https://{bucket}.s3.{}.amazonaws.com/{key}", self.region),
+        }
+    }
+}
+
+/// Ownership tags for objects of `resource` at `spec_hash`, plus the user's tags.
+pub fn ownership_tags(resource: &ResourceId, spec_hash: &str, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = user.clone();
+    tags.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+    tags.insert(TAG_RESOURCE.into(), resource.to_string());
+    tags.insert(TAG_SPEC_HASH.into(), spec_hash.chars().take(16).collect());
+    tags
+}
+
+/// Splits tags read from AWS into the ownership they express and the user's tags.
+pub fn read_ownership(tags: &BTreeMap<String, String>) -> (Option<ResourceId>, BTreeMap<String, String>) {
+    let owner = (tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY))
+        .then(|| tags.get(TAG_RESOURCE).and_then(|r| ResourceId::parse(r)))
+        .flatten();
+    let user = tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("sdop.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (owner, user)
+}
+
+/// Error codes that mean "try again later".
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "RequestThrottled",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// The one classification of AWS SDK errors: retryable or terminal.
+pub fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let status = err.raw_response().map(|r| r.status());
+    let (code, message) = (err.code().map(str::to_string), err.message().map(str::to_string));
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        _ => {
+            code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+                || status.is_some_and(|s| s >= 500 || s == 429)
+        }
+    };
+    let message = message.unwrap_or_else(|| {
+        let mut text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        text.truncate(300);
+        text
+    });
+    Error::Aws {
+        operation: operation.to_string(),
+        code,
+        message,
+        retryable,
+    }
+}
+
+/// The HTTP status of a raw response, for classification.
+pub trait HttpStatus {
+    fn status(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// True when an error means the object does not exist.
+pub fn is_not_found(err: &Error, codes: &[&str]) -> bool {
+    matches!(err, Error::Aws { code: Some(code), .. } if codes.contains(&code.as_str()))
+}

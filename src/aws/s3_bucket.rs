@@ -1,0 +1,155 @@
+//! `s3:bucket`: create (region-correct), tags, public access blocked, default encryption.
+//! Read is one call (GetBucketTagging): existence, ownership and tag drift.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+};
+use serde_json::json;
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, is_not_found, ownership_tags, read_ownership};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::error::{Error, Result};
+
+pub struct BucketAdapter;
+
+fn user_tags(object: &DesiredObject) -> BTreeMap<String, String> {
+    object
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default()
+}
+
+async fn put_tags(ctx: &ObjectContext<'_>, bucket: &str, object: &DesiredObject) -> Result<()> {
+    let tags = ownership_tags(ctx.resource, ctx.spec_hash, &user_tags(object));
+    let tag_set: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Terminal(e.to_string())))
+        .collect::<Result<_>>()?;
+    let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(|e| Error::Terminal(e.to_string()))?;
+    ctx.clients
+        .s3
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| classify("s3:PutBucketTagging", e))?;
+    Ok(())
+}
+
+async fn harden(ctx: &ObjectContext<'_>, bucket: &str) -> Result<()> {
+    let s3 = &ctx.clients.s3;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| classify("s3:PutPublicAccessBlock", e))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .map_err(|e| Error::Terminal(e.to_string()))?,
+        )
+        .build();
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| Error::Terminal(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| classify("s3:PutBucketEncryption", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Adapter for BucketAdapter {
+    fn aws_type(&self) -> &'static str {
+        crate::kinds::bucket::AWS_TYPE
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let tags = match ctx.clients.s3.get_bucket_tagging().bucket(name).send().await {
+            Ok(out) => out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+            Err(err) => {
+                let err = classify("s3:GetBucketTagging", err);
+                if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
+                    return Ok(None);
+                }
+                if !is_not_found(&err, &["NoSuchTagSet"]) {
+                    return Err(err);
+                }
+                BTreeMap::new()
+            }
+        };
+        let (owner, user) = read_ownership(&tags);
+        let ownership = match owner {
+            Some(owner) => Ownership::Owned { resource: owner },
+            _ => Ownership::Foreign,
+        };
+        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), [("tags".to_string(), json!(user))].into(), ownership);
+        observed.outputs.insert("arn".into(), format!("arn:aws:s3:::{name}"));
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = object.name.known().ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
+        let region = object.get("region").and_then(|r| r.as_str()).unwrap_or(&ctx.clients.region).to_string();
+        let mut request = ctx.clients.s3.create_bucket().bucket(name);
+        if region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        if let Err(err) = request.send().await {
+            let err = classify("s3:CreateBucket", err);
+            // Ours from an earlier, interrupted run: carry on and finish configuring it.
+            if !is_not_found(&err, &["BucketAlreadyOwnedByYou"]) {
+                return Err(err);
+            }
+        }
+        put_tags(ctx, name, object).await?;
+        harden(ctx, name).await?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+        let name = object.name.known().ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
+        put_tags(ctx, name, object).await?;
+        harden(ctx, name).await?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.s3.delete_bucket().bucket(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("s3:DeleteBucket", err);
+                if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `s3:object`: a local file uploaded to S3 (stack templates). The content fingerprint and the
+//! owner ride in the object's metadata, so an unchanged file is never uploaded again.
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::json;
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, is_not_found};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::error::{Error, Result};
+use crate::manifest::ResourceId;
+
+pub struct TemplateObjectAdapter;
+
+const META_FINGERPRINT: &str = "sdop-fingerprint";
+const META_RESOURCE: &str = "sdop-resource";
+
+/// `bucket/key` → (bucket, key).
+fn split(name: &str) -> Result<(&str, &str)> {
+    name.split_once('/').ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
+}
+
+#[async_trait]
+impl Adapter for TemplateObjectAdapter {
+    fn aws_type(&self) -> &'static str {
+        crate::kinds::stack::TEMPLATE_OBJECT
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let (bucket, key) = split(name)?;
+        let head = match ctx.clients.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(head) => head,
+            Err(err) => {
+                let err = classify("s3:HeadObject", err);
+                return if is_not_found(&err, &["NotFound", "NoSuchKey", "NoSuchBucket"]) { Ok(None) } else { Err(err) };
+            }
+        };
+        let meta = head.metadata().cloned().unwrap_or_default();
+        let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
+            Some(owner) => Ownership::Owned { resource: owner },
+            _ => Ownership::Foreign,
+        };
+        let fields = meta
+            .get(META_FINGERPRINT)
+            .map(|f| ("contentFingerprint".to_string(), json!(f)))
+            .into_iter()
+            .collect();
+        Ok(Some(ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership)))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = object.name.known().ok_or_else(|| Error::Terminal("object name unknown".into()))?;
+        let (bucket, key) = split(name)?;
+        let path = object
+            .inputs
+            .get("path")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| Error::Terminal(format!("no local file for {name}")))?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| Error::Terminal(format!("cannot read {path}: {e}")))?;
+        let fingerprint = object.get("contentFingerprint").and_then(|f| f.as_str()).unwrap_or_default();
+        ctx.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .metadata(META_FINGERPRINT, fingerprint)
+            .metadata(META_RESOURCE, ctx.resource.to_string())
+            .send()
+            .await
+            .map_err(|e| classify("s3:PutObject", e))?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+        self.create(ctx, object).await
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        let (bucket, key) = split(name)?;
+        match ctx.clients.s3.delete_object().bucket(bucket).key(key).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("s3:DeleteObject", err);
+                if is_not_found(&err, &["NoSuchKey", "NoSuchBucket", "NotFound"]) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}

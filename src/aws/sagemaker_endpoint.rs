@@ -1,0 +1,328 @@
+//! The three SageMaker objects behind an `Endpoint`: Model and EndpointConfig (immutable,
+//! content-hash names, so never compared field by field) and the Endpoint itself, whose
+//! config is switched with `UpdateEndpoint`. An update AWS rolled back (InService on the old
+//! config with `FailureReason`) reads as Degraded.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_sagemaker::types::{
+    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig, ContainerDefinition, EndpointStatus,
+    ModelCompressionType, ModelDataSource, ProductionVariant, ProductionVariantInstanceType, S3ModelDataSource,
+    S3ModelDataType, Tag, VpcConfig,
+};
+use serde_json::{json, Value};
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, ownership_tags, read_ownership};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::error::{Error, Result};
+use crate::kinds::endpoint::{ENDPOINT, ENDPOINT_CONFIG, MODEL};
+
+pub struct ModelAdapter;
+pub struct EndpointConfigAdapter;
+pub struct EndpointAdapter;
+
+/// SageMaker says "Could not find ..." (ValidationException) for a missing object.
+pub(super) fn is_missing(err: &Error) -> bool {
+    matches!(err, Error::Aws { code: Some(code), message, .. }
+        if (code == "ValidationException" || code == "ResourceNotFound")
+            && (message.contains("Could not find") || message.contains("not found") || message.contains("does not exist")))
+}
+
+pub(super) fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
+    let user: BTreeMap<String, String> = object
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    ownership_tags(ctx.resource, ctx.spec_hash, &user)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Ownership of an ARN: trusted from sdop's state, else read from its tags (one more call).
+pub(super) async fn ownership(ctx: &ObjectContext<'_>, arn: &str) -> Result<(Ownership, Option<BTreeMap<String, String>>)> {
+    if ctx.owned_per_state {
+        return Ok((Ownership::Owned { resource: ctx.resource.clone() }, None));
+    }
+    let out = ctx
+        .clients
+        .sagemaker
+        .list_tags()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| classify("sagemaker:ListTags", e))?;
+    let tags: BTreeMap<String, String> = out
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect();
+    let (owner, user) = read_ownership(&tags);
+    Ok(match owner {
+        Some(owner) => (Ownership::Owned { resource: owner }, Some(user)),
+        _ => (Ownership::Foreign, Some(user)),
+    })
+}
+
+fn known_name(object: &DesiredObject) -> Result<&str> {
+    object.name.known().ok_or_else(|| Error::Terminal(format!("{} name not known yet", object.aws_type)))
+}
+
+fn str_field<'a>(object: &'a DesiredObject, name: &str) -> Option<&'a str> {
+    object.get(name).and_then(Value::as_str)
+}
+
+#[async_trait]
+impl Adapter for ModelAdapter {
+    fn aws_type(&self) -> &'static str {
+        MODEL
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let model = match ctx.clients.sagemaker.describe_model().model_name(name).send().await {
+            Ok(model) => model,
+            Err(err) => {
+                let err = classify("sagemaker:DescribeModel", err);
+                return if is_missing(&err) { Ok(None) } else { Err(err) };
+            }
+        };
+        let arn = model.model_arn().unwrap_or_default().to_string();
+        let (ownership, _) = ownership(ctx, &arn).await?;
+        let mut observed = ObservedObject::new(ObjectKey::new(MODEL, name), BTreeMap::new(), ownership);
+        observed.outputs.insert("modelName".into(), name.to_string());
+        observed.outputs.insert("modelArn".into(), arn);
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = known_name(object)?;
+        let data = object.get("modelData").cloned().unwrap_or(Value::Null);
+        let uri = data["s3Uri"].as_str().unwrap_or_default();
+        let mut container = ContainerDefinition::builder().image(str_field(object, "image").unwrap_or_default());
+        if data["compression"] == "None" {
+            container = container.model_data_source(
+                ModelDataSource::builder()
+                    .s3_data_source(
+                        S3ModelDataSource::builder()
+                            .s3_uri(uri)
+                            .s3_data_type(S3ModelDataType::S3Prefix)
+                            .compression_type(ModelCompressionType::None)
+                            .build(),
+                    )
+                    .build(),
+            );
+        } else {
+            container = container.model_data_url(uri);
+        }
+        let environment: BTreeMap<String, String> = object
+            .get("environment")
+            .and_then(|e| serde_json::from_value(e.clone()).ok())
+            .unwrap_or_default();
+        for (k, v) in environment {
+            container = container.environment(k, v);
+        }
+        let mut request = ctx
+            .clients
+            .sagemaker
+            .create_model()
+            .model_name(name)
+            .execution_role_arn(str_field(object, "executionRoleArn").unwrap_or_default())
+            .primary_container(container.build())
+            .set_tags(Some(tags(ctx, object)));
+        if let Some(vpc) = object.get("vpcConfig").filter(|v| !v.is_null()) {
+            let list = |key: &str| -> Vec<String> { serde_json::from_value(vpc[key].clone()).unwrap_or_default() };
+            request = request.vpc_config(
+                VpcConfig::builder()
+                    .set_subnets(Some(list("subnets")))
+                    .set_security_group_ids(Some(list("securityGroupIds")))
+                    .build(),
+            );
+        }
+        request.send().await.map_err(|e| classify("sagemaker:CreateModel", e))?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+        // Content-named and immutable: a change is a new name, never an update.
+        let _ = (ctx, object);
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.sagemaker.delete_model().model_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("sagemaker:DeleteModel", err);
+                if is_missing(&err) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Adapter for EndpointConfigAdapter {
+    fn aws_type(&self) -> &'static str {
+        ENDPOINT_CONFIG
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let config = match ctx.clients.sagemaker.describe_endpoint_config().endpoint_config_name(name).send().await {
+            Ok(config) => config,
+            Err(err) => {
+                let err = classify("sagemaker:DescribeEndpointConfig", err);
+                return if is_missing(&err) { Ok(None) } else { Err(err) };
+            }
+        };
+        let arn = config.endpoint_config_arn().unwrap_or_default().to_string();
+        let (ownership, _) = ownership(ctx, &arn).await?;
+        let mut observed = ObservedObject::new(ObjectKey::new(ENDPOINT_CONFIG, name), BTreeMap::new(), ownership);
+        observed.outputs.insert("endpointConfigName".into(), name.to_string());
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = known_name(object)?;
+        let mut variant = ProductionVariant::builder()
+            .variant_name("AllTraffic")
+            .model_name(str_field(object, "modelName").unwrap_or_default())
+            .instance_type(ProductionVariantInstanceType::from(str_field(object, "instanceType").unwrap_or_default()))
+            .initial_instance_count(object.get("instanceCount").and_then(Value::as_i64).unwrap_or(1) as i32);
+        if let Some(timeout) = object.get("containerStartupHealthCheckTimeoutSeconds").and_then(Value::as_i64) {
+            variant = variant.container_startup_health_check_timeout_in_seconds(timeout as i32);
+        }
+        let mut request = ctx
+            .clients
+            .sagemaker
+            .create_endpoint_config()
+            .endpoint_config_name(name)
+            .production_variants(variant.build())
+            .set_tags(Some(tags(ctx, object)));
+        if let Some(async_inference) = object.get("asyncInference").filter(|v| !v.is_null()) {
+            let mut output = AsyncInferenceOutputConfig::builder()
+                .s3_output_path(async_inference["outputPath"].as_str().unwrap_or_default());
+            if let Some(path) = async_inference["failurePath"].as_str() {
+                output = output.s3_failure_path(path);
+            }
+            let mut config = AsyncInferenceConfig::builder().output_config(output.build());
+            if let Some(max) = async_inference["maxConcurrentInvocationsPerInstance"].as_i64() {
+                config = config.client_config(
+                    AsyncInferenceClientConfig::builder()
+                        .max_concurrent_invocations_per_instance(max as i32)
+                        .build(),
+                );
+            }
+            request = request.async_inference_config(config.build());
+        }
+        request.send().await.map_err(|e| classify("sagemaker:CreateEndpointConfig", e))?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(&self, _ctx: &ObjectContext<'_>, _object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.sagemaker.delete_endpoint_config().endpoint_config_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("sagemaker:DeleteEndpointConfig", err);
+                if is_missing(&err) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Adapter for EndpointAdapter {
+    fn aws_type(&self) -> &'static str {
+        ENDPOINT
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let endpoint = match ctx.clients.sagemaker.describe_endpoint().endpoint_name(name).send().await {
+            Ok(endpoint) => endpoint,
+            Err(err) => {
+                let err = classify("sagemaker:DescribeEndpoint", err);
+                return if is_missing(&err) { Ok(None) } else { Err(err) };
+            }
+        };
+        let arn = endpoint.endpoint_arn().unwrap_or_default().to_string();
+        let (ownership, user_tags) = ownership(ctx, &arn).await?;
+        let config = endpoint.endpoint_config_name().unwrap_or_default().to_string();
+        let mut fields: BTreeMap<String, Value> = [("endpointConfigName".to_string(), json!(config))].into();
+        if let Some(user) = user_tags {
+            fields.insert("tags".into(), json!(user));
+        }
+        let mut observed = ObservedObject::new(ObjectKey::new(ENDPOINT, name), fields, ownership);
+        let reason = endpoint.failure_reason().map(str::to_string);
+        observed.state = match endpoint.endpoint_status() {
+            Some(EndpointStatus::InService) => match reason {
+                Some(reason) => ObjectState::Degraded(reason),
+                None => ObjectState::Ready,
+            },
+            Some(EndpointStatus::Failed) => ObjectState::Failed(reason.unwrap_or_else(|| "endpoint failed".into())),
+            Some(status) => ObjectState::Progressing(status.as_str().to_string()),
+            None => ObjectState::Progressing("unknown".into()),
+        };
+        observed.outputs.insert("endpointName".into(), name.to_string());
+        observed.outputs.insert("endpointArn".into(), arn);
+        observed.outputs.insert("endpointConfigName".into(), config);
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        ctx.clients
+            .sagemaker
+            .create_endpoint()
+            .endpoint_name(known_name(object)?)
+            .endpoint_config_name(str_field(object, "endpointConfigName").unwrap_or_default())
+            .set_tags(Some(tags(ctx, object)))
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:CreateEndpoint", e))?;
+        Ok(ObjectState::Progressing("Creating".into()))
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState> {
+        let name = known_name(object)?;
+        let sagemaker = &ctx.clients.sagemaker;
+        let mut state = ObjectState::Ready;
+        if changes.iter().any(|c| c.field == "tags") {
+            let arn = format!("arn:aws:sagemaker:{}:endpoint/{name}", ctx.clients.region);
+            let arn = match self.read(ctx, name, None).await? {
+                Some(found) => found.outputs.get("endpointArn").cloned().unwrap_or(arn),
+                None => arn,
+            };
+            sagemaker
+                .add_tags()
+                .resource_arn(arn)
+                .set_tags(Some(tags(ctx, object)))
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:AddTags", e))?;
+        }
+        if changes.iter().any(|c| c.field == "endpointConfigName") {
+            sagemaker
+                .update_endpoint()
+                .endpoint_name(name)
+                .endpoint_config_name(str_field(object, "endpointConfigName").unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:UpdateEndpoint", e))?;
+            state = ObjectState::Progressing("Updating".into());
+        }
+        Ok(state)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.sagemaker.delete_endpoint().endpoint_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("sagemaker:DeleteEndpoint", err);
+                if is_missing(&err) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}

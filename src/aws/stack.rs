@@ -1,0 +1,211 @@
+//! `cloudformation:stack`: create or update from a TemplateURL; "No updates are to be
+//! performed" is success; status maps to readiness; failures carry the first failed
+//! resource's reason from the stack events. The template fingerprint rides in a stack tag.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, Tag};
+use serde_json::json;
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, ownership_tags, read_ownership};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::error::{Error, Result};
+
+pub struct StackAdapter;
+
+const TAG_TEMPLATE: &str = "sdop.io/template-fingerprint";
+
+fn is_missing(err: &Error) -> bool {
+    matches!(err, Error::Aws { message, .. } if message.contains("does not exist"))
+}
+
+/// The first failure in the stack's events (oldest first), as `LogicalId: reason`.
+async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
+    let events = ctx.clients.cloudformation.describe_stack_events().stack_name(name).send().await;
+    let Ok(events) = events else {
+        return "stack failed (events unavailable)".into();
+    };
+    events
+        .stack_events()
+        .iter()
+        .rev()
+        .find(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED")))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.logical_resource_id().unwrap_or("?"),
+                e.resource_status_reason().unwrap_or("failed")
+            )
+        })
+        .unwrap_or_else(|| "stack failed; no failed resource event".into())
+}
+
+fn template_url(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<String> {
+    let template = object
+        .get("template")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| Error::Terminal("template location unknown".into()))?;
+    Ok(match template.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            ctx.clients.s3_object_url(bucket, key)
+        }
+        None => template.to_string(),
+    })
+}
+
+fn parameters(object: &DesiredObject) -> Vec<Parameter> {
+    let map: BTreeMap<String, String> = object
+        .get("parameters")
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_default();
+    map.into_iter()
+        .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+        .collect()
+}
+
+fn capabilities(object: &DesiredObject) -> Vec<Capability> {
+    let list: Vec<String> = object
+        .get("capabilities")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    list.iter().map(|c| Capability::from(c.as_str())).collect()
+}
+
+fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
+    let user: BTreeMap<String, String> = object
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    let mut all = ownership_tags(ctx.resource, ctx.spec_hash, &user);
+    if let Some(fingerprint) = object.get("templateFingerprint").and_then(|f| f.as_str()) {
+        all.insert(TAG_TEMPLATE.into(), fingerprint.into());
+    }
+    all.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+#[async_trait]
+impl Adapter for StackAdapter {
+    fn aws_type(&self) -> &'static str {
+        crate::kinds::stack::AWS_TYPE
+    }
+
+    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+        let out = match ctx.clients.cloudformation.describe_stacks().stack_name(name).send().await {
+            Ok(out) => out,
+            Err(err) => {
+                let err = classify("cloudformation:DescribeStacks", err);
+                return if is_missing(&err) { Ok(None) } else { Err(err) };
+            }
+        };
+        let Some(stack) = out.stacks().first() else { return Ok(None) };
+        let status = stack.stack_status().cloned().unwrap_or(StackStatus::CreateInProgress);
+        if status == StackStatus::DeleteComplete {
+            return Ok(None);
+        }
+        let all_tags: BTreeMap<String, String> = stack
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect();
+        let (owner, user) = read_ownership(&all_tags);
+        let ownership = match owner {
+            Some(owner) => Ownership::Owned { resource: owner },
+            _ => Ownership::Foreign,
+        };
+        let params: BTreeMap<String, String> = stack
+            .parameters()
+            .iter()
+            .map(|p| (p.parameter_key().unwrap_or_default().to_string(), p.parameter_value().unwrap_or_default().to_string()))
+            .collect();
+        let mut caps: Vec<String> = stack.capabilities().iter().map(|c| c.as_str().to_string()).collect();
+        caps.sort();
+        let fields = [
+            ("parameters".to_string(), json!(params)),
+            ("capabilities".to_string(), json!(caps)),
+            ("tags".to_string(), json!(user)),
+            ("templateFingerprint".to_string(), json!(all_tags.get(TAG_TEMPLATE))),
+        ]
+        .into();
+        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        let text = status.as_str();
+        observed.state = if text.ends_with("_IN_PROGRESS") {
+            ObjectState::Progressing(text.to_string())
+        } else if matches!(status, StackStatus::CreateComplete | StackStatus::UpdateComplete) {
+            ObjectState::Ready
+        } else if status == StackStatus::UpdateRollbackComplete {
+            ObjectState::Degraded(format!("update rolled back: {}", first_failure(ctx, name).await))
+        } else {
+            ObjectState::Failed(format!("{text}: {}", first_failure(ctx, name).await))
+        };
+        observed.outputs.insert("stackName".into(), name.to_string());
+        observed.outputs.insert("stackId".into(), stack.stack_id().unwrap_or_default().to_string());
+        observed.outputs.insert("status".into(), text.to_string());
+        for output in stack.outputs() {
+            if let (Some(k), Some(v)) = (output.output_key(), output.output_value()) {
+                observed.outputs.insert(format!("outputs.{k}"), v.to_string());
+            }
+        }
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = object.name.known().unwrap_or_default();
+        ctx.clients
+            .cloudformation
+            .create_stack()
+            .stack_name(name)
+            .template_url(template_url(ctx, object)?)
+            .set_parameters(Some(parameters(object)))
+            .set_capabilities(Some(capabilities(object)))
+            .set_tags(Some(tags(ctx, object)))
+            .send()
+            .await
+            .map_err(|e| classify("cloudformation:CreateStack", e))?;
+        Ok(ObjectState::Progressing("CREATE_IN_PROGRESS".into()))
+    }
+
+    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+        let name = object.name.known().unwrap_or_default();
+        // A first create that rolled back cannot be updated: delete it, then create anew.
+        if let Some(current) = self.read(ctx, name, None).await? {
+            if matches!(&current.state, ObjectState::Failed(reason) if reason.starts_with("ROLLBACK_COMPLETE")) {
+                self.delete(ctx, name).await?;
+                return Ok(ObjectState::Progressing("deleting the stack left in ROLLBACK_COMPLETE before re-creating it".into()));
+            }
+        }
+        let result = ctx
+            .clients
+            .cloudformation
+            .update_stack()
+            .stack_name(name)
+            .template_url(template_url(ctx, object)?)
+            .set_parameters(Some(parameters(object)))
+            .set_capabilities(Some(capabilities(object)))
+            .set_tags(Some(tags(ctx, object)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ObjectState::Progressing("UPDATE_IN_PROGRESS".into())),
+            Err(err) => {
+                let err = classify("cloudformation:UpdateStack", err);
+                match &err {
+                    Error::Aws { message, .. } if message.contains("No updates are to be performed") => Ok(ObjectState::Ready),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        match ctx.clients.cloudformation.delete_stack().stack_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("cloudformation:DeleteStack", err);
+                if is_missing(&err) { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Resource status, persisted crash-safely in a state directory: one JSON file per resource,
+//! written to a temporary file, fsynced, then renamed over the old one (atomic on POSIX), so a
+//! crash leaves either the old or the new status, never half of one. Plain files need no
+//! extra dependency, are readable with `cat`/`jq`, and one writer per resource is all sdop needs.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorClass, Result};
+use crate::kinds::DeletionPolicy;
+use crate::manifest::ResourceId;
+
+/// Events kept per resource.
+const MAX_EVENTS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Progressing,
+    Ready,
+    Degraded,
+    Failed,
+    Deleting,
+    Conflict,
+}
+
+impl Phase {
+    /// Nothing more will happen without a change or a retry after backoff.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Phase::Ready | Phase::Degraded | Phase::Failed | Phase::Conflict)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+    pub last_transition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub at: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    pub class: ErrorClass,
+    pub message: String,
+    pub at: String,
+}
+
+/// An AWS object sdop created for a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRecord {
+    pub aws_type: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    pub kind: String,
+    pub name: String,
+    pub phase: Phase,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub observed_spec_hash: Option<String>,
+    /// A spec hash that failed terminally: not retried until the spec changes.
+    #[serde(default)]
+    pub failed_spec_hash: Option<String>,
+    /// An endpoint config whose rollout AWS rolled back: not retried until the spec changes.
+    #[serde(default)]
+    pub failed_rollout: Option<String>,
+    /// The endpoint config an update was started towards.
+    #[serde(default)]
+    pub rollout_target: Option<String>,
+    #[serde(default)]
+    pub objects: Vec<ObjectRecord>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub last_error: Option<LastError>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+    #[serde(default)]
+    pub events: VecDeque<Event>,
+}
+
+pub fn now() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+impl ResourceStatus {
+    pub fn new(id: &ResourceId) -> Self {
+        let at = now();
+        ResourceStatus {
+            kind: id.kind.clone(),
+            name: id.name.clone(),
+            phase: Phase::Pending,
+            message: String::new(),
+            conditions: Vec::new(),
+            observed_spec_hash: None,
+            failed_spec_hash: None,
+            failed_rollout: None,
+            rollout_target: None,
+            objects: Vec::new(),
+            outputs: BTreeMap::new(),
+            last_error: None,
+            deletion_policy: DeletionPolicy::Retain,
+            created_at: at.clone(),
+            updated_at: at,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> ResourceId {
+        ResourceId::new(self.kind.clone(), self.name.clone())
+    }
+
+    pub fn event(&mut self, message: impl Into<String>) {
+        self.events.push_back(Event {
+            at: now(),
+            message: message.into(),
+        });
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Sets the phase and its `Ready` condition; records a transition time on change.
+    pub fn set_phase(&mut self, phase: Phase, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        let ready = phase == Phase::Ready;
+        let changed = self
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .is_none_or(|c| c.status != ready || c.reason != reason);
+        if changed {
+            self.conditions.retain(|c| c.kind != "Ready");
+            self.conditions.push(Condition {
+                kind: "Ready".into(),
+                status: ready,
+                reason: reason.into(),
+                message: message.clone(),
+                last_transition: now(),
+            });
+        }
+        self.phase = phase;
+        self.message = message;
+        self.updated_at = now();
+    }
+
+    pub fn record_object(&mut self, aws_type: &str, name: &str) {
+        if !self.owns(aws_type, name) {
+            self.objects.push(ObjectRecord {
+                aws_type: aws_type.into(),
+                name: name.into(),
+                created_at: now(),
+            });
+        }
+    }
+
+    pub fn owns(&self, aws_type: &str, name: &str) -> bool {
+        self.objects.iter().any(|o| o.aws_type == aws_type && o.name == name)
+    }
+
+    pub fn set_error(&mut self, err: &Error) {
+        self.last_error = Some(LastError {
+            class: err.class(),
+            message: err.to_string(),
+            at: now(),
+        });
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
+        Ok(StateStore { dir })
+    }
+
+    /// `--state-dir` default: `$SDOP_STATE_DIR`, else `$XDG_STATE_HOME/sdop`, else `~/.local/state/sdop`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("SDOP_STATE_DIR") {
+            return dir.into();
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+            return Path::new(&dir).join("sdop");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => Path::new(&home).join(".local/state/sdop"),
+            None => PathBuf::from(".sdop-state"),
+        }
+    }
+
+    fn path(&self, id: &ResourceId) -> PathBuf {
+        self.dir.join(&id.kind).join(format!("{}.json", id.name))
+    }
+
+    pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
+        let path = self.path(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Terminal(format!("corrupt status file {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Every stored status, sorted by kind and name.
+    pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
+        let mut all = Vec::new();
+        let Ok(kinds) = std::fs::read_dir(&self.dir) else { return Ok(all) };
+        for kind in kinds.flatten() {
+            let Ok(files) = std::fs::read_dir(kind.path()) else { continue };
+            for file in files.flatten() {
+                let path = file.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    let status: ResourceStatus = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Terminal(format!("corrupt status file {}: {e}", path.display())))?;
+                    all.push(status);
+                }
+            }
+        }
+        all.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        Ok(all)
+    }
+
+    /// Atomic replace: temp file in the same directory, fsync, rename, fsync the directory.
+    pub fn save(&self, status: &ResourceStatus) -> Result<()> {
+        let path = self.path(&status.id());
+        let dir = path.parent().expect("status path has a parent");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let tmp = dir.join(format!(".{}.json.tmp-{}", status.name, std::process::id()));
+        let body = serde_json::to_vec_pretty(status).map_err(|e| Error::Terminal(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    pub fn remove(&self, id: &ResourceId) -> Result<()> {
+        match std::fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing status", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_roundtrip_and_events_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let id = ResourceId::new("Endpoint", "base");
+        let mut status = ResourceStatus::new(&id);
+        for i in 0..80 {
+            status.event(format!("e{i}"));
+        }
+        status.set_phase(Phase::Ready, "Converged", "all objects ready");
+        store.save(&status).unwrap();
+        let loaded = store.load(&id).unwrap().unwrap();
+        assert_eq!(loaded.phase, Phase::Ready);
+        assert_eq!(loaded.events.len(), MAX_EVENTS);
+        assert_eq!(store.load_all().unwrap().len(), 1);
+        store.remove(&id).unwrap();
+        assert!(store.load(&id).unwrap().is_none());
+    }
+}
