@@ -7,6 +7,8 @@
 //! - [`cli`]: the `sdop` command line (thin wrapper over the library).
 //! - [`error`]: the one error type and its retry classification.
 
+pub mod apply;
+pub mod aws;
 pub mod cli;
 pub mod diagnostics;
 pub mod engine;
@@ -14,8 +16,6 @@ pub mod error;
 pub mod kinds;
 pub mod manifest;
 pub mod rules;
-pub mod apply;
-pub mod aws;
 pub mod schema;
 pub mod state;
 

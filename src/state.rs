@@ -31,7 +31,10 @@ pub enum Phase {
 impl Phase {
     /// Nothing more will happen without a change or a retry after backoff.
     pub fn is_settled(self) -> bool {
-        matches!(self, Phase::Ready | Phase::Degraded | Phase::Failed | Phase::Conflict)
+        matches!(
+            self,
+            Phase::Ready | Phase::Degraded | Phase::Failed | Phase::Conflict
+        )
     }
 }
 
@@ -185,7 +188,9 @@ impl ResourceStatus {
     }
 
     pub fn owns(&self, aws_type: &str, name: &str) -> bool {
-        self.objects.iter().any(|o| o.aws_type == aws_type && o.name == name)
+        self.objects
+            .iter()
+            .any(|o| o.aws_type == aws_type && o.name == name)
     }
 
     pub fn set_error(&mut self, err: &Error) {
@@ -206,7 +211,8 @@ pub struct StateStore {
 impl StateStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
         Ok(StateStore { dir })
     }
 
@@ -231,9 +237,9 @@ impl StateStore {
     pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
         let path = self.path(id);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Terminal(format!("corrupt status file {}: {e}", path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Terminal(format!("corrupt status file {}: {e}", path.display()))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
         }
@@ -242,15 +248,21 @@ impl StateStore {
     /// Every stored status, sorted by kind and name.
     pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
         let mut all = Vec::new();
-        let Ok(kinds) = std::fs::read_dir(&self.dir) else { return Ok(all) };
+        let Ok(kinds) = std::fs::read_dir(&self.dir) else {
+            return Ok(all);
+        };
         for kind in kinds.flatten() {
-            let Ok(files) = std::fs::read_dir(kind.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(kind.path()) else {
+                continue;
+            };
             for file in files.flatten() {
                 let path = file.path();
                 if path.extension().is_some_and(|e| e == "json") {
-                    let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    let status: ResourceStatus = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::Terminal(format!("corrupt status file {}: {e}", path.display())))?;
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    let status: ResourceStatus = serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::Terminal(format!("corrupt status file {}: {e}", path.display()))
+                    })?;
                     all.push(status);
                 }
             }
@@ -263,7 +275,8 @@ impl StateStore {
     pub fn save(&self, status: &ResourceStatus) -> Result<()> {
         let path = self.path(&status.id());
         let dir = path.parent().expect("status path has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let tmp = dir.join(format!(".{}.json.tmp-{}", status.name, std::process::id()));
         let body = serde_json::to_vec_pretty(status).map_err(|e| Error::Terminal(e.to_string()))?;
         let write = || -> std::io::Result<()> {

@@ -19,7 +19,9 @@ pub struct AwsCloud {
 impl Cloud for AwsCloud {
     fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async move {
-            let Some(adapter) = adapter(key.aws_type) else { return Ok(None) };
+            let Some(adapter) = adapter(key.aws_type) else {
+                return Ok(None);
+            };
             // Ownership is read from tags here: plan trusts nothing it did not see.
             let resource = ResourceId::new("", "");
             let ctx = ObjectContext {
@@ -32,9 +34,14 @@ impl Cloud for AwsCloud {
         })
     }
 
-    fn owned_by<'a>(&'a self, resource: &'a ResourceId) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
+    fn owned_by<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+    ) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
         Box::pin(async move {
-            let Some(status) = self.store.load(resource)? else { return Ok(Vec::new()) };
+            let Some(status) = self.store.load(resource)? else {
+                return Ok(Vec::new());
+            };
             Ok(status
                 .objects
                 .iter()
@@ -43,15 +50,19 @@ impl Cloud for AwsCloud {
                     Some(ObservedObject::new(
                         ObjectKey::new(aws_type, o.name.clone()),
                         BTreeMap::new(),
-                        Ownership::Owned { resource: resource.clone() },
+                        Ownership::Owned {
+                            resource: resource.clone(),
+                        },
                     ))
                 })
                 .collect())
         })
     }
 
-    fn outputs<'a>(&'a self, resource: &'a ResourceId) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
+    fn outputs<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
         Box::pin(async move { Ok(self.store.load(resource)?.map(|s| s.outputs)) })
     }
 }
-

@@ -16,8 +16,17 @@ use crate::state::{Phase, StateStore};
 pub const MAX_PRUNE_SHARE: f64 = 0.5;
 
 /// Decides which resources may be pruned (pure): `Err` explains a refusal.
-pub fn prune_candidates(declared: &[ResourceId], owned: &[ResourceId], load_failed: bool, force: bool) -> Result<Vec<ResourceId>, String> {
-    let orphans: Vec<ResourceId> = owned.iter().filter(|id| !declared.contains(id)).cloned().collect();
+pub fn prune_candidates(
+    declared: &[ResourceId],
+    owned: &[ResourceId],
+    load_failed: bool,
+    force: bool,
+) -> Result<Vec<ResourceId>, String> {
+    let orphans: Vec<ResourceId> = owned
+        .iter()
+        .filter(|id| !declared.contains(id))
+        .cloned()
+        .collect();
     if orphans.is_empty() {
         return Ok(orphans);
     }
@@ -37,11 +46,22 @@ pub fn prune_candidates(declared: &[ResourceId], owned: &[ResourceId], load_fail
     Ok(orphans)
 }
 
-pub async fn prune(loaded: &Loaded, clients: &Clients, store: &StateStore, options: &ApplyOptions, report: Report<'_>) -> Result<Vec<ResourceId>> {
+pub async fn prune(
+    loaded: &Loaded,
+    clients: &Clients,
+    store: &StateStore,
+    options: &ApplyOptions,
+    report: Report<'_>,
+) -> Result<Vec<ResourceId>> {
     let declared: Vec<ResourceId> = loaded.manifests.iter().map(|m| m.id.clone()).collect();
     let statuses = store.load_all()?;
     let owned: Vec<ResourceId> = statuses.iter().map(|s| s.id()).collect();
-    let candidates = match prune_candidates(&declared, &owned, !loaded.failed_files.is_empty(), options.force) {
+    let candidates = match prune_candidates(
+        &declared,
+        &owned,
+        !loaded.failed_files.is_empty(),
+        options.force,
+    ) {
         Ok(candidates) => candidates,
         Err(refusal) => {
             report(format!("! prune: {refusal}"));
@@ -49,22 +69,41 @@ pub async fn prune(loaded: &Loaded, clients: &Clients, store: &StateStore, optio
         }
     };
     let mut pruned = Vec::new();
-    for mut status in statuses.into_iter().filter(|s| candidates.contains(&s.id())) {
+    for mut status in statuses
+        .into_iter()
+        .filter(|s| candidates.contains(&s.id()))
+    {
         let id = status.id();
         if status.deletion_policy == DeletionPolicy::Retain {
-            report(format!("- {id} forgotten (deletionPolicy Retain: its AWS objects are kept)"));
+            report(format!(
+                "- {id} forgotten (deletionPolicy Retain: its AWS objects are kept)"
+            ));
             store.remove(&id)?;
             pruned.push(id);
             continue;
         }
-        status.set_phase(Phase::Deleting, "Pruning", "manifest removed; deleting its AWS objects");
+        status.set_phase(
+            Phase::Deleting,
+            "Pruning",
+            "manifest removed; deleting its AWS objects",
+        );
         store.save(&status)?;
         // Newest first: an endpoint before its config before its model.
         for record in status.objects.clone().iter().rev() {
-            let Some(adapter) = adapter(&record.aws_type) else { continue };
-            let ctx = ObjectContext { clients, resource: &id, spec_hash: "", owned_per_state: true };
+            let Some(adapter) = adapter(&record.aws_type) else {
+                continue;
+            };
+            let ctx = ObjectContext {
+                clients,
+                resource: &id,
+                spec_hash: "",
+                owned_per_state: true,
+            };
             adapter.delete(&ctx, &record.name).await?;
-            report(format!("- {id} {} {} deleted", record.aws_type, record.name));
+            report(format!(
+                "- {id} {} {} deleted",
+                record.aws_type, record.name
+            ));
             status.objects.retain(|o| o != record);
             store.save(&status)?;
         }
@@ -79,17 +118,31 @@ mod tests {
     use super::*;
 
     fn ids(names: &[&str]) -> Vec<ResourceId> {
-        names.iter().map(|n| ResourceId::new("Bucket", *n)).collect()
+        names
+            .iter()
+            .map(|n| ResourceId::new("Bucket", *n))
+            .collect()
     }
 
     #[test]
     fn prune_is_guarded() {
         let owned = ids(&["a", "b", "c", "d"]);
-        assert_eq!(prune_candidates(&ids(&["a", "b", "c"]), &owned, false, false).unwrap(), ids(&["d"]));
-        assert!(prune_candidates(&ids(&["a", "b", "c"]), &owned, true, false).unwrap_err().contains("failed to load"));
-        assert!(prune_candidates(&ids(&["a"]), &owned, false, false).unwrap_err().contains("--force"));
+        assert_eq!(
+            prune_candidates(&ids(&["a", "b", "c"]), &owned, false, false).unwrap(),
+            ids(&["d"])
+        );
+        assert!(
+            prune_candidates(&ids(&["a", "b", "c"]), &owned, true, false)
+                .unwrap_err()
+                .contains("failed to load")
+        );
+        assert!(prune_candidates(&ids(&["a"]), &owned, false, false)
+            .unwrap_err()
+            .contains("--force"));
         assert!(prune_candidates(&[], &owned, false, false).is_err());
         assert_eq!(prune_candidates(&[], &owned, false, true).unwrap().len(), 4);
-        assert!(prune_candidates(&owned, &owned, false, false).unwrap().is_empty());
+        assert!(prune_candidates(&owned, &owned, false, false)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -21,6 +21,8 @@ pub type Report<'a> = &'a (dyn Fn(String) + Send + Sync);
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassResult {
     pub mutated: bool,
+    /// Waiting on a dependency that will not become Ready by itself (Failed, Conflict, Degraded).
+    pub blocked: bool,
 }
 
 fn deletion_policy(manifest: &Manifest) -> DeletionPolicy {
@@ -41,7 +43,8 @@ pub async fn reconcile(
 ) -> Result<PassResult> {
     let id = &manifest.id;
     status.deletion_policy = deletion_policy(manifest);
-    if status.observed_spec_hash.as_deref() != Some(&manifest.spec_hash) && status.failed_spec_hash.is_some()
+    if status.observed_spec_hash.as_deref() != Some(&manifest.spec_hash)
+        && status.failed_spec_hash.is_some()
         && status.failed_spec_hash.as_deref() != Some(&manifest.spec_hash)
     {
         status.failed_spec_hash = None;
@@ -55,16 +58,36 @@ pub async fn reconcile(
     // Wait for what this resource references; a failed dependency is named at once.
     for dep in dependencies {
         if dep.phase != Phase::Ready {
-            let why = if dep.message.is_empty() { format!("{:?}", dep.phase) } else { format!("{:?}: {}", dep.phase, dep.message) };
-            status.set_phase(Phase::Pending, "WaitingForDependency", format!("waiting for {} ({why})", dep.id()));
-            return Ok(PassResult::default());
+            let why = if dep.message.is_empty() {
+                format!("{:?}", dep.phase)
+            } else {
+                format!("{:?}: {}", dep.phase, dep.message)
+            };
+            let blocked = dep.phase.is_settled();
+            let reason = if blocked {
+                "BlockedByDependency"
+            } else {
+                "WaitingForDependency"
+            };
+            status.set_phase(
+                Phase::Pending,
+                reason,
+                format!("waiting for {} ({why})", dep.id()),
+            );
+            return Ok(PassResult {
+                mutated: false,
+                blocked,
+            });
         }
     }
     let mut outputs = Outputs::default();
     for dep in dependencies {
         outputs.insert(dep.id(), dep.outputs.clone());
     }
-    outputs.insert(id.clone(), manifest.handler.spec_outputs(manifest.spec.as_ref()));
+    outputs.insert(
+        id.clone(),
+        manifest.handler.spec_outputs(manifest.spec.as_ref()),
+    );
     let ctx = DesiredContext {
         id,
         metadata: &manifest.metadata,
@@ -73,12 +96,24 @@ pub async fn reconcile(
         local_files: &manifest.local_files,
     };
     let desired = manifest.handler.desired(manifest.spec.as_ref(), &ctx);
-    if let Some(unknown) = desired.iter().find(|d| d.name.known().is_none() || !d.fully_known()) {
-        let fields: Vec<&str> = unknown.fields.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    if let Some(unknown) = desired
+        .iter()
+        .find(|d| d.name.known().is_none() || !d.fully_known())
+    {
+        let fields: Vec<&str> = unknown
+            .fields
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
         status.set_phase(
             Phase::Pending,
             "WaitingForOutputs",
-            format!("{} needs values not available yet from its references ({})", unknown.aws_type, fields.join(", ")),
+            format!(
+                "{} needs values not available yet from its references ({})",
+                unknown.aws_type,
+                fields.join(", ")
+            ),
         );
         return Ok(PassResult::default());
     }
@@ -87,8 +122,12 @@ pub async fn reconcile(
     let mut observed = Vec::new();
     for object in &desired {
         let name = object.name.known().unwrap_or_default();
-        let adapter = adapter(object.aws_type)
-            .ok_or_else(|| Error::Terminal(format!("sdop cannot converge {} objects yet", object.aws_type)))?;
+        let adapter = adapter(object.aws_type).ok_or_else(|| {
+            Error::Terminal(format!(
+                "sdop cannot converge {} objects yet",
+                object.aws_type
+            ))
+        })?;
         let octx = ObjectContext {
             clients,
             resource: id,
@@ -96,8 +135,15 @@ pub async fn reconcile(
             owned_per_state: status.owns(object.aws_type, name),
         };
         if let Some(mut found) = adapter.read(&octx, name, Some(object)).await? {
-            if found.ownership == Ownership::Foreign && adopt(manifest) {
-                found.ownership = Ownership::Adopted;
+            if found.ownership == Ownership::Foreign {
+                if octx.owned_per_state {
+                    // sdop created it (its state says so) and someone removed the tags: restore.
+                    found.ownership = Ownership::Owned {
+                        resource: id.clone(),
+                    };
+                } else if adopt(manifest) {
+                    found.ownership = Ownership::Adopted;
+                }
             }
             observed.push(found);
         }
@@ -106,7 +152,10 @@ pub async fn reconcile(
     // Plan (pure) and act.
     let actions = plan::plan_resource(id, &desired, &observed);
     if let Some(conflict) = actions.iter().find(|a| a.operation == Operation::Conflict) {
-        let message = format!("{} {}: {}", conflict.aws_type, conflict.name, conflict.reason);
+        let message = format!(
+            "{} {}: {}",
+            conflict.aws_type, conflict.name, conflict.reason
+        );
         if status.phase != Phase::Conflict {
             report(format!("! {id} {message}"));
             status.event(format!("conflict: {message}"));
@@ -125,18 +174,28 @@ pub async fn reconcile(
             .find(|d| d.aws_type == action.aws_type && d.name.known() == Some(action.name.as_str()))
             .expect("actions come from desired objects");
         let key = (action.aws_type, action.name.clone());
+        // An object in the middle of a change (Creating, Updating) is left to finish first.
+        if matches!(states.get(&key), Some(ObjectState::Progressing(_))) {
+            continue;
+        }
         // An update AWS rolled back is reported, not retried in a loop.
         if action.operation == Operation::Update {
             let target = rollout_target(object, action);
             if let Some(ObjectState::Degraded(reason)) = states.get(&key) {
-                if status.rollout_target.as_deref() == Some(target.as_str()) || status.failed_rollout.as_deref() == Some(target.as_str()) {
+                if status.rollout_target.as_deref() == Some(target.as_str())
+                    || status.failed_rollout.as_deref() == Some(target.as_str())
+                {
                     if status.failed_rollout.as_deref() != Some(target.as_str()) {
                         status.failed_rollout = Some(target.clone());
                         let message = format!("ROLLOUT ROLLED BACK by AWS: {target}: {reason}");
                         report(format!("! {id} {message}"));
                         status.event(message);
                     }
-                    status.set_phase(Phase::Degraded, "RolloutRolledBack", format!("rollout {target} was rolled back by AWS: {reason}"));
+                    status.set_phase(
+                        Phase::Degraded,
+                        "RolloutRolledBack",
+                        format!("rollout {target} was rolled back by AWS: {reason}"),
+                    );
                     return Ok(result);
                 }
             }
@@ -159,7 +218,9 @@ pub async fn reconcile(
                 status.record_object(action.aws_type, &action.name);
                 state
             }
-            Operation::Update | Operation::Replace => adapter.update(&octx, object, &action.changes).await?,
+            Operation::Update | Operation::Replace => {
+                adapter.update(&octx, object, &action.changes).await?
+            }
             Operation::Delete | Operation::Conflict => continue,
         };
         let verb = match action.operation {
@@ -171,9 +232,26 @@ pub async fn reconcile(
             .changes
             .iter()
             .filter(|_| action.operation != Operation::Create)
-            .map(|c| format!("{}: {} -> {}", c.field, c.before.as_ref().map_or("-".into(), |v| v.to_string()), c.after.as_ref().map_or("?".into(), |v| v.to_string())))
+            .map(|c| {
+                format!(
+                    "{}: {} -> {}",
+                    c.field,
+                    c.before.as_ref().map_or("-".into(), |v| v.to_string()),
+                    c.after.as_ref().map_or("?".into(), |v| v.to_string())
+                )
+            })
             .collect();
-        let line = format!("{} {id} {} {} {verb}{}", action.operation.symbol(), action.aws_type, action.name, if detail.is_empty() { String::new() } else { format!(" ({})", detail.join("; ")) });
+        let line = format!(
+            "{} {id} {} {} {verb}{}",
+            action.operation.symbol(),
+            action.aws_type,
+            action.name,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join("; "))
+            }
+        );
         report(line.clone());
         status.event(line);
         states.insert(key, state);
@@ -185,9 +263,17 @@ pub async fn reconcile(
         for object in &desired {
             let name = object.name.known().unwrap_or_default();
             let adapter = adapter(object.aws_type).expect("checked while observing");
-            let octx = ObjectContext { clients, resource: id, spec_hash: &manifest.spec_hash, owned_per_state: true };
+            let octx = ObjectContext {
+                clients,
+                resource: id,
+                spec_hash: &manifest.spec_hash,
+                owned_per_state: true,
+            };
             if let Some(found) = adapter.read(&octx, name, Some(object)).await? {
-                states.insert((found.key.aws_type, found.key.name.clone()), found.state.clone());
+                states.insert(
+                    (found.key.aws_type, found.key.name.clone()),
+                    found.state.clone(),
+                );
                 observed.push(found);
             }
         }
@@ -195,7 +281,10 @@ pub async fn reconcile(
     for object in &desired {
         status.record_object(object.aws_type, object.name.known().unwrap_or_default());
     }
-    settle(manifest, &desired, &observed, &states, status, clients, report).await?;
+    settle(
+        manifest, &desired, &observed, &states, status, clients, report,
+    )
+    .await?;
     Ok(result)
 }
 
@@ -204,7 +293,13 @@ fn rollout_target(object: &DesiredObject, action: &plan::Action) -> String {
     let fields: Vec<String> = action
         .changes
         .iter()
-        .map(|c| format!("{}={}", c.field, c.after.as_ref().map_or("?".into(), |v| v.to_string())))
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.field,
+                c.after.as_ref().map_or("?".into(), |v| v.to_string())
+            )
+        })
         .collect();
     format!("{} {} {}", object.aws_type, action.name, fields.join(" "))
 }
@@ -259,7 +354,11 @@ async fn settle(
     }
     status.observed_spec_hash = Some(manifest.spec_hash.clone());
     status.last_error = None;
-    status.set_phase(Phase::Ready, "Converged", "all AWS objects match the manifest");
+    status.set_phase(
+        Phase::Ready,
+        "Converged",
+        "all AWS objects match the manifest",
+    );
     Ok(())
 }
 
@@ -273,8 +372,17 @@ async fn remove_superseded(
     report: Report<'_>,
 ) -> Result<()> {
     let id = &manifest.id;
-    let wanted = |aws_type: &str, name: &str| desired.iter().any(|d| d.aws_type == aws_type && d.name.known() == Some(name));
-    let superseded: Vec<_> = status.objects.iter().filter(|o| !wanted(&o.aws_type, &o.name)).cloned().collect();
+    let wanted = |aws_type: &str, name: &str| {
+        desired
+            .iter()
+            .any(|d| d.aws_type == aws_type && d.name.known() == Some(name))
+    };
+    let superseded: Vec<_> = status
+        .objects
+        .iter()
+        .filter(|o| !wanted(&o.aws_type, &o.name))
+        .cloned()
+        .collect();
     let mut kept_types = Vec::new();
     for record in superseded.iter().rev() {
         let immutable = desired
@@ -284,13 +392,25 @@ async fn remove_superseded(
             kept_types.push(record.aws_type.clone());
             continue;
         }
-        let Some(adapter) = adapter(&record.aws_type) else { continue };
-        let octx = ObjectContext { clients, resource: id, spec_hash: &manifest.spec_hash, owned_per_state: true };
+        let Some(adapter) = adapter(&record.aws_type) else {
+            continue;
+        };
+        let octx = ObjectContext {
+            clients,
+            resource: id,
+            spec_hash: &manifest.spec_hash,
+            owned_per_state: true,
+        };
         adapter.delete(&octx, &record.name).await?;
-        let line = format!("- {id} {} {} deleted (superseded)", record.aws_type, record.name);
+        let line = format!(
+            "- {id} {} {} deleted (superseded)",
+            record.aws_type, record.name
+        );
         report(line.clone());
         status.event(line);
-        status.objects.retain(|o| !(o.aws_type == record.aws_type && o.name == record.name));
+        status
+            .objects
+            .retain(|o| !(o.aws_type == record.aws_type && o.name == record.name));
     }
     Ok(())
 }

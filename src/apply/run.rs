@@ -53,7 +53,7 @@ impl ApplySummary {
         !self.timed_out && self.phases.values().all(|p| *p == Phase::Ready)
     }
 
-    /// True when some resource needs a person (Failed, Degraded, Conflict).
+    /// True when some resource needs a person (Failed, Degraded, Conflict, or blocked by one).
     pub fn has_problems(&self) -> bool {
         self.timed_out
             || self
@@ -77,7 +77,11 @@ async fn reconcile_one(
         let id = &loaded.manifests[dep].id;
         dependencies.push(store.load(id)?.unwrap_or_else(|| ResourceStatus::new(id)));
     }
-    let status = Mutex::new(store.load(&manifest.id)?.unwrap_or_else(|| ResourceStatus::new(&manifest.id)));
+    let status = Mutex::new(
+        store
+            .load(&manifest.id)?
+            .unwrap_or_else(|| ResourceStatus::new(&manifest.id)),
+    );
     let attempt = || async {
         let mut current = status.lock().expect("status lock").clone();
         let outcome = reconcile(clients, manifest, &dependencies, &mut current, report).await;
@@ -94,7 +98,9 @@ async fn reconcile_one(
                 .with_jitter(),
         )
         .when(|e: &Error| e.class() == ErrorClass::Retryable)
-        .notify(|e: &Error, after: Duration| report(format!("~ {} retrying in {after:.1?}: {e}", manifest.id)))
+        .notify(|e: &Error, after: Duration| {
+            report(format!("~ {} retrying in {after:.1?}: {e}", manifest.id))
+        })
         .await;
     let mut status = status.into_inner().expect("status lock");
     let result = match outcome {
@@ -109,7 +115,11 @@ async fn reconcile_one(
                     status.set_phase(Phase::Failed, "TerminalError", err.to_string());
                 }
                 ErrorClass::Retryable => {
-                    status.set_phase(Phase::Pending, "RetryableError", format!("will retry: {err}"));
+                    status.set_phase(
+                        Phase::Pending,
+                        "RetryableError",
+                        format!("will retry: {err}"),
+                    );
                 }
             }
             PassResult::default()
@@ -134,15 +144,27 @@ pub async fn apply(
     loop {
         let mut mutated = false;
         let mut changed_phase = false;
+        let mut blocked = std::collections::BTreeSet::new();
         for wave in &waves {
-            let passes = futures::future::join_all(wave.iter().map(|&i| reconcile_one(clients, store, loaded, i, report))).await;
+            let passes = futures::future::join_all(
+                wave.iter()
+                    .map(|&i| reconcile_one(clients, store, loaded, i, report)),
+            )
+            .await;
             for pass in passes {
                 let (status, result) = pass?;
                 mutated |= result.mutated;
-                changed_phase |= summary.phases.insert(status.id(), status.phase) != Some(status.phase);
+                if result.blocked {
+                    blocked.insert(status.id());
+                }
+                changed_phase |=
+                    summary.phases.insert(status.id(), status.phase) != Some(status.phase);
             }
         }
-        let settled = summary.phases.values().all(|p| p.is_settled());
+        let settled = summary
+            .phases
+            .iter()
+            .all(|(id, p)| p.is_settled() || blocked.contains(id));
         if settled {
             break;
         }
@@ -151,7 +173,10 @@ pub async fn apply(
         }
         if started.elapsed() >= options.timeout {
             summary.timed_out = true;
-            report(format!("timed out after {:?} waiting for convergence", options.timeout));
+            report(format!(
+                "timed out after {:?} waiting for convergence",
+                options.timeout
+            ));
             break;
         }
         if !mutated {

@@ -23,11 +23,21 @@ pub trait Adapter: Send + Sync {
     fn aws_type(&self) -> &'static str;
     /// Reads one object (`desired`, when known, says what to look for, e.g. an image tag).
     /// Not found is `Ok(None)`.
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>>;
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>>;
     /// Creates the object, tagged as owned; returns its state right after.
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState>;
     /// Converges the changed fields of an existing object.
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState>;
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        changes: &[FieldChange],
+    ) -> Result<ObjectState>;
     /// Deletes (or, for training jobs, stops) the object. Already gone is success.
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()>;
 }

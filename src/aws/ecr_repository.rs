@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 
 pub struct RepositoryAdapter;
@@ -21,12 +23,21 @@ fn tags_of(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Vec<Tag>> 
         .unwrap_or_default();
     ownership_tags(ctx.resource, ctx.spec_hash, &user)
         .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Terminal(e.to_string())))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::Terminal(e.to_string()))
+        })
         .collect()
 }
 
 fn name_of(object: &DesiredObject) -> Result<&str> {
-    object.name.known().ok_or_else(|| Error::Terminal("repository name unknown".into()))
+    object
+        .name
+        .known()
+        .ok_or_else(|| Error::Terminal("repository name unknown".into()))
 }
 
 #[async_trait]
@@ -35,16 +46,32 @@ impl Adapter for RepositoryAdapter {
         crate::kinds::image_repository::AWS_TYPE
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
         let ecr = &ctx.clients.ecr;
-        let described = match ecr.describe_repositories().repository_names(name).send().await {
+        let described = match ecr
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(err) => {
                 let err = classify("ecr:DescribeRepositories", err);
-                return if is_not_found(&err, &["RepositoryNotFoundException"]) { Ok(None) } else { Err(err) };
+                return if is_not_found(&err, &["RepositoryNotFoundException"]) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                };
             }
         };
-        let Some(repo) = described.repositories().first() else { return Ok(None) };
+        let Some(repo) = described.repositories().first() else {
+            return Ok(None);
+        };
         let arn = repo.repository_arn().unwrap_or_default().to_string();
         let uri = repo.repository_uri().unwrap_or_default().to_string();
         let tags: BTreeMap<String, String> = ecr
@@ -63,17 +90,37 @@ impl Adapter for RepositoryAdapter {
             _ => Ownership::Foreign,
         };
         let fields = [
-            ("scanOnPush".to_string(), json!(repo.image_scanning_configuration().map(|c| c.scan_on_push()).unwrap_or(false))),
-            ("imageTagMutability".to_string(), json!(repo.image_tag_mutability().map(|m| m.as_str()).unwrap_or("MUTABLE"))),
+            (
+                "scanOnPush".to_string(),
+                json!(repo
+                    .image_scanning_configuration()
+                    .map(|c| c.scan_on_push())
+                    .unwrap_or(false)),
+            ),
+            (
+                "imageTagMutability".to_string(),
+                json!(repo
+                    .image_tag_mutability()
+                    .map(|m| m.as_str())
+                    .unwrap_or("MUTABLE")),
+            ),
             ("tags".to_string(), json!(user)),
         ]
         .into();
-        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
-        observed.outputs.insert("repositoryName".into(), name.to_string());
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        observed
+            .outputs
+            .insert("repositoryName".into(), name.to_string());
         observed.outputs.insert("repositoryArn".into(), arn);
-        if let Some(tag) = desired.and_then(|d| d.inputs.get("imageTag")).and_then(|t| t.as_str()) {
+        if let Some(tag) = desired
+            .and_then(|d| d.inputs.get("imageTag"))
+            .and_then(|t| t.as_str())
+        {
             if let Some(digest) = image_digest(ctx, name, tag).await? {
-                observed.outputs.insert("imageUri".into(), format!("{uri}@{digest}"));
+                observed
+                    .outputs
+                    .insert("imageUri".into(), format!("{uri}@{digest}"));
                 observed.outputs.insert("imageDigest".into(), digest);
             }
         }
@@ -83,13 +130,23 @@ impl Adapter for RepositoryAdapter {
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
         let name = name_of(object)?;
-        let scan = object.get("scanOnPush").and_then(|v| v.as_bool()).unwrap_or(true);
-        let mutability = object.get("imageTagMutability").and_then(|v| v.as_str()).unwrap_or("MUTABLE");
+        let scan = object
+            .get("scanOnPush")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        let mutability = object
+            .get("imageTagMutability")
+            .and_then(|v| v.as_str())
+            .unwrap_or("MUTABLE");
         ctx.clients
             .ecr
             .create_repository()
             .repository_name(name)
-            .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan).build())
+            .image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(scan)
+                    .build(),
+            )
             .image_tag_mutability(ImageTagMutability::from(mutability))
             .set_tags(Some(tags_of(ctx, object)?))
             .send()
@@ -98,22 +155,37 @@ impl Adapter for RepositoryAdapter {
         Ok(ObjectState::Ready)
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         let name = name_of(object)?;
         let ecr = &ctx.clients.ecr;
         for change in changes {
             match change.field.as_str() {
                 "scanOnPush" => {
-                    let scan = object.get("scanOnPush").and_then(|v| v.as_bool()).unwrap_or(true);
+                    let scan = object
+                        .get("scanOnPush")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(true);
                     ecr.put_image_scanning_configuration()
                         .repository_name(name)
-                        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan).build())
+                        .image_scanning_configuration(
+                            ImageScanningConfiguration::builder()
+                                .scan_on_push(scan)
+                                .build(),
+                        )
                         .send()
                         .await
                         .map_err(|e| classify("ecr:PutImageScanningConfiguration", e))?;
                 }
                 "imageTagMutability" => {
-                    let mutability = object.get("imageTagMutability").and_then(|v| v.as_str()).unwrap_or("MUTABLE");
+                    let mutability = object
+                        .get("imageTagMutability")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("MUTABLE");
                     ecr.put_image_tag_mutability()
                         .repository_name(name)
                         .image_tag_mutability(ImageTagMutability::from(mutability))
@@ -140,18 +212,34 @@ impl Adapter for RepositoryAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.ecr.delete_repository().repository_name(name).force(true).send().await {
+        match ctx
+            .clients
+            .ecr
+            .delete_repository()
+            .repository_name(name)
+            .force(true)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("ecr:DeleteRepository", err);
-                if is_not_found(&err, &["RepositoryNotFoundException"]) { Ok(()) } else { Err(err) }
+                if is_not_found(&err, &["RepositoryNotFoundException"]) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }
 }
 
 /// The digest of `tag` in `repository`, or `None` when nothing was pushed under it yet.
-pub async fn image_digest(ctx: &ObjectContext<'_>, repository: &str, tag: &str) -> Result<Option<String>> {
+pub async fn image_digest(
+    ctx: &ObjectContext<'_>,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<String>> {
     match ctx
         .clients
         .ecr
@@ -161,10 +249,18 @@ pub async fn image_digest(ctx: &ObjectContext<'_>, repository: &str, tag: &str) 
         .send()
         .await
     {
-        Ok(out) => Ok(out.image_details().first().and_then(|d| d.image_digest()).map(str::to_string)),
+        Ok(out) => Ok(out
+            .image_details()
+            .first()
+            .and_then(|d| d.image_digest())
+            .map(str::to_string)),
         Err(err) => {
             let err = classify("ecr:DescribeImages", err);
-            if is_not_found(&err, &["ImageNotFoundException"]) { Ok(None) } else { Err(err) }
+            if is_not_found(&err, &["ImageNotFoundException"]) {
+                Ok(None)
+            } else {
+                Err(err)
+            }
         }
     }
 }

@@ -69,7 +69,10 @@ impl Clients {
             ecr: aws_sdk_ecr::Client::new(config),
             cloudformation: aws_sdk_cloudformation::Client::new(config),
             sagemaker: aws_sdk_sagemaker::Client::new(config),
-            region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            region: config
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".into()),
             endpoint_url,
         }
     }
@@ -78,14 +81,21 @@ impl Clients {
     pub fn s3_object_url(&self, bucket: &str, key: &str) -> String {
         match &self.endpoint_url {
             // The emulator resolves TemplateURL only with host `localhost`.
-            Some(url) => format!("{}/{bucket}/{key}", url.trim_end_matches('/').replace("127.0.0.1", "localhost")),
+            Some(url) => format!(
+                "{}/{bucket}/{key}",
+                url.trim_end_matches('/').replace("127.0.0.1", "localhost")
+            ),
             None => format!("https://{bucket}.s3.{}.amazonaws.com/{key}", self.region),
         }
     }
 }
 
 /// Ownership tags for objects of `resource` at `spec_hash`, plus the user's tags.
-pub fn ownership_tags(resource: &ResourceId, spec_hash: &str, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn ownership_tags(
+    resource: &ResourceId,
+    spec_hash: &str,
+    user: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut tags = user.clone();
     tags.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
     tags.insert(TAG_RESOURCE.into(), resource.to_string());
@@ -94,7 +104,9 @@ pub fn ownership_tags(resource: &ResourceId, spec_hash: &str, user: &BTreeMap<St
 }
 
 /// Splits tags read from AWS into the ownership they express and the user's tags.
-pub fn read_ownership(tags: &BTreeMap<String, String>) -> (Option<ResourceId>, BTreeMap<String, String>) {
+pub fn read_ownership(
+    tags: &BTreeMap<String, String>,
+) -> (Option<ResourceId>, BTreeMap<String, String>) {
     let owner = (tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY))
         .then(|| tags.get(TAG_RESOURCE).and_then(|r| ResourceId::parse(r)))
         .flatten();
@@ -130,11 +142,17 @@ where
     R: std::fmt::Debug + HttpStatus,
 {
     let status = err.raw_response().map(|r| r.status());
-    let (code, message) = (err.code().map(str::to_string), err.message().map(str::to_string));
+    let (code, message) = (
+        err.code().map(str::to_string),
+        err.message().map(str::to_string),
+    );
     let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         _ => {
-            code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+            code.as_deref()
+                .is_some_and(|c| RETRYABLE_CODES.contains(&c))
                 || status.is_some_and(|s| s >= 500 || s == 429)
         }
     };

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tag, Tagging,
 };
 use serde_json::json;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 
 pub struct BucketAdapter;
@@ -28,9 +31,18 @@ async fn put_tags(ctx: &ObjectContext<'_>, bucket: &str, object: &DesiredObject)
     let tags = ownership_tags(ctx.resource, ctx.spec_hash, &user_tags(object));
     let tag_set: Vec<Tag> = tags
         .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Terminal(e.to_string())))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::Terminal(e.to_string()))
+        })
         .collect::<Result<_>>()?;
-    let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(|e| Error::Terminal(e.to_string()))?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tag_set))
+        .build()
+        .map_err(|e| Error::Terminal(e.to_string()))?;
     ctx.clients
         .s3
         .put_bucket_tagging()
@@ -85,9 +97,25 @@ impl Adapter for BucketAdapter {
         crate::kinds::bucket::AWS_TYPE
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let tags = match ctx.clients.s3.get_bucket_tagging().bucket(name).send().await {
-            Ok(out) => out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let tags = match ctx
+            .clients
+            .s3
+            .get_bucket_tagging()
+            .bucket(name)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
             Err(err) => {
                 let err = classify("s3:GetBucketTagging", err);
                 if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
@@ -104,14 +132,27 @@ impl Adapter for BucketAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
-        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), [("tags".to_string(), json!(user))].into(), ownership);
-        observed.outputs.insert("arn".into(), format!("arn:aws:s3:::{name}"));
+        let mut observed = ObservedObject::new(
+            ObjectKey::new(self.aws_type(), name),
+            [("tags".to_string(), json!(user))].into(),
+            ownership,
+        );
+        observed
+            .outputs
+            .insert("arn".into(), format!("arn:aws:s3:::{name}"));
         Ok(Some(observed))
     }
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
-        let name = object.name.known().ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
-        let region = object.get("region").and_then(|r| r.as_str()).unwrap_or(&ctx.clients.region).to_string();
+        let name = object
+            .name
+            .known()
+            .ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
+        let region = object
+            .get("region")
+            .and_then(|r| r.as_str())
+            .unwrap_or(&ctx.clients.region)
+            .to_string();
         let mut request = ctx.clients.s3.create_bucket().bucket(name);
         if region != "us-east-1" {
             request = request.create_bucket_configuration(
@@ -132,8 +173,16 @@ impl Adapter for BucketAdapter {
         Ok(ObjectState::Ready)
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
-        let name = object.name.known().ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
+        let name = object
+            .name
+            .known()
+            .ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
         put_tags(ctx, name, object).await?;
         harden(ctx, name).await?;
         Ok(ObjectState::Ready)

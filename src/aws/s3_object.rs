@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 use crate::manifest::ResourceId;
 
@@ -18,7 +20,8 @@ const META_RESOURCE: &str = "sdop-resource";
 
 /// `bucket/key` → (bucket, key).
 fn split(name: &str) -> Result<(&str, &str)> {
-    name.split_once('/').ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
+    name.split_once('/')
+        .ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
 }
 
 #[async_trait]
@@ -27,13 +30,30 @@ impl Adapter for TemplateObjectAdapter {
         crate::kinds::stack::TEMPLATE_OBJECT
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
         let (bucket, key) = split(name)?;
-        let head = match ctx.clients.s3.head_object().bucket(bucket).key(key).send().await {
+        let head = match ctx
+            .clients
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(head) => head,
             Err(err) => {
                 let err = classify("s3:HeadObject", err);
-                return if is_not_found(&err, &["NotFound", "NoSuchKey", "NoSuchBucket"]) { Ok(None) } else { Err(err) };
+                return if is_not_found(&err, &["NotFound", "NoSuchKey", "NoSuchBucket"]) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                };
             }
         };
         let meta = head.metadata().cloned().unwrap_or_default();
@@ -46,11 +66,18 @@ impl Adapter for TemplateObjectAdapter {
             .map(|f| ("contentFingerprint".to_string(), json!(f)))
             .into_iter()
             .collect();
-        Ok(Some(ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership)))
+        Ok(Some(ObservedObject::new(
+            ObjectKey::new(self.aws_type(), name),
+            fields,
+            ownership,
+        )))
     }
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
-        let name = object.name.known().ok_or_else(|| Error::Terminal("object name unknown".into()))?;
+        let name = object
+            .name
+            .known()
+            .ok_or_else(|| Error::Terminal("object name unknown".into()))?;
         let (bucket, key) = split(name)?;
         let path = object
             .inputs
@@ -60,7 +87,10 @@ impl Adapter for TemplateObjectAdapter {
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| Error::Terminal(format!("cannot read {path}: {e}")))?;
-        let fingerprint = object.get("contentFingerprint").and_then(|f| f.as_str()).unwrap_or_default();
+        let fingerprint = object
+            .get("contentFingerprint")
+            .and_then(|f| f.as_str())
+            .unwrap_or_default();
         ctx.clients
             .s3
             .put_object()
@@ -75,17 +105,34 @@ impl Adapter for TemplateObjectAdapter {
         Ok(ObjectState::Ready)
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         self.create(ctx, object).await
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
         let (bucket, key) = split(name)?;
-        match ctx.clients.s3.delete_object().bucket(bucket).key(key).send().await {
+        match ctx
+            .clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("s3:DeleteObject", err);
-                if is_not_found(&err, &["NoSuchKey", "NoSuchBucket", "NotFound"]) { Ok(()) } else { Err(err) }
+                if is_not_found(&err, &["NoSuchKey", "NoSuchBucket", "NotFound"]) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }

@@ -7,15 +7,17 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_sagemaker::types::{
-    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig, ContainerDefinition, EndpointStatus,
-    ModelCompressionType, ModelDataSource, ProductionVariant, ProductionVariantInstanceType, S3ModelDataSource,
-    S3ModelDataType, Tag, VpcConfig,
+    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig,
+    ContainerDefinition, EndpointStatus, ModelCompressionType, ModelDataSource, ProductionVariant,
+    ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType, Tag, VpcConfig,
 };
 use serde_json::{json, Value};
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, ownership_tags, read_ownership};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 use crate::kinds::endpoint::{ENDPOINT, ENDPOINT_CONFIG, MODEL};
 
@@ -42,9 +44,17 @@ pub(super) fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> 
 }
 
 /// Ownership of an ARN: trusted from sdop's state, else read from its tags (one more call).
-pub(super) async fn ownership(ctx: &ObjectContext<'_>, arn: &str) -> Result<(Ownership, Option<BTreeMap<String, String>>)> {
+pub(super) async fn ownership(
+    ctx: &ObjectContext<'_>,
+    arn: &str,
+) -> Result<(Ownership, Option<BTreeMap<String, String>>)> {
     if ctx.owned_per_state {
-        return Ok((Ownership::Owned { resource: ctx.resource.clone() }, None));
+        return Ok((
+            Ownership::Owned {
+                resource: ctx.resource.clone(),
+            },
+            None,
+        ));
     }
     let out = ctx
         .clients
@@ -57,7 +67,12 @@ pub(super) async fn ownership(ctx: &ObjectContext<'_>, arn: &str) -> Result<(Own
     let tags: BTreeMap<String, String> = out
         .tags()
         .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     let (owner, user) = read_ownership(&tags);
     Ok(match owner {
@@ -67,7 +82,10 @@ pub(super) async fn ownership(ctx: &ObjectContext<'_>, arn: &str) -> Result<(Own
 }
 
 fn known_name(object: &DesiredObject) -> Result<&str> {
-    object.name.known().ok_or_else(|| Error::Terminal(format!("{} name not known yet", object.aws_type)))
+    object
+        .name
+        .known()
+        .ok_or_else(|| Error::Terminal(format!("{} name not known yet", object.aws_type)))
 }
 
 fn str_field<'a>(object: &'a DesiredObject, name: &str) -> Option<&'a str> {
@@ -80,8 +98,20 @@ impl Adapter for ModelAdapter {
         MODEL
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let model = match ctx.clients.sagemaker.describe_model().model_name(name).send().await {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let model = match ctx
+            .clients
+            .sagemaker
+            .describe_model()
+            .model_name(name)
+            .send()
+            .await
+        {
             Ok(model) => model,
             Err(err) => {
                 let err = classify("sagemaker:DescribeModel", err);
@@ -90,8 +120,11 @@ impl Adapter for ModelAdapter {
         };
         let arn = model.model_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;
-        let mut observed = ObservedObject::new(ObjectKey::new(MODEL, name), BTreeMap::new(), ownership);
-        observed.outputs.insert("modelName".into(), name.to_string());
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(MODEL, name), BTreeMap::new(), ownership);
+        observed
+            .outputs
+            .insert("modelName".into(), name.to_string());
         observed.outputs.insert("modelArn".into(), arn);
         Ok(Some(observed))
     }
@@ -100,7 +133,8 @@ impl Adapter for ModelAdapter {
         let name = known_name(object)?;
         let data = object.get("modelData").cloned().unwrap_or(Value::Null);
         let uri = data["s3Uri"].as_str().unwrap_or_default();
-        let mut container = ContainerDefinition::builder().image(str_field(object, "image").unwrap_or_default());
+        let mut container =
+            ContainerDefinition::builder().image(str_field(object, "image").unwrap_or_default());
         if data["compression"] == "None" {
             container = container.model_data_source(
                 ModelDataSource::builder()
@@ -132,7 +166,9 @@ impl Adapter for ModelAdapter {
             .primary_container(container.build())
             .set_tags(Some(tags(ctx, object)));
         if let Some(vpc) = object.get("vpcConfig").filter(|v| !v.is_null()) {
-            let list = |key: &str| -> Vec<String> { serde_json::from_value(vpc[key].clone()).unwrap_or_default() };
+            let list = |key: &str| -> Vec<String> {
+                serde_json::from_value(vpc[key].clone()).unwrap_or_default()
+            };
             request = request.vpc_config(
                 VpcConfig::builder()
                     .set_subnets(Some(list("subnets")))
@@ -140,22 +176,41 @@ impl Adapter for ModelAdapter {
                     .build(),
             );
         }
-        request.send().await.map_err(|e| classify("sagemaker:CreateModel", e))?;
+        request
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:CreateModel", e))?;
         Ok(ObjectState::Ready)
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         // Content-named and immutable: a change is a new name, never an update.
         let _ = (ctx, object);
         Ok(ObjectState::Ready)
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.sagemaker.delete_model().model_name(name).send().await {
+        match ctx
+            .clients
+            .sagemaker
+            .delete_model()
+            .model_name(name)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("sagemaker:DeleteModel", err);
-                if is_missing(&err) { Ok(()) } else { Err(err) }
+                if is_missing(&err) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }
@@ -167,8 +222,20 @@ impl Adapter for EndpointConfigAdapter {
         ENDPOINT_CONFIG
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let config = match ctx.clients.sagemaker.describe_endpoint_config().endpoint_config_name(name).send().await {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let config = match ctx
+            .clients
+            .sagemaker
+            .describe_endpoint_config()
+            .endpoint_config_name(name)
+            .send()
+            .await
+        {
             Ok(config) => config,
             Err(err) => {
                 let err = classify("sagemaker:DescribeEndpointConfig", err);
@@ -177,8 +244,14 @@ impl Adapter for EndpointConfigAdapter {
         };
         let arn = config.endpoint_config_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;
-        let mut observed = ObservedObject::new(ObjectKey::new(ENDPOINT_CONFIG, name), BTreeMap::new(), ownership);
-        observed.outputs.insert("endpointConfigName".into(), name.to_string());
+        let mut observed = ObservedObject::new(
+            ObjectKey::new(ENDPOINT_CONFIG, name),
+            BTreeMap::new(),
+            ownership,
+        );
+        observed
+            .outputs
+            .insert("endpointConfigName".into(), name.to_string());
         Ok(Some(observed))
     }
 
@@ -187,9 +260,19 @@ impl Adapter for EndpointConfigAdapter {
         let mut variant = ProductionVariant::builder()
             .variant_name("AllTraffic")
             .model_name(str_field(object, "modelName").unwrap_or_default())
-            .instance_type(ProductionVariantInstanceType::from(str_field(object, "instanceType").unwrap_or_default()))
-            .initial_instance_count(object.get("instanceCount").and_then(Value::as_i64).unwrap_or(1) as i32);
-        if let Some(timeout) = object.get("containerStartupHealthCheckTimeoutSeconds").and_then(Value::as_i64) {
+            .instance_type(ProductionVariantInstanceType::from(
+                str_field(object, "instanceType").unwrap_or_default(),
+            ))
+            .initial_instance_count(
+                object
+                    .get("instanceCount")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1) as i32,
+            );
+        if let Some(timeout) = object
+            .get("containerStartupHealthCheckTimeoutSeconds")
+            .and_then(Value::as_i64)
+        {
             variant = variant.container_startup_health_check_timeout_in_seconds(timeout as i32);
         }
         let mut request = ctx
@@ -215,20 +298,39 @@ impl Adapter for EndpointConfigAdapter {
             }
             request = request.async_inference_config(config.build());
         }
-        request.send().await.map_err(|e| classify("sagemaker:CreateEndpointConfig", e))?;
+        request
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:CreateEndpointConfig", e))?;
         Ok(ObjectState::Ready)
     }
 
-    async fn update(&self, _ctx: &ObjectContext<'_>, _object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        _ctx: &ObjectContext<'_>,
+        _object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         Ok(ObjectState::Ready)
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.sagemaker.delete_endpoint_config().endpoint_config_name(name).send().await {
+        match ctx
+            .clients
+            .sagemaker
+            .delete_endpoint_config()
+            .endpoint_config_name(name)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("sagemaker:DeleteEndpointConfig", err);
-                if is_missing(&err) { Ok(()) } else { Err(err) }
+                if is_missing(&err) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }
@@ -240,8 +342,20 @@ impl Adapter for EndpointAdapter {
         ENDPOINT
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let endpoint = match ctx.clients.sagemaker.describe_endpoint().endpoint_name(name).send().await {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let endpoint = match ctx
+            .clients
+            .sagemaker
+            .describe_endpoint()
+            .endpoint_name(name)
+            .send()
+            .await
+        {
             Ok(endpoint) => endpoint,
             Err(err) => {
                 let err = classify("sagemaker:DescribeEndpoint", err);
@@ -250,8 +364,12 @@ impl Adapter for EndpointAdapter {
         };
         let arn = endpoint.endpoint_arn().unwrap_or_default().to_string();
         let (ownership, user_tags) = ownership(ctx, &arn).await?;
-        let config = endpoint.endpoint_config_name().unwrap_or_default().to_string();
-        let mut fields: BTreeMap<String, Value> = [("endpointConfigName".to_string(), json!(config))].into();
+        let config = endpoint
+            .endpoint_config_name()
+            .unwrap_or_default()
+            .to_string();
+        let mut fields: BTreeMap<String, Value> =
+            [("endpointConfigName".to_string(), json!(config))].into();
         if let Some(user) = user_tags {
             fields.insert("tags".into(), json!(user));
         }
@@ -262,11 +380,15 @@ impl Adapter for EndpointAdapter {
                 Some(reason) => ObjectState::Degraded(reason),
                 None => ObjectState::Ready,
             },
-            Some(EndpointStatus::Failed) => ObjectState::Failed(reason.unwrap_or_else(|| "endpoint failed".into())),
+            Some(EndpointStatus::Failed) => {
+                ObjectState::Failed(reason.unwrap_or_else(|| "endpoint failed".into()))
+            }
             Some(status) => ObjectState::Progressing(status.as_str().to_string()),
             None => ObjectState::Progressing("unknown".into()),
         };
-        observed.outputs.insert("endpointName".into(), name.to_string());
+        observed
+            .outputs
+            .insert("endpointName".into(), name.to_string());
         observed.outputs.insert("endpointArn".into(), arn);
         observed.outputs.insert("endpointConfigName".into(), config);
         Ok(Some(observed))
@@ -285,7 +407,12 @@ impl Adapter for EndpointAdapter {
         Ok(ObjectState::Progressing("Creating".into()))
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         let name = known_name(object)?;
         let sagemaker = &ctx.clients.sagemaker;
         let mut state = ObjectState::Ready;
@@ -317,11 +444,22 @@ impl Adapter for EndpointAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.sagemaker.delete_endpoint().endpoint_name(name).send().await {
+        match ctx
+            .clients
+            .sagemaker
+            .delete_endpoint()
+            .endpoint_name(name)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("sagemaker:DeleteEndpoint", err);
-                if is_missing(&err) { Ok(()) } else { Err(err) }
+                if is_missing(&err) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }

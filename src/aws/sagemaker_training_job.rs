@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_sagemaker::types::{
-    AlgorithmSpecification, Channel, DataSource, OutputDataConfig, ResourceConfig, S3DataDistribution, S3DataSource,
-    S3DataType, StoppingCondition, Tag, TrainingInputMode, TrainingInstanceType, TrainingJobStatus,
+    AlgorithmSpecification, Channel, DataSource, OutputDataConfig, ResourceConfig,
+    S3DataDistribution, S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode,
+    TrainingInstanceType, TrainingJobStatus,
 };
 use serde_json::Value;
 
@@ -40,20 +41,36 @@ fn channel(name: &str, uri: &str) -> Result<Channel> {
 }
 
 /// `(steps, key)` of `<model>_<steps>.(ckpt|safetensors)` keys.
-pub fn newest_checkpoint<'a>(keys: impl IntoIterator<Item = &'a str>, model: &str) -> Option<(u64, &'a str)> {
+pub fn newest_checkpoint<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+    model: &str,
+) -> Option<(u64, &'a str)> {
     keys.into_iter()
         .filter_map(|key| {
             let file = key.rsplit('/').next()?;
-            let stem = file.strip_suffix(".ckpt").or_else(|| file.strip_suffix(".safetensors"))?;
-            let steps = stem.strip_prefix(model)?.strip_prefix('_')?.parse::<u64>().ok()?;
+            let stem = file
+                .strip_suffix(".ckpt")
+                .or_else(|| file.strip_suffix(".safetensors"))?;
+            let steps = stem
+                .strip_prefix(model)?
+                .strip_prefix('_')?
+                .parse::<u64>()
+                .ok()?;
             Some((steps, key))
         })
         .max_by_key(|(steps, _)| *steps)
 }
 
-async fn checkpoint_outputs(ctx: &ObjectContext<'_>, desired: &DesiredObject, outputs: &mut BTreeMap<String, String>) -> Result<()> {
+async fn checkpoint_outputs(
+    ctx: &ObjectContext<'_>,
+    desired: &DesiredObject,
+    outputs: &mut BTreeMap<String, String>,
+) -> Result<()> {
     let (Some(prefix), Some(model)) = (
-        desired.inputs.get("checkpointS3Uri").and_then(Value::as_str),
+        desired
+            .inputs
+            .get("checkpointS3Uri")
+            .and_then(Value::as_str),
         desired.inputs.get("modelName").and_then(Value::as_str),
     ) else {
         return Ok(());
@@ -70,14 +87,27 @@ async fn checkpoint_outputs(ctx: &ObjectContext<'_>, desired: &DesiredObject, ou
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
     }
     if let Some((steps, key)) = newest_checkpoint(keys.iter().map(String::as_str), model) {
-        outputs.insert("latestCheckpoint".into(), format!("s3://{}/{key}", uri.bucket));
+        outputs.insert(
+            "latestCheckpoint".into(),
+            format!("s3://{}/{key}", uri.bucket),
+        );
         outputs.insert("latestCheckpointSteps".into(), steps.to_string());
-        let yaml = format!("{}.yaml", key.rsplit_once('.').map_or(key, |(stem, _)| stem));
+        let yaml = format!(
+            "{}.yaml",
+            key.rsplit_once('.').map_or(key, |(stem, _)| stem)
+        );
         if keys.contains(&yaml) {
-            outputs.insert("latestCheckpointYaml".into(), format!("s3://{}/{yaml}", uri.bucket));
+            outputs.insert(
+                "latestCheckpointYaml".into(),
+                format!("s3://{}/{yaml}", uri.bucket),
+            );
         }
     }
     Ok(())
@@ -89,8 +119,20 @@ impl Adapter for TrainingJobAdapter {
         AWS_TYPE
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let job = match ctx.clients.sagemaker.describe_training_job().training_job_name(name).send().await {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let job = match ctx
+            .clients
+            .sagemaker
+            .describe_training_job()
+            .training_job_name(name)
+            .send()
+            .await
+        {
             Ok(job) => job,
             Err(err) => {
                 let err = classify("sagemaker:DescribeTrainingJob", err);
@@ -99,17 +141,30 @@ impl Adapter for TrainingJobAdapter {
         };
         let arn = job.training_job_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;
-        let mut observed = ObservedObject::new(ObjectKey::new(AWS_TYPE, name), BTreeMap::new(), ownership);
-        let reason = job.failure_reason().unwrap_or("no reason given").to_string();
-        let secondary = job.secondary_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(AWS_TYPE, name), BTreeMap::new(), ownership);
+        let reason = job
+            .failure_reason()
+            .unwrap_or("no reason given")
+            .to_string();
+        let secondary = job
+            .secondary_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
         observed.state = match job.training_job_status() {
             Some(TrainingJobStatus::Completed) => ObjectState::Ready,
-            Some(TrainingJobStatus::Failed) => ObjectState::Failed(format!("training failed: {reason}")),
-            Some(TrainingJobStatus::Stopped) => ObjectState::Failed("training job was stopped".into()),
+            Some(TrainingJobStatus::Failed) => {
+                ObjectState::Failed(format!("training failed: {reason}"))
+            }
+            Some(TrainingJobStatus::Stopped) => {
+                ObjectState::Failed("training job was stopped".into())
+            }
             Some(status) => ObjectState::Progressing(format!("{} ({secondary})", status.as_str())),
             None => ObjectState::Progressing("unknown".into()),
         };
-        observed.outputs.insert("trainingJobName".into(), name.to_string());
+        observed
+            .outputs
+            .insert("trainingJobName".into(), name.to_string());
         observed.outputs.insert("trainingJobArn".into(), arn);
         if observed.state == ObjectState::Ready {
             if let Some(desired) = desired {
@@ -120,15 +175,39 @@ impl Adapter for TrainingJobAdapter {
     }
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
-        let name = object.name.known().ok_or_else(|| Error::Terminal("training job name not known yet".into()))?;
-        let text = |field: &str| object.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = object
+            .name
+            .known()
+            .ok_or_else(|| Error::Terminal("training job name not known yet".into()))?;
+        let text = |field: &str| {
+            object
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let channels = object.get("channels").cloned().unwrap_or(Value::Null);
         let mut input = Vec::new();
-        for (i, concept) in channels["concepts"].as_array().into_iter().flatten().enumerate() {
-            let channel_name = if i == 0 { "concepts".to_string() } else { format!("concepts{i}") };
-            input.push(channel(&channel_name, concept.as_str().unwrap_or_default())?);
+        for (i, concept) in channels["concepts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let channel_name = if i == 0 {
+                "concepts".to_string()
+            } else {
+                format!("concepts{i}")
+            };
+            input.push(channel(
+                &channel_name,
+                concept.as_str().unwrap_or_default(),
+            )?);
         }
-        input.push(channel("models", channels["models"].as_str().unwrap_or_default())?);
+        input.push(channel(
+            "models",
+            channels["models"].as_str().unwrap_or_default(),
+        )?);
         let hyperparameters: BTreeMap<String, String> = object
             .get("hyperparameters")
             .and_then(|h| serde_json::from_value(h.clone()).ok())
@@ -162,13 +241,23 @@ impl Adapter for TrainingJobAdapter {
             .resource_config(
                 ResourceConfig::builder()
                     .instance_type(TrainingInstanceType::from(text("instanceType").as_str()))
-                    .instance_count(object.get("instanceCount").and_then(Value::as_i64).unwrap_or(1) as i32)
+                    .instance_count(
+                        object
+                            .get("instanceCount")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1) as i32,
+                    )
                     .volume_size_in_gb(100)
                     .build(),
             )
             .stopping_condition(
                 StoppingCondition::builder()
-                    .max_runtime_in_seconds(object.get("maxRuntimeSeconds").and_then(Value::as_i64).unwrap_or(86_400) as i32)
+                    .max_runtime_in_seconds(
+                        object
+                            .get("maxRuntimeSeconds")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(86_400) as i32,
+                    )
                     .build(),
             )
             .set_hyper_parameters(Some(hyperparameters.into_iter().collect()))
@@ -179,13 +268,25 @@ impl Adapter for TrainingJobAdapter {
         Ok(ObjectState::Progressing("InProgress".into()))
     }
 
-    async fn update(&self, _ctx: &ObjectContext<'_>, _object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        _ctx: &ObjectContext<'_>,
+        _object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         // Content-named: a changed spec is a new job, never an update of this one.
         Ok(ObjectState::Ready)
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        let running = match ctx.clients.sagemaker.describe_training_job().training_job_name(name).send().await {
+        let running = match ctx
+            .clients
+            .sagemaker
+            .describe_training_job()
+            .training_job_name(name)
+            .send()
+            .await
+        {
             Ok(job) => job.training_job_status() == Some(&TrainingJobStatus::InProgress),
             Err(err) => {
                 let err = classify("sagemaker:DescribeTrainingJob", err);
@@ -219,7 +320,10 @@ mod tests {
             "m/jp-other_9000.ckpt",
             "m/jp_x.ckpt",
         ];
-        assert_eq!(newest_checkpoint(keys, "jp"), Some((2500, "m/jp_2500.ckpt")));
+        assert_eq!(
+            newest_checkpoint(keys, "jp"),
+            Some((2500, "m/jp_2500.ckpt"))
+        );
         assert_eq!(newest_checkpoint(["a.txt"], "jp"), None);
     }
 }

@@ -10,7 +10,9 @@ use serde_json::json;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, ownership_tags, read_ownership};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 
 pub struct StackAdapter;
@@ -23,7 +25,13 @@ fn is_missing(err: &Error) -> bool {
 
 /// The first failure in the stack's events (oldest first), as `LogicalId: reason`.
 async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
-    let events = ctx.clients.cloudformation.describe_stack_events().stack_name(name).send().await;
+    let events = ctx
+        .clients
+        .cloudformation
+        .describe_stack_events()
+        .stack_name(name)
+        .send()
+        .await;
     let Ok(events) = events else {
         return "stack failed (events unavailable)".into();
     };
@@ -31,7 +39,10 @@ async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
         .stack_events()
         .iter()
         .rev()
-        .find(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED")))
+        .find(|e| {
+            e.resource_status()
+                .is_some_and(|s| s.as_str().ends_with("_FAILED"))
+        })
         .map(|e| {
             format!(
                 "{}: {}",
@@ -62,7 +73,12 @@ fn parameters(object: &DesiredObject) -> Vec<Parameter> {
         .and_then(|p| serde_json::from_value(p.clone()).ok())
         .unwrap_or_default();
     map.into_iter()
-        .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
         .collect()
 }
 
@@ -83,7 +99,9 @@ fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
     if let Some(fingerprint) = object.get("templateFingerprint").and_then(|f| f.as_str()) {
         all.insert(TAG_TEMPLATE.into(), fingerprint.into());
     }
-    all.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    all.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 #[async_trait]
@@ -92,23 +110,45 @@ impl Adapter for StackAdapter {
         crate::kinds::stack::AWS_TYPE
     }
 
-    async fn read(&self, ctx: &ObjectContext<'_>, name: &str, _desired: Option<&DesiredObject>) -> Result<Option<ObservedObject>> {
-        let out = match ctx.clients.cloudformation.describe_stacks().stack_name(name).send().await {
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let out = match ctx
+            .clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(err) => {
                 let err = classify("cloudformation:DescribeStacks", err);
                 return if is_missing(&err) { Ok(None) } else { Err(err) };
             }
         };
-        let Some(stack) = out.stacks().first() else { return Ok(None) };
-        let status = stack.stack_status().cloned().unwrap_or(StackStatus::CreateInProgress);
+        let Some(stack) = out.stacks().first() else {
+            return Ok(None);
+        };
+        let status = stack
+            .stack_status()
+            .cloned()
+            .unwrap_or(StackStatus::CreateInProgress);
         if status == StackStatus::DeleteComplete {
             return Ok(None);
         }
         let all_tags: BTreeMap<String, String> = stack
             .tags()
             .iter()
-            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let (owner, user) = read_ownership(&all_tags);
         let ownership = match owner {
@@ -118,34 +158,60 @@ impl Adapter for StackAdapter {
         let params: BTreeMap<String, String> = stack
             .parameters()
             .iter()
-            .map(|p| (p.parameter_key().unwrap_or_default().to_string(), p.parameter_value().unwrap_or_default().to_string()))
+            .map(|p| {
+                (
+                    p.parameter_key().unwrap_or_default().to_string(),
+                    p.parameter_value().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
-        let mut caps: Vec<String> = stack.capabilities().iter().map(|c| c.as_str().to_string()).collect();
+        let mut caps: Vec<String> = stack
+            .capabilities()
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect();
         caps.sort();
         let fields = [
             ("parameters".to_string(), json!(params)),
             ("capabilities".to_string(), json!(caps)),
             ("tags".to_string(), json!(user)),
-            ("templateFingerprint".to_string(), json!(all_tags.get(TAG_TEMPLATE))),
+            (
+                "templateFingerprint".to_string(),
+                json!(all_tags.get(TAG_TEMPLATE)),
+            ),
         ]
         .into();
-        let mut observed = ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
         let text = status.as_str();
         observed.state = if text.ends_with("_IN_PROGRESS") {
             ObjectState::Progressing(text.to_string())
-        } else if matches!(status, StackStatus::CreateComplete | StackStatus::UpdateComplete) {
+        } else if matches!(
+            status,
+            StackStatus::CreateComplete | StackStatus::UpdateComplete
+        ) {
             ObjectState::Ready
         } else if status == StackStatus::UpdateRollbackComplete {
-            ObjectState::Degraded(format!("update rolled back: {}", first_failure(ctx, name).await))
+            ObjectState::Degraded(format!(
+                "update rolled back: {}",
+                first_failure(ctx, name).await
+            ))
         } else {
             ObjectState::Failed(format!("{text}: {}", first_failure(ctx, name).await))
         };
-        observed.outputs.insert("stackName".into(), name.to_string());
-        observed.outputs.insert("stackId".into(), stack.stack_id().unwrap_or_default().to_string());
+        observed
+            .outputs
+            .insert("stackName".into(), name.to_string());
+        observed.outputs.insert(
+            "stackId".into(),
+            stack.stack_id().unwrap_or_default().to_string(),
+        );
         observed.outputs.insert("status".into(), text.to_string());
         for output in stack.outputs() {
             if let (Some(k), Some(v)) = (output.output_key(), output.output_value()) {
-                observed.outputs.insert(format!("outputs.{k}"), v.to_string());
+                observed
+                    .outputs
+                    .insert(format!("outputs.{k}"), v.to_string());
             }
         }
         Ok(Some(observed))
@@ -167,13 +233,21 @@ impl Adapter for StackAdapter {
         Ok(ObjectState::Progressing("CREATE_IN_PROGRESS".into()))
     }
 
-    async fn update(&self, ctx: &ObjectContext<'_>, object: &DesiredObject, _changes: &[FieldChange]) -> Result<ObjectState> {
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
         let name = object.name.known().unwrap_or_default();
         // A first create that rolled back cannot be updated: delete it, then create anew.
         if let Some(current) = self.read(ctx, name, None).await? {
-            if matches!(&current.state, ObjectState::Failed(reason) if reason.starts_with("ROLLBACK_COMPLETE")) {
+            if matches!(&current.state, ObjectState::Failed(reason) if reason.starts_with("ROLLBACK_COMPLETE"))
+            {
                 self.delete(ctx, name).await?;
-                return Ok(ObjectState::Progressing("deleting the stack left in ROLLBACK_COMPLETE before re-creating it".into()));
+                return Ok(ObjectState::Progressing(
+                    "deleting the stack left in ROLLBACK_COMPLETE before re-creating it".into(),
+                ));
             }
         }
         let result = ctx
@@ -192,7 +266,11 @@ impl Adapter for StackAdapter {
             Err(err) => {
                 let err = classify("cloudformation:UpdateStack", err);
                 match &err {
-                    Error::Aws { message, .. } if message.contains("No updates are to be performed") => Ok(ObjectState::Ready),
+                    Error::Aws { message, .. }
+                        if message.contains("No updates are to be performed") =>
+                    {
+                        Ok(ObjectState::Ready)
+                    }
                     _ => Err(err),
                 }
             }
@@ -200,11 +278,22 @@ impl Adapter for StackAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.cloudformation.delete_stack().stack_name(name).send().await {
+        match ctx
+            .clients
+            .cloudformation
+            .delete_stack()
+            .stack_name(name)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = classify("cloudformation:DeleteStack", err);
-                if is_missing(&err) { Ok(()) } else { Err(err) }
+                if is_missing(&err) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }

@@ -70,3 +70,28 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
     }
     out
 }
+
+/// `sdop get` as a table: one line per resource.
+pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<34} {:<12} {:<20} MESSAGE",
+        "RESOURCE", "PHASE", "UPDATED"
+    );
+    for status in statuses {
+        let mut message = status.message.clone();
+        if message.chars().count() > 100 {
+            message = message.chars().take(97).collect::<String>() + "...";
+        }
+        let _ = writeln!(
+            out,
+            "{:<34} {:<12} {:<20} {}",
+            format!("{}/{}", status.kind, status.name),
+            format!("{:?}", status.phase),
+            status.updated_at,
+            message
+        );
+    }
+    out
+}

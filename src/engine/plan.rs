@@ -350,14 +350,14 @@ mod tests {
         fields: &[(&str, Value)],
         ownership: Ownership,
     ) -> ObservedObject {
-        ObservedObject {
-            key: ObjectKey::new(aws_type, name),
-            fields: fields
+        ObservedObject::new(
+            ObjectKey::new(aws_type, name),
+            fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             ownership,
-        }
+        )
     }
 
     fn owned() -> Ownership {
@@ -432,7 +432,9 @@ mod tests {
 
     #[test]
     fn object_owned_by_another_resource_is_a_conflict() {
-        let other = Ownership::Owned { resource: ResourceId::new("Endpoint", "other") };
+        let other = Ownership::Owned {
+            resource: ResourceId::new("Endpoint", "other"),
+        };
         let seen = observed("sagemaker:endpoint", "sd-base", &[], other);
         let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
         assert_eq!(actions[0].operation, Operation::Conflict);

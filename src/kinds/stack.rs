@@ -197,11 +197,14 @@ impl Kind for Stack {
         let mut objects = Vec::new();
         let mut fingerprints = Vec::new();
         for (_, file) in spec.local_templates() {
-            let Some(key) = spec.upload_key(&file) else { continue };
+            let Some(key) = spec.upload_key(&file) else {
+                continue;
+            };
             let local = ctx.local_files.get(&file);
             fingerprints.push(local.map(|f| f.fingerprint.clone()));
-            let mut object = DesiredObject::new(TEMPLATE_OBJECT, ObjectName::Known(key), Mutability::InPlace)
-                .field("contentFingerprint", local.map(|f| json!(f.fingerprint)));
+            let mut object =
+                DesiredObject::new(TEMPLATE_OBJECT, ObjectName::Known(key), Mutability::InPlace)
+                    .field("contentFingerprint", local.map(|f| json!(f.fingerprint)));
             if let Some(local) = local {
                 object = object.input("path", json!(local.resolved));
             }
@@ -227,12 +230,19 @@ impl Kind for Stack {
                 .map(|all| json!(crate::engine::naming::content_hash(&all)[..16]))
         };
         objects.push(
-            DesiredObject::new(AWS_TYPE, ObjectName::Known(spec.stack_name.clone()), Mutability::InPlace)
-                .field("template", template_url.map(|u| json!(u)))
-                .field("templateFingerprint", template_fingerprint)
-                .field("parameters", parameters.map(|p| json!(p)))
-                .field("capabilities", Some(json!(sorted_capabilities(&spec.capabilities))))
-                .field("tags", Some(json!(spec.tags))),
+            DesiredObject::new(
+                AWS_TYPE,
+                ObjectName::Known(spec.stack_name.clone()),
+                Mutability::InPlace,
+            )
+            .field("template", template_url.map(|u| json!(u)))
+            .field("templateFingerprint", template_fingerprint)
+            .field("parameters", parameters.map(|p| json!(p)))
+            .field(
+                "capabilities",
+                Some(json!(sorted_capabilities(&spec.capabilities))),
+            )
+            .field("tags", Some(json!(spec.tags))),
         );
         objects
     }

@@ -213,11 +213,17 @@ fn load_text(file: &Path, text: &str, out: &mut Vec<Manifest>, diagnostics: &mut
     }
 }
 
+/// Largest file whose syntax error is re-read with libyaml for a better message.
+const LIBYAML_RETRY_MAX_BYTES: usize = 256 * 1024;
+
 /// Reports a syntax error. For unclosed constructs libyaml (through yaml_serde) explains it
 /// better ("did not find expected ',' or ']', while parsing a flow sequence started at 9:17"),
 /// so the broken document is re-read with it; otherwise saphyr's message stands.
 fn syntax_problem(file: &Path, text: &str, err: &document::SyntaxError) -> Diagnostic {
-    if let Some(first_line) = err.document_first_line {
+    // libyaml is not re-run on pathological input (it is slow on millions of nested levels).
+    let pathological =
+        err.message.contains("recursion limit") || text.len() > LIBYAML_RETRY_MAX_BYTES;
+    if let (Some(first_line), false) = (err.document_first_line, pathological) {
         let offset: usize = text
             .split_inclusive('\n')
             .take(first_line - 1)

@@ -25,12 +25,12 @@ fn shipped_manifests_and_examples_validate() {
 
 #[test]
 fn plan_of_the_workshop_exits_2_with_a_readable_plan() {
-    let (code, stdout, stderr) = sdop(&["plan", "manifests/"]);
+    let (code, stdout, stderr) = sdop(&["plan", "--offline", "manifests/"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stdout.contains("+ s3:bucket"), "{stdout}");
     assert!(stdout.contains("+ sagemaker:endpoint "), "{stdout}");
     assert!(stdout.contains("Plan: "), "{stdout}");
-    let (code, json, _) = sdop(&["plan", "manifests/", "-o", "json"]);
+    let (code, json, _) = sdop(&["plan", "--offline", "manifests/", "-o", "json"]);
     assert_eq!(code, 2);
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed["changes"], true);

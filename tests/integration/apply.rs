@@ -1,0 +1,577 @@
+//! `sdop apply` against the local AWS: create, converged re-apply with zero mutations,
+//! update, drift, conflict and adoption, rolled-back rollouts, prune, training jobs, throttling.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_sagemaker::error::ProvideErrorMetadata;
+use sdop::apply::{apply, ApplyOptions, ApplySummary};
+use sdop::aws::Clients;
+use sdop::manifest::{load_paths, ResourceId};
+use sdop::state::{Phase, StateStore};
+use serde_json::json;
+
+use crate::support::local_aws::LocalAws;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
+
+struct Env {
+    aws: LocalAws,
+    manifests: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let aws = LocalAws::start();
+        aws.configure(json!({
+            "endpoint_create_seconds": 0.3, "endpoint_update_seconds": 0.3, "endpoint_delete_seconds": 0.2,
+            "training_seconds": 0.5, "stack_seconds": 0.3
+        }));
+        Env {
+            aws,
+            manifests: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests.path().join(file), text).unwrap();
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests.path().join(file)).unwrap();
+    }
+
+    async fn clients(&self) -> Clients {
+        Clients::from_config(
+            &self.aws.sdk_config().await,
+            Some(self.aws.endpoint.clone()),
+        )
+    }
+
+    fn store(&self) -> StateStore {
+        StateStore::open(self.state.path()).unwrap()
+    }
+
+    async fn apply_with(
+        &self,
+        options: ApplyOptions,
+    ) -> (Result<ApplySummary, sdop::Error>, Vec<String>) {
+        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
+        let lines = Mutex::new(Vec::new());
+        let report = |line: String| lines.lock().unwrap().push(line);
+        let clients = self.clients().await;
+        let result = if loaded.is_valid() {
+            apply(&loaded, &clients, &self.store(), &options, &report).await
+        } else if options.prune {
+            // Mirrors the CLI: an invalid set is never applied nor pruned.
+            Err(sdop::Error::Invalid(loaded.diagnostics))
+        } else {
+            Err(sdop::Error::Invalid(loaded.diagnostics))
+        };
+        (result, lines.into_inner().unwrap())
+    }
+
+    async fn apply(&self) -> (ApplySummary, Vec<String>) {
+        let options = ApplyOptions {
+            wait: true,
+            timeout: Duration::from_secs(60),
+            min_poll: Duration::from_millis(100),
+            max_poll: Duration::from_millis(500),
+            ..ApplyOptions::default()
+        };
+        let (result, lines) = self.apply_with(options).await;
+        (
+            result.unwrap_or_else(|e| panic!("apply failed: {e}\n{lines:#?}")),
+            lines,
+        )
+    }
+
+    fn phase(&self, kind: &str, name: &str) -> Phase {
+        self.store()
+            .load(&ResourceId::new(kind, name))
+            .unwrap()
+            .expect("status")
+            .phase
+    }
+}
+
+fn bucket(name: &str, bucket: &str, extra: &str) -> String {
+    format!("apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {{name: {name}}}\nspec:\n  bucketName: {bucket}\n  region: us-east-1\n{extra}")
+}
+
+fn endpoint(instance: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-base
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "s3://sdop-it-assets/model.tar.gz"}}
+  instanceType: {instance}
+  executionRoleArn: {ROLE}
+{extra}"#
+    )
+}
+
+async fn endpoint_config(sm: &aws_sdk_sagemaker::Client) -> String {
+    sm.describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_config_name()
+        .unwrap()
+        .to_string()
+}
+
+async fn config_names(sm: &aws_sdk_sagemaker::Client) -> Vec<String> {
+    let mut names: Vec<String> = sm
+        .list_endpoint_configs()
+        .send()
+        .await
+        .unwrap()
+        .endpoint_configs()
+        .iter()
+        .map(|c| c.endpoint_config_name().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn endpoint_lifecycle_create_converge_update_drift_prune() {
+    let env = Env::new();
+    env.write(
+        "bucket.yaml",
+        &bucket("assets", "sdop-it-assets", "  tags: {team: ml}\n"),
+    );
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let first_config = endpoint_config(&sm).await;
+
+    // A converged re-apply reads at most a few objects and mutates nothing.
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged());
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with('+') && !l.starts_with('~')),
+        "{lines:#?}"
+    );
+    let calls = env.aws.calls();
+    assert_eq!(calls.mutations(), 0, "{:?}", calls.0);
+    assert!(calls.reads() <= 4, "{:?}", calls.0);
+
+    // A spec change: new model and config, UpdateEndpoint, the previous config kept.
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.2xlarge", ""));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let second_config = endpoint_config(&sm).await;
+    assert_ne!(first_config, second_config);
+    assert_eq!(config_names(&sm).await, {
+        let mut v = vec![first_config.clone(), second_config.clone()];
+        v.sort();
+        v
+    });
+    // Another change: the oldest config goes, once the new one serves.
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.4xlarge", ""));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let third_config = endpoint_config(&sm).await;
+    let mut expected = vec![second_config.clone(), third_config.clone()];
+    expected.sort();
+    assert_eq!(config_names(&sm).await, expected);
+
+    // Drift: the endpoint switched to the old config in the console; a bucket tag removed.
+    sm.update_endpoint()
+        .endpoint_name("sd-base")
+        .endpoint_config_name(&second_config)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s3 = env.aws.s3().await;
+    s3.delete_bucket_tagging()
+        .bucket("sdop-it-assets")
+        .send()
+        .await
+        .unwrap();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("~ Endpoint/base sagemaker:endpoint sd-base updated")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("~ Bucket/assets s3:bucket")),
+        "{lines:#?}"
+    );
+    assert_eq!(endpoint_config(&sm).await, third_config);
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket("sdop-it-assets")
+        .send()
+        .await
+        .unwrap();
+    assert!(tags
+        .tag_set()
+        .iter()
+        .any(|t| t.key() == "team" && t.value() == "ml"));
+
+    // A broken file: nothing is pruned.
+    env.remove("endpoint.yaml");
+    env.write(
+        "broken.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: base\n",
+    );
+    let (result, _) = env
+        .apply_with(ApplyOptions {
+            prune: true,
+            ..ApplyOptions::default()
+        })
+        .await;
+    assert!(result.is_err());
+    assert!(sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .is_ok());
+
+    // Pruning a deleted manifest removes the endpoint (policy Delete) but keeps the bucket.
+    env.remove("broken.yaml");
+    env.write("other.yaml", &bucket("other", "sdop-it-other", ""));
+    env.apply().await;
+    let options = ApplyOptions {
+        wait: true,
+        prune: true,
+        timeout: Duration::from_secs(30),
+        ..ApplyOptions::default()
+    };
+    let (result, lines) = env.apply_with(options).await;
+    let summary = result.unwrap();
+    assert_eq!(
+        summary.pruned,
+        vec![ResourceId::new("Endpoint", "base")],
+        "{lines:#?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gone = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some("ValidationException"));
+    assert!(
+        sm.list_models().send().await.unwrap().models().is_empty(),
+        "models leaked"
+    );
+    assert!(config_names(&sm).await.is_empty(), "configs leaked");
+    // Pruning everything sdop owns needs --force; Retain buckets are only forgotten.
+    env.remove("bucket.yaml");
+    env.remove("other.yaml");
+    let (result, _) = env
+        .apply_with(ApplyOptions {
+            prune: true,
+            ..ApplyOptions::default()
+        })
+        .await;
+    assert!(result.unwrap_err().to_string().contains("--force"));
+    let (result, _) = env
+        .apply_with(ApplyOptions {
+            prune: true,
+            force: true,
+            ..ApplyOptions::default()
+        })
+        .await;
+    assert_eq!(result.unwrap().pruned.len(), 2);
+    s3.head_bucket()
+        .bucket("sdop-it-assets")
+        .send()
+        .await
+        .expect("Retain keeps the bucket");
+}
+
+#[tokio::test]
+async fn a_rolled_back_rollout_is_degraded_and_not_retried() {
+    let env = Env::new();
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    env.apply().await;
+    let sm = env.aws.sagemaker().await;
+    let before = endpoint_config(&sm).await;
+    env.aws.faults(json!({"fail_next_update_endpoint": "The primary container for production variant AllTraffic did not pass the ping health check"}));
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.2xlarge", ""));
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Endpoint", "base")],
+        Phase::Degraded,
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ROLLED BACK") && l.contains("ping health check")),
+        "{lines:#?}"
+    );
+    assert_eq!(endpoint_config(&sm).await, before);
+    env.aws.reset_calls();
+    let (summary, _) = env.apply().await;
+    assert!(summary.has_problems());
+    assert_eq!(
+        env.aws.calls().of("sagemaker:UpdateEndpoint"),
+        0,
+        "retried a rolled-back rollout"
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("Endpoint", "base"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.message.contains("ping health check"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn foreign_resources_conflict_unless_adopted() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket()
+        .bucket("sdop-it-foreign")
+        .send()
+        .await
+        .unwrap();
+    env.write(
+        "bucket.yaml",
+        &bucket("foreign", "sdop-it-foreign", "  tags: {team: ml}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Bucket", "foreign")],
+        Phase::Conflict,
+        "{lines:#?}"
+    );
+    assert!(
+        s3.get_bucket_tagging()
+            .bucket("sdop-it-foreign")
+            .send()
+            .await
+            .is_err(),
+        "foreign bucket was modified"
+    );
+    env.write(
+        "bucket.yaml",
+        &bucket(
+            "foreign",
+            "sdop-it-foreign",
+            "  tags: {team: ml}\n  adopt: true\n",
+        ),
+    );
+    let (summary, _) = env.apply().await;
+    assert!(summary.converged());
+    assert_eq!(env.phase("Bucket", "foreign"), Phase::Ready);
+}
+
+fn dreambooth(steps: u32) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: DreamboothJob
+metadata: {{name: jpstyle}}
+spec:
+  trainingJobName: jpstyle
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}}
+  instanceType: ml.g4dn.2xlarge
+  roleArn: {ROLE}
+  sourceCheckpoint: {{s3Uri: "s3://sdop-it-train/checkpoints/v2-1_768-ema-pruned.ckpt"}}
+  modelName: jp-style-model
+  resolution: 768
+  maxTrainSteps: {steps}
+  concepts:
+    - {{datasetS3Uri: "s3://sdop-it-train/dataset/", instanceToken: jpstyle girl, classToken: girl}}
+  checkpointS3Uri: s3://sdop-it-train/models/Stable-diffusion/
+"#
+    )
+}
+
+#[tokio::test]
+async fn training_runs_once_per_spec_even_after_losing_state() {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
+    env.write("job.yaml", &dreambooth(2500));
+    env.aws.configure(json!({"training_seconds": 1.5}));
+    // Start, then forget everything sdop knew (a crash right after CreateTrainingJob).
+    let (result, _) = env.apply_with(ApplyOptions::default()).await;
+    result.unwrap();
+    std::fs::remove_dir_all(env.state.path()).unwrap();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let jobs = sm.list_training_jobs().send().await.unwrap();
+    assert_eq!(
+        jobs.training_job_summaries().len(),
+        1,
+        "a restart started the job twice"
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("DreamboothJob", "jpstyle"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.outputs.get("latestCheckpoint").map(String::as_str),
+        Some("s3://sdop-it-train/models/Stable-diffusion/jp-style-model_2500.ckpt")
+    );
+    assert!(status.outputs.contains_key("latestCheckpointYaml"));
+    // A spec change trains again; the same spec never does.
+    env.write("job.yaml", &dreambooth(3000));
+    env.apply().await;
+    env.apply().await;
+    assert_eq!(
+        sm.list_training_jobs()
+            .send()
+            .await
+            .unwrap()
+            .training_job_summaries()
+            .len(),
+        2
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("DreamboothJob", "jpstyle"))
+        .unwrap()
+        .unwrap();
+    assert!(status.outputs["latestCheckpoint"].ends_with("jp-style-model_3000.ckpt"));
+    // A failed job fails the resource with the reason, and is not retried for the same spec.
+    env.aws
+        .faults(json!({"fail_training_jobs": {"*": "AlgorithmError: CUDA out of memory"}}));
+    env.write("job.yaml", &dreambooth(3500));
+    let (summary, _) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("DreamboothJob", "jpstyle")],
+        Phase::Failed
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("DreamboothJob", "jpstyle"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.message.contains("CUDA out of memory"),
+        "{}",
+        status.message
+    );
+    env.aws.reset_calls();
+    env.apply().await;
+    assert_eq!(env.aws.calls().of("sagemaker:CreateTrainingJob"), 0);
+}
+
+#[tokio::test]
+async fn stack_from_a_local_template_and_image_repository_digests() {
+    let env = Env::new();
+    std::fs::write(
+        env.manifests.path().join("main.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  S3Bucket: {Type: String}\n  Stage: {Type: String}\nResources:\n  Topic: {Type: AWS::SNS::Topic}\nOutputs:\n  WebUIPortalUrl: {Value: !Sub 'https://${S3Bucket}.${Stage}.example'}\n",
+    )
+    .unwrap();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-stack", ""));
+    let stack = |stage: &str| {
+        format!(
+            "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {{name: webui}}\nspec:\n  stackName: webui\n  template: {{file: main.template}}\n  upload: {{bucket: sdop-it-stack, prefix: templates/}}\n  parameters:\n    S3Bucket: {{valueFrom: {{resource: Bucket/assets, output: bucketName}}}}\n    Stage: {stage}\n"
+        )
+    };
+    env.write("stack.yaml", &stack("dev"));
+    env.write(
+        "repo.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference}\nspec: {repositoryName: sd-inference}\n",
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let status = env
+        .store()
+        .load(&ResourceId::new("Stack", "webui"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.outputs["outputs.WebUIPortalUrl"],
+        "https://sdop-it-stack.dev.example"
+    );
+    env.write("stack.yaml", &stack("prod"));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("~ Stack/webui cloudformation:stack webui updated")),
+        "{lines:#?}"
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("Stack", "webui"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.outputs["outputs.WebUIPortalUrl"],
+        "https://sdop-it-stack.prod.example"
+    );
+
+    // No image under the tag yet: no digest. After a push the digest-pinned URI appears.
+    let repo = env
+        .store()
+        .load(&ResourceId::new("ImageRepository", "inference"))
+        .unwrap()
+        .unwrap();
+    assert!(!repo.outputs.contains_key("imageUri"));
+    let ecr = env.aws.ecr().await;
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000001"},"layers":[]}"#;
+    ecr.put_image()
+        .repository_name("sd-inference")
+        .image_tag("latest")
+        .image_manifest(manifest)
+        .send()
+        .await
+        .unwrap();
+    env.apply().await;
+    let repo = env
+        .store()
+        .load(&ResourceId::new("ImageRepository", "inference"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        repo.outputs["imageUri"].contains("/sd-inference@sha256:"),
+        "{:?}",
+        repo.outputs
+    );
+}
+
+#[tokio::test]
+async fn converges_through_20_percent_throttling_without_leaks() {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-assets", ""));
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    env.aws
+        .faults(json!({"throttle": {"sagemaker:*": 0.2, "s3:*": 0.2}}));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    env.aws.clear_faults();
+    assert_eq!(
+        sm.list_models().send().await.unwrap().models().len(),
+        1,
+        "leaked models"
+    );
+    assert_eq!(config_names(&sm).await.len(), 1, "leaked configs");
+}
