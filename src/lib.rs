@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod kinds;
 pub mod manifest;
+pub mod package;
 pub mod rules;
 pub mod schema;
 pub mod state;

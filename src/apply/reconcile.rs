@@ -95,7 +95,25 @@ pub async fn reconcile(
         outputs: &outputs,
         local_files: &manifest.local_files,
     };
-    let desired = manifest.handler.desired(manifest.spec.as_ref(), &ctx);
+    let mut desired = Vec::new();
+    for object in manifest.handler.desired(manifest.spec.as_ref(), &ctx) {
+        let Some(adapter) = adapter(object.aws_type) else {
+            return Err(Error::Terminal(format!(
+                "sdop cannot converge {} objects",
+                object.aws_type
+            )));
+        };
+        let octx = ObjectContext {
+            clients,
+            resource: id,
+            spec_hash: &manifest.spec_hash,
+            owned_per_state: object
+                .name
+                .known()
+                .is_some_and(|n| status.owns(object.aws_type, n)),
+        };
+        desired.push(adapter.resolve(&octx, object).await?);
+    }
     if let Some(unknown) = desired
         .iter()
         .find(|d| d.name.known().is_none() || !d.fully_known())

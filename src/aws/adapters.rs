@@ -21,6 +21,15 @@ pub struct ObjectContext<'a> {
 #[async_trait]
 pub trait Adapter: Send + Sync {
     fn aws_type(&self) -> &'static str;
+    /// Completes a desired object with facts only AWS has (a package's source ETags), before
+    /// it is read and compared. Most objects need nothing.
+    async fn resolve(
+        &self,
+        _ctx: &ObjectContext<'_>,
+        object: DesiredObject,
+    ) -> Result<DesiredObject> {
+        Ok(object)
+    }
     /// Reads one object (`desired`, when known, says what to look for, e.g. an image tag).
     /// Not found is `Ok(None)`.
     async fn read(
@@ -51,6 +60,7 @@ static ADAPTERS: &[&dyn Adapter] = &[
     &super::sagemaker_endpoint::EndpointConfigAdapter,
     &super::sagemaker_endpoint::EndpointAdapter,
     &super::sagemaker_training_job::TrainingJobAdapter,
+    &super::s3_model_package::ModelPackageAdapter,
 ];
 
 pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {

@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod ecr_repository;
 pub mod s3_bucket;
+pub mod s3_model_package;
 pub mod s3_object;
 pub mod sagemaker_endpoint;
 pub mod sagemaker_training_job;

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::dreambooth_job::DreamboothJob;
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
-use crate::engine::naming::content_hash;
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
 use crate::rules;
@@ -187,36 +186,53 @@ impl Kind for ModelPackage {
             .collect()
     }
 
-    /// The package identity is a hash of its inputs; it is known before apply only when every
-    /// input is (S3 sources need their ETags, job sources their newest checkpoint).
+    /// The package identity (a hash of its inputs, including the S3 sources' ETags) is
+    /// completed by the AWS adapter; here go the sources, resolved as far as possible without I/O.
     fn desired(spec: &ModelPackageSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
-        let inputs: Option<Vec<serde_json::Value>> = spec
-            .sources
-            .iter()
-            .map(|source| {
-                if let Some(local) = &source.local {
-                    ctx.local_files.get(local).map(|f| json!({"local": local, "fingerprint": f.fingerprint, "path": source.path}))
-                } else if let Some(job) = &source.dreambooth_job {
-                    ctx.outputs
-                        .get(&ResourceId::new(DreamboothJob::KIND, job), "latestCheckpoint")
-                        .map(|c| json!({"checkpoint": c, "path": source.path}))
-                } else {
-                    ctx.outputs
-                        .get(ctx.id, &format!("sourceEtag.{}", source.s3.as_deref().unwrap_or_default()))
-                        .map(|etag| json!({"s3": source.s3, "etag": etag, "path": source.path}))
+        let mut sources = Vec::new();
+        let mut known = true;
+        for source in &spec.sources {
+            if let Some(uri) = &source.s3 {
+                sources.push(json!({"path": source.path, "s3": uri}));
+            } else if let Some(local) = &source.local {
+                match ctx.local_files.get(local) {
+                    Some(file) => {
+                        sources.push(json!({"path": source.path, "local": file.resolved}))
+                    }
+                    None => known = false,
                 }
-            })
-            .collect();
-        let identity = inputs.map(|inputs| {
-            json!(content_hash(
-                &json!({"inputs": inputs, "format": spec.format, "level": spec.compression_level})
-            ))
-        });
+            } else if let Some(job) = &source.dreambooth_job {
+                let job = ResourceId::new(DreamboothJob::KIND, job);
+                match ctx.outputs.get(&job, "latestCheckpoint") {
+                    Some(checkpoint) => {
+                        sources.push(json!({"path": source.path, "s3": checkpoint}));
+                        if let Some(yaml) = ctx.outputs.get(&job, "latestCheckpointYaml") {
+                            sources
+                                .push(json!({"path": source.path, "s3": yaml, "optional": true}));
+                        }
+                    }
+                    None => known = false,
+                }
+            }
+        }
+        let format = match spec.format {
+            PackageFormat::TarGz => "tar.gz",
+            PackageFormat::Uncompressed => "uncompressed",
+        };
         let name = spec.output.trim_start_matches("s3://").to_string();
-        vec![
-            DesiredObject::new(AWS_TYPE, ObjectName::Known(name), Mutability::Replace)
-                .field("packageIdentity", identity),
-        ]
+        let mut object = DesiredObject::new(AWS_TYPE, ObjectName::Known(name), Mutability::Replace)
+            .field("packageIdentity", None)
+            .input("format", json!(format))
+            .input(
+                "compressionLevel",
+                json!(spec
+                    .compression_level
+                    .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL)),
+            );
+        if known {
+            object = object.input("sources", json!(sources));
+        }
+        vec![object]
     }
 }
 

@@ -7,3 +7,4 @@ mod apply;
 mod cli;
 mod corpus;
 mod emulator;
+mod package;

@@ -1,0 +1,173 @@
+//! Expanding package sources into entries (with ETags and sizes), and the package identity.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Entry, EntrySource};
+use crate::aws::{classify, Clients};
+use crate::engine::naming::content_hash;
+use crate::error::{Error, Result};
+use crate::rules;
+
+/// A source as the `ModelPackage` kind passes it to the adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// Folder in the archive, ending in `/` or not.
+    pub path: String,
+    #[serde(default)]
+    pub s3: Option<String>,
+    /// Resolved local path.
+    #[serde(default)]
+    pub local: Option<String>,
+    /// When set, a missing `s3` object is fine (a checkpoint's optional `.yaml`).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+fn join(folder: &str, name: &str) -> String {
+    let folder = folder.trim_end_matches('/');
+    if folder.is_empty() {
+        name.to_string()
+    } else {
+        format!("{folder}/{name}")
+    }
+}
+
+/// Lists every entry of the package, in a stable order.
+pub async fn list(clients: &Clients, sources: &[SourceSpec]) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for source in sources {
+        if let Some(uri) = &source.s3 {
+            let uri = rules::s3_uri(uri).map_err(Error::Terminal)?;
+            if uri.is_prefix() {
+                let mut pages = clients
+                    .s3
+                    .list_objects_v2()
+                    .bucket(&uri.bucket)
+                    .prefix(&uri.key)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
+                    for object in page.contents() {
+                        let key = object.key().unwrap_or_default();
+                        if key.ends_with('/') {
+                            continue;
+                        }
+                        entries.push(Entry {
+                            path: join(&source.path, &key[uri.key.len()..]),
+                            source: EntrySource::S3 {
+                                bucket: uri.bucket.clone(),
+                                key: key.to_string(),
+                            },
+                            size: object.size().unwrap_or(0) as u64,
+                            version: object.e_tag().unwrap_or_default().to_string(),
+                        });
+                    }
+                }
+            } else {
+                match clients
+                    .s3
+                    .head_object()
+                    .bucket(&uri.bucket)
+                    .key(&uri.key)
+                    .send()
+                    .await
+                {
+                    Ok(head) => entries.push(Entry {
+                        path: join(&source.path, uri.key.rsplit('/').next().unwrap_or_default()),
+                        source: EntrySource::S3 {
+                            bucket: uri.bucket.clone(),
+                            key: uri.key.clone(),
+                        },
+                        size: head.content_length().unwrap_or(0) as u64,
+                        version: head.e_tag().unwrap_or_default().to_string(),
+                    }),
+                    Err(err) => {
+                        let err = classify("s3:HeadObject", err);
+                        let missing = crate::aws::is_not_found(&err, &["NotFound", "NoSuchKey"]);
+                        if missing && source.optional {
+                            continue;
+                        }
+                        if missing {
+                            return Err(Error::Terminal(format!(
+                                "source s3://{}/{} does not exist",
+                                uri.bucket, uri.key
+                            )));
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        if let Some(local) = &source.local {
+            let root = std::path::PathBuf::from(local);
+            let meta =
+                std::fs::metadata(&root).map_err(|e| Error::io(format!("reading {local}"), e))?;
+            let mut files = Vec::new();
+            if meta.is_dir() {
+                collect(&root, &mut files).map_err(|e| Error::io(format!("listing {local}"), e))?;
+                files.sort();
+            } else {
+                files.push(root.clone());
+            }
+            for file in files {
+                let meta = std::fs::metadata(&file)
+                    .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+                let name = if meta.is_file() && root == file {
+                    file.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    file.strip_prefix(&root)
+                        .unwrap_or(&file)
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                entries.push(Entry {
+                    path: join(&source.path, &name),
+                    source: EntrySource::Local { file: file.clone() },
+                    size: meta.len(),
+                    version: format!("size={} mtime={modified}", meta.len()),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if crate::manifest::discover::is_ignored_name(&name) {
+            continue;
+        }
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The identity of a package: its entries (place, size, version) and settings.
+pub fn identity(entries: &[Entry], format: &str, level: u32) -> String {
+    let inputs: Vec<_> = entries
+        .iter()
+        .map(|e| json!([e.path, e.size, e.version]))
+        .collect();
+    content_hash(&json!({"entries": inputs, "format": format, "level": level}))[..32].to_string()
+}

@@ -1,0 +1,167 @@
+//! A multipart upload fed from an `AsyncRead`: parts are read one at a time and uploaded in
+//! parallel (bounded), so memory stays flat whatever the size. Completion is atomic in S3:
+//! the object appears at its key only when `CompleteMultipartUpload` succeeds. Any failure
+//! aborts the upload, leaving no parts and no object behind.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{Progress, PARALLEL_PARTS, PART_SIZE};
+use crate::aws::{classify, Clients};
+use crate::error::{Error, Result};
+
+/// Uploads everything `reader` yields to `bucket/key` with `metadata`; returns bytes written.
+/// `producer` reports whether the stream ended because it was complete: only then is the
+/// upload completed (a writer that failed half-way also closes the stream).
+pub async fn upload<R: AsyncRead + Unpin>(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    metadata: &BTreeMap<String, String>,
+    reader: R,
+    progress: &Progress,
+    producer: tokio::sync::oneshot::Receiver<Result<()>>,
+) -> Result<u64> {
+    let created = clients
+        .s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(Some(metadata.clone().into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| classify("s3:CreateMultipartUpload", e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let uploaded = match upload_parts(clients, bucket, key, &upload_id, reader, progress).await {
+        Ok(done) => match producer.await {
+            Ok(Ok(())) => Ok(done),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Terminal(
+                "the package writer stopped without a result".into(),
+            )),
+        },
+        Err(err) => Err(err),
+    };
+    match uploaded {
+        Ok((parts, bytes)) => {
+            let completed = clients
+                .s3
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await;
+            match completed {
+                Ok(_) => Ok(bytes),
+                Err(err) => {
+                    abort(clients, bucket, key, &upload_id).await;
+                    Err(classify("s3:CompleteMultipartUpload", err))
+                }
+            }
+        }
+        Err(err) => {
+            abort(clients, bucket, key, &upload_id).await;
+            Err(err)
+        }
+    }
+}
+
+/// Best effort: the original error is what matters; a failed abort is logged.
+pub async fn abort(clients: &Clients, bucket: &str, key: &str, upload_id: &str) {
+    if let Err(err) = clients
+        .s3
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        tracing::warn!(bucket, key, upload_id, error = %classify("s3:AbortMultipartUpload", err), "could not abort multipart upload");
+    }
+}
+
+async fn upload_parts<R: AsyncRead + Unpin>(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    mut reader: R,
+    progress: &Progress,
+) -> Result<(Vec<CompletedPart>, u64)> {
+    let permits = Arc::new(Semaphore::new(PARALLEL_PARTS));
+    let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
+    let mut parts = Vec::new();
+    let mut total = 0u64;
+    let mut number = 0i32;
+    loop {
+        // Wait for a slot before reading the next part: bounds memory and applies backpressure.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        while let Some(done) = tasks.try_join_next() {
+            parts.push(done.map_err(|e| Error::Terminal(format!("upload task failed: {e}")))??);
+        }
+        let mut buffer = Vec::with_capacity(PART_SIZE);
+        let read = (&mut reader)
+            .take(PART_SIZE as u64)
+            .read_to_end(&mut buffer)
+            .await;
+        read.map_err(|e| Error::Terminal(format!("reading package stream: {e}")))?;
+        if buffer.is_empty() && number > 0 {
+            break;
+        }
+        number += 1;
+        total += buffer.len() as u64;
+        let last = buffer.len() < PART_SIZE;
+        let (s3, bucket, key, upload_id) = (
+            clients.s3.clone(),
+            bucket.to_string(),
+            key.to_string(),
+            upload_id.to_string(),
+        );
+        let len = buffer.len() as u64;
+        let part_number = number;
+        tasks.spawn(async move {
+            let out = s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(part_number)
+                .body(ByteStream::from(buffer))
+                .send()
+                .await
+                .map_err(|e| classify("s3:UploadPart", e))?;
+            drop(permit);
+            Ok(CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build())
+        });
+        progress.done.fetch_add(len, Ordering::Relaxed);
+        if last {
+            break;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        parts.push(done.map_err(|e| Error::Terminal(format!("upload task failed: {e}")))??);
+    }
+    parts.sort_by_key(|p| p.part_number());
+    Ok((parts, total))
+}

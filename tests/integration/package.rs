@@ -1,0 +1,470 @@
+//! ModelPackage against the local AWS: streamed model.tar.gz from S3 and local sources checked
+//! byte for byte, zero bytes moved when unchanged, rebuild on change, no leftovers after a
+//! failed upload, uncompressed layout, and the train → package → redeploy chain.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_compression::tokio::bufread::GzipDecoder;
+use futures::StreamExt;
+use sdop::apply::{apply, ApplyOptions, ApplySummary};
+use sdop::aws::Clients;
+use sdop::manifest::{load_paths, ResourceId};
+use sdop::state::{Phase, StateStore};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use crate::support::local_aws::LocalAws;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
+
+struct Env {
+    aws: LocalAws,
+    manifests: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let aws = LocalAws::start();
+        aws.configure(json!({"endpoint_create_seconds": 0.3, "endpoint_update_seconds": 0.3, "training_seconds": 0.5, "checkpoint_bytes": 300_000}));
+        Env {
+            aws,
+            manifests: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        let path = self.manifests.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    async fn run(&self, wait: bool) -> (Result<ApplySummary, sdop::Error>, Vec<String>) {
+        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let lines = Mutex::new(Vec::new());
+        let report = |line: String| lines.lock().unwrap().push(line);
+        let clients = Clients::from_config(
+            &self.aws.sdk_config().await,
+            Some(self.aws.endpoint.clone()),
+        );
+        let options = ApplyOptions {
+            wait,
+            timeout: Duration::from_secs(60),
+            min_poll: Duration::from_millis(100),
+            max_poll: Duration::from_millis(400),
+            ..ApplyOptions::default()
+        };
+        let result = apply(
+            &loaded,
+            &clients,
+            &StateStore::open(self.state.path()).unwrap(),
+            &options,
+            &report,
+        )
+        .await;
+        (result, lines.into_inner().unwrap())
+    }
+
+    async fn apply(&self) -> (ApplySummary, Vec<String>) {
+        let (result, lines) = self.run(true).await;
+        (result.unwrap_or_else(|e| panic!("{e}\n{lines:#?}")), lines)
+    }
+
+    fn status(&self, kind: &str, name: &str) -> sdop::state::ResourceStatus {
+        StateStore::open(self.state.path())
+            .unwrap()
+            .load(&ResourceId::new(kind, name))
+            .unwrap()
+            .expect("status")
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn archive(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> BTreeMap<String, Vec<u8>> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    let mut archive =
+        tokio_tar::Archive::new(GzipDecoder::new(tokio::io::BufReader::new(&bytes[..])));
+    let mut entries = archive.entries().unwrap();
+    let mut files = BTreeMap::new();
+    while let Some(entry) = entries.next().await {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).await.unwrap();
+        files.insert(path, data);
+    }
+    files
+}
+
+fn package(output: &str, format: &str, sources: &str) -> String {
+    format!("apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {{name: base}}\nspec:\n  output: {output}\n  format: {format}\n  sources:\n{sources}")
+}
+
+const BUCKET: &str = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-pkg, region: us-east-1}\n";
+
+#[tokio::test]
+async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket().bucket("sdop-src").send().await.unwrap();
+    let ckpt = pseudo_random(20 * 1024 * 1024 + 123, 1); // more than one multipart part
+    let yaml = b"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n".to_vec();
+    let control = pseudo_random(4096, 2);
+    put(
+        &s3,
+        "sdop-src",
+        "ckpt/v2-1_768-ema-pruned.ckpt",
+        ckpt.clone(),
+    )
+    .await;
+    put(
+        &s3,
+        "sdop-src",
+        "ckpt/v2-1_768-ema-pruned.yaml",
+        yaml.clone(),
+    )
+    .await;
+    let lora = pseudo_random(1000, 3);
+    env.write("local/Lora/style.safetensors", "");
+    std::fs::write(
+        env.manifests.path().join("local/Lora/style.safetensors"),
+        &lora,
+    )
+    .unwrap();
+    env.write("bucket.yaml", BUCKET);
+    env.write(
+        "package.yaml",
+        &package(
+            "s3://sdop-pkg/assets/model.tar.gz",
+            "tar.gz",
+            "    - {s3: \"s3://sdop-src/ckpt/\", path: Stable-diffusion/}\n    - {s3: \"s3://sdop-src/controlnet.pth\", path: ControlNet/}\n    - {local: local/Lora, path: Lora/}\n",
+        ),
+    );
+    put(&s3, "sdop-src", "controlnet.pth", control.clone()).await;
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let files = archive(&s3, "sdop-pkg", "assets/model.tar.gz").await;
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "ControlNet/controlnet.pth",
+            "Lora/style.safetensors",
+            "Stable-diffusion/v2-1_768-ema-pruned.ckpt",
+            "Stable-diffusion/v2-1_768-ema-pruned.yaml"
+        ]
+    );
+    assert!(
+        files["Stable-diffusion/v2-1_768-ema-pruned.ckpt"] == ckpt,
+        "checkpoint bytes differ"
+    );
+    assert_eq!(files["Stable-diffusion/v2-1_768-ema-pruned.yaml"], yaml);
+    assert_eq!(files["ControlNet/controlnet.pth"], control);
+    assert_eq!(files["Lora/style.safetensors"], lora);
+    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
+
+    // Unchanged inputs: no bytes move.
+    env.aws.reset_calls();
+    let (summary, _) = env.apply().await;
+    assert!(summary.converged());
+    let calls = env.aws.calls();
+    assert_eq!(calls.mutations(), 0, "{:?}", calls.0);
+    assert_eq!(calls.of("s3:GetObject"), 0, "{:?}", calls.0);
+
+    // A changed source: rebuilt, with a new identity.
+    let new_control = pseudo_random(4096, 9);
+    put(&s3, "sdop-src", "controlnet.pth", new_control.clone()).await;
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ModelPackage/base") && l.contains("replaced")),
+        "{lines:#?}"
+    );
+    assert_ne!(
+        env.status("ModelPackage", "base").outputs["identity"],
+        identity
+    );
+    assert_eq!(
+        archive(&s3, "sdop-pkg", "assets/model.tar.gz").await["ControlNet/controlnet.pth"],
+        new_control
+    );
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_no_parts_and_no_object() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket().bucket("sdop-src").send().await.unwrap();
+    put(
+        &s3,
+        "sdop-src",
+        "big.ckpt",
+        pseudo_random(40 * 1024 * 1024, 4),
+    )
+    .await;
+    env.write("bucket.yaml", BUCKET);
+    env.write(
+        "package.yaml",
+        &package(
+            "s3://sdop-pkg/out/model.tar.gz",
+            "tar.gz",
+            "    - {s3: \"s3://sdop-src/big.ckpt\", path: Stable-diffusion/}\n",
+        ),
+    );
+    // The first part goes through; every later part fails, even after the SDK's retries.
+    env.aws.faults(json!({"error500": {"s3:UploadPart": 0.99}}));
+    let (result, lines) = env.run(false).await;
+    let summary = result.unwrap();
+    assert_ne!(
+        summary.phases[&ResourceId::new("ModelPackage", "base")],
+        Phase::Ready,
+        "{lines:#?}"
+    );
+    env.aws.clear_faults();
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket("sdop-pkg")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "orphaned multipart upload: {:?}",
+        uploads.uploads()
+    );
+    assert!(
+        s3.head_object()
+            .bucket("sdop-pkg")
+            .key("out/model.tar.gz")
+            .send()
+            .await
+            .is_err(),
+        "half-written object"
+    );
+}
+
+#[tokio::test]
+async fn uncompressed_packages_are_copied_server_side() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket().bucket("sdop-src").send().await.unwrap();
+    let ckpt = pseudo_random(3 * 1024 * 1024, 5);
+    put(&s3, "sdop-src", "ckpt/v1-5-pruned.ckpt", ckpt.clone()).await;
+    env.write("bucket.yaml", BUCKET);
+    env.write(
+        "package.yaml",
+        &package(
+            "s3://sdop-pkg/models/base/",
+            "uncompressed",
+            "    - {s3: \"s3://sdop-src/ckpt/v1-5-pruned.ckpt\", path: Stable-diffusion/}\n",
+        ),
+    );
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(
+        calls.of("s3:GetObject"),
+        0,
+        "bytes went through sdop: {:?}",
+        calls.0
+    );
+    assert!(calls.of("s3:CopyObject") >= 1);
+    let copied = s3
+        .get_object()
+        .bucket("sdop-pkg")
+        .key("models/base/Stable-diffusion/v1-5-pruned.ckpt")
+        .send()
+        .await
+        .unwrap();
+    assert!(copied.body.collect().await.unwrap().into_bytes() == ckpt);
+    assert_eq!(
+        env.status("ModelPackage", "base").outputs["s3Uri"],
+        "s3://sdop-pkg/models/base/"
+    );
+}
+
+fn chain(steps: u32) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {{name: assets}}
+spec: {{bucketName: sdop-chain, region: us-east-1}}
+---
+apiVersion: sdop/v1alpha1
+kind: DreamboothJob
+metadata: {{name: jpstyle}}
+spec:
+  trainingJobName: jpstyle
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}}
+  instanceType: ml.g4dn.2xlarge
+  roleArn: {ROLE}
+  sourceCheckpoint: {{s3Uri: "s3://sdop-chain/checkpoints/v2-1_768-ema-pruned.ckpt"}}
+  modelName: jp-style-model
+  resolution: 768
+  maxTrainSteps: {steps}
+  concepts:
+    - {{datasetS3Uri: "s3://sdop-chain/dataset/", instanceToken: jpstyle girl, classToken: girl}}
+  checkpointS3Uri: s3://sdop-chain/models/Stable-diffusion/
+---
+apiVersion: sdop/v1alpha1
+kind: ModelPackage
+metadata: {{name: jpstyle}}
+spec:
+  output: s3://sdop-chain/assets/jpstyle/model.tar.gz
+  sources:
+    - {{dreamboothJob: jpstyle, path: Stable-diffusion/}}
+---
+apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: jpstyle}}
+spec:
+  endpointName: sd-jpstyle
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-inference:latest"}}
+  modelData: {{modelPackage: jpstyle}}
+  instanceType: ml.g4dn.2xlarge
+  executionRoleArn: {ROLE}
+"#
+    )
+}
+
+async fn served_model_data(sm: &aws_sdk_sagemaker::Client) -> String {
+    let config = sm
+        .describe_endpoint()
+        .endpoint_name("sd-jpstyle")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_config_name()
+        .unwrap()
+        .to_string();
+    let config = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(config)
+        .send()
+        .await
+        .unwrap();
+    let model = config.production_variants()[0]
+        .model_name()
+        .unwrap()
+        .to_string();
+    let model = sm.describe_model().model_name(model).send().await.unwrap();
+    model
+        .primary_container()
+        .unwrap()
+        .model_data_url()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn train_package_redeploy_chain_with_retrain_and_failure() {
+    let env = Env::new();
+    env.write("chain.yaml", &chain(2500));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let s3 = env.aws.s3().await;
+    let files = archive(&s3, "sdop-chain", "assets/jpstyle/model.tar.gz").await;
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "Stable-diffusion/jp-style-model_2500.ckpt",
+            "Stable-diffusion/jp-style-model_2500.yaml"
+        ]
+    );
+    let sm = env.aws.sagemaker().await;
+    assert_eq!(
+        served_model_data(&sm).await,
+        "s3://sdop-chain/assets/jpstyle/model.tar.gz"
+    );
+    let first_identity = env.status("ModelPackage", "jpstyle").outputs["identity"].clone();
+    let first_config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
+
+    // Retrain (2500 -> 3000 steps): new job, new package, rollout, nobody else edits anything.
+    env.write("chain.yaml", &chain(3000));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let files = archive(&s3, "sdop-chain", "assets/jpstyle/model.tar.gz").await;
+    assert!(
+        files.contains_key("Stable-diffusion/jp-style-model_3000.ckpt"),
+        "{:?}",
+        files.keys()
+    );
+    assert_ne!(
+        env.status("ModelPackage", "jpstyle").outputs["identity"],
+        first_identity
+    );
+    let config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
+    assert_ne!(config, first_config, "{lines:#?}");
+    let live = sm
+        .describe_endpoint()
+        .endpoint_name("sd-jpstyle")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.endpoint_config_name(), Some(config.as_str()));
+
+    // A failed training job stops the chain at once, with the reason on every waiting resource.
+    env.aws
+        .faults(json!({"fail_training_jobs": {"*": "AlgorithmError: CUDA out of memory"}}));
+    env.write("chain.yaml", &chain(3500));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.has_problems(), "{lines:#?}");
+    assert_eq!(env.status("DreamboothJob", "jpstyle").phase, Phase::Failed);
+    for (kind, name) in [("ModelPackage", "jpstyle"), ("Endpoint", "jpstyle")] {
+        let status = env.status(kind, name);
+        assert!(
+            status.message.contains("CUDA out of memory"),
+            "{kind}: {}",
+            status.message
+        );
+    }
+    // The endpoint keeps serving the last good package.
+    assert_eq!(
+        sm.describe_endpoint()
+            .endpoint_name("sd-jpstyle")
+            .send()
+            .await
+            .unwrap()
+            .endpoint_config_name(),
+        Some(config.as_str())
+    );
+}
