@@ -94,6 +94,10 @@ pub struct ResourceStatus {
     /// The endpoint config an update was started towards.
     #[serde(default)]
     pub rollout_target: Option<String>,
+    /// In-place updates made but not yet seen converged. The same update planned again before
+    /// that means AWS does not keep the value: reported, not repeated in a loop.
+    #[serde(default)]
+    pub unconfirmed_updates: Vec<String>,
     #[serde(default)]
     pub objects: Vec<ObjectRecord>,
     #[serde(default)]
@@ -129,6 +133,7 @@ impl ResourceStatus {
             failed_spec_hash: None,
             failed_rollout: None,
             rollout_target: None,
+            unconfirmed_updates: Vec::new(),
             objects: Vec::new(),
             outputs: BTreeMap::new(),
             last_error: None,

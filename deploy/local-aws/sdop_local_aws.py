@@ -369,6 +369,31 @@ def update_stack(self, orig, name, *a, **kw):
     return track_stack(orig(self, name, *a, **kw), "UPDATE")
 
 
+# AWS reports List<...> parameters comma-joined (moto: a Python list repr) and keeps the
+# stack's Capabilities (moto: drops them). sdop compares both with its manifests.
+from moto.cloudformation.models import Stack as _Stack  # noqa: E402
+
+_orig_parameter_list = _Stack.parameter_list.fget
+_Stack.parameter_list = property(lambda self: [
+    dict(p, ParameterValue=",".join(map(str, p["ParameterValue"])))
+    if isinstance(p.get("ParameterValue"), list) else p
+    for p in _orig_parameter_list(self)])
+
+
+def _keep_capabilities(method):
+    orig = getattr(cfn_responses.CloudFormationResponse, method)
+
+    def wrapper(self):
+        result = orig(self)
+        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+        stack.capabilities = sorted(self._get_param("Capabilities", []) or [])
+        return result
+    setattr(cfn_responses.CloudFormationResponse, method, wrapper)
+
+
+_keep_capabilities("create_stack")
+_keep_capabilities("update_stack")
+
 _orig_s3_url = cfn_responses.get_stack_from_s3_url
 cfn_responses.get_stack_from_s3_url = lambda url, **kw: _orig_s3_url(
     url.replace("//127.0.0.1", "//localhost"), **kw)  # moto only path-parses "localhost"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::cloud::{BoxFuture, Cloud};
-use crate::engine::plan::{ObjectKey, ObservedObject, Ownership};
+use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
 use crate::error::Result;
 use crate::manifest::ResourceId;
 use crate::state::StateStore;
@@ -17,6 +17,30 @@ pub struct AwsCloud {
 }
 
 impl Cloud for AwsCloud {
+    fn resolve<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        object: DesiredObject,
+    ) -> BoxFuture<'a, Result<DesiredObject>> {
+        Box::pin(async move {
+            let Some(adapter) = adapter(object.aws_type) else {
+                return Ok(object);
+            };
+            let ctx = ObjectContext {
+                clients: &self.clients,
+                resource,
+                spec_hash: "",
+                owned_per_state: false,
+            };
+            match adapter.resolve(&ctx, object.clone()).await {
+                Ok(resolved) => Ok(resolved),
+                // A source not uploaded yet: the plan shows the value as known after apply.
+                Err(crate::error::Error::Waiting(_)) => Ok(object),
+                Err(err) => Err(err),
+            }
+        })
+    }
+
     fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async move {
             let Some(adapter) = adapter(key.aws_type) else {

@@ -186,6 +186,23 @@ pub async fn reconcile(
         .map(|o| ((o.key.aws_type, o.key.name.clone()), o.state.clone()))
         .collect();
     let mut result = PassResult::default();
+    // Objects seen converged confirm the updates made to them.
+    for object in &desired {
+        let name = object.name.known().unwrap_or_default();
+        let settled = !matches!(
+            states.get(&(object.aws_type, name.to_string())),
+            Some(ObjectState::Progressing(_)) | None
+        );
+        let planned = actions
+            .iter()
+            .any(|a| a.aws_type == object.aws_type && a.name == name);
+        if settled && !planned {
+            let prefix = format!("{} {name} ", object.aws_type);
+            status
+                .unconfirmed_updates
+                .retain(|u| !u.starts_with(&prefix));
+        }
+    }
     for action in &actions {
         let object = desired
             .iter()
@@ -217,6 +234,17 @@ pub async fn reconcile(
                     return Ok(result);
                 }
             }
+            if status.unconfirmed_updates.contains(&target) {
+                let message = format!(
+                    "AWS does not keep this change (drift persists after the update): {target}"
+                );
+                if status.phase != Phase::Degraded {
+                    report(format!("! {id} {message}"));
+                    status.event(message.clone());
+                }
+                status.set_phase(Phase::Degraded, "DriftPersists", message);
+                return Ok(result);
+            }
             if status.failed_rollout.as_deref() == Some(target.as_str()) {
                 status.set_phase(Phase::Degraded, "RolloutRolledBack", format!("rollout {target} was rolled back by AWS; not retried until the spec changes"));
                 return Ok(result);
@@ -236,9 +264,14 @@ pub async fn reconcile(
                 status.record_object(action.aws_type, &action.name);
                 state
             }
-            Operation::Update | Operation::Replace => {
-                adapter.update(&octx, object, &action.changes).await?
+            Operation::Update => {
+                let state = adapter.update(&octx, object, &action.changes).await?;
+                status
+                    .unconfirmed_updates
+                    .push(rollout_target(object, action));
+                state
             }
+            Operation::Replace => adapter.update(&octx, object, &action.changes).await?,
             Operation::Delete | Operation::Conflict => continue,
         };
         let verb = match action.operation {

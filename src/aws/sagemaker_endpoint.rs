@@ -126,6 +126,22 @@ impl Adapter for ModelAdapter {
             .outputs
             .insert("modelName".into(), name.to_string());
         observed.outputs.insert("modelArn".into(), arn);
+        if let Some(container) = model.primary_container() {
+            let data = container.model_data_url().or_else(|| {
+                container
+                    .model_data_source()
+                    .and_then(|d| d.s3_data_source())
+                    .map(|s| s.s3_uri())
+            });
+            if let Some(data) = data {
+                observed
+                    .outputs
+                    .insert("modelData".into(), data.to_string());
+            }
+            if let Some(image) = container.image() {
+                observed.outputs.insert("image".into(), image.to_string());
+            }
+        }
         Ok(Some(observed))
     }
 

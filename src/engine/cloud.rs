@@ -9,11 +9,19 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::manifest::ResourceId;
 
-use super::plan::{ObjectKey, ObservedObject, Ownership};
+use super::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait Cloud: Send + Sync {
+    /// Completes a desired object with facts only AWS has (a package's source ETags).
+    fn resolve<'a>(
+        &'a self,
+        _resource: &'a ResourceId,
+        object: DesiredObject,
+    ) -> BoxFuture<'a, Result<DesiredObject>> {
+        Box::pin(async move { Ok(object) })
+    }
     /// Reads one object. Not found is `Ok(None)`.
     fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
     /// Objects tagged as owned by `resource`, including superseded ones.

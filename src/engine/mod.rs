@@ -38,7 +38,10 @@ pub async fn plan_all(
             outputs: &outputs,
             local_files: &manifest.local_files,
         };
-        let desired = manifest.handler.desired(manifest.spec.as_ref(), &ctx);
+        let mut desired = Vec::new();
+        for object in manifest.handler.desired(manifest.spec.as_ref(), &ctx) {
+            desired.push(cloud.resolve(&manifest.id, object).await?);
+        }
         let mut observed = Vec::new();
         for object in &desired {
             if let Some(name) = object.name.known() {

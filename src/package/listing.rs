@@ -91,8 +91,9 @@ pub async fn list(clients: &Clients, sources: &[SourceSpec]) -> Result<Vec<Entry
                             continue;
                         }
                         if missing {
-                            return Err(Error::Terminal(format!(
-                                "source s3://{}/{} does not exist",
+                            // Often uploaded later (prepare.sh): wait for it rather than fail.
+                            return Err(Error::Waiting(format!(
+                                "source s3://{}/{} (it does not exist yet)",
                                 uri.bucket, uri.key
                             )));
                         }

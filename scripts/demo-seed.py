@@ -1,0 +1,35 @@
+"""Does what the workshop's people do by hand around sdop, against the local AWS:
+build_and_push.sh (images pushed to the ECR repositories sdop created), prepare.sh
+(checkpoints uploaded to S3) and the training images upload. Small fake files stand in for
+multi-GB weights. Uses boto3 from the emulator's virtualenv; AWS_* env points at the emulator."""
+import hashlib
+import json
+import os
+
+import boto3
+
+BUCKET = "sdop-sd-webui-assets"
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
+s3 = boto3.client("s3", **kw)
+ecr = boto3.client("ecr", **kw)
+
+def blob(name, size):
+    seed = hashlib.sha256(name.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+size = int(os.environ.get("SDOP_DEMO_CHECKPOINT_BYTES", 2 * 1024 * 1024))
+for key in ["v1-5-pruned.ckpt", "v2-1_768-ema-pruned.ckpt"]:
+    s3.put_object(Bucket=BUCKET, Key=f"stable-diffusion-webui/checkpoints/{key}", Body=blob(key, size))
+s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/v2-1_768-ema-pruned.yaml",
+              Body=b"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    parameterization: v\n")
+s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/ControlNet/control_sd15_canny.pth", Body=blob("canny", size // 4))
+for i in range(20):
+    s3.put_object(Bucket=BUCKET, Key=f"dataset/jpstyle/image{i:02d}.jpg", Body=blob(f"img{i}", 4096))
+for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-stable-diffusion-webui",
+             "all-in-one-ai-stable-diffusion-webui-training", "all-in-one-ai-web"]:
+    config_digest = "sha256:" + hashlib.sha256(repo.encode()).hexdigest()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": config_digest},
+                "layers": []}
+    ecr.put_image(repositoryName=repo, imageTag="latest", imageManifest=json.dumps(manifest))
+print("seeded: checkpoints, ControlNet, 20 training images, 4 images pushed")
