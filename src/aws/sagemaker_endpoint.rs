@@ -131,7 +131,7 @@ impl Adapter for ModelAdapter {
                 container
                     .model_data_source()
                     .and_then(|d| d.s3_data_source())
-                    .map(|s| s.s3_uri())
+                    .and_then(|s| s.s3_uri())
             });
             if let Some(data) = data {
                 observed
