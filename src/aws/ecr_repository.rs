@@ -53,6 +53,52 @@ impl Adapter for RepositoryAdapter {
         desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let ecr = &ctx.clients.ecr;
+        // A repository sdop created: one call tells existence and the digest of the tag.
+        // (Settings drift is then checked only when the spec changes.)
+        let tag = desired
+            .and_then(|d| d.inputs.get("imageTag"))
+            .and_then(|t| t.as_str());
+        if let (true, Some(tag)) = (ctx.owned_per_state, tag) {
+            let images = ecr
+                .describe_images()
+                .repository_name(name)
+                .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+                .send()
+                .await;
+            let digest = match images {
+                Ok(out) => out.image_details().first().and_then(|d| {
+                    Some((d.registry_id()?.to_string(), d.image_digest()?.to_string()))
+                }),
+                Err(err) => {
+                    let err = classify("ecr:DescribeImages", err);
+                    if is_not_found(&err, &["RepositoryNotFoundException"]) {
+                        return Ok(None);
+                    }
+                    if !is_not_found(&err, &["ImageNotFoundException"]) {
+                        return Err(err);
+                    }
+                    None
+                }
+            };
+            let mut observed = ObservedObject::new(
+                ObjectKey::new(self.aws_type(), name),
+                BTreeMap::new(),
+                Ownership::Owned {
+                    resource: ctx.resource.clone(),
+                },
+            );
+            if let Some((account, digest)) = digest {
+                let uri = format!(
+                    "{account}.dkr.ecr.{}.amazonaws.com/{name}",
+                    ctx.clients.region
+                );
+                observed
+                    .outputs
+                    .insert("imageUri".into(), format!("{uri}@{digest}"));
+                observed.outputs.insert("imageDigest".into(), digest);
+            }
+            return Ok(Some(observed));
+        }
         let described = match ecr
             .describe_repositories()
             .repository_names(name)

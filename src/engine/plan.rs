@@ -73,6 +73,9 @@ pub struct DesiredObject {
     /// Needed to create or update the object but not compared (a local file's path).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, Value>,
+    /// The name is a hash of the fields: an existing object of that name has this content.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub content_named: bool,
 }
 
 impl DesiredObject {
@@ -83,6 +86,7 @@ impl DesiredObject {
             mutability,
             fields: BTreeMap::new(),
             inputs: BTreeMap::new(),
+            content_named: false,
         }
     }
 

@@ -379,6 +379,10 @@ impl Kind for DreamboothJob {
             .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
             .input("modelName", json!(spec.model_name))
             .input("tags", json!(spec.tags));
-        vec![DesiredObject { name, ..job }]
+        vec![DesiredObject {
+            name,
+            content_named: true,
+            ..job
+        }]
     }
 }

@@ -248,6 +248,7 @@ impl Kind for Endpoint {
         .field("vpcConfig", Some(json!(spec.vpc_config)));
         let model = DesiredObject {
             name: derived_name(&spec.endpoint_name, &model),
+            content_named: true,
             ..model
         };
         let config = DesiredObject::new(
@@ -267,6 +268,7 @@ impl Kind for Endpoint {
         );
         let config = DesiredObject {
             name: derived_name(&spec.endpoint_name, &config),
+            content_named: true,
             ..config
         };
         let endpoint = DesiredObject::new(

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# AWS calls of a converged re-apply of manifests/ (issue #4's figure): reads per resource
+# (goal <= 1) and mutations (must be 0), counted by the local AWS on the wire.
+#   benches/converged_reapply.sh            (debug build)
+#   SDOP_BIN=target/release/sdop benches/converged_reapply.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/local-aws.sh"
+step "converge manifests/"
+$sdop apply manifests/ > /dev/null || true
+deploy/local-aws/.venv/bin/python scripts/demo-seed.py > /dev/null
+$sdop apply manifests/ --wait --timeout 5m > /dev/null
+curl -sf -X DELETE "$AWS_ENDPOINT_URL/_sdop/calls" > /dev/null
+step "re-apply (converged)"
+start=$(date +%s.%N)
+$sdop apply manifests/ --wait > /dev/null
+end=$(date +%s.%N)
+resources=$($sdop get -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+curl -sf "$AWS_ENDPOINT_URL/_sdop/calls" | python3 -c "
+import json, sys
+calls = json.load(sys.stdin)
+reads, mutations = calls['total']['read'], calls['total']['mutate']
+print(f'resources: $resources  reads: {reads}  reads/resource: {reads / $resources:.2f}  mutations: {mutations}  wall: {$end - $start:.2f}s')
+for api, c in sorted(calls['by_api'].items()):
+    print(f'  {api:40} {c[\"count\"]}')
+"
