@@ -86,8 +86,16 @@ pub struct DreamboothJobSpec {
     pub hyperparameters: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Pruning the manifest: `Delete` (default) stops the job if it is still running (SageMaker
+    /// keeps finished jobs; they cannot be deleted); `Retain` lets it run.
+    #[serde(default = "stop_on_delete")]
+    pub deletion_policy: super::DeletionPolicy,
     #[serde(default)]
     pub adopt: bool,
+}
+
+fn stop_on_delete() -> super::DeletionPolicy {
+    super::DeletionPolicy::Delete
 }
 
 fn one() -> u32 {
