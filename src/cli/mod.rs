@@ -205,11 +205,19 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             prune,
             force,
         } => {
-            let loaded = load_paths(&paths);
-            if !loaded.is_valid() {
-                // Nothing is applied from a partly readable set, and nothing pruned.
-                return Err(Error::Invalid(loaded.diagnostics));
+            let mut loaded = load_paths(&paths);
+            let invalid = !loaded.is_valid();
+            if invalid {
+                // Bad input stops only itself (and what depends on it); nothing is pruned.
+                eprintln!("{}", crate::diagnostics::render(&loaded.diagnostics));
+                loaded = loaded.valid_subset();
+                eprintln!(
+                    "{} problem(s) found; applying the {} manifest(s) not affected; not pruning",
+                    loaded.diagnostics.len(),
+                    loaded.manifests.len()
+                );
             }
+            let prune = prune && !invalid;
             let clients = connect(&cli.aws).await;
             let store = store(&cli.aws)?;
             let options = ApplyOptions {
@@ -230,7 +238,11 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             } else {
                 summary.has_problems()
             };
-            Ok(if failed { exit::ERROR } else { exit::OK })
+            Ok(if failed || invalid {
+                exit::ERROR
+            } else {
+                exit::OK
+            })
         }
         Command::Get { what, output } => {
             let store = store(&cli.aws)?;

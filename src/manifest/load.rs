@@ -35,6 +35,40 @@ impl Loaded {
     pub fn is_valid(&self) -> bool {
         self.diagnostics.is_empty()
     }
+
+    /// What can still be acted on when some manifests are invalid: the manifests with no
+    /// problem of their own and none in anything they reference, transitively. Diagnostics and
+    /// failed files are kept, so callers still report them and never prune.
+    pub fn valid_subset(&self) -> Loaded {
+        let mut bad: std::collections::HashSet<String> = self
+            .diagnostics
+            .iter()
+            .filter_map(|d| d.resource.clone())
+            .collect();
+        loop {
+            let keep: Vec<Manifest> = self
+                .manifests
+                .iter()
+                .filter(|m| !bad.contains(&m.id.to_string()))
+                .cloned()
+                .collect();
+            let (graph, problems) = graph::build(&keep);
+            let newly_bad: Vec<String> = problems
+                .into_iter()
+                .filter_map(|d| d.resource)
+                .filter(|r| !bad.contains(r))
+                .collect();
+            if newly_bad.is_empty() {
+                return Loaded {
+                    manifests: keep,
+                    diagnostics: self.diagnostics.clone(),
+                    failed_files: self.failed_files.clone(),
+                    graph,
+                };
+            }
+            bad.extend(newly_bad);
+        }
+    }
 }
 
 /// Reads every manifest under `paths` (files, or directories recursively).
@@ -502,6 +536,21 @@ mod tests {
         );
         assert_eq!(clean_yaml_message("look at this", 0), "look at this");
         assert!(clean_yaml_message("repetition limit exceeded", 0).contains("alias bomb"));
+    }
+
+    #[test]
+    fn the_valid_subset_drops_invalid_manifests_and_what_depends_on_them() {
+        let loaded = load_str(
+            "t.yaml",
+            "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: ok}\nspec: {bucketName: sdop-ok, region: us-east-1}\n---\n\
+             apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: bad}\nspec: {output: s3://sdop-ok/m.tar.gz, compressionLevel: 12, sources: [{s3: s3://sdop-ok/a.ckpt, path: Stable-diffusion/}]}\n---\n\
+             apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: uses-bad}\nspec: {endpointName: e, image: {uri: a/b:c}, modelData: {modelPackage: bad}, instanceType: ml.g4dn.xlarge, executionRoleArn: arn:aws:iam::123456789012:role/r}\n",
+        );
+        assert!(!loaded.is_valid());
+        let subset = loaded.valid_subset();
+        let names: Vec<String> = subset.manifests.iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(names, ["Bucket/ok"]);
+        assert!(!subset.failed_files.is_empty());
     }
 
     #[test]
