@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::cloud::{BoxFuture, Cloud};
-use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
+use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject};
 use crate::error::Result;
 use crate::manifest::ResourceId;
 use crate::state::StateStore;
@@ -58,29 +58,13 @@ impl Cloud for AwsCloud {
         })
     }
 
+    /// Superseded objects are cleaned up by apply once the new ones serve (keeping the newest
+    /// for rollback); plan does not list them, so it never shows a deletion apply would skip.
     fn owned_by<'a>(
         &'a self,
-        resource: &'a ResourceId,
+        _resource: &'a ResourceId,
     ) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
-        Box::pin(async move {
-            let Some(status) = self.store.load(resource)? else {
-                return Ok(Vec::new());
-            };
-            Ok(status
-                .objects
-                .iter()
-                .filter_map(|o| {
-                    let aws_type = crate::aws::adapters::adapter(&o.aws_type)?.aws_type();
-                    Some(ObservedObject::new(
-                        ObjectKey::new(aws_type, o.name.clone()),
-                        BTreeMap::new(),
-                        Ownership::Owned {
-                            resource: resource.clone(),
-                        },
-                    ))
-                })
-                .collect())
-        })
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     fn outputs<'a>(
