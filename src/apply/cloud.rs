@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::cloud::{BoxFuture, Cloud};
-use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject};
+use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
 use crate::error::Result;
 use crate::manifest::ResourceId;
 use crate::state::StateStore;
@@ -54,7 +54,16 @@ impl Cloud for AwsCloud {
                 spec_hash: "",
                 owned_per_state: false,
             };
-            adapter.read(&ctx, &key.name, None).await
+            let found = adapter.read(&ctx, &key.name, None).await?;
+            // Tags removed out of band on an object sdop created: its state still says whose.
+            Ok(found.map(|mut object| {
+                if object.ownership == Ownership::Foreign {
+                    if let Some(owner) = self.recorded_owner(key) {
+                        object.ownership = Ownership::Owned { resource: owner };
+                    }
+                }
+                object
+            }))
         })
     }
 
@@ -72,5 +81,16 @@ impl Cloud for AwsCloud {
         resource: &'a ResourceId,
     ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
         Box::pin(async move { Ok(self.store.load(resource)?.map(|s| s.outputs)) })
+    }
+}
+
+impl AwsCloud {
+    fn recorded_owner(&self, key: &ObjectKey) -> Option<ResourceId> {
+        self.store
+            .load_all()
+            .ok()?
+            .into_iter()
+            .find(|status| status.owns(key.aws_type, &key.name))
+            .map(|status| status.id())
     }
 }

@@ -203,6 +203,28 @@ async fn endpoint_lifecycle_create_converge_update_drift_prune() {
         .send()
         .await
         .unwrap();
+    // plan shows the drift first.
+    let loaded = load_paths(&[PathBuf::from(env.manifests.path())]);
+    let cloud = sdop::apply::cloud::AwsCloud {
+        clients: env.clients().await,
+        store: env.store(),
+    };
+    let plan = sdop::engine::plan_all(&loaded.manifests, &loaded.graph, &cloud)
+        .await
+        .unwrap();
+    let drift: Vec<String> = plan
+        .actions
+        .iter()
+        .map(|a| format!("{:?} {} {}", a.operation, a.aws_type, a.name))
+        .collect();
+    assert!(
+        drift.contains(&"Update sagemaker:endpoint sd-base".to_string()),
+        "{drift:?}"
+    );
+    assert!(
+        drift.contains(&"Update s3:bucket sdop-it-assets".to_string()),
+        "{drift:?}"
+    );
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
     assert!(
