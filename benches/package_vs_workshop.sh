@@ -153,7 +153,7 @@ prepare() {
       f="$data/random-$i.ckpt"; random_file "$f" "$this"
       s3 put "$SRC" "checkpoints/$(basename "$f")" "$f"; rm -f "$f"
     done
-    set_desc="$n x random ($FILE_MIB MiB each; last may be smaller)"
+    set_desc="$n file(s) of random bytes (at most $FILE_MIB MiB each)"
   else
     get_weights
     local size; size=$(stat -c %s "$weights_file")

@@ -89,7 +89,7 @@ impl Adapter for ModelPackageAdapter {
             .inputs
             .get("compressionLevel")
             .and_then(Value::as_u64)
-            .unwrap_or(1) as u32;
+            .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL as u64) as u32;
         let identity = listing::identity(&entries, &format, level);
         object
             .fields
@@ -176,7 +176,8 @@ impl Adapter for ModelPackageAdapter {
                     .inputs
                     .get("compressionLevel")
                     .and_then(Value::as_u64)
-                    .unwrap_or(1) as u32;
+                    .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL as u64)
+                    as u32;
                 targz::build(
                     ctx.clients,
                     &entries,

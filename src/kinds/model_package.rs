@@ -53,7 +53,8 @@ pub struct ModelPackageSpec {
     pub output: String,
     #[serde(default)]
     pub format: PackageFormat,
-    /// gzip level 0-9 (0: stored blocks, still gzip). Default chosen from measurements.
+    /// gzip level 0-9. Default 0 (stored blocks, still gzip): checkpoints barely compress, so
+    /// higher levels cost CPU time for a few percent (see the README's measurements).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<u32>,
     pub sources: Vec<PackageSource>,
