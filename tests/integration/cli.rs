@@ -61,3 +61,51 @@ fn schema_is_json_with_every_kind() {
     let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(schema["oneOf"].as_array().unwrap().len(), 6);
 }
+
+#[test]
+fn apply_goes_on_with_valid_manifests_when_one_is_broken_and_get_reports_status() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.yaml"),
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: good}\nspec: {bucketName: sdop-cli-good, region: us-east-1}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: broken\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sdop"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &aws.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_REGION", "us-east-1")
+            .env("SDOP_STATE_DIR", state.path())
+            .output()
+            .expect("run sdop");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["apply", dir.path().to_str().unwrap(), "--wait", "--prune"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("broken.yaml:3:"), "{stderr}");
+    assert!(stderr.contains("not pruning"), "{stderr}");
+    assert!(
+        stdout.contains("+ Bucket/good s3:bucket sdop-cli-good created"),
+        "{stdout}"
+    );
+    let (code, json, _) = run(&["get", "bucket/good", "-o", "json"]);
+    assert_eq!(code, 0);
+    let statuses: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(statuses[0]["phase"], "Ready");
+    assert_eq!(statuses[0]["outputs"]["bucketName"], "sdop-cli-good");
+    let (code, stdout, _) = run(&["plan", dir.path().join("good.yaml").to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+}
