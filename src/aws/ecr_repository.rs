@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag};
 use serde_json::json;
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
 use crate::engine::plan::{
@@ -99,21 +100,16 @@ impl Adapter for RepositoryAdapter {
             }
             return Ok(Some(observed));
         }
-        let described = match ecr
-            .describe_repositories()
-            .repository_names(name)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(err) => {
-                let err = classify("ecr:DescribeRepositories", err);
-                return if is_not_found(&err, &["RepositoryNotFoundException"]) {
-                    Ok(None)
-                } else {
-                    Err(err)
-                };
-            }
+        let Some(described) = absent_if(
+            ecr.describe_repositories()
+                .repository_names(name)
+                .send()
+                .await
+                .map_err(|e| classify("ecr:DescribeRepositories", e)),
+            |err| is_not_found(err, &["RepositoryNotFoundException"]),
+        )?
+        else {
+            return Ok(None);
         };
         let Some(repo) = described.repositories().first() else {
             return Ok(None);
@@ -258,25 +254,18 @@ impl Adapter for RepositoryAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx
-            .clients
-            .ecr
-            .delete_repository()
-            .repository_name(name)
-            .force(true)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("ecr:DeleteRepository", err);
-                if is_not_found(&err, &["RepositoryNotFoundException"]) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .ecr
+                .delete_repository()
+                .repository_name(name)
+                .force(true)
+                .send()
+                .await
+                .map_err(|e| classify("ecr:DeleteRepository", e)),
+            |err| is_not_found(err, &["RepositoryNotFoundException"]),
+        )
+        .map(|_| ())
     }
 }
 

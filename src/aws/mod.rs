@@ -181,6 +181,19 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
     }
 }
 
+/// "Not found is a value": `Ok(None)` when `missing` says the error means the object is not
+/// there. The one place each adapter's not-found rule is applied.
+pub fn absent_if<T>(
+    result: Result<T, Error>,
+    missing: impl Fn(&Error) -> bool,
+) -> Result<Option<T>, Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if missing(&err) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// True when an error means the object does not exist.
 pub fn is_not_found(err: &Error, codes: &[&str]) -> bool {
     matches!(err, Error::Aws { code: Some(code), .. } if codes.contains(&code.as_str()))

@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{
 };
 use serde_json::json;
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
 use crate::engine::plan::{
@@ -189,16 +190,16 @@ impl Adapter for BucketAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx.clients.s3.delete_bucket().bucket(name).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("s3:DeleteBucket", err);
-                if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .s3
+                .delete_bucket()
+                .bucket(name)
+                .send()
+                .await
+                .map_err(|e| classify("s3:DeleteBucket", e)),
+            |err| is_not_found(err, &["NoSuchBucket", "NotFound"]),
+        )
+        .map(|_| ())
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found};
 use crate::engine::plan::{
@@ -105,24 +106,19 @@ impl Adapter for ModelPackageAdapter {
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let (bucket, key, prefix) = location(name)?;
-        let head = match ctx
-            .clients
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(head_key(key, prefix))
-            .send()
-            .await
-        {
-            Ok(head) => head,
-            Err(err) => {
-                let err = classify("s3:HeadObject", err);
-                return if is_not_found(&err, &["NotFound", "NoSuchKey", "NoSuchBucket"]) {
-                    Ok(None)
-                } else {
-                    Err(err)
-                };
-            }
+        let Some(head) = absent_if(
+            ctx.clients
+                .s3
+                .head_object()
+                .bucket(bucket)
+                .key(head_key(key, prefix))
+                .send()
+                .await
+                .map_err(|e| classify("s3:HeadObject", e)),
+            |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
+        )?
+        else {
+            return Ok(None);
         };
         let meta = head.metadata().cloned().unwrap_or_default();
         let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
@@ -165,7 +161,6 @@ impl Adapter for ModelPackageAdapter {
         .into();
         let progress = Progress::default();
         let total: u64 = entries.iter().map(|e| e.size).sum();
-        progress.total.store(total, Ordering::Relaxed);
         let started = Instant::now();
         let bar = progress_bar(total, &format!("packaging {}", ctx.resource));
         let work = async {
@@ -236,22 +231,15 @@ impl Adapter for ModelPackageAdapter {
                 }
             }
         }
-        match s3
-            .delete_object()
-            .bucket(bucket)
-            .key(head_key(key, prefix))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("s3:DeleteObject", err);
-                if is_not_found(&err, &["NoSuchKey", "NoSuchBucket"]) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            s3.delete_object()
+                .bucket(bucket)
+                .key(head_key(key, prefix))
+                .send()
+                .await
+                .map_err(|e| classify("s3:DeleteObject", e)),
+            |err| is_not_found(err, &["NoSuchKey", "NoSuchBucket"]),
+        )
+        .map(|_| ())
     }
 }

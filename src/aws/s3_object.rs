@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::json;
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found};
 use crate::engine::plan::{
@@ -37,24 +38,19 @@ impl Adapter for TemplateObjectAdapter {
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let (bucket, key) = split(name)?;
-        let head = match ctx
-            .clients
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(head) => head,
-            Err(err) => {
-                let err = classify("s3:HeadObject", err);
-                return if is_not_found(&err, &["NotFound", "NoSuchKey", "NoSuchBucket"]) {
-                    Ok(None)
-                } else {
-                    Err(err)
-                };
-            }
+        let Some(head) = absent_if(
+            ctx.clients
+                .s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| classify("s3:HeadObject", e)),
+            |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
+        )?
+        else {
+            return Ok(None);
         };
         let meta = head.metadata().cloned().unwrap_or_default();
         let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
@@ -116,24 +112,17 @@ impl Adapter for TemplateObjectAdapter {
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
         let (bucket, key) = split(name)?;
-        match ctx
-            .clients
-            .s3
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("s3:DeleteObject", err);
-                if is_not_found(&err, &["NoSuchKey", "NoSuchBucket", "NotFound"]) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| classify("s3:DeleteObject", e)),
+            |err| is_not_found(err, &["NoSuchKey", "NoSuchBucket", "NotFound"]),
+        )
+        .map(|_| ())
     }
 }

@@ -13,6 +13,7 @@ use aws_sdk_sagemaker::types::{
 };
 use serde_json::{json, Value};
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, ownership_tags, read_ownership};
 use crate::engine::plan::{
@@ -104,19 +105,18 @@ impl Adapter for ModelAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let model = match ctx
-            .clients
-            .sagemaker
-            .describe_model()
-            .model_name(name)
-            .send()
-            .await
-        {
-            Ok(model) => model,
-            Err(err) => {
-                let err = classify("sagemaker:DescribeModel", err);
-                return if is_missing(&err) { Ok(None) } else { Err(err) };
-            }
+        let Some(model) = absent_if(
+            ctx.clients
+                .sagemaker
+                .describe_model()
+                .model_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DescribeModel", e)),
+            is_missing,
+        )?
+        else {
+            return Ok(None);
         };
         let arn = model.model_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;
@@ -211,24 +211,17 @@ impl Adapter for ModelAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx
-            .clients
-            .sagemaker
-            .delete_model()
-            .model_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("sagemaker:DeleteModel", err);
-                if is_missing(&err) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .sagemaker
+                .delete_model()
+                .model_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DeleteModel", e)),
+            is_missing,
+        )
+        .map(|_| ())
     }
 }
 
@@ -244,19 +237,18 @@ impl Adapter for EndpointConfigAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let config = match ctx
-            .clients
-            .sagemaker
-            .describe_endpoint_config()
-            .endpoint_config_name(name)
-            .send()
-            .await
-        {
-            Ok(config) => config,
-            Err(err) => {
-                let err = classify("sagemaker:DescribeEndpointConfig", err);
-                return if is_missing(&err) { Ok(None) } else { Err(err) };
-            }
+        let Some(config) = absent_if(
+            ctx.clients
+                .sagemaker
+                .describe_endpoint_config()
+                .endpoint_config_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DescribeEndpointConfig", e)),
+            is_missing,
+        )?
+        else {
+            return Ok(None);
         };
         let arn = config.endpoint_config_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;
@@ -331,24 +323,17 @@ impl Adapter for EndpointConfigAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx
-            .clients
-            .sagemaker
-            .delete_endpoint_config()
-            .endpoint_config_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("sagemaker:DeleteEndpointConfig", err);
-                if is_missing(&err) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .sagemaker
+                .delete_endpoint_config()
+                .endpoint_config_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DeleteEndpointConfig", e)),
+            is_missing,
+        )
+        .map(|_| ())
     }
 }
 
@@ -364,19 +349,18 @@ impl Adapter for EndpointAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let endpoint = match ctx
-            .clients
-            .sagemaker
-            .describe_endpoint()
-            .endpoint_name(name)
-            .send()
-            .await
-        {
-            Ok(endpoint) => endpoint,
-            Err(err) => {
-                let err = classify("sagemaker:DescribeEndpoint", err);
-                return if is_missing(&err) { Ok(None) } else { Err(err) };
-            }
+        let Some(endpoint) = absent_if(
+            ctx.clients
+                .sagemaker
+                .describe_endpoint()
+                .endpoint_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DescribeEndpoint", e)),
+            is_missing,
+        )?
+        else {
+            return Ok(None);
         };
         let arn = endpoint.endpoint_arn().unwrap_or_default().to_string();
         let (ownership, user_tags) = ownership(ctx, &arn).await?;
@@ -460,23 +444,16 @@ impl Adapter for EndpointAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx
-            .clients
-            .sagemaker
-            .delete_endpoint()
-            .endpoint_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("sagemaker:DeleteEndpoint", err);
-                if is_missing(&err) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .sagemaker
+                .delete_endpoint()
+                .endpoint_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DeleteEndpoint", e)),
+            is_missing,
+        )
+        .map(|_| ())
     }
 }

@@ -13,6 +13,7 @@ use aws_sdk_sagemaker::types::{
 };
 use serde_json::Value;
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::sagemaker_endpoint::{is_missing, ownership};
 use super::{classify, ownership_tags};
@@ -125,19 +126,18 @@ impl Adapter for TrainingJobAdapter {
         name: &str,
         desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let job = match ctx
-            .clients
-            .sagemaker
-            .describe_training_job()
-            .training_job_name(name)
-            .send()
-            .await
-        {
-            Ok(job) => job,
-            Err(err) => {
-                let err = classify("sagemaker:DescribeTrainingJob", err);
-                return if is_missing(&err) { Ok(None) } else { Err(err) };
-            }
+        let Some(job) = absent_if(
+            ctx.clients
+                .sagemaker
+                .describe_training_job()
+                .training_job_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DescribeTrainingJob", e)),
+            is_missing,
+        )?
+        else {
+            return Ok(None);
         };
         let arn = job.training_job_arn().unwrap_or_default().to_string();
         let (ownership, _) = ownership(ctx, &arn).await?;

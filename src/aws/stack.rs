@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, Tag};
 use serde_json::json;
 
+use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, ownership_tags, read_ownership};
 use crate::engine::plan::{
@@ -116,19 +117,18 @@ impl Adapter for StackAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let out = match ctx
-            .clients
-            .cloudformation
-            .describe_stacks()
-            .stack_name(name)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(err) => {
-                let err = classify("cloudformation:DescribeStacks", err);
-                return if is_missing(&err) { Ok(None) } else { Err(err) };
-            }
+        let Some(out) = absent_if(
+            ctx.clients
+                .cloudformation
+                .describe_stacks()
+                .stack_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("cloudformation:DescribeStacks", e)),
+            is_missing,
+        )?
+        else {
+            return Ok(None);
         };
         let Some(stack) = out.stacks().first() else {
             return Ok(None);
@@ -278,23 +278,16 @@ impl Adapter for StackAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        match ctx
-            .clients
-            .cloudformation
-            .delete_stack()
-            .stack_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = classify("cloudformation:DeleteStack", err);
-                if is_missing(&err) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        absent_if(
+            ctx.clients
+                .cloudformation
+                .delete_stack()
+                .stack_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("cloudformation:DeleteStack", e)),
+            is_missing,
+        )
+        .map(|_| ())
     }
 }

@@ -43,9 +43,8 @@ pub enum EntrySource {
     Local { file: std::path::PathBuf },
 }
 
-/// Progress of a packaging run, shared with whoever displays it.
+/// Progress of a packaging run (bytes handed to S3), shared with whoever displays it.
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub total: std::sync::atomic::AtomicU64,
     pub done: std::sync::atomic::AtomicU64,
 }

@@ -4,7 +4,6 @@
 //! A marker object written last carries the identity, so a half-done layout never reads as done.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -148,7 +147,6 @@ pub async fn build(
                         .await?;
             }
         }
-        progress.done.fetch_add(0, Ordering::Relaxed);
     }
     // Remove what an earlier version of this package left under the prefix.
     let wanted: Vec<String> = entries

@@ -65,10 +65,9 @@ impl Env {
         let clients = self.clients().await;
         let result = if loaded.is_valid() {
             apply(&loaded, &clients, &self.store(), &options, &report).await
-        } else if options.prune {
-            // Mirrors the CLI: an invalid set is never applied nor pruned.
-            Err(sdop::Error::Invalid(loaded.diagnostics))
         } else {
+            // An invalid set is neither applied nor pruned here (the CLI applies its valid
+            // subset without pruning; tests/integration/cli.rs covers that).
             Err(sdop::Error::Invalid(loaded.diagnostics))
         };
         (result, lines.into_inner().unwrap())
