@@ -182,6 +182,28 @@ impl ResourceStatus {
         self.updated_at = now();
     }
 
+    /// Sets a condition other than `Ready`; returns true when its status or reason changed.
+    pub fn set_condition(&mut self, kind: &str, ok: bool, reason: &str, message: &str) -> bool {
+        if let Some(c) = self.conditions.iter_mut().find(|c| c.kind == kind) {
+            let changed = c.status != ok || c.reason != reason;
+            if changed {
+                c.last_transition = now();
+            }
+            c.status = ok;
+            c.reason = reason.into();
+            c.message = message.into();
+            return changed;
+        }
+        self.conditions.push(Condition {
+            kind: kind.into(),
+            status: ok,
+            reason: reason.into(),
+            message: message.into(),
+            last_transition: now(),
+        });
+        true
+    }
+
     pub fn record_object(&mut self, aws_type: &str, name: &str) {
         if !self.owns(aws_type, name) {
             self.objects.push(ObjectRecord {

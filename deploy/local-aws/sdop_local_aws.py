@@ -1,7 +1,8 @@
 """sdop local AWS emulator: moto 5.2.5 server plus the SageMaker/CloudFormation
 behaviour sdop depends on (status lifecycles, UpdateEndpoint, StopTrainingJob,
 duplicate-name errors, tag upsert, DreamBooth checkpoints) and a control API under
-/_sdop/ for durations, fault injection and call counting. See README.md."""
+/_sdop/ for durations, fault injection and call counting/logging, and atomic S3
+conditional writes. See README.md."""
 import argparse
 import io
 import json
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from fractions import Fraction
 from urllib.parse import parse_qs, urlparse
 
@@ -41,6 +43,9 @@ ENV_DEFAULTS = {  # config key -> (env var, default)
 }
 LOCK = threading.RLock()
 CONFIG, FAULTS, FAULT_COUNTERS, CALLS, TRACK = {}, {}, {}, {}, {}
+BY_CALLER = {}  # access key id -> {"read", "mutate", "by_api": {api: CALLS-like entry}}
+CALL_LOG = deque(maxlen=20000)  # last counted calls: {"t", "api", "read", "caller", "faulted"}
+S3_WRITE_LOCK = threading.Lock()  # makes moto's conditional check + write atomic
 
 
 def env_config():
@@ -51,6 +56,7 @@ def clear_state():
     with LOCK:
         CONFIG.clear(); CONFIG.update(env_config())
         FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
+        BY_CALLER.clear(); CALL_LOG.clear()
 
 
 def dur(key):
@@ -400,7 +406,7 @@ cfn_responses.get_stack_from_s3_url = lambda url, **kw: _orig_s3_url(
 
 
 # ------------------------------------------------------------ WSGI middleware
-CRED = re.compile(r"Credential=[^/,]*/[^/]*/[^/]*/([^/]*)/")
+CRED = re.compile(r"Credential=([^/,]*)/[^/]*/[^/]*/([^/]*)/")
 S3_BUCKET_SUB = {"tagging": "BucketTagging", "versioning": "BucketVersioning",
                  "policy": "BucketPolicy", "acl": "BucketAcl", "cors": "BucketCors",
                  "lifecycle": "BucketLifecycleConfiguration", "encryption": "BucketEncryption",
@@ -438,20 +444,28 @@ def s3_api(method, path, host, qs, headers):
     return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, method)
 
 
+def credential(auth, qs):
+    """-> (caller access key id, service) from SigV4 (header or presigned) or SigV2."""
+    m = CRED.search(auth or "Credential=" + (qs.get("X-Amz-Credential") or [""])[0])
+    if m:
+        return m.group(1) or "unknown", m.group(2)
+    if auth.startswith("AWS ") or "AWSAccessKeyId" in qs:  # SigV2 ("AWS AKID:sig") is S3-only
+        akid = auth[4:].split(":")[0] if auth.startswith("AWS ") else qs["AWSAccessKeyId"][0]
+        return akid or "unknown", "s3"
+    return "unknown", "unknown"
+
+
 def classify(environ):
-    """-> (api name like 'sagemaker:DescribeEndpoint', protocol, is_read)."""
+    """-> (api name like 'sagemaker:DescribeEndpoint', protocol, is_read, caller)."""
     method = environ["REQUEST_METHOD"]
     qs = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    m = CRED.search(auth or "Credential=" + (qs.get("X-Amz-Credential") or [""])[0])
-    sigv2_s3 = auth.startswith("AWS ") or "AWSAccessKeyId" in qs
-    service = m.group(1) if m else ("s3" if sigv2_s3 else "unknown")
+    caller, service = credential(environ.get("HTTP_AUTHORIZATION", ""), qs)
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         action, proto = target.rsplit(".", 1)[-1], "json"
     elif service == "s3":
         action = s3_api(method, environ.get("PATH_INFO", "/"), environ.get("HTTP_HOST", ""), qs, environ)
-        return f"s3:{action}", "s3", method in ("GET", "HEAD")
+        return f"s3:{action}", "s3", method in ("GET", "HEAD"), caller
     else:
         form = {}
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
@@ -460,7 +474,7 @@ def classify(environ):
             form = parse_qs(body.decode("utf-8", "replace"))
         action, proto = (form.get("Action") or qs.get("Action") or [method])[0], "query"
     is_read = action.startswith(("Describe", "List", "Get", "Head", "BatchGet"))
-    return f"{service}:{action}", proto, is_read
+    return f"{service}:{action}", proto, is_read, caller
 
 
 def pick_fault(kind, api, method):
@@ -501,17 +515,34 @@ def error_response(kind, proto, start_response):
     return [data]
 
 
-def count(api, is_read, faulted):
-    entry = CALLS.setdefault(api, {"read": 0, "mutate": 0, "count": 0, "faulted": 0})
+def bump(table, api, is_read, faulted):
+    entry = table.setdefault(api, {"read": 0, "mutate": 0, "count": 0, "faulted": 0})
     entry["read" if is_read else "mutate"] += 1
     entry["count"] += 1
     entry["faulted"] += faulted
 
 
+def count(api, is_read, faulted, caller, t):
+    bump(CALLS, api, is_read, faulted)
+    who = BY_CALLER.setdefault(caller, {"read": 0, "mutate": 0, "by_api": {}})
+    who["read" if is_read else "mutate"] += 1
+    bump(who["by_api"], api, is_read, faulted)
+    CALL_LOG.append({"t": t, "api": api, "read": is_read, "caller": caller,
+                     "faulted": bool(faulted)})
+
+
 def calls_report():
     total = {"read": sum(e["read"] for e in CALLS.values()),
              "mutate": sum(e["mutate"] for e in CALLS.values())}
-    return {"total": total, "by_api": CALLS}
+    return {"total": total, "by_api": CALLS, "by_caller": BY_CALLER}
+
+
+def calls_log(environ):
+    since = (parse_qs(environ.get("QUERY_STRING", "")).get("since") or [None])[0]
+    if since is None:
+        return {"calls": list(CALL_LOG)}
+    since = float(since)  # ValueError -> 400
+    return {"calls": [c for c in CALL_LOG if c["t"] > since]}
 
 
 def control(environ, start_response):
@@ -537,15 +568,16 @@ def control(environ, start_response):
             elif path == "/_sdop/faults" and method == "DELETE":
                 FAULTS.clear(); FAULT_COUNTERS.clear()
             elif path == "/_sdop/calls" and method == "DELETE":
-                CALLS.clear()
+                CALLS.clear(); BY_CALLER.clear(); CALL_LOG.clear()
             elif path == "/_sdop/reset" and method == "POST":
                 moto_api_backend.reset()
                 clear_state()
-            elif not (method == "GET" and path in ("/_sdop/config", "/_sdop/faults",
-                                                    "/_sdop/calls", "/_sdop/health")):
+            elif not (method == "GET" and path in ("/_sdop/config", "/_sdop/faults", "/_sdop/calls",
+                                                    "/_sdop/calls/log", "/_sdop/health")):
                 raise LookupError(f"no route {method} {path}")
-            out = {"/_sdop/config": CONFIG, "/_sdop/faults": FAULTS,
-                   "/_sdop/calls": calls_report()}.get(path, {"status": "ok"})
+            out = (calls_log(environ) if path == "/_sdop/calls/log" else
+                   {"/_sdop/config": CONFIG, "/_sdop/faults": FAULTS,
+                    "/_sdop/calls": calls_report()}.get(path, {"status": "ok"}))
             data, status = json.dumps(out).encode(), "200 OK"
     except LookupError as err:
         data, status = json.dumps({"error": str(err)}).encode(), "404 Not Found"
@@ -556,24 +588,46 @@ def control(environ, start_response):
     return [data]
 
 
+# S3 writes whose outcome depends on (or changes) an object's current state. Moto checks
+# If-Match / If-None-Match and then writes in separate steps, so two racing conditional
+# PUTs could both pass the check; these run one at a time (any key, any bucket).
+S3_OBJECT_WRITES = {"s3:PutObject", "s3:CopyObject", "s3:DeleteObject", "s3:DeleteObjects",
+                    "s3:CompleteMultipartUpload"}
+
+
+def buffer_body(environ):
+    """Read the request body up front so a slow uploader never holds S3_WRITE_LOCK."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):  # chunked transfer: read to the end
+        body = stream.read()
+    else:
+        body = stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.input"] = io.BytesIO(body)
+
+
 class SdopMiddleware:
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        arrived = time.time()  # call log time: when the request reached the emulator
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sdop/"):
             return control(environ, start_response)
         if path.startswith("/moto-api"):
             return self.app(environ, start_response)
-        api, proto, is_read = classify(environ)
+        api, proto, is_read, caller = classify(environ)
         with LOCK:
             advance()
             fault = next((k for k in ("throttle", "error500")
                           if pick_fault(k, api, environ["REQUEST_METHOD"])), None)
-            count(api, is_read, fault is not None)
+            count(api, is_read, fault is not None, caller, arrived)
         if fault:
             return error_response(fault, proto, start_response)
+        if api in S3_OBJECT_WRITES:
+            buffer_body(environ)
+            with S3_WRITE_LOCK:  # moto builds the whole response inside this call
+                return self.app(environ, start_response)
         return self.app(environ, start_response)
 
 

@@ -2,13 +2,16 @@
 
     deploy/local-aws/up --install-only && deploy/local-aws/.venv/bin/python deploy/local-aws/test_smoke.py
 """
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -36,10 +39,10 @@ def ctl(method, path, body=None):
         return json.loads(resp.read())
 
 
-def client(service):
+def client(service, akid="AKIDSDOPTEST"):
     return boto3.client(service, endpoint_url=URL, region_name="us-east-1",
-                        aws_access_key_id="AKIDSDOPTEST", aws_secret_access_key="secret",
-                        config=Config(retries={"total_max_attempts": 1}))
+                        aws_access_key_id=akid, aws_secret_access_key="secret",
+                        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=32))
 
 
 def error_code(fn, **kw):
@@ -230,7 +233,8 @@ def test_faults_and_calls():
     assert by_api["s3:PutObject"]["mutate"] == 1 and by_api["s3:HeadObject"]["read"] == 1, by_api
     assert by_api["s3:GetObject"]["read"] == 1, by_api
     ctl("DELETE", "/_sdop/calls")
-    assert ctl("GET", "/_sdop/calls") == {"total": {"read": 0, "mutate": 0}, "by_api": {}}
+    assert ctl("GET", "/_sdop/calls") == {"total": {"read": 0, "mutate": 0}, "by_api": {},
+                                          "by_caller": {}}
 
 
 def test_cloudformation():
@@ -252,6 +256,167 @@ def test_cloudformation():
     assert "sdop-cfn-2" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
+def s3_error(fn, **kw):
+    try:
+        fn(**kw)
+    except ClientError as err:
+        return err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["Error"]
+    raise AssertionError(f"{fn.__name__} did not fail")
+
+
+PRECONDITION = "At least one of the pre-conditions you specified did not hold"
+
+
+def test_s3_conditional_writes():
+    s3.create_bucket(Bucket="sdop-lease")
+    put = s3.put_object
+    etag = put(Bucket="sdop-lease", Key="lease", Body=b"a", IfNoneMatch="*")["ETag"]
+    assert s3_error(put, Bucket="sdop-lease", Key="lease", Body=b"b", IfNoneMatch="*") == (412, {
+        "Code": "PreconditionFailed", "Message": PRECONDITION, "Condition": "If-None-Match"})
+    etag2 = put(Bucket="sdop-lease", Key="lease", Body=b"c", IfMatch=etag)["ETag"]
+    assert etag2 != etag
+    assert s3_error(put, Bucket="sdop-lease", Key="lease", Body=b"d", IfMatch=etag) == (412, {
+        "Code": "PreconditionFailed", "Message": PRECONDITION, "Condition": "If-Match"})
+    status, err = s3_error(put, Bucket="sdop-lease", Key="missing", Body=b"e", IfMatch=etag)
+    assert (status, err["Code"]) == (404, "NoSuchKey"), err
+    assert s3.get_object(Bucket="sdop-lease", Key="lease")["Body"].read() == b"c"
+    # raw wire format (what a non-boto client parses)
+    req = urllib.request.Request(f"{URL}/sdop-lease/lease", data=b"f", method="PUT", headers={
+        "If-None-Match": "*", "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDRAW/20250101/"
+        "us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"})
+    try:
+        urllib.request.urlopen(req)
+        raise AssertionError("raw If-None-Match put did not fail")
+    except urllib.error.HTTPError as err:
+        body = err.read().decode()
+        assert err.code == 412 and ("<Error><Code>PreconditionFailed</Code><Message>"
+                                    f"{PRECONDITION}</Message><Condition>If-None-Match</Condition>") in body, body
+    # DeleteObject If-Match
+    status, err = s3_error(s3.delete_object, Bucket="sdop-lease", Key="lease", IfMatch=etag)
+    assert (status, err["Code"], err.get("Condition")) == (412, "PreconditionFailed", "If-Match"), err
+    s3.delete_object(Bucket="sdop-lease", Key="lease", IfMatch=etag2)
+    assert s3.list_objects_v2(Bucket="sdop-lease").get("KeyCount") == 0
+    # after delete the key can be taken again
+    put(Bucket="sdop-lease", Key="lease", Body=b"g", IfNoneMatch="*")
+
+
+def race(n, attempt):
+    """Run attempt(i) in n threads released together -> (winners, failure codes)."""
+    barrier, wins, codes = threading.Barrier(n), [], []
+
+    def run(i):
+        barrier.wait()
+        try:
+            attempt(i)
+            wins.append(i)
+        except ClientError as err:
+            codes.append((err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["Error"]["Code"]))
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return wins, codes
+
+
+def test_s3_conditional_races():
+    n, bodies = 12, [b"%02d" % i * 50000 for i in range(12)]
+    for round_ in range(8):
+        key = f"race-{round_}"
+        wins, codes = race(n, lambda i: s3.put_object(Bucket="sdop-lease", Key=key, Body=bodies[i],
+                                                      IfNoneMatch="*"))
+        assert len(wins) == 1 and codes == [(412, "PreconditionFailed")] * (n - 1), (wins, codes)
+        assert s3.get_object(Bucket="sdop-lease", Key=key)["Body"].read() == bodies[wins[0]]
+        # compare-and-swap: everyone read the same ETag, exactly one renewal wins
+        etag = s3.head_object(Bucket="sdop-lease", Key=key)["ETag"]
+        wins, codes = race(n, lambda i: s3.put_object(Bucket="sdop-lease", Key=key,
+                                                      Body=bodies[i] + b"!", IfMatch=etag))
+        assert len(wins) == 1 and codes == [(412, "PreconditionFailed")] * (n - 1), (wins, codes)
+        assert s3.get_object(Bucket="sdop-lease", Key=key)["Body"].read() == bodies[wins[0]] + b"!"
+
+
+def test_calls_by_caller_and_log():
+    ctl("DELETE", "/_sdop/calls")
+    assert ctl("GET", "/_sdop/calls/log") == {"calls": []}
+    other = client("sagemaker", "AKIDOTHER")
+    ctl("POST", "/_sdop/faults", {"throttle": {"sagemaker:ListEndpoints": 1.0}})
+    t0 = time.time()
+    sm.list_models()
+    other.list_models()
+    other.create_model(ModelName="m-caller", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
+    assert error_code(other.list_endpoints)[0] == "ThrottlingException"
+    ctl("DELETE", "/_sdop/faults")
+    url = client("s3", "AKIDPRESIGN").generate_presigned_url(
+        "get_object", Params={"Bucket": "sdop-lease", "Key": "lease"})
+    assert urllib.request.urlopen(url).read() == b"g"
+    t1 = time.time()
+    calls = ctl("GET", "/_sdop/calls")
+    assert calls["total"] == {"read": 4, "mutate": 1}, calls
+    assert calls["by_api"]["sagemaker:ListModels"] == {"read": 2, "mutate": 0, "count": 2, "faulted": 0}
+    assert calls["by_caller"] == {
+        "AKIDSDOPTEST": {"read": 1, "mutate": 0, "by_api": {
+            "sagemaker:ListModels": {"read": 1, "mutate": 0, "count": 1, "faulted": 0}}},
+        "AKIDOTHER": {"read": 2, "mutate": 1, "by_api": {
+            "sagemaker:ListModels": {"read": 1, "mutate": 0, "count": 1, "faulted": 0},
+            "sagemaker:CreateModel": {"read": 0, "mutate": 1, "count": 1, "faulted": 0},
+            "sagemaker:ListEndpoints": {"read": 1, "mutate": 0, "count": 1, "faulted": 1}}},
+        "AKIDPRESIGN": {"read": 1, "mutate": 0, "by_api": {
+            "s3:GetObject": {"read": 1, "mutate": 0, "count": 1, "faulted": 0}}},
+    }, calls["by_caller"]
+    log = ctl("GET", "/_sdop/calls/log")["calls"]
+    assert [{k: v for k, v in c.items() if k != "t"} for c in log] == [
+        {"api": "sagemaker:ListModels", "read": True, "caller": "AKIDSDOPTEST", "faulted": False},
+        {"api": "sagemaker:ListModels", "read": True, "caller": "AKIDOTHER", "faulted": False},
+        {"api": "sagemaker:CreateModel", "read": False, "caller": "AKIDOTHER", "faulted": False},
+        {"api": "sagemaker:ListEndpoints", "read": True, "caller": "AKIDOTHER", "faulted": True},
+        {"api": "s3:GetObject", "read": True, "caller": "AKIDPRESIGN", "faulted": False},
+    ], log
+    times = [c["t"] for c in log]
+    assert all(isinstance(t, float) for t in times) and t0 <= times[0] and times[-1] <= t1, (t0, times, t1)
+    assert times == sorted(times), times
+    assert ctl("GET", f"/_sdop/calls/log?since={times[2]!r}")["calls"] == log[3:]
+    assert ctl("GET", f"/_sdop/calls/log?since={t1!r}")["calls"] == []
+    assert ctl("GET", "/_sdop/calls/log?since=0")["calls"] == log
+    try:
+        ctl("GET", "/_sdop/calls/log?since=soon")
+        raise AssertionError("bad since accepted")
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+    # SigV2 ("AWS AKID:signature") is S3; unsigned requests are counted as caller "unknown"
+    urllib.request.urlopen(urllib.request.Request(URL + "/sdop-lease/lease", headers={
+        "Authorization": "AWS AKIDV2:c2lnbmF0dXJl"})).close()
+    urllib.request.urlopen(urllib.request.Request(URL + "/", method="HEAD")).close()
+    by_caller = ctl("GET", "/_sdop/calls")["by_caller"]
+    assert by_caller["AKIDV2"]["by_api"] == {"s3:GetObject": {"read": 1, "mutate": 0, "count": 1, "faulted": 0}}
+    assert by_caller["unknown"] == {"read": 0, "mutate": 1, "by_api": {
+        "unknown:HEAD": {"read": 0, "mutate": 1, "count": 1, "faulted": 0}}}, by_caller
+    ctl("DELETE", "/_sdop/calls")
+    assert ctl("GET", "/_sdop/calls")["by_caller"] == {}
+    assert ctl("GET", "/_sdop/calls/log") == {"calls": []}
+
+
+def test_call_log_bound():
+    ctl("DELETE", "/_sdop/calls")
+    ctl("POST", "/_sdop/faults", {"error500": {"s3:*": 1.0}})  # answered by the middleware alone
+    conn = http.client.HTTPConnection("127.0.0.1", PORT)  # raw keep-alive: ~10 s for 20005 calls
+    for i in range(20005):  # the 5 oldest (AKIDOLD) must fall out of the 20000-entry log
+        akid = "AKIDOLD" if i < 5 else "AKIDBULK"
+        conn.request("GET", f"/sdop-bulk/k{i}", headers={"Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={akid}/20250101/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=0")})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 500, resp.status
+    conn.close()
+    ctl("DELETE", "/_sdop/faults")
+    log = ctl("GET", "/_sdop/calls/log")["calls"]
+    assert len(log) == 20000 and {c["caller"] for c in log} == {"AKIDBULK"}, len(log)
+    by_caller = ctl("GET", "/_sdop/calls")["by_caller"]  # counters are not bounded
+    assert by_caller["AKIDOLD"]["read"] == 5 and by_caller["AKIDBULK"]["by_api"]["s3:GetObject"] == {
+        "read": 20000, "mutate": 0, "count": 20000, "faulted": 20000}, by_caller
+    ctl("DELETE", "/_sdop/calls")
+
+
 def test_reset():
     ctl("POST", "/_sdop/config", {"training_seconds": 9})
     ctl("POST", "/_sdop/faults", {"throttle": {"*": 1.0}})
@@ -270,7 +435,9 @@ def main():
         line = proc.stdout.readline().strip()
         assert line == f"sdop-local-aws listening on {URL}", line
         tests = [test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
-                 test_faults_and_calls, test_cloudformation, test_reset]
+                 test_faults_and_calls, test_cloudformation, test_s3_conditional_writes,
+                 test_s3_conditional_races, test_calls_by_caller_and_log, test_call_log_bound,
+                 test_reset]
         passed = failed = 0
         for test in tests:
             try:

@@ -106,27 +106,33 @@ async fn reconcile_one(
     let result = match outcome {
         Ok(result) => result,
         Err(err) => {
-            status.set_error(&err);
-            status.event(format!("error: {err}"));
-            match err.class() {
-                ErrorClass::Terminal => {
-                    report(format!("x {} failed: {err}", manifest.id));
-                    status.failed_spec_hash = Some(manifest.spec_hash.clone());
-                    status.set_phase(Phase::Failed, "TerminalError", err.to_string());
-                }
-                ErrorClass::Retryable => {
-                    status.set_phase(
-                        Phase::Pending,
-                        "RetryableError",
-                        format!("will retry: {err}"),
-                    );
-                }
-            }
+            record_error(&mut status, &manifest.spec_hash, &err, report);
             PassResult::default()
         }
     };
     store.save(&status)?;
     Ok((status, result))
+}
+
+/// Records a pass's error in the status, by its class: terminal fails the resource until its
+/// spec changes; retryable leaves it Pending for the next try.
+pub fn record_error(status: &mut ResourceStatus, spec_hash: &str, err: &Error, report: Report<'_>) {
+    status.set_error(err);
+    status.event(format!("error: {err}"));
+    match err.class() {
+        ErrorClass::Terminal => {
+            report(format!("x {} failed: {err}", status.id()));
+            status.failed_spec_hash = Some(spec_hash.to_string());
+            status.set_phase(Phase::Failed, "TerminalError", err.to_string());
+        }
+        ErrorClass::Retryable => {
+            status.set_phase(
+                Phase::Pending,
+                "RetryableError",
+                format!("will retry: {err}"),
+            );
+        }
+    }
 }
 
 /// Converges `loaded` (which must be valid). Returns the final phase of every resource.

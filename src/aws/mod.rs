@@ -9,6 +9,7 @@ pub mod s3_object;
 pub mod sagemaker_endpoint;
 pub mod sagemaker_training_job;
 pub mod stack;
+pub mod transport;
 
 use std::collections::BTreeMap;
 
@@ -43,10 +44,21 @@ pub struct Clients {
     pub region: String,
     /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
     pub endpoint_url: Option<String>,
+    /// Multipart uploads in flight, so a shutdown can abort what it interrupts.
+    pub uploads: std::sync::Arc<crate::package::multipart::ActiveUploads>,
 }
 
 impl Clients {
     pub async fn connect(connection: &Connection) -> Clients {
+        Self::connect_through(connection, None).await
+    }
+
+    /// As [`Clients::connect`], with every call passing through `transport` (rate limits,
+    /// leader gate, call metrics).
+    pub async fn connect_through(
+        connection: &Connection,
+        transport: Option<&std::sync::Arc<transport::Transport>>,
+    ) -> Clients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &connection.region {
             loader = loader.region(Region::new(region.clone()));
@@ -57,6 +69,9 @@ impl Clients {
         if let Some(url) = &connection.endpoint_url {
             loader = loader.endpoint_url(url);
         }
+        if let Some(transport) = transport {
+            loader = loader.http_client(transport.http_client());
+        }
         let config = loader.load().await;
         Clients::from_config(&config, connection.endpoint_url.clone())
     }
@@ -64,17 +79,28 @@ impl Clients {
     pub fn from_config(config: &aws_types::SdkConfig, endpoint_url: Option<String>) -> Clients {
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(endpoint_url.is_some())
+            .interceptor(transport::OperationName)
+            .build();
+        let ecr = aws_sdk_ecr::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
+        let cloudformation = aws_sdk_cloudformation::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
+        let sagemaker = aws_sdk_sagemaker::config::Builder::from(config)
+            .interceptor(transport::OperationName)
             .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            ecr: aws_sdk_ecr::Client::new(config),
-            cloudformation: aws_sdk_cloudformation::Client::new(config),
-            sagemaker: aws_sdk_sagemaker::Client::new(config),
+            ecr: aws_sdk_ecr::Client::from_conf(ecr),
+            cloudformation: aws_sdk_cloudformation::Client::from_conf(cloudformation),
+            sagemaker: aws_sdk_sagemaker::Client::from_conf(sagemaker),
             region: config
                 .region()
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "us-east-1".into()),
             endpoint_url,
+            uploads: Default::default(),
         }
     }
 

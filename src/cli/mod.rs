@@ -52,6 +52,15 @@ pub struct AwsArgs {
     /// Send every AWS call to this endpoint (a local emulator, a VPC endpoint).
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// Log format on stderr (filter with RUST_LOG, e.g. RUST_LOG=sdop=debug).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,7 +112,43 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show status: all resources, one kind, or KIND/NAME.
+    /// Run as a daemon: watch the manifests and converge continuously (SIGTERM/SIGINT: clean exit 0).
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// HTTP listener: /healthz, /readyz, /metrics, /api/v1/status.
+        #[arg(long, default_value = "127.0.0.1:9750")]
+        listen: std::net::SocketAddr,
+        /// Delete owned resources whose manifests were deleted (guarded as `apply --prune`).
+        #[arg(long)]
+        prune: bool,
+        /// Allow pruning more than half of what sdop owns.
+        #[arg(long)]
+        force: bool,
+        /// Full resync period (re-read everything, correct drift); jittered by 10%.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        resync: std::time::Duration,
+        /// Reconciles running at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Quiet time after a file event before reloading (an editor's save is one batch).
+        #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+        debounce: std::time::Duration,
+        /// Elect one leader among several daemons with this S3 object; only it mutates AWS.
+        #[arg(long, value_name = "s3://BUCKET/KEY")]
+        lease: Option<String>,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        lease_ttl: std::time::Duration,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease_renew: std::time::Duration,
+        /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
+        #[arg(long, value_name = "URL")]
+        notify_webhook: Option<String>,
+        /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        shutdown_timeout: std::time::Duration,
+    },
+    /// Show status: all resources, one kind, or KIND/NAME (from a running daemon, else the state directory).
     Get {
         what: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
@@ -116,13 +161,20 @@ pub enum Command {
 /// Parses the process arguments and runs the command; returns the exit code.
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The daemon reports what it does at info; one-shot commands print their own output.
+    let default_level = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.aws.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -244,10 +296,42 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 exit::OK
             })
         }
+        Command::Run {
+            paths,
+            listen,
+            prune,
+            force,
+            resync,
+            concurrency,
+            debounce,
+            lease,
+            lease_ttl,
+            lease_renew,
+            notify_webhook,
+            shutdown_timeout,
+        } => {
+            drop(stdout);
+            crate::daemon::run(crate::daemon::RunOptions {
+                paths,
+                connection: connection(&cli.aws),
+                state_dir: state_dir(&cli.aws),
+                listen,
+                prune,
+                force,
+                resync,
+                concurrency,
+                debounce,
+                lease,
+                lease_ttl,
+                lease_renew,
+                webhook: notify_webhook,
+                shutdown_timeout,
+            })
+            .await?;
+            Ok(exit::OK)
+        }
         Command::Get { what, output } => {
-            let store = store(&cli.aws)?;
-            let statuses: Vec<_> = store
-                .load_all()?
+            let statuses: Vec<_> = statuses_for_get(&cli.aws)?
                 .into_iter()
                 .filter(|s| match what.as_deref() {
                     None => true,
@@ -284,21 +368,57 @@ pub async fn execute(cli: Cli) -> Result<u8> {
     }
 }
 
-async fn connect(args: &AwsArgs) -> Clients {
-    Clients::connect(&Connection {
+fn connection(args: &AwsArgs) -> Connection {
+    Connection {
         region: args.region.clone(),
         profile: args.profile.clone(),
         endpoint_url: args.endpoint_url.clone(),
-    })
-    .await
+    }
+}
+
+async fn connect(args: &AwsArgs) -> Clients {
+    Clients::connect(&connection(args)).await
+}
+
+fn state_dir(args: &AwsArgs) -> PathBuf {
+    args.state_dir
+        .clone()
+        .unwrap_or_else(StateStore::default_dir)
 }
 
 fn store(args: &AwsArgs) -> Result<StateStore> {
-    StateStore::open(
-        args.state_dir
-            .clone()
-            .unwrap_or_else(StateStore::default_dir),
-    )
+    StateStore::open(state_dir(args))
+}
+
+/// Statuses for `sdop get`: from the daemon running on this state directory (it also knows
+/// what is in flight), else from the state directory itself.
+fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>> {
+    let dir = state_dir(args);
+    if let Some(url) = crate::daemon::daemon_url(&dir) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(3)))
+            .build()
+            .into();
+        let asked = agent
+            .get(format!("{url}/api/v1/status"))
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| {
+                r.body_mut()
+                    .read_json::<serde_json::Value>()
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|body| {
+                serde_json::from_value(body["resources"].clone()).map_err(|e| e.to_string())
+            });
+        match asked {
+            Ok(statuses) => return Ok(statuses),
+            Err(err) => eprintln!(
+                "note: the daemon at {url} did not answer ({err}); showing the state directory"
+            ),
+        }
+    }
+    StateStore::open(dir)?.load_all()
 }
 
 /// Loads manifests; any diagnostic fails the command with all of them listed.

@@ -17,6 +17,51 @@ use super::{Progress, PARALLEL_PARTS, PART_SIZE};
 use crate::aws::{classify, Clients};
 use crate::error::{Error, Result};
 
+/// Multipart uploads started and not yet completed or aborted: a daemon shutting down aborts
+/// the ones it interrupts (a dropped upload future cannot abort itself).
+#[derive(Debug, Default)]
+pub struct ActiveUploads {
+    uploads: std::sync::Mutex<BTreeMap<String, (String, String)>>,
+}
+
+impl ActiveUploads {
+    fn start(&self, upload_id: &str, bucket: &str, key: &str) {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .insert(upload_id.into(), (bucket.into(), key.into()));
+    }
+
+    fn end(&self, upload_id: &str) {
+        self.uploads.lock().expect("uploads lock").remove(upload_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.uploads.lock().expect("uploads lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Aborts every upload still registered; returns how many.
+    pub async fn abort_all(&self, clients: &Clients) -> usize {
+        let pending: Vec<_> = std::mem::take(&mut *self.uploads.lock().expect("uploads lock"))
+            .into_iter()
+            .collect();
+        for (upload_id, (bucket, key)) in &pending {
+            tracing::info!(
+                bucket,
+                key,
+                upload_id,
+                "aborting interrupted multipart upload"
+            );
+            abort(clients, bucket, key, upload_id).await;
+        }
+        pending.len()
+    }
+}
+
 /// Uploads everything `reader` yields to `bucket/key` with `metadata`; returns bytes written.
 /// `producer` reports whether the stream ended because it was complete: only then is the
 /// upload completed (a writer that failed half-way also closes the stream).
@@ -39,6 +84,22 @@ pub async fn upload<R: AsyncRead + Unpin>(
         .await
         .map_err(|e| classify("s3:CreateMultipartUpload", e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
+    clients.uploads.start(&upload_id, bucket, key);
+    let result = upload_started(clients, bucket, key, &upload_id, reader, progress, producer).await;
+    clients.uploads.end(&upload_id);
+    result
+}
+
+async fn upload_started<R: AsyncRead + Unpin>(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    reader: R,
+    progress: &Progress,
+    producer: tokio::sync::oneshot::Receiver<Result<()>>,
+) -> Result<u64> {
+    let upload_id = upload_id.to_string();
     let uploaded = match upload_parts(clients, bucket, key, &upload_id, reader, progress).await {
         Ok(done) => match producer.await {
             Ok(Ok(())) => Ok(done),

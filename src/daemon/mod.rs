@@ -1,0 +1,210 @@
+//! `sdop run`: the long-running daemon. It watches manifest directories, reconciles what
+//! changed (and what depends on it) at once, follows what is in progress with adaptive polls,
+//! resyncs everything periodically to correct drift, and can be operated: HTTP health, metrics
+//! and status, structured logs, leader election, webhooks, clean shutdown.
+//!
+//! - [`controller`]: the control loop and the one requeue/error policy (`next_run`).
+//! - [`worker`]: one reconcile pass of one resource (the engine's, as `sdop apply` runs it).
+//! - [`desired`]: last-good specs across bad edits, and what a reload changed (pure).
+//! - [`queue`]: one pass per resource at a time, a global limit, per-resource backoff (pure).
+//! - [`poll`]: adaptive polling of what is in progress (pure).
+//! - [`watch`]: notify + debouncer over the manifest paths.
+//! - [`lease`]: S3 lease leader election; [`http`]: the listener; [`metrics`]; [`notifications`].
+
+pub mod controller;
+pub mod desired;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod notifications;
+pub mod poll;
+pub mod queue;
+pub mod watch;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::aws::transport::{CallObserver, MutationGate, Transport};
+use crate::aws::{Clients, Connection};
+use crate::error::{Error, Result};
+use crate::state::StateStore;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub paths: Vec<PathBuf>,
+    pub connection: Connection,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub prune: bool,
+    pub force: bool,
+    pub resync: Duration,
+    pub concurrency: usize,
+    pub debounce: Duration,
+    pub lease: Option<String>,
+    pub lease_ttl: Duration,
+    pub lease_renew: Duration,
+    pub webhook: Option<String>,
+    pub shutdown_timeout: Duration,
+}
+
+/// Where a running daemon says it listens, for `sdop get`.
+pub const DAEMON_FILE: &str = "daemon.json";
+
+/// This daemon's identity: host, pid and a random suffix.
+fn holder_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns after a clean shutdown.
+pub async fn run(options: RunOptions) -> Result<()> {
+    let holder = holder_identity();
+    let store = StateStore::open(&options.state_dir)?;
+    let lease = match &options.lease {
+        Some(uri) => Some(lease::LeaseConfig::new(
+            uri,
+            options.lease_ttl,
+            options.lease_renew,
+            holder.clone(),
+        )?),
+        None => None,
+    };
+    let metrics = Arc::new(metrics::Metrics::new());
+    let gate = lease
+        .as_ref()
+        .map(|_| Arc::new(lease::LeaderGate::default()));
+    let transport = Transport::new(
+        gate.clone().map(|g| g as Arc<dyn MutationGate>),
+        Some(metrics.clone() as Arc<dyn CallObserver>),
+    );
+    let clients = Clients::connect_through(&options.connection, Some(&transport)).await;
+
+    let view = Arc::new(RwLock::new(http::View::new(
+        holder.clone(),
+        options
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    )));
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Error::io(format!("listening on {}", options.listen), e))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listen address", e))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let router = http::router(http::HttpState {
+        view: view.clone(),
+        metrics: metrics.clone(),
+    });
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+    });
+    write_daemon_file(&options.state_dir, address)?;
+    tracing::info!(listen = %address, holder = %holder, paths = ?options.paths, "sdop daemon started");
+
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(gate.is_none());
+    let elector = match (lease, &gate) {
+        (Some(config), Some(gate)) => {
+            // The lease itself goes through its own, ungated clients.
+            let lease_clients = Clients::connect(&options.connection).await;
+            Some(tokio::spawn(lease::run(
+                lease_clients.s3,
+                config,
+                gate.clone(),
+                leader_tx,
+                stop_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
+
+    let (watcher, files) = watch::Watcher::start(&options.paths, options.debounce)?;
+    let webhook = options.webhook.clone().map(notifications::Webhook::start);
+    let ctx = Arc::new(worker::WorkerContext {
+        clients,
+        store,
+        metrics,
+    });
+    let controller = controller::Controller::new(
+        controller::Settings {
+            paths: options.paths.clone(),
+            concurrency: options.concurrency.max(1),
+            resync: options.resync,
+            prune: options.prune,
+            force: options.force,
+            shutdown_timeout: options.shutdown_timeout,
+            holder,
+        },
+        ctx,
+        view,
+        gate,
+        webhook,
+    )?;
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        let _ = stop_tx.send(true);
+    });
+    controller.run(files, watcher, leader_rx, stop_rx).await;
+    if let Some(elector) = elector {
+        let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    signals.abort();
+    let _ = std::fs::remove_file(options.state_dir.join(DAEMON_FILE));
+    tracing::info!("sdop daemon stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn write_daemon_file(state_dir: &Path, address: SocketAddr) -> Result<()> {
+    let body = serde_json::json!({
+        "url": format!("http://{address}"),
+        "pid": std::process::id(),
+    });
+    let path = state_dir.join(DAEMON_FILE);
+    let tmp = state_dir.join(format!(".{DAEMON_FILE}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, body.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The URL of the daemon using `state_dir`, if one says it runs.
+pub fn daemon_url(state_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(state_dir.join(DAEMON_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["url"].as_str().map(str::to_string)
+}
