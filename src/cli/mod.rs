@@ -142,7 +142,7 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         lease_renew: std::time::Duration,
         /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", env = "SDOP_NOTIFY_WEBHOOK")]
         notify_webhook: Option<String>,
         /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

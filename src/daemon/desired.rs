@@ -172,8 +172,8 @@ mod tests {
     use super::*;
     use crate::manifest::load::load_str;
 
-    const BUCKET: &str = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-test-assets}\n";
-    const REPO: &str = "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference}\nspec: {repositoryName: sd-inference}\n";
+    const BUCKET: &str = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-test-assets, region: us-east-1}\n";
+    const REPO: &str = "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference}\nspec: {repositoryName: sd-inference, region: us-east-1}\n";
 
     fn load(files: &[(&str, &str)]) -> Loaded {
         // One string per file, as the loader sees them; join them through load_str per file.

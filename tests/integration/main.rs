@@ -6,5 +6,6 @@ mod support;
 mod apply;
 mod cli;
 mod corpus;
+mod daemon;
 mod emulator;
 mod package;

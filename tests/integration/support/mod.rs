@@ -1,4 +1,5 @@
 //! Test support: an isolated local AWS (deploy/local-aws) per test.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod local_aws;

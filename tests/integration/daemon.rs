@@ -1,0 +1,529 @@
+//! `sdop run` as a real process against the local AWS: watch and converge, edits, bad edits,
+//! pruning, the train → package → deploy chain, kill -9 mid-rollout, two daemons with a lease,
+//! SIGTERM. Every test ends with a leak audit.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::daemon::{leak_audit, mutations_by, Daemon};
+use crate::support::local_aws::LocalAws;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn write(dir: &Path, file: &str, text: &str) {
+    // As editors do: write a temp file, then rename it over the manifest.
+    let tmp = dir.join(format!(".{file}.swp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+fn bucket(name: &str, bucket: &str, extra: &str) -> String {
+    format!("apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {{name: {name}}}\nspec:\n  bucketName: {bucket}\n  region: us-east-1\n{extra}")
+}
+
+fn repository(name: &str, repo: &str) -> String {
+    format!("apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {{name: {name}}}\nspec:\n  repositoryName: {repo}\n  region: us-east-1\n")
+}
+
+fn endpoint(env_value: &str) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-base
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "s3://sdop-it-assets/model.tar.gz"}}
+  instanceType: ml.g4dn.xlarge
+  executionRoleArn: {ROLE}
+  environment: {{MODE: "{env_value}"}}
+"#
+    )
+}
+
+fn condition(resource: &Value, kind: &str) -> Option<Value> {
+    resource["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .cloned()
+}
+
+async fn bucket_tags(aws: &LocalAws, bucket: &str) -> Vec<(String, String)> {
+    let out = aws
+        .s3()
+        .await
+        .get_bucket_tagging()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = out
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+async fn bucket_exists(aws: &LocalAws, bucket: &str) -> bool {
+    aws.s3()
+        .await
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_converges_edits_survives_bad_edits_and_prunes() {
+    let aws = LocalAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    let daemon = Daemon::start(
+        &aws,
+        &[m],
+        &state.path().join("a"),
+        "AKIDDAEMONA",
+        &["--prune"],
+    );
+    assert_eq!(daemon.get("/healthz").unwrap().0, 200);
+
+    // Write manifests: converged without any command.
+    write(
+        m,
+        "bucket.yaml",
+        &bucket("assets", "sdop-run-assets", "  deletionPolicy: Delete\n"),
+    );
+    write(m, "repo.yaml", &repository("inference", "sd-inference"));
+    daemon.wait_ready(&["Bucket/assets", "ImageRepository/inference"], WAIT);
+    assert!(bucket_exists(&aws, "sdop-run-assets").await);
+    daemon.wait_for("readyz 200", WAIT, |_| {
+        daemon.get("/readyz").unwrap().0 == 200
+    });
+
+    // Edit: the change reaches AWS.
+    write(
+        m,
+        "bucket.yaml",
+        &bucket(
+            "assets",
+            "sdop-run-assets",
+            "  deletionPolicy: Delete\n  tags: {team: diffusion}\n",
+        ),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !bucket_tags(&aws, "sdop-run-assets")
+        .await
+        .contains(&("team".into(), "diffusion".into()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "edit not applied:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Break a file: its resource keeps its last good spec, with the error in its status and in
+    // the daemon's diagnostics; nothing is deleted.
+    write(
+        m,
+        "repo.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference\nspec: [\n",
+    );
+    let status = daemon.wait_for("the broken file reported", WAIT, |s| {
+        s["resources"].as_array().unwrap().iter().any(|r| {
+            r["name"] == "inference"
+                && condition(r, "ManifestValid").is_some_and(|c| c["status"] == false)
+        })
+    });
+    let diagnostics = status["daemon"]["diagnostics"].to_string();
+    assert!(diagnostics.contains("repo.yaml:"), "{diagnostics}");
+    let repo = daemon.resource("ImageRepository/inference").unwrap();
+    let message = condition(&repo, "ManifestValid").unwrap()["message"].to_string();
+    assert!(
+        message.contains("repo.yaml:") && message.contains("last good spec"),
+        "{message}"
+    );
+    assert_eq!(
+        repo["phase"], "Ready",
+        "still served from its last good spec"
+    );
+    let ecr = aws.ecr().await;
+    let repos = ecr.describe_repositories().send().await.unwrap();
+    assert_eq!(repos.repositories().len(), 1, "nothing deleted");
+    assert!(daemon.logs().contains("invalid manifest: "), "logged");
+    // A broken file blocks pruning, and the other resources go on: delete nothing, edit the bucket.
+    write(
+        m,
+        "bucket.yaml",
+        &bucket(
+            "assets",
+            "sdop-run-assets",
+            "  deletionPolicy: Delete\n  tags: {team: images}\n",
+        ),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !bucket_tags(&aws, "sdop-run-assets")
+        .await
+        .contains(&("team".into(), "images".into()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "other resources must go on:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Fix it: resumes.
+    write(m, "repo.yaml", &repository("inference", "sd-inference"));
+    daemon.wait_for("the fixed file resumed", WAIT, |s| {
+        s["daemon"]["diagnostics"].as_array().unwrap().is_empty()
+            && s["resources"].as_array().unwrap().iter().any(|r| {
+                r["name"] == "inference"
+                    && condition(r, "ManifestValid").is_some_and(|c| c["status"] == true)
+            })
+    });
+
+    // Delete a file with pruning on: its resource is deleted (deletionPolicy Delete).
+    std::fs::remove_file(m.join("bucket.yaml")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while bucket_exists(&aws, "sdop-run-assets").await {
+        assert!(Instant::now() < deadline, "not pruned:\n{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.wait_for("the pruned status removed", WAIT, |s| {
+        !s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "Bucket")
+    });
+    assert_eq!(daemon.phase("ImageRepository/inference"), "Ready");
+
+    // Metrics cover reconciles, AWS calls and phases.
+    let (code, metrics) = daemon.get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    for family in [
+        "sdop_reconciles_total{kind=\"Bucket\",outcome=\"ok\"}",
+        "sdop_reconcile_duration_seconds_bucket",
+        "sdop_aws_calls_total{api=\"s3:CreateBucket\",outcome=\"ok\"} 1",
+        "sdop_resources{phase=\"Ready\"} 1",
+        "sdop_leader 1",
+    ] {
+        assert!(metrics.contains(family), "missing {family}:\n{metrics}");
+    }
+    leak_audit(&aws, &[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_follows_the_train_then_deploy_chain_without_any_command() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"training_seconds": 1.0, "endpoint_create_seconds": 0.5, "endpoint_update_seconds": 0.5}));
+    let state = tempfile::tempdir().unwrap();
+    let example = crate::support::local_aws::repo_root().join("examples/train-then-deploy");
+    let daemon = Daemon::start(&aws, &[&example], &state.path().join("a"), "AKIDCHAIN", &[]);
+    let status = daemon.wait_ready(
+        &[
+            "Bucket/example-train",
+            "ModelPackage/portrait-base",
+            "DreamboothJob/portrait",
+            "ModelPackage/portrait",
+            "Endpoint/portrait",
+        ],
+        Duration::from_secs(120),
+    );
+    let endpoint = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Endpoint")
+        .unwrap()
+        .clone();
+    assert!(
+        endpoint["outputs"].to_string().contains("portrait"),
+        "{endpoint:#}"
+    );
+    // The events tell the story.
+    let logs = daemon.logs();
+    for event in ["TrainingCompleted", "RolloutStarted", "RolloutSucceeded"] {
+        assert!(
+            logs.contains(event),
+            "no {event} in logs:\n{}",
+            crate::support::daemon::tail(&logs, 40)
+        );
+    }
+    let (models, configs) = leak_audit(&aws, &["sdop-example-portrait"], &[]).await;
+    assert_eq!(
+        (models.len(), configs.len()),
+        (1, 1),
+        "{models:?} {configs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_rollout_then_restart_converges_without_duplicates() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"endpoint_create_seconds": 0.5, "endpoint_update_seconds": 3.0}));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    write(m, "endpoint.yaml", &endpoint("v1"));
+    let mut daemon = Daemon::start(&aws, &[m], &state.path().join("a"), "AKIDKILL", &[]);
+    daemon.wait_ready(&["Endpoint/base"], WAIT);
+
+    // Roll out v2 and kill -9 as soon as AWS accepted the UpdateEndpoint.
+    aws.reset_calls();
+    write(m, "endpoint.yaml", &endpoint("v2"));
+    let deadline = Instant::now() + WAIT;
+    while aws.calls().of("sagemaker:UpdateEndpoint") == 0 {
+        assert!(Instant::now() < deadline, "no rollout:\n{}", daemon.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill9();
+    let sm = aws.sagemaker().await;
+    let during = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        during.endpoint_status().unwrap().as_str(),
+        "Updating",
+        "killed mid-rollout"
+    );
+
+    // Restart on the same state: converges, with no duplicate models, configs or endpoints.
+    let daemon = Daemon::start(&aws, &[m], &state.path().join("a"), "AKIDKILL", &[]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = sm
+            .describe_endpoint()
+            .endpoint_name("sd-base")
+            .send()
+            .await
+            .unwrap();
+        if live.endpoint_status().unwrap().as_str() == "InService"
+            && daemon.phase("Endpoint/base") == "Ready"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not converged:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        aws.calls().of("sagemaker:CreateModel"),
+        1,
+        "one model for v2, never twice"
+    );
+    assert_eq!(aws.calls().of("sagemaker:CreateEndpointConfig"), 1);
+    let (models, configs) = leak_audit(&aws, &["sd-base"], &[]).await;
+    // v2's model and config, and v1's kept for rollback: no more.
+    assert_eq!(models.len(), 2, "{models:?}");
+    assert_eq!(configs.len(), 2, "{configs:?}");
+    let live = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    let serving = live.endpoint_config_name().unwrap().to_string();
+    let config = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(&serving)
+        .send()
+        .await
+        .unwrap();
+    let model = config.production_variants()[0]
+        .model_name()
+        .unwrap()
+        .to_string();
+    let env = sm.describe_model().model_name(&model).send().await.unwrap();
+    assert_eq!(
+        env.primary_container().unwrap().environment().unwrap()["MODE"],
+        "v2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_elect_one_leader_and_the_other_takes_over_after_the_ttl() {
+    let aws = LocalAws::start();
+    aws.s3()
+        .await
+        .create_bucket()
+        .bucket("sdop-lease")
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    write(m, "bucket.yaml", &bucket("assets", "sdop-lease-assets", ""));
+    write(m, "repo.yaml", &repository("inference", "sd-inference"));
+    let lease = [
+        "--lease",
+        "s3://sdop-lease/sdop/leader.json",
+        "--lease-ttl",
+        "3s",
+        "--lease-renew",
+        "1s",
+    ];
+    let mut a = Daemon::start(&aws, &[m], &state.path().join("a"), "AKIDLEASEA", &lease);
+    let mut b = Daemon::start(&aws, &[m], &state.path().join("b"), "AKIDLEASEB", &lease);
+    let leader_of = |d: &Daemon| d.status()["daemon"]["role"] == "leader";
+    let deadline = Instant::now() + WAIT;
+    let (leader, standby) = loop {
+        match (leader_of(&a), leader_of(&b)) {
+            (true, false) => break (&mut a, &mut b),
+            (false, true) => break (&mut b, &mut a),
+            (true, true) => panic!("two leaders"),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader:\n{}\n{}",
+            a.logs(),
+            b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    leader.wait_ready(&["Bucket/assets", "ImageRepository/inference"], WAIT);
+    assert_eq!(
+        standby.get("/readyz").unwrap(),
+        (200, "ready: standby\n".into())
+    );
+    // An edit: only the leader acts on it.
+    write(
+        m,
+        "bucket.yaml",
+        &bucket("assets", "sdop-lease-assets", "  tags: {team: a}\n"),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !bucket_tags(&aws, "sdop-lease-assets")
+        .await
+        .contains(&("team".into(), "a".into()))
+    {
+        assert!(Instant::now() < deadline, "edit not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mutations_by(&aws, &leader.caller) > 0);
+    assert_eq!(
+        mutations_by(&aws, &standby.caller),
+        0,
+        "the standby never mutates: {:#}",
+        aws.calls().0["by_caller"]
+    );
+
+    // Kill the leader: the standby takes over once the lease has not been renewed for its TTL.
+    leader.kill9();
+    let killed = Instant::now();
+    write(
+        m,
+        "bucket.yaml",
+        &bucket("assets", "sdop-lease-assets", "  tags: {team: b}\n"),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !bucket_tags(&aws, "sdop-lease-assets")
+        .await
+        .contains(&("team".into(), "b".into()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover:\n{}",
+            standby.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_millis(2000),
+        "took over before the TTL could expire: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "takeover too slow: {took:?}"
+    );
+    assert!(mutations_by(&aws, &standby.caller) > 0);
+    assert!(standby.logs().contains("became leader"));
+    standby.wait_ready(&["Bucket/assets", "ImageRepository/inference"], WAIT);
+    leak_audit(&aws, &[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_within_the_bound_and_persists_status() {
+    let aws = LocalAws::start();
+    // A long endpoint creation keeps the daemon busy polling when the signal comes.
+    aws.configure(json!({"endpoint_create_seconds": 8.0}));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    write(m, "endpoint.yaml", &endpoint("v1"));
+    write(m, "bucket.yaml", &bucket("assets", "sdop-term-assets", ""));
+    let state_a = state.path().join("a");
+    let mut daemon = Daemon::start(
+        &aws,
+        &[m],
+        &state_a,
+        "AKIDTERM",
+        &["--shutdown-timeout", "2s"],
+    );
+    daemon.wait_for("the endpoint in progress", WAIT, |s| {
+        s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "Endpoint" && r["phase"] == "Progressing")
+    });
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    let took = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0), "{}", daemon.logs());
+    assert!(
+        took < Duration::from_secs(4),
+        "bound 2s (+ cleanup): took {took:?}"
+    );
+    assert!(
+        !state_a.join("daemon.json").exists(),
+        "the daemon file is removed"
+    );
+    let saved = std::fs::read_to_string(state_a.join("Endpoint/base.json")).unwrap();
+    assert!(saved.contains("\"Progressing\""), "{saved}");
+    assert!(daemon.logs().contains("sdop daemon stopped"));
+    // `sdop get` falls back to the state directory when no daemon runs.
+    let out = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .args(["get", "-o", "json"])
+        .env("SDOP_STATE_DIR", &state_a)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // The endpoint it was creating is declared: not a leak; it finishes on the next start.
+    let daemon = Daemon::start(&aws, &[m], &state_a, "AKIDTERM", &[]);
+    daemon.wait_ready(&["Endpoint/base", "Bucket/assets"], WAIT);
+    // `sdop get` asks the running daemon.
+    let out = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .args(["get", "Endpoint/base"])
+        .env("SDOP_STATE_DIR", &state_a)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Ready"));
+    leak_audit(&aws, &["sd-base"], &[]).await;
+}
