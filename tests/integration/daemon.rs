@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::daemon::{leak_audit, mutations_by, Daemon};
+use crate::support::daemon::{leak_audit, mutations_by, Daemon, WebhookSink};
 use crate::support::local_aws::LocalAws;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
@@ -230,7 +230,14 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
     aws.configure(json!({"training_seconds": 1.0, "endpoint_create_seconds": 0.5, "endpoint_update_seconds": 0.5}));
     let state = tempfile::tempdir().unwrap();
     let example = crate::support::local_aws::repo_root().join("examples/train-then-deploy");
-    let daemon = Daemon::start(&aws, &[&example], &state.path().join("a"), "AKIDCHAIN", &[]);
+    let hook = WebhookSink::start();
+    let daemon = Daemon::start(
+        &aws,
+        &[&example],
+        &state.path().join("a"),
+        "AKIDCHAIN",
+        &["--notify-webhook", &hook.url],
+    );
     let status = daemon.wait_ready(
         &[
             "Bucket/example-train",
@@ -260,6 +267,20 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
             "no {event} in logs:\n{}",
             crate::support::daemon::tail(&logs, 40)
         );
+    }
+    // And the webhook hears it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let expected = [
+        "training.completed DreamboothJob/portrait",
+        "rollout.started Endpoint/portrait",
+        "rollout.succeeded Endpoint/portrait",
+    ];
+    while !expected
+        .iter()
+        .all(|e| hook.events().iter().any(|h| h == e))
+    {
+        assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
+        std::thread::sleep(Duration::from_millis(50));
     }
     let (models, configs) = leak_audit(&aws, &["sdop-example-portrait"], &[]).await;
     assert_eq!(
