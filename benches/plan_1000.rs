@@ -176,7 +176,7 @@ async fn converge_half(loaded: &sdop::manifest::Loaded, cloud: &InMemory) {
             .trim_end_matches(|c: char| c.is_ascii_alphabetic())
             .parse()
             .unwrap_or(0);
-        if g % 2 == 0 && !action.name.contains("known after apply") {
+        if g.is_multiple_of(2) && !action.name.contains("known after apply") {
             let fields = action
                 .changes
                 .iter()
