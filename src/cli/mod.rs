@@ -113,41 +113,7 @@ pub enum Command {
         force: bool,
     },
     /// Run as a daemon: watch the manifests and converge continuously (SIGTERM/SIGINT: clean exit 0).
-    Run {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// HTTP listener: /healthz, /readyz, /metrics, /api/v1/status.
-        #[arg(long, default_value = "127.0.0.1:9750")]
-        listen: std::net::SocketAddr,
-        /// Delete owned resources whose manifests were deleted (guarded as `apply --prune`).
-        #[arg(long)]
-        prune: bool,
-        /// Allow pruning more than half of what sdop owns.
-        #[arg(long)]
-        force: bool,
-        /// Full resync period (re-read everything, correct drift); jittered by 10%.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        resync: std::time::Duration,
-        /// Reconciles running at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Quiet time after a file event before reloading (an editor's save is one batch).
-        #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
-        debounce: std::time::Duration,
-        /// Elect one leader among several daemons with this S3 object; only it mutates AWS.
-        #[arg(long, value_name = "s3://BUCKET/KEY")]
-        lease: Option<String>,
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        lease_ttl: std::time::Duration,
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        lease_renew: std::time::Duration,
-        /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
-        #[arg(long, value_name = "URL", env = "SDOP_NOTIFY_WEBHOOK")]
-        notify_webhook: Option<String>,
-        /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        shutdown_timeout: std::time::Duration,
-    },
+    Run(RunArgs),
     /// Show status: all resources, one kind, or KIND/NAME (from a running daemon, else the state directory).
     Get {
         what: Option<String>,
@@ -158,12 +124,71 @@ pub enum Command {
     Schema,
 }
 
+/// `sdop run` flags.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// HTTP listener: /healthz, /readyz, /metrics, /api/v1/status.
+    #[arg(long, default_value = "127.0.0.1:9750")]
+    listen: std::net::SocketAddr,
+    /// Delete owned resources whose manifests were deleted (guarded as `apply --prune`).
+    #[arg(long)]
+    prune: bool,
+    /// Allow pruning more than half of what sdop owns.
+    #[arg(long)]
+    force: bool,
+    /// Full resync period (re-read everything, correct drift); jittered by 10%.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    resync: std::time::Duration,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Quiet time after a file event before reloading (an editor's save is one batch).
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    debounce: std::time::Duration,
+    /// Elect one leader among several daemons with this S3 object; only it mutates AWS.
+    #[arg(long, value_name = "s3://BUCKET/KEY")]
+    lease: Option<String>,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lease_ttl: std::time::Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_renew: std::time::Duration,
+    /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
+    #[arg(long, value_name = "URL", env = "SDOP_NOTIFY_WEBHOOK")]
+    notify_webhook: Option<String>,
+    /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: std::time::Duration,
+}
+
+impl RunArgs {
+    fn options(self, aws: &AwsArgs) -> crate::daemon::RunOptions {
+        crate::daemon::RunOptions {
+            paths: self.paths,
+            connection: connection(aws),
+            state_dir: state_dir(aws),
+            listen: self.listen,
+            prune: self.prune,
+            force: self.force,
+            resync: self.resync,
+            concurrency: self.concurrency,
+            debounce: self.debounce,
+            lease: self.lease,
+            lease_ttl: self.lease_ttl,
+            lease_renew: self.lease_renew,
+            webhook: self.notify_webhook,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
 /// Parses the process arguments and runs the command; returns the exit code.
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     // The daemon reports what it does at info; one-shot commands print their own output.
     let default_level = match cli.command {
-        Command::Run { .. } => "info",
+        Command::Run(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -296,38 +321,9 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 exit::OK
             })
         }
-        Command::Run {
-            paths,
-            listen,
-            prune,
-            force,
-            resync,
-            concurrency,
-            debounce,
-            lease,
-            lease_ttl,
-            lease_renew,
-            notify_webhook,
-            shutdown_timeout,
-        } => {
+        Command::Run(args) => {
             drop(stdout);
-            crate::daemon::run(crate::daemon::RunOptions {
-                paths,
-                connection: connection(&cli.aws),
-                state_dir: state_dir(&cli.aws),
-                listen,
-                prune,
-                force,
-                resync,
-                concurrency,
-                debounce,
-                lease,
-                lease_ttl,
-                lease_renew,
-                webhook: notify_webhook,
-                shutdown_timeout,
-            })
-            .await?;
+            crate::daemon::run(args.options(&cli.aws)).await?;
             Ok(exit::OK)
         }
         Command::Get { what, output } => {

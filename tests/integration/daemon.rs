@@ -70,6 +70,20 @@ async fn bucket_tags(aws: &LocalAws, bucket: &str) -> Vec<(String, String)> {
     tags
 }
 
+/// Waits until the bucket carries `key=value` (an edit reached AWS).
+async fn wait_for_tag(aws: &LocalAws, bucket: &str, key: &str, value: &str, daemon: &Daemon) {
+    let deadline = Instant::now() + WAIT;
+    let want = (key.to_string(), value.to_string());
+    while !bucket_tags(aws, bucket).await.contains(&want) {
+        assert!(
+            Instant::now() < deadline,
+            "{key}={value} never reached {bucket}:\n{}",
+            crate::support::daemon::tail(&daemon.logs(), 60)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn bucket_exists(aws: &LocalAws, bucket: &str) -> bool {
     aws.s3()
         .await
@@ -118,18 +132,7 @@ async fn run_converges_edits_survives_bad_edits_and_prunes() {
             "  deletionPolicy: Delete\n  tags: {team: diffusion}\n",
         ),
     );
-    let deadline = Instant::now() + WAIT;
-    while !bucket_tags(&aws, "sdop-run-assets")
-        .await
-        .contains(&("team".into(), "diffusion".into()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "edit not applied:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_tag(&aws, "sdop-run-assets", "team", "diffusion", &daemon).await;
 
     // Break a file: its resource keeps its last good spec, with the error in its status and in
     // the daemon's diagnostics; nothing is deleted.
@@ -170,18 +173,7 @@ async fn run_converges_edits_survives_bad_edits_and_prunes() {
             "  deletionPolicy: Delete\n  tags: {team: images}\n",
         ),
     );
-    let deadline = Instant::now() + WAIT;
-    while !bucket_tags(&aws, "sdop-run-assets")
-        .await
-        .contains(&("team".into(), "images".into()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "other resources must go on:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_tag(&aws, "sdop-run-assets", "team", "images", &daemon).await;
 
     // Fix it: resumes.
     write(m, "repo.yaml", &repository("inference", "sd-inference"));
@@ -432,14 +424,7 @@ async fn two_daemons_elect_one_leader_and_the_other_takes_over_after_the_ttl() {
         "bucket.yaml",
         &bucket("assets", "sdop-lease-assets", "  tags: {team: a}\n"),
     );
-    let deadline = Instant::now() + WAIT;
-    while !bucket_tags(&aws, "sdop-lease-assets")
-        .await
-        .contains(&("team".into(), "a".into()))
-    {
-        assert!(Instant::now() < deadline, "edit not applied");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_tag(&aws, "sdop-lease-assets", "team", "a", leader).await;
     assert!(mutations_by(&aws, &leader.caller) > 0);
     assert_eq!(
         mutations_by(&aws, &standby.caller),
@@ -456,18 +441,7 @@ async fn two_daemons_elect_one_leader_and_the_other_takes_over_after_the_ttl() {
         "bucket.yaml",
         &bucket("assets", "sdop-lease-assets", "  tags: {team: b}\n"),
     );
-    let deadline = Instant::now() + WAIT;
-    while !bucket_tags(&aws, "sdop-lease-assets")
-        .await
-        .contains(&("team".into(), "b".into()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no takeover:\n{}",
-            standby.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_tag(&aws, "sdop-lease-assets", "team", "b", &standby).await;
     let took = killed.elapsed();
     assert!(
         took >= Duration::from_millis(2000),
