@@ -145,13 +145,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Quiet time after a file event before reloading (an editor's save is one batch).
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "40ms", value_parser = humantime::parse_duration)]
     debounce: std::time::Duration,
     /// Elect one leader among several daemons with this S3 object; only it mutates AWS.
     #[arg(long, value_name = "s3://BUCKET/KEY")]
     lease: Option<String>,
+    /// A lease not renewed for this long is taken over by a standby.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     lease_ttl: std::time::Duration,
+    /// How often the leader renews its lease (at most a third of the TTL).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     lease_renew: std::time::Duration,
     /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
