@@ -114,7 +114,7 @@ def latency():
     daemon.stop()
     print(f"latency: file saved -> first AWS call over {len(lat)} edits: "
           f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, min {min(lat):.1f} ms, max {max(lat):.1f} ms "
-          f"(debounce 50 ms)")
+          f"(default --debounce)")
 
 
 def overhead():

@@ -119,6 +119,9 @@ pub async fn run(options: RunOptions) -> Result<()> {
     tracing::info!(listen = %address, holder = %holder, paths = ?options.paths, "sdop daemon started");
 
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(gate.is_none());
+    // The elector stops only after the controller has shut down: passes finishing within the
+    // bound, and the aborts of interrupted uploads, still need the lease.
+    let (elector_stop, elector_stopped) = tokio::sync::watch::channel(false);
     let elector = match (lease, &gate) {
         (Some(config), Some(gate)) => {
             // The lease itself goes through its own, ungated clients.
@@ -128,7 +131,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
                 config,
                 gate.clone(),
                 leader_tx,
-                stop_rx.clone(),
+                elector_stopped,
             )))
         }
         _ => None,
@@ -162,6 +165,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         let _ = stop_tx.send(true);
     });
     controller.run(files, watcher, leader_rx, stop_rx).await;
+    let _ = elector_stop.send(true);
     if let Some(elector) = elector {
         let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
     }
