@@ -441,7 +441,7 @@ async fn two_daemons_elect_one_leader_and_the_other_takes_over_after_the_ttl() {
         "bucket.yaml",
         &bucket("assets", "sdop-lease-assets", "  tags: {team: b}\n"),
     );
-    wait_for_tag(&aws, "sdop-lease-assets", "team", "b", &standby).await;
+    wait_for_tag(&aws, "sdop-lease-assets", "team", "b", standby).await;
     let took = killed.elapsed();
     assert!(
         took >= Duration::from_millis(2000),
