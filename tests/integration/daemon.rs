@@ -444,7 +444,9 @@ async fn two_daemons_elect_one_leader_and_the_other_takes_over_after_the_ttl() {
     wait_for_tag(&aws, "sdop-lease-assets", "team", "b", standby).await;
     let took = killed.elapsed();
     assert!(
-        took >= Duration::from_millis(2000),
+        // The last renewal came at most one renew interval (1 s) before the kill, and the
+        // standby waits a full TTL (3 s) after first seeing it: never much under 2 s.
+        took >= Duration::from_millis(1500),
         "took over before the TTL could expire: {took:?}"
     );
     assert!(
