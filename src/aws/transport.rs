@@ -61,11 +61,7 @@ impl Intercept for OperationName {
 /// The SDK's service names (`S3`, `SageMaker`, `ECR`, `CloudFormation`) in the short form
 /// AWS uses in IAM actions and the emulator's call counter.
 fn service_prefix(service: &str) -> String {
-    match service.to_ascii_lowercase().as_str() {
-        "sagemaker" => "sagemaker".into(),
-        "cloudformation" => "cloudformation".into(),
-        other => other.replace(' ', ""),
-    }
+    service.to_ascii_lowercase().replace(' ', "")
 }
 
 /// How one HTTP attempt ended, for metrics.
@@ -92,7 +88,12 @@ impl CallOutcome {
         }
     }
 
-    fn from_status(status: u16) -> CallOutcome {
+    /// From the HTTP status and, for the JSON protocols (SageMaker, ECR) that throttle with a
+    /// 400, the `x-amzn-ErrorType` header.
+    fn from_response(status: u16, error_type: Option<&str>) -> CallOutcome {
+        if error_type.is_some_and(|t| t.starts_with("Throttling")) {
+            return CallOutcome::Throttled;
+        }
         match status {
             200..=399 => CallOutcome::Ok,
             429 | 503 => CallOutcome::Throttled,
@@ -294,7 +295,10 @@ impl HttpConnector for Connector {
             transport.admit(&api).await;
             let response = inner.call(request).await;
             let outcome = match &response {
-                Ok(r) => CallOutcome::from_status(r.status().as_u16()),
+                Ok(r) => CallOutcome::from_response(
+                    r.status().as_u16(),
+                    r.headers().get("x-amzn-errortype"),
+                ),
                 Err(_) => CallOutcome::TransportError,
             };
             let sent = if outcome == CallOutcome::Ok { bytes } else { 0 };
@@ -346,9 +350,26 @@ mod tests {
 
     #[test]
     fn outcomes_from_http_status() {
-        assert_eq!(CallOutcome::from_status(200), CallOutcome::Ok);
-        assert_eq!(CallOutcome::from_status(404), CallOutcome::ClientError);
-        assert_eq!(CallOutcome::from_status(503), CallOutcome::Throttled);
-        assert_eq!(CallOutcome::from_status(500), CallOutcome::ServerError);
+        assert_eq!(CallOutcome::from_response(200, None), CallOutcome::Ok);
+        assert_eq!(
+            CallOutcome::from_response(404, None),
+            CallOutcome::ClientError
+        );
+        assert_eq!(
+            CallOutcome::from_response(503, None),
+            CallOutcome::Throttled
+        );
+        assert_eq!(
+            CallOutcome::from_response(500, None),
+            CallOutcome::ServerError
+        );
+        assert_eq!(
+            CallOutcome::from_response(400, Some("ThrottlingException")),
+            CallOutcome::Throttled
+        );
+        assert_eq!(
+            CallOutcome::from_response(400, Some("ValidationException")),
+            CallOutcome::ClientError
+        );
     }
 }

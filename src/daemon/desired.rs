@@ -30,13 +30,15 @@ pub fn merge_last_good(fresh: Loaded, last: &Loaded) -> Desired {
         .collect();
     let parsed_but_held_back: HashSet<&ResourceId> =
         fresh.manifests.iter().map(|m| &m.id).collect();
-    let failed: HashSet<&Path> = fresh.failed_files.iter().map(PathBuf::as_path).collect();
+    // A failed path may be a directory (a manifest path that vanished mid git-sync swap): every
+    // file under it counts as failed, never as deleted.
+    let failed = |file: &Path| fresh.failed_files.iter().any(|f| file.starts_with(f));
     let mut kept: Vec<Manifest> = last
         .manifests
         .iter()
         .filter(|m| !valid_ids.contains(&m.id))
         .filter(|m| {
-            failed.contains(m.origin.file.as_path())
+            failed(&m.origin.file)
                 || named_by_problem.contains(&m.id.to_string())
                 || parsed_but_held_back.contains(&m.id)
         })
@@ -171,6 +173,7 @@ pub fn dependents_of(loaded: &Loaded, id: &ResourceId) -> Vec<ResourceId> {
 mod tests {
     use super::*;
     use crate::manifest::load::load_str;
+    use crate::manifest::load_paths;
 
     const BUCKET: &str = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-test-assets, region: us-east-1}\n";
     const REPO: &str = "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference}\nspec: {repositoryName: sd-inference, region: us-east-1}\n";
@@ -254,6 +257,25 @@ mod tests {
             [ResourceId::new("ImageRepository", "inference")]
         );
         assert!(delta.changed.is_empty());
+    }
+
+    #[test]
+    fn a_vanished_directory_is_not_a_deletion() {
+        let good = merge_last_good(
+            load(&[("m/a.yaml", BUCKET), ("m/b.yaml", REPO)]),
+            &Loaded::default(),
+        );
+        let vanished = load_paths(&[PathBuf::from("/nonexistent-sdop-test/m")]);
+        assert_eq!(vanished.failed_files.len(), 1);
+        // Same shape as the manifests' own directory: re-root the failure at "m".
+        let fresh = Loaded {
+            failed_files: vec![PathBuf::from("m")],
+            diagnostics: vanished.diagnostics,
+            ..Loaded::default()
+        };
+        let after = merge_last_good(fresh, &good.loaded);
+        assert_eq!(ids(&after.loaded).len(), 2, "kept on their last good specs");
+        assert!(changes(&good.loaded, &after.loaded, &[]).removed.is_empty());
     }
 
     #[test]

@@ -67,6 +67,9 @@ fn holder_identity() -> String {
 /// Runs the daemon until SIGTERM or SIGINT; returns after a clean shutdown.
 pub async fn run(options: RunOptions) -> Result<()> {
     let holder = holder_identity();
+    if let Some(url) = &options.webhook {
+        notifications::check_url(url)?;
+    }
     let store = StateStore::open(&options.state_dir)?;
     let lease = match &options.lease {
         Some(uri) => Some(lease::LeaseConfig::new(

@@ -49,11 +49,19 @@ pub fn events_of(
     let entered = |phase: Phase| after.phase == phase && before.phase != phase;
     let converged_before =
         before.phase == Phase::Ready && before.observed_spec_hash.as_deref() == Some(spec_hash);
+    // New content-named objects (a model, an endpoint config) mean new desired content: a new
+    // spec, or a new package after a retrain. Without them a mutation only restores drift.
+    let created_objects = after.objects.iter().any(|o| {
+        !before
+            .objects
+            .iter()
+            .any(|b| b.aws_type == o.aws_type && b.name == o.name)
+    });
+    let new_content = !converged_before || created_objects;
     match after.kind.as_str() {
         "Endpoint" => {
-            // A rollout: the endpoint changes towards a new spec (or a new package) and is not
-            // serving it yet.
-            if mutated && !converged_before && after.phase == Phase::Progressing {
+            // A rollout: the endpoint changes towards new content and is not serving it yet.
+            if mutated && new_content && after.phase == Phase::Progressing {
                 events.push(EventKind::RolloutStarted);
             }
             if entered(Phase::Ready) && before.phase != Phase::Pending {
@@ -73,7 +81,7 @@ pub fn events_of(
         }
         _ => {}
     }
-    if mutated && converged_before {
+    if mutated && !new_content {
         events.push(EventKind::DriftCorrected);
     }
     if entered(Phase::Conflict) {
@@ -90,6 +98,30 @@ pub struct Webhook {
     queue: tokio::sync::mpsc::Sender<Notification>,
 }
 
+/// Checks a webhook URL without echoing it (webhook URLs often carry a secret token).
+pub fn check_url(url: &str) -> crate::error::Result<()> {
+    let parsed: axum::http::Uri = url
+        .parse()
+        .map_err(|_| crate::error::Error::Terminal("--notify-webhook: not a valid URL".into()))?;
+    match (parsed.scheme_str(), parsed.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => Err(crate::error::Error::Terminal(
+            "--notify-webhook: expected an http:// or https:// URL with a host".into(),
+        )),
+    }
+}
+
+/// An error's text with the webhook URL (and its path, where tokens live) taken out.
+fn redacted(error: &str, url: &str) -> String {
+    let mut text = error.replace(url, "<webhook URL>");
+    if let Ok(uri) = url.parse::<axum::http::Uri>() {
+        if let Some(pq) = uri.path_and_query().filter(|p| p.as_str().len() > 1) {
+            text = text.replace(pq.as_str(), "/<redacted>");
+        }
+    }
+    text
+}
+
 impl Webhook {
     pub fn start(url: String) -> Webhook {
         let (queue, mut rx) = tokio::sync::mpsc::channel::<Notification>(1000);
@@ -100,14 +132,17 @@ impl Webhook {
                 .build()
                 .into();
             while let Some(notification) = rx.recv().await {
-                let (agent, url) = (agent.clone(), url.clone());
+                let (agent, target) = (agent.clone(), url.clone());
                 let sent = tokio::task::spawn_blocking(move || {
-                    agent.post(&url).send_json(&notification).map(|_| ())
+                    agent.post(&target).send_json(&notification).map(|_| ())
                 })
                 .await;
                 match sent {
                     Ok(Ok(())) => {}
-                    Ok(Err(err)) => tracing::warn!(error = %err, "notification webhook failed"),
+                    Ok(Err(err)) => tracing::warn!(
+                        error = %redacted(&err.to_string(), &url),
+                        "notification webhook failed"
+                    ),
                     Err(err) => tracing::warn!(error = %err, "notification webhook task failed"),
                 }
             }
@@ -157,6 +192,27 @@ mod tests {
     }
 
     #[test]
+    fn a_retrained_package_rolls_out_and_restoring_a_config_is_drift() {
+        // Same spec, new package: a new model and config are created and the endpoint updates.
+        let mut before = status("Endpoint", Phase::Ready, Some("h"));
+        before.record_object("sagemaker:endpoint-config", "sd-1");
+        let mut after = before.clone();
+        after.phase = Phase::Progressing;
+        after.record_object("sagemaker:endpoint-config", "sd-2");
+        assert_eq!(
+            events_of(&before, &after, "h", true),
+            [EventKind::RolloutStarted]
+        );
+        // Someone switched the endpoint to another config: restoring it creates nothing.
+        let mut restoring = before.clone();
+        restoring.phase = Phase::Progressing;
+        assert_eq!(
+            events_of(&before, &restoring, "h", true),
+            [EventKind::DriftCorrected]
+        );
+    }
+
+    #[test]
     fn training_outcomes() {
         let running = status("DreamboothJob", Phase::Progressing, None);
         let done = status("DreamboothJob", Phase::Ready, Some("h"));
@@ -187,6 +243,20 @@ mod tests {
         assert!(events_of(&conflict, &conflict, "h", false).is_empty());
         // A first create is not drift.
         assert!(events_of(&pending, &ready, "h", true).is_empty());
+    }
+
+    #[test]
+    fn webhook_urls_are_checked_and_never_echoed() {
+        let url = "https://hooks.example.com/services/T000/B000/SECRETTOKEN";
+        assert!(check_url(url).is_ok());
+        for bad in ["hooks.example.com/x", "ftp://h/x", "not a url"] {
+            let err = check_url(bad).unwrap_err().to_string();
+            assert!(!err.contains(bad), "{err}");
+        }
+        let text = redacted(&format!("bad uri: {url} is missing host"), url);
+        assert!(!text.contains("SECRETTOKEN"), "{text}");
+        let text = redacted("io: connect to /services/T000/B000/SECRETTOKEN failed", url);
+        assert!(!text.contains("SECRETTOKEN"), "{text}");
     }
 
     #[test]
