@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod aws;
 pub mod cli;
+pub mod contract;
 pub mod daemon;
 pub mod diagnostics;
 pub mod engine;

@@ -31,6 +31,9 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 
+import containers  # the all-in-one-ai images' contract (containers.py beside this file)
+from moto.ecr.models import Image as _EcrImage, ecr_backends
+
 # ---------------------------------------------------------------- state
 ENV_DEFAULTS = {  # config key -> (env var, default)
     "endpoint_create_seconds": ("SDOP_EMU_ENDPOINT_CREATE_SECONDS", 2.0),
@@ -57,6 +60,7 @@ def clear_state():
         CONFIG.clear(); CONFIG.update(env_config())
         FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
         BY_CALLER.clear(); CALL_LOG.clear()
+        containers.clear()
 
 
 def dur(key):
@@ -82,15 +86,33 @@ def finish_endpoint(e):
         if be.endpoints.get(ep.endpoint_name) is ep:
             del be.endpoints[ep.endpoint_name]
         return
+    fail = e.get("fail") or start_variants(ep, be, e.get("config") or ep.endpoint_config_name)
+    if e["phase"] == "create" and fail:
+        ep.endpoint_status, ep.failure_reason = "Failed", fail
+        ep.last_modified_time = utcnow()
+        return
     if e["phase"] == "update":
-        if e.get("fail"):
-            ep.failure_reason = e["fail"]  # rollback: old config stays
-        else:
+        if fail:
+            ep.failure_reason = fail  # rollback: old config stays
             ep.endpoint_config_name = e["config"]
             ep.production_variants = ep._process_production_variants(e["variants"])
             ep.failure_reason = None
     ep.endpoint_status = "InService"
     ep.last_modified_time = utcnow()
+
+
+def start_variants(ep, be, config_name):
+    """Starts the inference image of every variant's model; the first FailureReason, if any."""
+    cfg = be.endpoint_configs.get(config_name)
+    s3 = s3_backends[be.account_id][be.partition]
+    for variant in (cfg.production_variants if cfg else []):
+        model = be._models.get(variant.get("ModelName"))
+        if model is not None:
+            reason = containers.start_inference(ep.endpoint_name, model, s3, ecr_backends,
+                                                be.account_id)
+            if reason:
+                return reason
+    return None
 
 
 def finish_stack(e):
@@ -135,9 +157,10 @@ def finish_training(e):
     else:
         fails = FAULTS.get("fail_training_jobs") or {}
         reason = fails.get(job.training_job_name) or fails.get("*")
-        hp = job.hyper_parameters or {}
-        if not reason and hp.get("train-task") == "dreambooth":
-            reason = write_checkpoints(job, hp, e["backend"].account_id)
+        if not reason:
+            s3 = s3_backends[e["backend"].account_id][job.arn.split(":")[1]]
+            outcome, reason = containers.run_training(
+                job, s3, int(CONFIG["checkpoint_bytes"]), FAULTS)
         if reason:
             job.training_job_status, job.failure_reason = "Failed", reason
             set_secondary(job, "Failed", reason)
@@ -152,44 +175,15 @@ def finish_training(e):
 
 FINISH = {"endpoint": finish_endpoint, "training": finish_training, "stack": finish_stack}
 
-SD2_YAML = """model:
-  base_learning_rate: 1.0e-4
-  target: ldm.models.diffusion.ddpm.LatentDiffusion
-  params:
-    parameterization: "v"
-    image_size: 96
-    channels: 4
-"""
+
+# ECR: an image's digest is the sha256 of its manifest as pushed (moto hashes the layer
+# digests, which gives every layer-less test manifest sha256 of "").
+def _manifest_digest(self):
+    import hashlib
+    self._image_digest = "sha256:" + hashlib.sha256(self.image_manifest.encode()).hexdigest()
 
 
-def write_checkpoints(job, hp, account):
-    """DreamBooth contract (README): returns a FailureReason or None on success."""
-    try:
-        settings = json.loads(hp.get("train-args") or "")["train_dreambooth_settings"]
-        name, steps = settings["db_new_model_name"], settings["db_max_train_steps"]
-        is512 = settings["db_512_model"]
-        if not (isinstance(name, str) and name and isinstance(steps, int)
-                and not isinstance(steps, bool) and isinstance(is512, bool)):
-            raise TypeError("db_new_model_name must be a non-empty string, "
-                            "db_max_train_steps an int, db_512_model a bool")
-    except Exception as err:  # noqa: BLE001 - any parse problem fails the job
-        return f"AlgorithmError: invalid train-args hyperparameter ({type(err).__name__}: {err})"
-    uri = hp.get("sd-models-s3uri") or ""
-    parts = urlparse(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        return f"ClientError: invalid sd-models-s3uri hyperparameter '{uri}'"
-    bucket, prefix = parts.netloc, parts.path.lstrip("/")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    s3 = s3_backends[account][job.arn.split(":")[1]]
-    if bucket not in s3.buckets:
-        return f"ClientError: cannot upload model to {uri}: bucket not found ({bucket})"
-    body = random.Random(job.training_job_name).randbytes(int(CONFIG["checkpoint_bytes"]))
-    s3.put_object(bucket, f"{prefix}{name}_{steps}.ckpt", body)
-    if not is512:
-        s3.put_object(bucket, f"{prefix}{name}_{steps}.yaml", SD2_YAML.encode())
-    return None
-
+_EcrImage._create_digest = _manifest_digest
 
 # ---------------------------------------------------- SageMaker backend patches
 def patch(cls, name):
@@ -573,11 +567,13 @@ def control(environ, start_response):
                 moto_api_backend.reset()
                 clear_state()
             elif not (method == "GET" and path in ("/_sdop/config", "/_sdop/faults", "/_sdop/calls",
-                                                    "/_sdop/calls/log", "/_sdop/health")):
+                                                    "/_sdop/calls/log", "/_sdop/health",
+                                                    "/_sdop/containers")):
                 raise LookupError(f"no route {method} {path}")
             out = (calls_log(environ) if path == "/_sdop/calls/log" else
                    {"/_sdop/config": CONFIG, "/_sdop/faults": FAULTS,
-                    "/_sdop/calls": calls_report()}.get(path, {"status": "ok"}))
+                    "/_sdop/calls": calls_report(),
+                    "/_sdop/containers": containers.report()}.get(path, {"status": "ok"}))
             data, status = json.dumps(out).encode(), "200 OK"
     except LookupError as err:
         data, status = json.dumps({"error": str(err)}).encode(), "404 Not Found"

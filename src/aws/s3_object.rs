@@ -1,5 +1,6 @@
-//! `s3:object`: a local file uploaded to S3 (stack templates). The content fingerprint and the
-//! owner ride in the object's metadata, so an unchanged file is never uploaded again.
+//! `s3:object`: a local file (stack templates) or a body sdop derived (DreamBooth configs)
+//! uploaded to S3. The content fingerprint and the owner ride in the object's metadata, so an
+//! unchanged object is never uploaded again.
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -75,14 +76,16 @@ impl Adapter for TemplateObjectAdapter {
             .known()
             .ok_or_else(|| Error::Terminal("object name unknown".into()))?;
         let (bucket, key) = split(name)?;
-        let path = object
-            .inputs
-            .get("path")
-            .and_then(|p| p.as_str())
-            .ok_or_else(|| Error::Terminal(format!("no local file for {name}")))?;
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|e| Error::Terminal(format!("cannot read {path}: {e}")))?;
+        let body = match (
+            object.inputs.get("body").and_then(|b| b.as_str()),
+            object.inputs.get("path").and_then(|p| p.as_str()),
+        ) {
+            (Some(text), _) => ByteStream::from(text.as_bytes().to_vec()),
+            (None, Some(path)) => ByteStream::from_path(path)
+                .await
+                .map_err(|e| Error::Terminal(format!("cannot read {path}: {e}")))?,
+            (None, None) => return Err(Error::Terminal(format!("no content for {name}"))),
+        };
         let fingerprint = object
             .get("contentFingerprint")
             .and_then(|f| f.as_str())
@@ -93,6 +96,13 @@ impl Adapter for TemplateObjectAdapter {
             .bucket(bucket)
             .key(key)
             .body(body)
+            .set_content_type(
+                object
+                    .inputs
+                    .get("contentType")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string),
+            )
             .metadata(META_FINGERPRINT, fingerprint)
             .metadata(META_RESOURCE, ctx.resource.to_string())
             .send()

@@ -1,7 +1,9 @@
 //! `sagemaker:training-job`: a DreamBooth finetune. Named from the spec's content hash, so a
 //! restart never starts it twice and a finished job is never re-run for the same spec.
 //! SageMaker cannot delete training jobs: delete stops one that is still running.
-//! Completed jobs expose their checkpoints; the newest is the highest step number.
+//! A Completed job must have written the checkpoint its config implies: train.py drops the
+//! exit status of the WebUI's training run, so a job whose training failed also ends
+//! Completed, and the missing checkpoint is the only sign (reported as Failed).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_sagemaker::types::{
     AlgorithmSpecification, Channel, DataSource, OutputDataConfig, ResourceConfig,
     S3DataDistribution, S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode,
-    TrainingInstanceType, TrainingJobStatus,
+    TrainingInstanceType, TrainingJobStatus, VpcConfig,
 };
 use serde_json::Value;
 
@@ -41,77 +43,61 @@ fn channel(name: &str, uri: &str) -> Result<Channel> {
         .build())
 }
 
-/// `(steps, key)` of `<model>_<steps>.(ckpt|safetensors)` keys.
-pub fn newest_checkpoint<'a>(
-    keys: impl IntoIterator<Item = &'a str>,
-    model: &str,
-) -> Option<(u64, &'a str)> {
-    keys.into_iter()
-        .filter_map(|key| {
-            let file = key.rsplit('/').next()?;
-            let stem = file
-                .strip_suffix(".ckpt")
-                .or_else(|| file.strip_suffix(".safetensors"))?;
-            let steps = stem
-                .strip_prefix(model)?
-                .strip_prefix('_')?
-                .parse::<u64>()
-                .ok()?;
-            Some((steps, key))
-        })
-        .max_by_key(|(steps, _)| *steps)
+/// Whether `key` exists in `bucket`.
+async fn object_exists(ctx: &ObjectContext<'_>, bucket: &str, key: &str) -> Result<bool> {
+    absent_if(
+        ctx.clients
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3:HeadObject", e)),
+        |err| super::is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
+    )
+    .map(|head| head.is_some())
 }
 
+/// The checkpoint (and `.yaml`) a Completed job must have uploaded: outputs when present, the
+/// reason it failed when not.
 async fn checkpoint_outputs(
     ctx: &ObjectContext<'_>,
     desired: &DesiredObject,
     outputs: &mut BTreeMap<String, String>,
-) -> Result<()> {
-    let (Some(prefix), Some(model)) = (
-        desired
-            .inputs
-            .get("checkpointS3Uri")
-            .and_then(Value::as_str),
-        desired.inputs.get("modelName").and_then(Value::as_str),
-    ) else {
-        return Ok(());
+) -> Result<Option<String>> {
+    let text = |name: &str| desired.inputs.get(name).and_then(Value::as_str);
+    let (Some(prefix), Some(checkpoint)) = (text("checkpointS3Uri"), text("expectedCheckpoint"))
+    else {
+        return Ok(None);
     };
     let uri = rules::s3_uri(prefix).map_err(Error::Terminal)?;
-    let mut keys = Vec::new();
-    let mut pages = ctx
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&uri.bucket)
-        .prefix(format!("{}{model}_", uri.key))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
-    }
-    if let Some((steps, key)) = newest_checkpoint(keys.iter().map(String::as_str), model) {
-        outputs.insert(
-            "latestCheckpoint".into(),
-            format!("s3://{}/{key}", uri.bucket),
-        );
-        outputs.insert("latestCheckpointSteps".into(), steps.to_string());
-        let yaml = format!(
-            "{}.yaml",
-            key.rsplit_once('.').map_or(key, |(stem, _)| stem)
-        );
-        if keys.contains(&yaml) {
-            outputs.insert(
-                "latestCheckpointYaml".into(),
-                format!("s3://{}/{yaml}", uri.bucket),
-            );
+    let mut missing = Vec::new();
+    for (output, file) in [
+        ("latestCheckpoint", Some(checkpoint)),
+        ("latestCheckpointYaml", text("expectedCheckpointYaml")),
+    ] {
+        let Some(file) = file else { continue };
+        let key = format!("{}{file}", uri.key);
+        if object_exists(ctx, &uri.bucket, &key).await? {
+            outputs.insert(output.into(), format!("s3://{}/{key}", uri.bucket));
+        } else {
+            missing.push(format!("s3://{}/{key}", uri.bucket));
         }
     }
-    Ok(())
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "training job Completed but did not write {}: the WebUI's training run failed inside the container (train.py ignores its exit status); see the job's CloudWatch log stream",
+            missing.join(" and ")
+        )
+    }))
+}
+
+fn channel_map(object: &DesiredObject) -> BTreeMap<String, String> {
+    object
+        .get("channels")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -168,7 +154,11 @@ impl Adapter for TrainingJobAdapter {
         observed.outputs.insert("trainingJobArn".into(), arn);
         if observed.state == ObjectState::Ready {
             if let Some(desired) = desired {
-                checkpoint_outputs(ctx, desired, &mut observed.outputs).await?;
+                if let Some(reason) =
+                    checkpoint_outputs(ctx, desired, &mut observed.outputs).await?
+                {
+                    observed.state = ObjectState::Failed(reason);
+                }
             }
         }
         Ok(Some(observed))
@@ -186,28 +176,10 @@ impl Adapter for TrainingJobAdapter {
                 .unwrap_or_default()
                 .to_string()
         };
-        let channels = object.get("channels").cloned().unwrap_or(Value::Null);
         let mut input = Vec::new();
-        for (i, concept) in channels["concepts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let channel_name = if i == 0 {
-                "concepts".to_string()
-            } else {
-                format!("concepts{i}")
-            };
-            input.push(channel(
-                &channel_name,
-                concept.as_str().unwrap_or_default(),
-            )?);
+        for (channel_name, uri) in channel_map(object) {
+            input.push(channel(&channel_name, &uri)?);
         }
-        input.push(channel(
-            "models",
-            channels["models"].as_str().unwrap_or_default(),
-        )?);
         let hyperparameters: BTreeMap<String, String> = object
             .get("hyperparameters")
             .and_then(|h| serde_json::from_value(h.clone()).ok())
@@ -221,10 +193,23 @@ impl Adapter for TrainingJobAdapter {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
+        let vpc_config = object
+            .get("vpcConfig")
+            .filter(|v| !v.is_null())
+            .map(|vpc| {
+                let list = |key: &str| -> Vec<String> {
+                    serde_json::from_value(vpc[key].clone()).unwrap_or_default()
+                };
+                VpcConfig::builder()
+                    .set_subnets(Some(list("subnets")))
+                    .set_security_group_ids(Some(list("securityGroupIds")))
+                    .build()
+            });
         ctx.clients
             .sagemaker
             .create_training_job()
             .training_job_name(name)
+            .set_vpc_config(vpc_config)
             .role_arn(text("roleArn"))
             .algorithm_specification(
                 AlgorithmSpecification::builder()
@@ -306,24 +291,3 @@ impl Adapter for TrainingJobAdapter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn newest_checkpoint_is_the_highest_step() {
-        let keys = [
-            "m/jp_500.ckpt",
-            "m/jp_2500.ckpt",
-            "m/jp_2500.yaml",
-            "m/jp_1000.safetensors",
-            "m/jp-other_9000.ckpt",
-            "m/jp_x.ckpt",
-        ];
-        assert_eq!(
-            newest_checkpoint(keys, "jp"),
-            Some((2500, "m/jp_2500.ckpt"))
-        );
-        assert_eq!(newest_checkpoint(["a.txt"], "jp"), None);
-    }
-}

@@ -1,7 +1,9 @@
 //! `DreamboothJob`: a DreamBooth finetune as a SageMaker training job (workshop step 10),
-//! shaped as the all-in-one-ai training container expects (`train.py`, `train-task`,
-//! `train-args`, channels `concepts` and `models`). The job name carries the spec's content
-//! hash: a restart never starts it twice, and a spec change starts a new job.
+//! shaped as the pinned all-in-one-ai training image expects ([`crate::contract::training`]):
+//! the friendly spec fields become a DreamBooth config object (written to S3 and mounted as
+//! the `config` channel), `train-args` with the full key set, one channel per concept and the
+//! `models` channel. The job name carries the content hash of all of it: a restart never
+//! starts it twice, and a spec change starts a new job.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::model_package::ModelPackage;
-use super::{Checks, Claim, DesiredContext, ImageRef, Kind, Reference};
+use super::stack::TEMPLATE_OBJECT;
+use super::{Checks, Claim, DesiredContext, ImageRef, Kind, Reference, ValueSource, VpcConfig};
+use crate::contract::training::{
+    self, concept_channel, hyperparameter_value, ConceptSettings, DreamboothSettings,
+    TRAIN_PY_ARGUMENTS,
+};
+use crate::contract::{inference, ContainerContract};
 use crate::engine::naming::{content_hash, hashed_name};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
@@ -34,7 +42,8 @@ pub struct SourceCheckpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Concept {
-    /// Training images, e.g. `s3://sagemaker-us-east-1-123456789012/dataset/`.
+    /// Training images, e.g. `s3://sagemaker-us-east-1-123456789012/dataset/`; mounted as the
+    /// job's channel `concepts` (then `concepts2`, `concepts3`).
     pub dataset_s3_uri: String,
     /// The new token, e.g. `jpstyle girl`.
     pub instance_token: String,
@@ -55,6 +64,9 @@ pub struct Concept {
 pub struct DreamboothJobSpec {
     /// Base of the training job name; sdop appends `-<spec hash>`.
     pub training_job_name: String,
+    /// The training image's upstream version (README "Container contract").
+    #[serde(default)]
+    pub contract: ContainerContract,
     pub image: ImageRef,
     /// e.g. `ml.g4dn.2xlarge`.
     pub instance_type: String,
@@ -81,7 +93,23 @@ pub struct DreamboothJobSpec {
     pub output_s3_uri: Option<String>,
     #[serde(default = "default_max_runtime")]
     pub max_runtime_seconds: u32,
-    /// Extra hyperparameters passed through unchanged.
+    /// Where the container uploads the DreamBooth model folder (`db-models-s3uri`); defaults
+    /// to `s3://<checkpoint bucket>/stable-diffusion-webui/dreambooth/` (the backend's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_models_s3_uri: Option<String>,
+    /// The all-in-one-ai API URL (`api-endpoint`); train.py needs a value. Defaults to the
+    /// notebook's stand-in `noapi`, which this training image accepts (it calls the API only
+    /// for a `username` or a config missing from the `config` channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<ValueSource>,
+    /// The WebUI user to train as (`username`); the image then loads that user's options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Subnets and security groups (upstream trains in the stack's private subnets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfig>,
+    /// Other train.py options sdop does not set itself (`embeddings-s3uri`,
+    /// `hypernetwork-s3uri`); any other key is refused: train.py exits on it.
     #[serde(default)]
     pub hyperparameters: BTreeMap<String, String>,
     #[serde(default)]
@@ -124,9 +152,21 @@ fn checkpoint_file(path: &str) -> Result<(), String> {
     }
 }
 
+/// train.py options sdop sets from the spec (a manifest may not set them by hand).
+const SET_BY_SDOP: &[(&str, &str)] = &[
+    ("train-task", "always dreambooth"),
+    ("train-args", "the spec's model fields"),
+    ("sd-models-s3uri", "spec.checkpointS3Uri"),
+    ("db-models-s3uri", "spec.dbModelsS3Uri"),
+    ("ckpt", "spec.sourceCheckpoint"),
+    ("api-endpoint", "spec.apiEndpoint"),
+    ("username", "spec.username"),
+    ("dreambooth-config-id", "the config sdop writes"),
+];
+
 impl DreamboothJobSpec {
     /// The models channel: the checkpoint's S3 prefix without extension, so that the `.yaml`
-    /// beside an SD 2.x checkpoint comes along.
+    /// beside an SD 2.x checkpoint comes along (as upstream's trainer builds it).
     fn models_channel(&self, ctx: &DesiredContext) -> Option<String> {
         let uri = match (
             &self.source_checkpoint.s3_uri,
@@ -150,36 +190,73 @@ impl DreamboothJobSpec {
         })
     }
 
-    /// `train-args` as the all-in-one-ai DreamBooth extension reads it.
-    pub fn train_args(&self) -> serde_json::Value {
-        let concepts: Vec<serde_json::Value> = self
-            .concepts
-            .iter()
-            .map(|c| {
-                json!({
-                    "instance_data_dir": "/opt/ml/input/data/concepts/",
-                    "instance_token": c.instance_token,
-                    "class_token": c.class_token,
-                    "instance_prompt": c.instance_prompt.clone().unwrap_or_else(|| format!("photo of {}", c.instance_token)),
-                    "class_prompt": c.class_prompt.clone().unwrap_or_else(|| format!("photo of {}", c.class_token)),
-                    "num_class_images": c.num_class_images.unwrap_or(0),
+    /// The source checkpoint's file name, as it lands in the `models` channel.
+    fn source_file(&self) -> String {
+        self.source_checkpoint
+            .s3_uri
+            .as_deref()
+            .or(self.source_checkpoint.file.as_deref())
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The friendly fields, as the contract maps them.
+    pub fn settings(&self) -> DreamboothSettings {
+        DreamboothSettings {
+            model_name: self.model_name.clone(),
+            source_file: self.source_file(),
+            v2: self.resolution == 768,
+            resolution: self.resolution,
+            max_train_steps: self.max_train_steps,
+            learning_rate: self.learning_rate,
+            train_batch_size: self.train_batch_size,
+            concepts: self
+                .concepts
+                .iter()
+                .map(|c| ConceptSettings {
+                    instance_prompt: c
+                        .instance_prompt
+                        .clone()
+                        .unwrap_or_else(|| format!("photo of {}", c.instance_token)),
+                    class_prompt: c
+                        .class_prompt
+                        .clone()
+                        .unwrap_or_else(|| format!("photo of {}", c.class_token)),
+                    instance_token: c.instance_token.clone(),
+                    class_token: c.class_token.clone(),
+                    num_class_images: c.num_class_images.unwrap_or(0),
                 })
-            })
-            .collect();
-        json!({
-            "train_dreambooth_settings": {
-                "db_create_new_db_model": true,
-                "db_new_model_name": self.model_name,
-                "db_new_model_src": self.source_checkpoint.s3_uri.clone()
-                    .or_else(|| self.source_checkpoint.file.clone())
-                    .and_then(|s| s.rsplit('/').next().map(str::to_string)),
-                "db_512_model": self.resolution == 512,
-                "db_max_train_steps": self.max_train_steps,
-                "db_learning_rate": self.learning_rate,
-                "db_train_batch_size": self.train_batch_size,
-                "db_concepts": concepts,
-            }
+                .collect(),
+        }
+    }
+
+    fn checkpoint_bucket(&self) -> String {
+        self.checkpoint_s3_uri
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn db_models_uri(&self) -> String {
+        self.db_models_s3_uri.clone().unwrap_or_else(|| {
+            format!(
+                "s3://{}/stable-diffusion-webui/dreambooth/",
+                self.checkpoint_bucket()
+            )
         })
+    }
+
+    /// `train-args` as the pinned webui.py reads it.
+    pub fn train_args(&self) -> serde_json::Value {
+        self.contract.training().train_args(&self.settings())
+    }
+
+    /// The checkpoint (and `.yaml`) file names the job writes.
+    pub fn expected_checkpoint(&self) -> (String, Option<String>) {
+        self.contract.training().checkpoint_files(&self.settings())
     }
 }
 
@@ -189,6 +266,9 @@ impl Kind for DreamboothJob {
         "trainingJobName",
         "trainingJobArn",
         "checkpointS3Uri",
+        "expectedCheckpoint",
+        "expectedCheckpointYaml",
+        "modelCheckpointPath",
         "latestCheckpoint",
         "latestCheckpointYaml",
     ];
@@ -275,6 +355,63 @@ impl Kind for DreamboothJob {
         if spec.concepts.is_empty() {
             checks.error("spec.concepts", "at least one concept is required");
         }
+        let training = spec.contract.training();
+        if spec.concepts.len() > training.max_concepts {
+            checks.error(
+                "spec.concepts",
+                format!(
+                    "contract {} holds at most {} concepts (the positional DreamBooth config has c1_ to c{}_ fields)",
+                    spec.contract.name(),
+                    training.max_concepts,
+                    training.max_concepts
+                ),
+            );
+        }
+        if spec.train_batch_size == 0 {
+            checks.error("spec.trainBatchSize", "trainBatchSize must be at least 1");
+        }
+        checks.check(
+            "spec.sourceCheckpoint",
+            training::single_quoted_shell_text(&spec.source_file()),
+        );
+        for (key, value) in &spec.hyperparameters {
+            let at = format!("spec.hyperparameters.{key}");
+            if let Some((_, from)) = SET_BY_SDOP.iter().find(|(k, _)| k == key) {
+                checks.error(at, format!("{key:?} is set by sdop from {from}"));
+            } else if !TRAIN_PY_ARGUMENTS.contains(&key.as_str()) {
+                checks.error(
+                    at,
+                    format!(
+                        "train.py (contract {}) accepts only --{}; argparse exits with 'unrecognized arguments' on --{key}",
+                        spec.contract.name(),
+                        TRAIN_PY_ARGUMENTS.join(", --")
+                    ),
+                );
+            } else {
+                checks.check(at, training::unquoted_shell_word(value));
+            }
+        }
+        if let Some(ValueSource::Literal(api)) = &spec.api_endpoint {
+            checks.check("spec.apiEndpoint", training::unquoted_shell_word(api));
+        }
+        if let Some(api) = &spec.api_endpoint {
+            api.check("spec.apiEndpoint", checks);
+        }
+        if let Some(user) = &spec.username {
+            checks.check("spec.username", training::unquoted_shell_word(user));
+        }
+        if let Some(uri) = &spec.db_models_s3_uri {
+            checks.check("spec.dbModelsS3Uri", rules::s3_prefix_uri(uri));
+        }
+        for (path, uri) in [("spec.checkpointS3Uri", &spec.checkpoint_s3_uri)]
+            .into_iter()
+            .chain(spec.db_models_s3_uri.iter().map(|u| ("spec.dbModelsS3Uri", u)))
+        {
+            checks.check(path, training::unquoted_shell_word(uri));
+        }
+        if let Some(vpc) = &spec.vpc_config {
+            vpc.check("spec.vpcConfig", checks);
+        }
         for (i, concept) in spec.concepts.iter().enumerate() {
             checks.check(
                 format!("spec.concepts[{i}].datasetS3Uri"),
@@ -315,6 +452,11 @@ impl Kind for DreamboothJob {
                 .requiring("format", "uncompressed"),
             );
         }
+        refs.extend(
+            spec.api_endpoint
+                .as_ref()
+                .and_then(|api| api.reference("spec.apiEndpoint")),
+        );
         refs
     }
 
@@ -326,33 +468,93 @@ impl Kind for DreamboothJob {
     }
 
     fn spec_outputs(spec: &DreamboothJobSpec) -> BTreeMap<String, String> {
-        [(
-            "checkpointS3Uri".to_string(),
-            spec.checkpoint_s3_uri.clone(),
-        )]
-        .into()
+        let (checkpoint, yaml) = spec.expected_checkpoint();
+        let mut outputs: BTreeMap<String, String> = [
+            (
+                "checkpointS3Uri".to_string(),
+                spec.checkpoint_s3_uri.clone(),
+            ),
+            (
+                "modelCheckpointPath".to_string(),
+                format!("{}Stable-diffusion/{checkpoint}", inference::MODEL_DIR),
+            ),
+            ("expectedCheckpoint".to_string(), checkpoint),
+        ]
+        .into();
+        if let Some(yaml) = yaml {
+            outputs.insert("expectedCheckpointYaml".into(), yaml);
+        }
+        outputs
     }
 
     fn desired(spec: &DreamboothJobSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
-        let mut hyperparameters = spec.hyperparameters.clone();
-        hyperparameters.insert("sagemaker_program".into(), "train.py".into());
-        hyperparameters.insert("train-task".into(), "dreambooth".into());
-        hyperparameters.insert("train-args".into(), spec.train_args().to_string());
-        hyperparameters.insert("sd-models-s3uri".into(), spec.checkpoint_s3_uri.clone());
-        let concepts: Vec<&str> = spec
+        let training = spec.contract.training();
+        let settings = spec.settings();
+        // The DreamBooth config object, content-addressed: its id names the file the image
+        // opens (`/opt/ml/input/data/config/{id}.json`).
+        let config = training.dreambooth_config(&settings);
+        let config_id = training.config_id(&config);
+        let bucket = spec.checkpoint_bucket();
+        let config_key = format!("sdop/dreambooth-config/{config_id}.json");
+        let config_object = DesiredObject::new(
+            TEMPLATE_OBJECT,
+            ObjectName::Known(format!("{bucket}/{config_key}")),
+            Mutability::InPlace,
+        )
+        .field("contentFingerprint", Some(json!(config_id)))
+        .input("body", json!(config.to_string()))
+        .input("contentType", json!("application/json"));
+
+        let api_endpoint = match &spec.api_endpoint {
+            Some(api) => api.resolve(ctx.outputs),
+            None => Some(inference::NOTEBOOK_STAND_IN.to_string()),
+        };
+        let mut hyperparameters: BTreeMap<String, Option<String>> = spec
+            .hyperparameters
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        let mut set = |key: &str, value: Option<String>| {
+            hyperparameters.insert(key.to_string(), value);
+        };
+        set("train-task", Some("dreambooth".into()));
+        // JSON text of the object; hyperparameter_value below encodes it once more.
+        set("train-args", Some(spec.train_args().to_string()));
+        set("sd-models-s3uri", Some(spec.checkpoint_s3_uri.clone()));
+        set("db-models-s3uri", Some(spec.db_models_uri()));
+        set(
+            "ckpt",
+            Some(format!(
+                "{}{}/{}",
+                training::CHANNEL_ROOT,
+                training::MODELS_CHANNEL,
+                settings.source_file
+            )),
+        );
+        set("dreambooth-config-id", Some(config_id.clone()));
+        set("api-endpoint", api_endpoint);
+        if let Some(user) = &spec.username {
+            set("username", Some(user.clone()));
+        }
+        let hyperparameters: Option<BTreeMap<String, String>> = hyperparameters
+            .into_iter()
+            .map(|(k, v)| v.map(|v| (k, hyperparameter_value(&v))))
+            .collect();
+        let mut channels: BTreeMap<String, String> = spec
             .concepts
             .iter()
-            .map(|c| c.dataset_s3_uri.as_str())
+            .enumerate()
+            .map(|(i, c)| (concept_channel(i), c.dataset_s3_uri.clone()))
             .collect();
-        let output = spec.output_s3_uri.clone().unwrap_or_else(|| {
-            let bucket = spec
-                .checkpoint_s3_uri
-                .trim_start_matches("s3://")
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            format!("s3://{bucket}/sdop/training-output/")
-        });
+        channels.insert(
+            training::CONFIG_CHANNEL.into(),
+            format!("s3://{bucket}/{config_key}"),
+        );
+        let models = spec.models_channel(ctx);
+        let output = spec
+            .output_s3_uri
+            .clone()
+            .unwrap_or_else(|| format!("s3://{bucket}/sdop/training-output/"));
         let job = DesiredObject::new(
             AWS_TYPE,
             ObjectName::AfterApply {
@@ -364,14 +566,17 @@ impl Kind for DreamboothJob {
         .field("instanceType", Some(json!(spec.instance_type)))
         .field("instanceCount", Some(json!(spec.instance_count)))
         .field("roleArn", Some(json!(spec.role_arn)))
-        .field("hyperparameters", Some(json!(hyperparameters)))
+        .field("hyperparameters", hyperparameters.map(|h| json!(h)))
         .field(
             "channels",
-            spec.models_channel(ctx)
-                .map(|models| json!({"concepts": concepts, "models": models})),
+            models.map(|models| {
+                channels.insert(training::MODELS_CHANNEL.into(), models);
+                json!(channels)
+            }),
         )
         .field("outputS3Uri", Some(json!(output)))
-        .field("maxRuntimeSeconds", Some(json!(spec.max_runtime_seconds)));
+        .field("maxRuntimeSeconds", Some(json!(spec.max_runtime_seconds)))
+        .field("vpcConfig", Some(json!(spec.vpc_config)));
         let name = if job.fully_known() {
             ObjectName::Known(hashed_name(
                 &spec.training_job_name,
@@ -383,14 +588,19 @@ impl Kind for DreamboothJob {
                 base: spec.training_job_name.clone(),
             }
         };
+        let (checkpoint, yaml) = spec.expected_checkpoint();
         let job = job
             .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
-            .input("modelName", json!(spec.model_name))
+            .input("expectedCheckpoint", json!(checkpoint))
+            .input("expectedCheckpointYaml", json!(yaml))
             .input("tags", json!(spec.tags));
-        vec![DesiredObject {
-            name,
-            content_named: true,
-            ..job
-        }]
+        vec![
+            config_object,
+            DesiredObject {
+                name,
+                content_named: true,
+                ..job
+            },
+        ]
     }
 }

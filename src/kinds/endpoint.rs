@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::model_package::ModelPackage;
-use super::{Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference};
+use super::{
+    Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference, ValueSource, VpcConfig,
+};
+use crate::contract::ContainerContract;
 use crate::engine::naming::{content_hash, hashed_name};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::manifest::ResourceId;
@@ -40,16 +43,13 @@ pub struct AsyncInference {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct VpcConfig {
-    pub subnets: Vec<String>,
-    pub security_group_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointSpec {
     /// The SageMaker endpoint name (at most 63 characters).
     pub endpoint_name: String,
+    /// The inference image's upstream version (README "Container contract"); decides which
+    /// environment the image needs.
+    #[serde(default)]
+    pub contract: ContainerContract,
     pub image: ImageRef,
     pub model_data: ModelDataRef,
     /// e.g. `ml.g4dn.2xlarge`.
@@ -58,8 +58,12 @@ pub struct EndpointSpec {
     pub instance_count: u32,
     /// IAM role SageMaker assumes for the model.
     pub execution_role_arn: String,
+    /// The Model's environment as the image reads it: `api_endpoint` (the all-in-one-ai API
+    /// URL), `ckpt` (e.g. `valueFrom` a DreamboothJob's `modelCheckpointPath`),
+    /// `embeddings_s3uri`, `hypernetwork_s3uri`, `generated_images_s3uri`. sdop adds
+    /// `endpoint_name`. Values may be `{valueFrom: {resource, output}}`.
     #[serde(default)]
-    pub environment: BTreeMap<String, String>,
+    pub environment: BTreeMap<String, ValueSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub async_inference: Option<AsyncInference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +105,31 @@ fn derived_name(base: &str, object: &DesiredObject) -> ObjectName {
             base: base.to_string(),
         }
     }
+}
+
+/// The Model's environment once every `valueFrom` is known (`None` until then). A value read
+/// from another resource that the image would crash on yields no environment (a resource
+/// stuck waiting is better than an endpoint that never passes its health check); the check is
+/// the same as validation's for literals.
+fn environment(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<BTreeMap<String, String>> {
+    let resolved: Option<BTreeMap<String, String>> = spec
+        .environment
+        .iter()
+        .map(|(k, v)| v.resolve(ctx.outputs).map(|v| (k.clone(), v)))
+        .collect();
+    let resolved = resolved?;
+    let inference = spec.contract.inference();
+    let as_checked = resolved
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    if !inference
+        .environment_problems(spec.contract.name(), &as_checked, &spec.endpoint_name)
+        .is_empty()
+    {
+        return None;
+    }
+    Some(inference.model_environment(resolved, &spec.endpoint_name))
 }
 
 impl Kind for Endpoint {
@@ -159,20 +188,28 @@ impl Kind for Endpoint {
             }
         }
         if let Some(vpc) = &spec.vpc_config {
-            if vpc.subnets.is_empty() || vpc.subnets.iter().any(|s| !s.starts_with("subnet-")) {
-                checks.error(
-                    "spec.vpcConfig.subnets",
-                    "subnets must be one or more subnet-... IDs",
-                );
-            }
-            if vpc.security_group_ids.is_empty()
-                || vpc.security_group_ids.iter().any(|s| !s.starts_with("sg-"))
-            {
-                checks.error(
-                    "spec.vpcConfig.securityGroupIds",
-                    "securityGroupIds must be one or more sg-... IDs",
-                );
-            }
+            vpc.check("spec.vpcConfig", checks);
+        }
+        for (name, value) in &spec.environment {
+            value.check(&format!("spec.environment.{name}"), checks);
+        }
+        let literal: BTreeMap<String, Option<String>> = spec
+            .environment
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    ValueSource::Literal(text) => Some(text.clone()),
+                    ValueSource::From { .. } => None,
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        for (name, message) in spec.contract.inference().environment_problems(
+            spec.contract.name(),
+            &literal,
+            &spec.endpoint_name,
+        ) {
+            checks.error(format!("spec.environment.{name}"), message);
         }
         if let Some(timeout) = spec.container_startup_health_check_timeout_seconds {
             if !(60..=3600).contains(&timeout) {
@@ -194,6 +231,11 @@ impl Kind for Endpoint {
                 package,
             ));
         }
+        refs.extend(
+            spec.environment
+                .iter()
+                .filter_map(|(name, value)| value.reference(&format!("spec.environment.{name}"))),
+        );
         refs
     }
 
@@ -244,7 +286,7 @@ impl Kind for Endpoint {
         .field("image", spec.image.resolve(ctx.outputs).map(|i| json!(i)))
         .field("modelData", model_data)
         .field("executionRoleArn", Some(json!(spec.execution_role_arn)))
-        .field("environment", Some(json!(spec.environment)))
+        .field("environment", environment(spec, ctx).map(|e| json!(e)))
         .field("vpcConfig", Some(json!(spec.vpc_config)));
         let model = DesiredObject {
             name: derived_name(&spec.endpoint_name, &model),

@@ -320,6 +320,35 @@ impl ValueSource {
     }
 }
 
+/// Subnets and security groups a SageMaker model or training job runs in (the all-in-one-ai
+/// portal and trainer use the stack's private subnets and its security group: its API admits
+/// only the stack's NAT addresses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VpcConfig {
+    pub subnets: Vec<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+impl VpcConfig {
+    pub fn check(&self, path: &str, checks: &mut Checks) {
+        if self.subnets.is_empty() || self.subnets.iter().any(|s| !s.starts_with("subnet-")) {
+            checks.error(
+                format!("{path}.subnets"),
+                "subnets must be one or more subnet-... IDs",
+            );
+        }
+        if self.security_group_ids.is_empty()
+            || self.security_group_ids.iter().any(|s| !s.starts_with("sg-"))
+        {
+            checks.error(
+                format!("{path}.securityGroupIds"),
+                "securityGroupIds must be one or more sg-... IDs",
+            );
+        }
+    }
+}
+
 /// The type-erased face of a [`Kind`], so the engine can hold all kinds in one list.
 pub trait KindHandler: Send + Sync {
     fn kind(&self) -> &'static str;
