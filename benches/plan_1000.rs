@@ -94,7 +94,7 @@ spec:
   modelData: {{modelPackage: tuned{g}}}
   instanceType: ml.g4dn.2xlarge
   executionRoleArn: {ROLE}
-  environment: {{SAGEMAKER_MODEL_SERVER_TIMEOUT: "1200"}}
+  environment: {{api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}}
   asyncInference: {{outputPath: "s3://sdop-bench-{g}/asyncinvoke/out/"}}
 ---
 apiVersion: sdop/v1alpha1
@@ -106,6 +106,7 @@ spec:
   modelData: {{s3Uri: "s3://sdop-bench-{g}-x/extra/model.tar.gz"}}
   instanceType: ml.g4dn.xlarge
   executionRoleArn: {ROLE}
+  environment: {{api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}}
 "#
     )
 }

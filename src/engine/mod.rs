@@ -80,6 +80,7 @@ spec:
   modelData: {s3Uri: "s3://sdop-assets/model.tar.gz"}
   instanceType: ml.g4dn.2xlarge
   executionRoleArn: arn:aws:iam::123456789012:role/sm
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
 ---
 apiVersion: sdop/v1alpha1
 kind: Bucket

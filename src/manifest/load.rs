@@ -544,7 +544,7 @@ mod tests {
             "t.yaml",
             "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: ok}\nspec: {bucketName: sdop-ok, region: us-east-1}\n---\n\
              apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: bad}\nspec: {output: s3://sdop-ok/m.tar.gz, compressionLevel: 12, sources: [{s3: s3://sdop-ok/a.ckpt, path: Stable-diffusion/}]}\n---\n\
-             apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: uses-bad}\nspec: {endpointName: e, image: {uri: a/b:c}, modelData: {modelPackage: bad}, instanceType: ml.g4dn.xlarge, executionRoleArn: arn:aws:iam::123456789012:role/r}\n",
+             apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: uses-bad}\nspec: {endpointName: e, image: {uri: a/b:c}, modelData: {modelPackage: bad}, instanceType: ml.g4dn.xlarge, executionRoleArn: arn:aws:iam::123456789012:role/r, contract: all-in-one-ai/2023-03-01}\n",
         );
         assert!(!loaded.is_valid());
         let subset = loaded.valid_subset();

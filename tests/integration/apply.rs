@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::support::local_aws::LocalAws;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
+const API: &str = "https://api-id.execute-api.us-east-1.amazonaws.com/prod";
 
 struct Env {
     aws: LocalAws,
@@ -112,6 +113,7 @@ spec:
   modelData: {{s3Uri: "s3://sdop-it-assets/model.tar.gz"}}
   instanceType: {instance}
   executionRoleArn: {ROLE}
+  environment: {{api_endpoint: "{API}"}}
 {extra}"#
     )
 }
@@ -417,12 +419,12 @@ spec:
   image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}}
   instanceType: ml.g4dn.2xlarge
   roleArn: {ROLE}
-  sourceCheckpoint: {{s3Uri: "s3://sdop-it-train/checkpoints/v2-1_768-ema-pruned.ckpt"}}
+  sourceCheckpoint: {{s3Uri: "s3://sdop-it-train-inputs/checkpoints/v2-1_768-ema-pruned.ckpt"}}
   modelName: jp-style-model
   resolution: 768
   maxTrainSteps: {steps}
   concepts:
-    - {{datasetS3Uri: "s3://sdop-it-train/dataset/", instanceToken: jpstyle girl, classToken: girl}}
+    - {{datasetS3Uri: "s3://sdop-it-train-inputs/dataset/", instanceToken: jpstyle girl, classToken: girl}}
   checkpointS3Uri: s3://sdop-it-train/models/Stable-diffusion/
 "#
     )
@@ -433,6 +435,7 @@ async fn training_runs_once_per_spec_even_after_losing_state() {
     let env = Env::new();
     env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
     env.write("job.yaml", &dreambooth(2500));
+    env.aws.seed_training_inputs("sdop-it-train-inputs").await;
     env.aws.configure(json!({"training_seconds": 1.5}));
     // Start, then forget everything sdop knew (a crash right after CreateTrainingJob).
     let (result, _) = env.apply_with(ApplyOptions::default()).await;

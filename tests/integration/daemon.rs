@@ -11,6 +11,7 @@ use crate::support::daemon::{leak_audit, mutations_by, Daemon, WebhookSink};
 use crate::support::local_aws::LocalAws;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
+const API: &str = "https://api-id.execute-api.us-east-1.amazonaws.com/prod";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn write(dir: &Path, file: &str, text: &str) {
@@ -39,7 +40,7 @@ spec:
   modelData: {{s3Uri: "s3://sdop-it-assets/model.tar.gz"}}
   instanceType: ml.g4dn.xlarge
   executionRoleArn: {ROLE}
-  environment: {{MODE: "{env_value}"}}
+  environment: {{MODE: "{env_value}", api_endpoint: "{API}"}}
 "#
     )
 }
@@ -222,6 +223,8 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
     aws.configure(json!({"training_seconds": 1.0, "endpoint_create_seconds": 0.5, "endpoint_update_seconds": 0.5}));
     let state = tempfile::tempdir().unwrap();
     let example = crate::support::local_aws::repo_root().join("examples/train-then-deploy");
+    // The user's part: the training images (the container fails on an empty concept dir).
+    aws.seed_dataset("sdop-example-datasets", "portrait/", 3).await;
     let hook = WebhookSink::start();
     let daemon = Daemon::start(
         &aws,

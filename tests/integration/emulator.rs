@@ -11,7 +11,7 @@ use aws_sdk_sagemaker::types::{
     S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode, TrainingInstanceType,
     TrainingJobStatus,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::local_aws::{self, LocalAws};
 
@@ -41,6 +41,7 @@ async fn model_and_config(sm: &aws_sdk_sagemaker::Client, name: &str) {
             ContainerDefinition::builder()
                 .image(IMAGE)
                 .model_data_url("s3://bucket/model.tar.gz")
+                .environment("api_endpoint", "https://api-id.execute-api.us-east-1.amazonaws.com/prod")
                 .build(),
         )
         .send()
@@ -218,37 +219,101 @@ async fn duplicate_names_are_rejected_and_tags_upsert() {
     assert_eq!(found, [("sdop.io/spec-hash", "two")]);
 }
 
+/// A DreamBooth request as upstream's notebook (`stable-diffusion-webui-dreambooth.ipynb`)
+/// builds it for the workshop's training image: every hyperparameter `json.dumps`-ed, train-args
+/// twice; the positional config (extension 249de82 `DreamboothConfig`, 104 parameters) as
+/// `config/<id>.json` in the `config` channel; the source checkpoint key without its extension
+/// as `models`. Written from the upstream facts, independently of sdop's contract module.
+struct Dreambooth {
+    hyperparameters: Vec<(String, String)>,
+    channels: Vec<(&'static str, String)>,
+}
+
+fn positional_config(steps: u32) -> Value {
+    let mut config = vec![json!(""); 104];
+    for (at, value) in [
+        (11, json!(1)),     // gradient_accumulation_steps
+        (16, json!(2e-6)),  // learning_rate
+        (22, json!(steps)), // max_train_steps
+        (26, json!(1)),     // num_train_epochs
+        (34, json!(0)),     // save_embedding_every
+        (42, json!(1)),     // train_batch_size
+        (56, json!("/opt/ml/input/data/concepts/")), // c1_instance_data_dir
+    ] {
+        config[at] = value;
+    }
+    Value::Array(config)
+}
+
+impl Dreambooth {
+    fn new(prefix: &str) -> Self {
+        let settings = json!({"train_dreambooth_settings": {
+            "db_create_new_db_model": true, "db_lora_model_name": "", "db_lora_weight": 1,
+            "db_lora_txt_weight": 1, "db_train_imagic_only": false, "db_use_subdir": false,
+            "db_custom_model_name": "", "db_train_wizard_person": false,
+            "db_train_wizard_object": false, "db_performance_wizard": false,
+            "db_new_model_name": "jp-style-model", "db_new_model_src": "v2-1_768-ema-pruned.ckpt",
+            "db_new_model_scheduler": "ddim", "db_create_from_hub": false, "db_new_model_url": "",
+            "db_new_model_token": "", "db_new_model_extract_ema": false}});
+        let once = |v: &str| Value::String(v.to_string()).to_string();
+        Dreambooth {
+            hyperparameters: vec![
+                ("train-task".into(), once("dreambooth")),
+                ("train-args".into(), once(&settings.to_string())),
+                ("sd-models-s3uri".into(), once(prefix)),
+                ("api-endpoint".into(), once("noapi")),
+                ("dreambooth-config-id".into(), once("cfg")),
+            ],
+            channels: vec![
+                ("concepts", "s3://sdop-test/dataset/".into()),
+                ("models", "s3://sdop-test/checkpoints/v2-1_768-ema-pruned".into()),
+                ("config", "s3://sdop-test/config/".into()),
+            ],
+        }
+    }
+
+    fn set(mut self, key: &str, raw: Option<String>) -> Self {
+        self.hyperparameters.retain(|(k, _)| k != key);
+        if let Some(raw) = raw {
+            self.hyperparameters.push((key.into(), raw));
+        }
+        self
+    }
+}
+
+/// Uploads what the user and the config writer put in S3 for [`Dreambooth`].
+async fn seed_dreambooth(s3: &aws_sdk_s3::Client, steps: u32) {
+    s3.create_bucket().bucket("sdop-test").send().await.unwrap();
+    for (key, body) in [
+        ("dataset/a.jpg".to_string(), b"img".to_vec()),
+        ("dataset/b.png".to_string(), b"img".to_vec()),
+        ("checkpoints/v2-1_768-ema-pruned.ckpt".to_string(), b"w".to_vec()),
+        ("checkpoints/v2-1_768-ema-pruned.yaml".to_string(), b"model:".to_vec()),
+        ("config/cfg.json".to_string(), positional_config(steps).to_string().into_bytes()),
+    ] {
+        s3.put_object()
+            .bucket("sdop-test")
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 fn training_job(
     sm: &aws_sdk_sagemaker::Client,
     name: &str,
-    prefix: &str,
-    steps: u32,
-    sd2: bool,
+    request: &Dreambooth,
 ) -> aws_sdk_sagemaker::operation::create_training_job::builders::CreateTrainingJobFluentBuilder {
-    let train_args = json!({"train_dreambooth_settings": {
-        "db_new_model_name": "jp-style-model", "db_max_train_steps": steps, "db_512_model": !sd2}});
-    sm.create_training_job()
+    let mut builder = sm
+        .create_training_job()
         .training_job_name(name)
         .role_arn(ROLE)
         .algorithm_specification(
             AlgorithmSpecification::builder()
                 .training_image(IMAGE)
                 .training_input_mode(TrainingInputMode::File)
-                .build(),
-        )
-        .input_data_config(
-            Channel::builder()
-                .channel_name("concepts")
-                .data_source(
-                    DataSource::builder()
-                        .s3_data_source(
-                            S3DataSource::builder()
-                                .s3_data_type(S3DataType::S3Prefix)
-                                .s3_uri("s3://sdop-test/dataset/")
-                                .build(),
-                        )
-                        .build(),
-                )
                 .build(),
         )
         .output_data_config(
@@ -267,10 +332,28 @@ fn training_job(
             StoppingCondition::builder()
                 .max_runtime_in_seconds(3600)
                 .build(),
-        )
-        .hyper_parameters("train-task", "dreambooth")
-        .hyper_parameters("train-args", train_args.to_string())
-        .hyper_parameters("sd-models-s3uri", prefix)
+        );
+    for (channel, uri) in &request.channels {
+        builder = builder.input_data_config(
+            Channel::builder()
+                .channel_name(*channel)
+                .data_source(
+                    DataSource::builder()
+                        .s3_data_source(
+                            S3DataSource::builder()
+                                .s3_data_type(S3DataType::S3Prefix)
+                                .s3_uri(uri)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    for (key, value) in &request.hyperparameters {
+        builder = builder.hyper_parameters(key, value);
+    }
+    builder
 }
 
 async fn job_status(
@@ -297,11 +380,12 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
     );
     let sm = aws.sagemaker().await;
     let s3 = aws.s3().await;
-    s3.create_bucket().bucket("sdop-test").send().await.unwrap();
+    seed_dreambooth(&s3, 2500).await;
     let prefix = "s3://sdop-test/stable-diffusion-webui/models/Stable-diffusion/";
+    let request = Dreambooth::new(prefix);
 
     let started = Instant::now();
-    training_job(&sm, "jp-2500", prefix, 2500, true)
+    training_job(&sm, "jp-2500", &request)
         .send()
         .await
         .unwrap();
@@ -309,7 +393,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
         job_status(&sm, "jp-2500").await.0,
         TrainingJobStatus::InProgress
     );
-    let dup = training_job(&sm, "jp-2500", prefix, 2500, true)
+    let dup = training_job(&sm, "jp-2500", &request)
         .send()
         .await
         .unwrap_err();
@@ -346,7 +430,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
 
     // Stop: Stopping, then Stopped, and no checkpoint.
     aws.configure(json!({"training_seconds": 30.0}));
-    training_job(&sm, "jp-stop", prefix, 100, false)
+    training_job(&sm, "jp-stop", &request)
         .send()
         .await
         .unwrap();
@@ -367,7 +451,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
     // An injected failure ends Failed with the reason, writing nothing.
     aws.configure(json!({"training_seconds": 0.5}));
     aws.faults(json!({"fail_training_jobs": {"jp-fail": "AlgorithmError: CUDA out of memory"}}));
-    training_job(&sm, "jp-fail", prefix, 300, false)
+    training_job(&sm, "jp-fail", &request)
         .send()
         .await
         .unwrap();
@@ -385,10 +469,304 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
         .send()
         .await
         .unwrap();
-    assert!(keys
-        .contents()
-        .iter()
-        .all(|o| !o.key().unwrap().contains("_100.") && !o.key().unwrap().contains("_300.")));
+    assert_eq!(
+        keys.contents()
+            .iter()
+            .filter(|o| o.key().unwrap().contains("_2500."))
+            .count(),
+        2,
+        "only the first job wrote checkpoints"
+    );
+}
+
+/// Runs `request` to its end; (status, failure reason, whether a checkpoint was written, log).
+async fn outcome(
+    aws: &LocalAws,
+    sm: &aws_sdk_sagemaker::Client,
+    name: &str,
+    request: &Dreambooth,
+) -> (TrainingJobStatus, Option<String>, bool, String) {
+    let s3 = aws.s3().await;
+    training_job(sm, name, request).send().await.unwrap();
+    wait_for("the job's end", Duration::from_secs(10), || async {
+        !matches!(job_status(sm, name).await.0, TrainingJobStatus::InProgress)
+    })
+    .await;
+    let (status, reason) = job_status(sm, name).await;
+    let written = s3
+        .list_objects_v2()
+        .bucket("sdop-test")
+        .prefix(format!("models/{name}/"))
+        .send()
+        .await
+        .unwrap()
+        .key_count()
+        .unwrap_or(0)
+        > 0;
+    let log = aws.containers()["logs"][name].to_string();
+    (status, reason, written, log)
+}
+
+#[tokio::test]
+async fn the_training_image_contract_fails_where_the_real_image_would() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"training_seconds": 0.2}));
+    let sm = aws.sagemaker().await;
+    seed_dreambooth(&aws.s3().await, 800).await;
+    let ok = |name: &str| Dreambooth::new(&format!("s3://sdop-test/models/{name}/"));
+    let once = |v: &str| Value::String(v.to_string()).to_string();
+
+    // The upstream-shaped request trains and uploads <model>_<steps>.ckpt + .yaml.
+    let (status, _, written, log) = outcome(&aws, &sm, "good", &ok("good")).await;
+    assert_eq!((status, written), (TrainingJobStatus::Completed, true), "{log}");
+    assert!(log.contains("total steps: 800"), "{log}");
+
+    // train.py's own argparse: an unknown hyperparameter fails the job (exit 2).
+    let extra = ok("extra").set("max-steps", Some(once("5")));
+    let (status, reason, _, _) = outcome(&aws, &sm, "extra", &extra).await;
+    assert_eq!(status, TrainingJobStatus::Failed);
+    assert!(reason.unwrap().contains("unrecognized arguments: --max-steps"));
+
+    // Everything after train.py started webui.sh ends Completed without a checkpoint.
+    let settings = |patch: &dyn Fn(&mut Value)| {
+        let mut s = json!({"train_dreambooth_settings": {
+            "db_create_new_db_model": true, "db_lora_model_name": "", "db_lora_weight": 1,
+            "db_lora_txt_weight": 1, "db_train_imagic_only": false, "db_use_subdir": false,
+            "db_custom_model_name": "", "db_train_wizard_person": false,
+            "db_train_wizard_object": false, "db_performance_wizard": false,
+            "db_new_model_name": "jp-style-model", "db_new_model_src": "v2-1_768-ema-pruned.ckpt",
+            "db_new_model_scheduler": "ddim", "db_create_from_hub": false, "db_new_model_url": "",
+            "db_new_model_token": "", "db_new_model_extract_ema": false}});
+        patch(&mut s);
+        s
+    };
+    let cases: Vec<(&str, Dreambooth, &str)> = vec![
+        (
+            "encoded-once",
+            ok("encoded-once").set("train-args", Some(settings(&|_| {}).to_string())),
+            "",
+        ),
+        (
+            "missing-key",
+            ok("missing-key").set(
+                "train-args",
+                Some(once(
+                    &settings(&|s| {
+                        s["train_dreambooth_settings"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("db_use_subdir");
+                    })
+                    .to_string(),
+                )),
+            ),
+            "KeyError: 'db_use_subdir'",
+        ),
+        (
+            "empty-api",
+            ok("empty-api").set("api-endpoint", Some(once(""))),
+            "expected one argument",
+        ),
+        (
+            "no-config",
+            ok("no-config").set("dreambooth-config-id", Some(once("other"))),
+            "MissingSchema",
+        ),
+        (
+            "wrong-source",
+            ok("wrong-source").set(
+                "train-args",
+                Some(once(
+                    &settings(&|s| s["train_dreambooth_settings"]["db_new_model_src"] = json!("sd15.ckpt"))
+                        .to_string(),
+                )),
+            ),
+            "Unable to find base checkpoint",
+        ),
+        (
+            "subdir",
+            ok("subdir").set(
+                "train-args",
+                Some(once(
+                    &settings(&|s| s["train_dreambooth_settings"]["db_use_subdir"] = json!(true))
+                        .to_string(),
+                )),
+            ),
+            "total steps",
+        ),
+    ];
+    for (name, request, expected) in cases {
+        let (status, reason, written, log) = outcome(&aws, &sm, name, &request).await;
+        assert_eq!(
+            (status, reason, written),
+            (TrainingJobStatus::Completed, None, false),
+            "{name}: {log}"
+        );
+        assert!(log.contains(expected), "{name}: {log}");
+    }
+    // An empty concept directory.
+    let mut empty = ok("empty-dataset");
+    empty.channels[0].1 = "s3://sdop-test/nothing/".into();
+    let (_, _, written, log) = outcome(&aws, &sm, "empty-dataset", &empty).await;
+    assert!(!written && log.contains("holds no images"), "{log}");
+    // The knob: Completed, no checkpoint.
+    aws.faults(json!({"complete_without_checkpoint": ["knob"]}));
+    let (status, _, written, _) = outcome(&aws, &sm, "knob", &ok("knob")).await;
+    assert_eq!((status, written), (TrainingJobStatus::Completed, false));
+}
+
+/// A model.tar.gz with `files` (paths under /opt/ml/model/) in bucket `models`.
+async fn upload_package(s3: &aws_sdk_s3::Client, key: &str, files: &[&str]) -> String {
+    let _ = s3.create_bucket().bucket("models").send().await;
+    let mut tar = tokio_tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tokio_tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, file, &b"w"[..]).await.unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().await.unwrap()).unwrap();
+    s3.put_object()
+        .bucket("models")
+        .key(key)
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    format!("s3://models/{key}")
+}
+
+async fn inference_endpoint(
+    sm: &aws_sdk_sagemaker::Client,
+    name: &str,
+    image: &str,
+    model_data: &str,
+    env: &[(&str, &str)],
+) {
+    let mut container = ContainerDefinition::builder()
+        .image(image)
+        .model_data_url(model_data);
+    for (k, v) in env {
+        container = container.environment(*k, *v);
+    }
+    sm.create_model()
+        .model_name(name)
+        .execution_role_arn(ROLE)
+        .primary_container(container.build())
+        .send()
+        .await
+        .unwrap();
+    sm.create_endpoint_config()
+        .endpoint_config_name(name)
+        .production_variants(
+            ProductionVariant::builder()
+                .variant_name("AllTraffic")
+                .model_name(name)
+                .instance_type(ProductionVariantInstanceType::MlG4Dn2Xlarge)
+                .initial_instance_count(1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sm.create_endpoint()
+        .endpoint_name(name)
+        .endpoint_config_name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_inference_image_contract_and_manifest_digests() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"endpoint_create_seconds": 0.2}));
+    let sm = aws.sagemaker().await;
+    let s3 = aws.s3().await;
+    let package = upload_package(
+        &s3,
+        "model.tar.gz",
+        &["Stable-diffusion/v1-5-pruned.ckpt", "ControlNet/canny.pth"],
+    )
+    .await;
+    let api = ("api_endpoint", "https://api-id.execute-api.us-east-1.amazonaws.com/prod");
+    let ckpt = ("ckpt", "/opt/ml/model/Stable-diffusion/v1-5-pruned.ckpt");
+    // Fork 9f7dec70 (no revision annotation: the workshop's image).
+    for (name, env, expected) in [
+        ("no-api", vec![ckpt], Some("KeyError: 'api_endpoint'")),
+        ("noapi", vec![("api_endpoint", "noapi")], Some("MissingSchema")),
+        ("ok", vec![api, ckpt], None),
+    ] {
+        inference_endpoint(&sm, name, IMAGE, &package, &env).await;
+        wait_for("the endpoint's start", Duration::from_secs(10), || async {
+            endpoint_state(&sm, name).await.0 != EndpointStatus::Creating
+        })
+        .await;
+        let (status, _, reason) = endpoint_state(&sm, name).await;
+        match expected {
+            Some(text) => {
+                assert_eq!(status, EndpointStatus::Failed, "{name}");
+                let reason = reason.unwrap();
+                assert!(reason.contains("ping health check") && reason.contains(text), "{reason}");
+            }
+            None => assert_eq!(status, EndpointStatus::InService, "{name}: {reason:?}"),
+        }
+    }
+    assert_eq!(
+        aws.containers()["loaded"]["ok"],
+        "Stable-diffusion/v1-5-pruned.ckpt"
+    );
+    // No checkpoint in the package: the WebUI exits.
+    let empty = upload_package(&s3, "empty.tar.gz", &["ControlNet/canny.pth"]).await;
+    inference_endpoint(&sm, "empty", IMAGE, &empty, &[api]).await;
+    wait_for("Failed", Duration::from_secs(10), || async {
+        endpoint_state(&sm, "empty").await.0 == EndpointStatus::Failed
+    })
+    .await;
+
+    // ECR: the digest is the sha256 of the manifest as pushed; a new push, a new digest.
+    let ecr = aws.ecr().await;
+    ecr.create_repository()
+        .repository_name("sd-inference")
+        .send()
+        .await
+        .unwrap();
+    let manifest = |revision: &str| {
+        json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 1,
+                "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000001"},
+            "layers": [], "annotations": {"org.opencontainers.image.revision": revision}})
+        .to_string()
+    };
+    let mut digests = Vec::new();
+    for revision in ["9f7dec70", "47dd0bbc"] {
+        let text = manifest(revision);
+        let pushed = ecr
+            .put_image()
+            .repository_name("sd-inference")
+            .image_tag("latest")
+            .image_manifest(&text)
+            .send()
+            .await
+            .unwrap();
+        let digest = pushed.image().unwrap().image_id().unwrap().image_digest().unwrap().to_string();
+        use sha2::Digest;
+        assert_eq!(digest, format!("sha256:{:x}", sha2::Sha256::digest(text.as_bytes())));
+        digests.push(digest);
+    }
+    assert_ne!(digests[0], digests[1]);
+    // An image of fork 47dd0bbc starts with the notebook's stand-in.
+    let image = format!(
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-inference@{}",
+        digests[1]
+    );
+    inference_endpoint(&sm, "old-fork", &image, &package, &[("api_endpoint", "noapi")]).await;
+    wait_for("InService", Duration::from_secs(10), || async {
+        endpoint_state(&sm, "old-fork").await.0 == EndpointStatus::InService
+    })
+    .await;
 }
 
 #[tokio::test]

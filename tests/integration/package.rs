@@ -336,12 +336,12 @@ spec:
   image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}}
   instanceType: ml.g4dn.2xlarge
   roleArn: {ROLE}
-  sourceCheckpoint: {{s3Uri: "s3://sdop-chain/checkpoints/v2-1_768-ema-pruned.ckpt"}}
+  sourceCheckpoint: {{s3Uri: "s3://sdop-chain-inputs/checkpoints/v2-1_768-ema-pruned.ckpt"}}
   modelName: jp-style-model
   resolution: 768
   maxTrainSteps: {steps}
   concepts:
-    - {{datasetS3Uri: "s3://sdop-chain/dataset/", instanceToken: jpstyle girl, classToken: girl}}
+    - {{datasetS3Uri: "s3://sdop-chain-inputs/dataset/", instanceToken: jpstyle girl, classToken: girl}}
   checkpointS3Uri: s3://sdop-chain/models/Stable-diffusion/
 ---
 apiVersion: sdop/v1alpha1
@@ -361,6 +361,9 @@ spec:
   modelData: {{modelPackage: jpstyle}}
   instanceType: ml.g4dn.2xlarge
   executionRoleArn: {ROLE}
+  environment:
+    api_endpoint: https://api-id.execute-api.us-east-1.amazonaws.com/prod
+    ckpt: {{valueFrom: {{resource: DreamboothJob/jpstyle, output: modelCheckpointPath}}}}
 "#
     )
 }
@@ -397,6 +400,8 @@ async fn served_model_data(sm: &aws_sdk_sagemaker::Client) -> String {
 #[tokio::test]
 async fn train_package_redeploy_chain_with_retrain_and_failure() {
     let env = Env::new();
+    // The user's uploads (workshop steps 5 and 9).
+    env.aws.seed_training_inputs("sdop-chain-inputs").await;
     env.write("chain.yaml", &chain(2500));
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
@@ -415,6 +420,9 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
         served_model_data(&sm).await,
         "s3://sdop-chain/assets/jpstyle/model.tar.gz"
     );
+    // The inference container loaded the finetuned checkpoint (ckpt from the job's spec).
+    let loaded = env.aws.containers()["loaded"]["sd-jpstyle"].clone();
+    assert_eq!(loaded, "Stable-diffusion/jp-style-model_2500.ckpt");
     let first_identity = env.status("ModelPackage", "jpstyle").outputs["identity"].clone();
     let first_config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
 
@@ -441,6 +449,22 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
         .await
         .unwrap();
     assert_eq!(live.endpoint_config_name(), Some(config.as_str()));
+
+    // The WebUI's training run fails inside the container (train.py drops the exit status):
+    // the job ends Completed without its checkpoint, and sdop reports it Failed.
+    env.aws
+        .faults(json!({"complete_without_checkpoint": ["*"]}));
+    env.write("chain.yaml", &chain(3200));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.has_problems(), "{lines:#?}");
+    let job = env.status("DreamboothJob", "jpstyle");
+    assert_eq!(job.phase, Phase::Failed, "{}", job.message);
+    assert!(
+        job.message.contains("jp-style-model_3200.ckpt") && job.message.contains("Completed"),
+        "{}",
+        job.message
+    );
+    env.aws.clear_faults();
 
     // A failed training job stops the chain at once, with the reason on every waiting resource.
     env.aws

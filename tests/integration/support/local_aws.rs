@@ -203,6 +203,54 @@ impl LocalAws {
             .expect("DELETE calls");
     }
 
+    /// What the emulated containers did: `{"logs": {name: [line]}, "loaded": {endpoint: ckpt}}`.
+    pub fn containers(&self) -> Value {
+        ureq::get(&self.control_url("containers"))
+            .call()
+            .expect("GET containers")
+            .body_mut()
+            .read_json()
+            .expect("containers JSON")
+    }
+
+    /// Creates `bucket` (if needed) and `count` training images under `prefix`, as a user
+    /// uploads a DreamBooth dataset before training.
+    pub async fn seed_dataset(&self, bucket: &str, prefix: &str, count: usize) {
+        let s3 = self.s3().await;
+        let _ = s3.create_bucket().bucket(bucket).send().await;
+        for i in 0..count {
+            s3.put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}image{i:02}.jpg"))
+                .body(vec![i as u8; 512].into())
+                .send()
+                .await
+                .expect("seed dataset image");
+        }
+    }
+
+    /// The user's uploads before a DreamBooth job (workshop steps 5 and 9) in `bucket`: an SD
+    /// 2.1 checkpoint with its .yaml under `checkpoints/`, three images under `dataset/`.
+    pub async fn seed_training_inputs(&self, bucket: &str) {
+        self.seed_dataset(bucket, "dataset/", 3).await;
+        let s3 = self.s3().await;
+        for (key, body) in [
+            ("checkpoints/v2-1_768-ema-pruned.ckpt", &b"weights"[..]),
+            (
+                "checkpoints/v2-1_768-ema-pruned.yaml",
+                b"model: {params: {parameterization: v}}",
+            ),
+        ] {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.to_vec().into())
+                .send()
+                .await
+                .expect("seed checkpoint");
+        }
+    }
+
     /// Empties every service and clears faults, counters and durations.
     pub fn reset(&self) {
         self.post("reset", Value::Null);
