@@ -359,12 +359,14 @@ def model_files(container, s3):
     parts = urlparse(uri)
     bucket = s3.buckets.get(parts.netloc)
     key = parts.path.lstrip("/")
+    # Known gap (README): model data that is not in this S3 is not checked; AWS would fail
+    # the download. None: contents unknown.
     if bucket is None:
-        raise Crash(f"model data {uri}: bucket not found")
+        return None
     if key.endswith("/") or source.get("CompressionType") == "None":
-        return [k[len(key):] for k in bucket.keys.keys() if k.startswith(key)]
+        return [k[len(key):] for k in bucket.keys.keys() if k.startswith(key)] or None
     if key not in bucket.keys:
-        raise Crash(f"model data {uri}: NoSuchKey")
+        return None
     try:
         with tarfile.open(fileobj=io.BytesIO(bucket.keys[key].value), mode="r:*") as tar:
             return [m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()]
@@ -389,6 +391,10 @@ def start_inference(endpoint_name, model, s3, ecr_backends, account):
                 raise Crash(f"requests.exceptions.MissingSchema: Invalid URL "
                             f"'{api}/sd/industrialmodel': No scheme supplied")
         files = model_files(container, s3)
+        if files is None:
+            log.append("model data not in this S3: contents not checked")
+            LOADED[endpoint_name] = (env.get("ckpt") or "").removeprefix("/opt/ml/model/")
+            return None
         # serve: --ckpt-dir /opt/ml/model/Stable-diffusion (copied into the container's models/).
         checkpoints = sorted(f for f in files if f.startswith("Stable-diffusion/")
                              and f.endswith((".ckpt", ".safetensors")))
