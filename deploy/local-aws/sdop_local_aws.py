@@ -94,6 +94,7 @@ def finish_endpoint(e):
     if e["phase"] == "update":
         if fail:
             ep.failure_reason = fail  # rollback: old config stays
+        else:
             ep.endpoint_config_name = e["config"]
             ep.production_variants = ep._process_production_variants(e["variants"])
             ep.failure_reason = None

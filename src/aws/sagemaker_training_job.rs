@@ -193,18 +193,15 @@ impl Adapter for TrainingJobAdapter {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        let vpc_config = object
-            .get("vpcConfig")
-            .filter(|v| !v.is_null())
-            .map(|vpc| {
-                let list = |key: &str| -> Vec<String> {
-                    serde_json::from_value(vpc[key].clone()).unwrap_or_default()
-                };
-                VpcConfig::builder()
-                    .set_subnets(Some(list("subnets")))
-                    .set_security_group_ids(Some(list("securityGroupIds")))
-                    .build()
-            });
+        let vpc_config = object.get("vpcConfig").filter(|v| !v.is_null()).map(|vpc| {
+            let list = |key: &str| -> Vec<String> {
+                serde_json::from_value(vpc[key].clone()).unwrap_or_default()
+            };
+            VpcConfig::builder()
+                .set_subnets(Some(list("subnets")))
+                .set_security_group_ids(Some(list("securityGroupIds")))
+                .build()
+        });
         ctx.clients
             .sagemaker
             .create_training_job()
@@ -290,4 +287,3 @@ impl Adapter for TrainingJobAdapter {
         Ok(())
     }
 }
-

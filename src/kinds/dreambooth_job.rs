@@ -405,7 +405,11 @@ impl Kind for DreamboothJob {
         }
         for (path, uri) in [("spec.checkpointS3Uri", &spec.checkpoint_s3_uri)]
             .into_iter()
-            .chain(spec.db_models_s3_uri.iter().map(|u| ("spec.dbModelsS3Uri", u)))
+            .chain(
+                spec.db_models_s3_uri
+                    .iter()
+                    .map(|u| ("spec.dbModelsS3Uri", u)),
+            )
         {
             checks.check(path, training::unquoted_shell_word(uri));
         }

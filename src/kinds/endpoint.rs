@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::model_package::ModelPackage;
 use super::{
-    Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference, ValueSource, VpcConfig,
+    Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference, ValueSource,
+    VpcConfig,
 };
 use crate::contract::ContainerContract;
 use crate::engine::naming::{content_hash, hashed_name};

@@ -339,7 +339,10 @@ impl VpcConfig {
             );
         }
         if self.security_group_ids.is_empty()
-            || self.security_group_ids.iter().any(|s| !s.starts_with("sg-"))
+            || self
+                .security_group_ids
+                .iter()
+                .any(|s| !s.starts_with("sg-"))
         {
             checks.error(
                 format!("{path}.securityGroupIds"),

@@ -224,7 +224,8 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
     let state = tempfile::tempdir().unwrap();
     let example = crate::support::local_aws::repo_root().join("examples/train-then-deploy");
     // The user's part: the training images (the container fails on an empty concept dir).
-    aws.seed_dataset("sdop-example-datasets", "portrait/", 3).await;
+    aws.seed_dataset("sdop-example-datasets", "portrait/", 3)
+        .await;
     let hook = WebhookSink::start();
     let daemon = Daemon::start(
         &aws,

@@ -41,7 +41,10 @@ async fn model_and_config(sm: &aws_sdk_sagemaker::Client, name: &str) {
             ContainerDefinition::builder()
                 .image(IMAGE)
                 .model_data_url("s3://bucket/model.tar.gz")
-                .environment("api_endpoint", "https://api-id.execute-api.us-east-1.amazonaws.com/prod")
+                .environment(
+                    "api_endpoint",
+                    "https://api-id.execute-api.us-east-1.amazonaws.com/prod",
+                )
                 .build(),
         )
         .send()
@@ -232,12 +235,12 @@ struct Dreambooth {
 fn positional_config(steps: u32) -> Value {
     let mut config = vec![json!(""); 104];
     for (at, value) in [
-        (11, json!(1)),     // gradient_accumulation_steps
-        (16, json!(2e-6)),  // learning_rate
-        (22, json!(steps)), // max_train_steps
-        (26, json!(1)),     // num_train_epochs
-        (34, json!(0)),     // save_embedding_every
-        (42, json!(1)),     // train_batch_size
+        (11, json!(1)),                              // gradient_accumulation_steps
+        (16, json!(2e-6)),                           // learning_rate
+        (22, json!(steps)),                          // max_train_steps
+        (26, json!(1)),                              // num_train_epochs
+        (34, json!(0)),                              // save_embedding_every
+        (42, json!(1)),                              // train_batch_size
         (56, json!("/opt/ml/input/data/concepts/")), // c1_instance_data_dir
     ] {
         config[at] = value;
@@ -266,7 +269,10 @@ impl Dreambooth {
             ],
             channels: vec![
                 ("concepts", "s3://sdop-test/dataset/".into()),
-                ("models", "s3://sdop-test/checkpoints/v2-1_768-ema-pruned".into()),
+                (
+                    "models",
+                    "s3://sdop-test/checkpoints/v2-1_768-ema-pruned".into(),
+                ),
                 ("config", "s3://sdop-test/config/".into()),
             ],
         }
@@ -287,9 +293,18 @@ async fn seed_dreambooth(s3: &aws_sdk_s3::Client, steps: u32) {
     for (key, body) in [
         ("dataset/a.jpg".to_string(), b"img".to_vec()),
         ("dataset/b.png".to_string(), b"img".to_vec()),
-        ("checkpoints/v2-1_768-ema-pruned.ckpt".to_string(), b"w".to_vec()),
-        ("checkpoints/v2-1_768-ema-pruned.yaml".to_string(), b"model:".to_vec()),
-        ("config/cfg.json".to_string(), positional_config(steps).to_string().into_bytes()),
+        (
+            "checkpoints/v2-1_768-ema-pruned.ckpt".to_string(),
+            b"w".to_vec(),
+        ),
+        (
+            "checkpoints/v2-1_768-ema-pruned.yaml".to_string(),
+            b"model:".to_vec(),
+        ),
+        (
+            "config/cfg.json".to_string(),
+            positional_config(steps).to_string().into_bytes(),
+        ),
     ] {
         s3.put_object()
             .bucket("sdop-test")
@@ -385,10 +400,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
     let request = Dreambooth::new(prefix);
 
     let started = Instant::now();
-    training_job(&sm, "jp-2500", &request)
-        .send()
-        .await
-        .unwrap();
+    training_job(&sm, "jp-2500", &request).send().await.unwrap();
     assert_eq!(
         job_status(&sm, "jp-2500").await.0,
         TrainingJobStatus::InProgress
@@ -430,10 +442,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
 
     // Stop: Stopping, then Stopped, and no checkpoint.
     aws.configure(json!({"training_seconds": 30.0}));
-    training_job(&sm, "jp-stop", &request)
-        .send()
-        .await
-        .unwrap();
+    training_job(&sm, "jp-stop", &request).send().await.unwrap();
     sm.stop_training_job()
         .training_job_name("jp-stop")
         .send()
@@ -451,10 +460,7 @@ async fn training_jobs_complete_with_checkpoints_stop_and_fail() {
     // An injected failure ends Failed with the reason, writing nothing.
     aws.configure(json!({"training_seconds": 0.5}));
     aws.faults(json!({"fail_training_jobs": {"jp-fail": "AlgorithmError: CUDA out of memory"}}));
-    training_job(&sm, "jp-fail", &request)
-        .send()
-        .await
-        .unwrap();
+    training_job(&sm, "jp-fail", &request).send().await.unwrap();
     wait_for("Failed", Duration::from_secs(10), || async {
         job_status(&sm, "jp-fail").await.0 == TrainingJobStatus::Failed
     })
@@ -518,14 +524,20 @@ async fn the_training_image_contract_fails_where_the_real_image_would() {
 
     // The upstream-shaped request trains and uploads <model>_<steps>.ckpt + .yaml.
     let (status, _, written, log) = outcome(&aws, &sm, "good", &ok("good")).await;
-    assert_eq!((status, written), (TrainingJobStatus::Completed, true), "{log}");
+    assert_eq!(
+        (status, written),
+        (TrainingJobStatus::Completed, true),
+        "{log}"
+    );
     assert!(log.contains("total steps: 800"), "{log}");
 
     // train.py's own argparse: an unknown hyperparameter fails the job (exit 2).
     let extra = ok("extra").set("max-steps", Some(once("5")));
     let (status, reason, _, _) = outcome(&aws, &sm, "extra", &extra).await;
     assert_eq!(status, TrainingJobStatus::Failed);
-    assert!(reason.unwrap().contains("unrecognized arguments: --max-steps"));
+    assert!(reason
+        .unwrap()
+        .contains("unrecognized arguments: --max-steps"));
 
     // Everything after train.py started webui.sh ends Completed without a checkpoint.
     let settings = |patch: &dyn Fn(&mut Value)| {
@@ -577,8 +589,10 @@ async fn the_training_image_contract_fails_where_the_real_image_would() {
             ok("wrong-source").set(
                 "train-args",
                 Some(once(
-                    &settings(&|s| s["train_dreambooth_settings"]["db_new_model_src"] = json!("sd15.ckpt"))
-                        .to_string(),
+                    &settings(&|s| {
+                        s["train_dreambooth_settings"]["db_new_model_src"] = json!("sd15.ckpt")
+                    })
+                    .to_string(),
                 )),
             ),
             "Unable to find base checkpoint",
@@ -691,12 +705,19 @@ async fn the_inference_image_contract_and_manifest_digests() {
         &["Stable-diffusion/v1-5-pruned.ckpt", "ControlNet/canny.pth"],
     )
     .await;
-    let api = ("api_endpoint", "https://api-id.execute-api.us-east-1.amazonaws.com/prod");
+    let api = (
+        "api_endpoint",
+        "https://api-id.execute-api.us-east-1.amazonaws.com/prod",
+    );
     let ckpt = ("ckpt", "/opt/ml/model/Stable-diffusion/v1-5-pruned.ckpt");
     // Fork 9f7dec70 (no revision annotation: the workshop's image).
     for (name, env, expected) in [
         ("no-api", vec![ckpt], Some("KeyError: 'api_endpoint'")),
-        ("noapi", vec![("api_endpoint", "noapi")], Some("MissingSchema")),
+        (
+            "noapi",
+            vec![("api_endpoint", "noapi")],
+            Some("MissingSchema"),
+        ),
         ("ok", vec![api, ckpt], None),
     ] {
         inference_endpoint(&sm, name, IMAGE, &package, &env).await;
@@ -709,7 +730,10 @@ async fn the_inference_image_contract_and_manifest_digests() {
             Some(text) => {
                 assert_eq!(status, EndpointStatus::Failed, "{name}");
                 let reason = reason.unwrap();
-                assert!(reason.contains("ping health check") && reason.contains(text), "{reason}");
+                assert!(
+                    reason.contains("ping health check") && reason.contains(text),
+                    "{reason}"
+                );
             }
             None => assert_eq!(status, EndpointStatus::InService, "{name}: {reason:?}"),
         }
@@ -751,9 +775,19 @@ async fn the_inference_image_contract_and_manifest_digests() {
             .send()
             .await
             .unwrap();
-        let digest = pushed.image().unwrap().image_id().unwrap().image_digest().unwrap().to_string();
+        let digest = pushed
+            .image()
+            .unwrap()
+            .image_id()
+            .unwrap()
+            .image_digest()
+            .unwrap()
+            .to_string();
         use sha2::Digest;
-        assert_eq!(digest, format!("sha256:{:x}", sha2::Sha256::digest(text.as_bytes())));
+        assert_eq!(
+            digest,
+            format!("sha256:{:x}", sha2::Sha256::digest(text.as_bytes()))
+        );
         digests.push(digest);
     }
     assert_ne!(digests[0], digests[1]);
@@ -762,7 +796,14 @@ async fn the_inference_image_contract_and_manifest_digests() {
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-inference@{}",
         digests[1]
     );
-    inference_endpoint(&sm, "old-fork", &image, &package, &[("api_endpoint", "noapi")]).await;
+    inference_endpoint(
+        &sm,
+        "old-fork",
+        &image,
+        &package,
+        &[("api_endpoint", "noapi")],
+    )
+    .await;
     wait_for("InService", Duration::from_secs(10), || async {
         endpoint_state(&sm, "old-fork").await.0 == EndpointStatus::InService
     })
