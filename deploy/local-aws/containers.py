@@ -158,7 +158,7 @@ def checkpoint_match(files, search):
     return next((t for t in titles if search and search in t), None)
 
 
-def train_dreambooth(job, s3, flags, mounted, log):
+def train_dreambooth(job, flags, mounted, log, checkpoint_bytes, no_checkpoint):
     """Fork 9f7dec70 webui.py train(), task dreambooth, with extension 249de82. Returns the
     files it writes: {s3 uri: bytes}."""
     if flags.get("train-task") != "dreambooth":
@@ -238,11 +238,11 @@ def train_dreambooth(job, s3, flags, mounted, log):
             raise Crash(f"c{c + 1}_instance_data_dir {data_dir!r} is outside {CHANNELS}: "
                         "nothing is mounted there")
         channel, _, sub = data_dir[len(CHANNELS):].partition("/")
-        found = [f for f in mounted.get(channel, {}) if f.startswith(sub)
-                 and f.lower().endswith(IMAGE_EXT)]
         if channel not in mounted:
             raise Crash(f"c{c + 1}_instance_data_dir {data_dir!r}: the job has no channel "
                         f"{channel!r} (channels: {sorted(mounted)})")
+        found = [f for f in mounted[channel] if f.startswith(sub)
+                 and f.lower().endswith(IMAGE_EXT)]
         if not found:
             raise Crash(f"c{c + 1}_instance_data_dir {data_dir!r} holds no images")
         images += len(found)
@@ -254,7 +254,7 @@ def train_dreambooth(job, s3, flags, mounted, log):
         per_epoch = math.ceil(math.ceil(images / batch) / accumulation)
         steps = number("num_train_epochs") * per_epoch
     total = steps * batch  # revision += train_batch_size per step, from 0 for a new model
-    if FAULT.get("complete_without_checkpoint"):
+    if no_checkpoint:
         raise Crash("CUDA out of memory (injected: complete_without_checkpoint)")
     # compile_checkpoint: <save name>_<revision>.ckpt in --ckpt-dir (a sub-dir with
     # db_use_subdir; the custom name if set), .yaml beside it for v2. Intermediate saves every
@@ -266,7 +266,7 @@ def train_dreambooth(job, s3, flags, mounted, log):
     written = {}
     for revision in revisions + [total]:
         written[f"{folder}{save_name}_{revision}.ckpt"] = \
-            random.Random(f"{job.training_job_name}/{revision}").randbytes(CHECKPOINT_BYTES[0])
+            random.Random(f"{job.training_job_name}/{revision}").randbytes(checkpoint_bytes)
         if v2:
             written[f"{folder}{save_name}_{revision}.yaml"] = models[source.rsplit(".", 1)[0] + ".yaml"]
     log.append(f"Training completed, total steps: {total}")
@@ -288,20 +288,13 @@ def train_dreambooth(job, s3, flags, mounted, log):
     return uploads
 
 
-CHECKPOINT_BYTES = [1024]
-FAULT = {}
-
-
 def run_training(job, s3, checkpoint_bytes, faults):
     """Runs the training image on `job`. Returns ("Failed", reason) or ("Completed", None);
     the container's uploads are written to S3 (a missing bucket is a printed ClientError)."""
     name = job.training_job_name
     log = LOGS[name]
-    CHECKPOINT_BYTES[0] = checkpoint_bytes
-    FAULT.clear()
-    if name in (faults.get("complete_without_checkpoint") or []) or \
-            "*" in (faults.get("complete_without_checkpoint") or []):
-        FAULT["complete_without_checkpoint"] = True
+    knob = faults.get("complete_without_checkpoint") or []
+    no_checkpoint = name in knob or "*" in knob
     try:
         args = train_py_argv(job.hyper_parameters)
     except AlgorithmError as err:
@@ -310,7 +303,8 @@ def run_training(job, s3, checkpoint_bytes, faults):
                           f"train.py ...\" exit status 2: {err}")
     try:
         flags = webui_flags(webui_command(args))
-        uploads = train_dreambooth(job, s3, flags, channel_files(job, s3), log)
+        uploads = train_dreambooth(job, flags, channel_files(job, s3), log,
+                                   checkpoint_bytes, no_checkpoint)
     except Crash as err:
         log.append(str(err))
         log.append("train.py: os.system() returned non-zero; the status is not checked")

@@ -220,6 +220,25 @@ pub fn absent_if<T>(
     }
 }
 
+/// HeadObject with S3's not-found rule: `Ok(None)` when the object (or its bucket) is not there.
+pub async fn head_s3_object(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Error> {
+    absent_if(
+        clients
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3:HeadObject", e)),
+        |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
+    )
+}
+
 /// True when an error means the object does not exist.
 pub fn is_not_found(err: &Error, codes: &[&str]) -> bool {
     matches!(err, Error::Aws { code: Some(code), .. } if codes.contains(&code.as_str()))

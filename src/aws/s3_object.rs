@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
-use super::{classify, is_not_found};
+use super::{classify, head_s3_object, is_not_found};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -39,18 +39,7 @@ impl Adapter for TemplateObjectAdapter {
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let (bucket, key) = split(name)?;
-        let Some(head) = absent_if(
-            ctx.clients
-                .s3
-                .head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| classify("s3:HeadObject", e)),
-            |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
-        )?
-        else {
+        let Some(head) = head_s3_object(ctx.clients, bucket, key).await? else {
             return Ok(None);
         };
         let meta = head.metadata().cloned().unwrap_or_default();

@@ -26,6 +26,19 @@ pub struct ModelAdapter;
 pub struct EndpointConfigAdapter;
 pub struct EndpointAdapter;
 
+/// The `vpcConfig` field (subnets, security groups) of a model or training job, if set.
+pub fn vpc_config(object: &DesiredObject) -> Option<VpcConfig> {
+    let vpc = object.get("vpcConfig").filter(|v| !v.is_null())?;
+    let list =
+        |key: &str| -> Vec<String> { serde_json::from_value(vpc[key].clone()).unwrap_or_default() };
+    Some(
+        VpcConfig::builder()
+            .set_subnets(Some(list("subnets")))
+            .set_security_group_ids(Some(list("securityGroupIds")))
+            .build(),
+    )
+}
+
 /// SageMaker says "Could not find ..." (ValidationException) for a missing object.
 pub(super) fn is_missing(err: &Error) -> bool {
     matches!(err, Error::Aws { code: Some(code), message, .. }
@@ -181,16 +194,8 @@ impl Adapter for ModelAdapter {
             .execution_role_arn(str_field(object, "executionRoleArn").unwrap_or_default())
             .primary_container(container.build())
             .set_tags(Some(tags(ctx, object)));
-        if let Some(vpc) = object.get("vpcConfig").filter(|v| !v.is_null()) {
-            let list = |key: &str| -> Vec<String> {
-                serde_json::from_value(vpc[key].clone()).unwrap_or_default()
-            };
-            request = request.vpc_config(
-                VpcConfig::builder()
-                    .set_subnets(Some(list("subnets")))
-                    .set_security_group_ids(Some(list("securityGroupIds")))
-                    .build(),
-            );
+        if let Some(vpc) = vpc_config(object) {
+            request = request.vpc_config(vpc);
         }
         request
             .send()

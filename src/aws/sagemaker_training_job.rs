@@ -11,14 +11,14 @@ use async_trait::async_trait;
 use aws_sdk_sagemaker::types::{
     AlgorithmSpecification, Channel, DataSource, OutputDataConfig, ResourceConfig,
     S3DataDistribution, S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode,
-    TrainingInstanceType, TrainingJobStatus, VpcConfig,
+    TrainingInstanceType, TrainingJobStatus,
 };
 use serde_json::Value;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
-use super::sagemaker_endpoint::{is_missing, ownership};
-use super::{classify, ownership_tags};
+use super::sagemaker_endpoint::{is_missing, ownership, vpc_config};
+use super::{classify, head_s3_object, ownership_tags};
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject};
 use crate::error::{Error, Result};
 use crate::kinds::dreambooth_job::AWS_TYPE;
@@ -43,22 +43,6 @@ fn channel(name: &str, uri: &str) -> Result<Channel> {
         .build())
 }
 
-/// Whether `key` exists in `bucket`.
-async fn object_exists(ctx: &ObjectContext<'_>, bucket: &str, key: &str) -> Result<bool> {
-    absent_if(
-        ctx.clients
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify("s3:HeadObject", e)),
-        |err| super::is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
-    )
-    .map(|head| head.is_some())
-}
-
 /// The checkpoint (and `.yaml`) a Completed job must have uploaded: outputs when present, the
 /// reason it failed when not.
 async fn checkpoint_outputs(
@@ -79,7 +63,10 @@ async fn checkpoint_outputs(
     ] {
         let Some(file) = file else { continue };
         let key = format!("{}{file}", uri.key);
-        if object_exists(ctx, &uri.bucket, &key).await? {
+        if head_s3_object(ctx.clients, &uri.bucket, &key)
+            .await?
+            .is_some()
+        {
             outputs.insert(output.into(), format!("s3://{}/{key}", uri.bucket));
         } else {
             missing.push(format!("s3://{}/{key}", uri.bucket));
@@ -193,20 +180,11 @@ impl Adapter for TrainingJobAdapter {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        let vpc_config = object.get("vpcConfig").filter(|v| !v.is_null()).map(|vpc| {
-            let list = |key: &str| -> Vec<String> {
-                serde_json::from_value(vpc[key].clone()).unwrap_or_default()
-            };
-            VpcConfig::builder()
-                .set_subnets(Some(list("subnets")))
-                .set_security_group_ids(Some(list("securityGroupIds")))
-                .build()
-        });
         ctx.clients
             .sagemaker
             .create_training_job()
             .training_job_name(name)
-            .set_vpc_config(vpc_config)
+            .set_vpc_config(vpc_config(object))
             .role_arn(text("roleArn"))
             .algorithm_specification(
                 AlgorithmSpecification::builder()

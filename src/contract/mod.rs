@@ -40,18 +40,6 @@ impl ContainerContract {
         }
     }
 
-    /// The upstream commits the rules were read from, for messages.
-    pub fn upstream(self) -> &'static str {
-        match self {
-            ContainerContract::Workshop20230308 => {
-                "xieyongliang/stable-diffusion-webui 9f7dec70, sd_dreambooth_extension 249de82"
-            }
-            ContainerContract::Workshop20230301 => {
-                "xieyongliang/stable-diffusion-webui 47dd0bbc, sd_dreambooth_extension 249de82"
-            }
-        }
-    }
-
     pub fn training(self) -> &'static training::TrainingContract {
         match self {
             // Both fork versions share webui.py's DreamBooth branch (the same keys and the

@@ -100,16 +100,11 @@ pub struct DreamboothSettings {
 
 /// The positional config's layout: `DreamboothConfig.__init__` parameters of extension 249de82.
 pub struct TrainingContract {
-    /// Number of positional parameters before `concepts_list`.
-    pub config_len: usize,
     /// Concepts the positional format holds (`c1_`...`c3_`).
     pub max_concepts: usize,
 }
 
-pub static POSITIONAL_2023_03: TrainingContract = TrainingContract {
-    config_len: 104,
-    max_concepts: 3,
-};
+pub static POSITIONAL_2023_03: TrainingContract = TrainingContract { max_concepts: 3 };
 
 /// Index of a top-level `DreamboothConfig` parameter (extension 249de82
 /// `dreambooth/db_config.py`; webui.py 9f7dec70 writes 0, 14, 30, 31, 39, 40, 49 itself).
@@ -192,7 +187,7 @@ fn config_defaults() -> Vec<Value> {
         json!(false),      // use_lora
         json!(false),      // v2
     ];
-    for _ in 0..3 {
+    for _ in 0..POSITIONAL_2023_03.max_concepts {
         config.extend([
             json!(""),  // class_data_dir
             json!(7.5), // class_guidance_scale
@@ -221,7 +216,6 @@ impl TrainingContract {
     /// The DreamBooth config object `<dreambooth-config-id>.json`: the positional list.
     pub fn dreambooth_config(&self, settings: &DreamboothSettings) -> Value {
         let mut config = config_defaults();
-        debug_assert_eq!(config.len(), self.config_len);
         config[at::MODEL_NAME] = json!(settings.model_name);
         config[at::ATTENTION] = json!("default");
         config[at::GRADIENT_ACCUMULATION_STEPS] = json!(1);
