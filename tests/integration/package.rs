@@ -492,3 +492,130 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
         Some(config.as_str())
     );
 }
+
+/// An image push: a manifest whose content (and so digest) differs per `build`.
+async fn push(aws: &crate::support::local_aws::LocalAws, repository: &str, build: &str) -> String {
+    let manifest = json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 1,
+            "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000001"},
+        "layers": [], "annotations": {"org.opencontainers.image.created": build}});
+    let pushed = aws
+        .ecr()
+        .await
+        .put_image()
+        .repository_name(repository)
+        .image_tag("latest")
+        .image_manifest(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    pushed
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|i| i.image_digest())
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_new_push_rolls_out_the_endpoint_and_retrains() {
+    let env = Env::new();
+    env.aws.seed_training_inputs("sdop-chain-inputs").await;
+    let repositories = "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: inference}\nspec: {repositoryName: sd-inference}\n---\napiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: training}\nspec: {repositoryName: sd-training}\n";
+    let chain = chain(800)
+        .replace(
+            r#"image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}"#,
+            "image: {repository: training}",
+        )
+        .replace(
+            r#"image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-inference:latest"}"#,
+            "image: {repository: inference}",
+        );
+    // The repositories first (the images are pushed into them), then the first build.
+    env.write("repositories.yaml", repositories);
+    env.apply().await;
+    let first = (
+        push(&env.aws, "sd-inference", "1").await,
+        push(&env.aws, "sd-training", "1").await,
+    );
+    env.write("chain.yaml", &chain);
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let jobs = |sm: aws_sdk_sagemaker::Client| async move {
+        let mut names: Vec<String> = sm
+            .list_training_jobs()
+            .send()
+            .await
+            .unwrap()
+            .training_job_summaries()
+            .iter()
+            .map(|j| j.training_job_name().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let image_of_job = |sm: aws_sdk_sagemaker::Client, name: String| async move {
+        sm.describe_training_job()
+            .training_job_name(name)
+            .send()
+            .await
+            .unwrap()
+            .algorithm_specification()
+            .unwrap()
+            .training_image()
+            .unwrap()
+            .to_string()
+    };
+    let first_jobs = jobs(sm.clone()).await;
+    assert_eq!(first_jobs.len(), 1);
+    assert!(image_of_job(sm.clone(), first_jobs[0].clone())
+        .await
+        .ends_with(&format!("sd-training@{}", first.1)));
+    let first_config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
+
+    // A second push of both images: a new training job on the new image, and a rollout of the
+    // endpoint to a model on the new inference image.
+    let second = (
+        push(&env.aws, "sd-inference", "2").await,
+        push(&env.aws, "sd-training", "2").await,
+    );
+    assert_ne!(first, second);
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let second_jobs = jobs(sm.clone()).await;
+    assert_eq!(second_jobs.len(), 2, "{lines:#?}");
+    let new_job = second_jobs
+        .iter()
+        .find(|j| !first_jobs.contains(j))
+        .unwrap()
+        .clone();
+    assert!(image_of_job(sm.clone(), new_job)
+        .await
+        .ends_with(&format!("sd-training@{}", second.1)));
+    let config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
+    assert_ne!(config, first_config, "{lines:#?}");
+    let model = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(&config)
+        .send()
+        .await
+        .unwrap()
+        .production_variants()[0]
+        .model_name()
+        .unwrap()
+        .to_string();
+    let image = sm
+        .describe_model()
+        .model_name(model)
+        .send()
+        .await
+        .unwrap()
+        .primary_container()
+        .unwrap()
+        .image()
+        .unwrap()
+        .to_string();
+    assert!(image.ends_with(&format!("sd-inference@{}", second.0)), "{image}");
+}
