@@ -528,3 +528,72 @@ async fn sigterm_exits_0_within_the_bound_and_persists_status() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Ready"));
     leak_audit(&aws, &["sd-base"], &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_completes_without_its_checkpoint_is_failed_and_announced() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"training_seconds": 0.5}));
+    aws.seed_training_inputs("sdop-it-inputs").await;
+    // Inside the container the WebUI's training dies; train.py still exits 0.
+    aws.faults(json!({"complete_without_checkpoint": ["*"]}));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "job.yaml",
+        &format!(
+            r#"apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {{name: out}}
+spec: {{bucketName: sdop-it-out, region: us-east-1}}
+---
+apiVersion: sdop/v1alpha1
+kind: DreamboothJob
+metadata: {{name: jpstyle}}
+spec:
+  trainingJobName: jpstyle
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}}
+  instanceType: ml.g4dn.2xlarge
+  roleArn: {ROLE}
+  sourceCheckpoint: {{s3Uri: "s3://sdop-it-inputs/checkpoints/v2-1_768-ema-pruned.ckpt"}}
+  modelName: jp-style-model
+  resolution: 768
+  maxTrainSteps: 100
+  concepts:
+    - {{datasetS3Uri: "s3://sdop-it-inputs/dataset/", instanceToken: jpstyle girl, classToken: girl}}
+  checkpointS3Uri: s3://sdop-it-out/models/Stable-diffusion/
+"#
+        ),
+    );
+    let hook = WebhookSink::start();
+    let daemon = Daemon::start(
+        &aws,
+        &[dir.path()],
+        &state.path().join("a"),
+        "AKIDNOCKPT",
+        &["--notify-webhook", &hook.url],
+    );
+    let status = daemon.wait_for("DreamboothJob Failed", WAIT, |_| {
+        daemon.phase("DreamboothJob/jpstyle") == "Failed"
+    });
+    let job = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "DreamboothJob")
+        .unwrap()
+        .to_string();
+    assert!(
+        job.contains("jp-style-model_100.ckpt") && job.contains("Completed"),
+        "{job}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hook
+        .events()
+        .iter()
+        .any(|e| e == "training.failed DreamboothJob/jpstyle")
+    {
+        assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

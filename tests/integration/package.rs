@@ -617,5 +617,8 @@ async fn a_new_push_rolls_out_the_endpoint_and_retrains() {
         .image()
         .unwrap()
         .to_string();
-    assert!(image.ends_with(&format!("sd-inference@{}", second.0)), "{image}");
+    assert!(
+        image.ends_with(&format!("sd-inference@{}", second.0)),
+        "{image}"
+    );
 }
