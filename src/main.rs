@@ -4,6 +4,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     match sdop::cli::run() {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`sdop schema | head`): stop quietly, as Unix tools do.
+        Err(sdop::error::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let err = anyhow::Error::from(err);
             eprintln!("error: {err:#}");

@@ -34,6 +34,63 @@ pub struct Connection {
     pub endpoint_url: Option<String>,
 }
 
+/// What no retry can fix, found before the first call: no region, no credentials, an
+/// endpoint URL nothing answers on. One line each, saying how to set it.
+async fn preflight(config: &aws_types::SdkConfig, connection: &Connection) -> Result<(), Error> {
+    use aws_sdk_s3::config::ProvideCredentials;
+    if config.region().is_none() {
+        return Err(Error::Terminal(
+            "no AWS region: pass --region or set AWS_REGION (or a region in your AWS profile)"
+                .into(),
+        ));
+    }
+    let Some(provider) = config.credentials_provider() else {
+        return Err(Error::Terminal(NO_CREDENTIALS.into()));
+    };
+    match tokio::time::timeout(PREFLIGHT_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) | Err(_) => return Err(Error::Terminal(NO_CREDENTIALS.into())),
+    }
+    if let Some(url) = &connection.endpoint_url {
+        let address = endpoint_address(url).ok_or_else(|| {
+            Error::Terminal(format!(
+                "--endpoint-url {url:?} is not an http(s) URL (e.g. http://127.0.0.1:5000)"
+            ))
+        })?;
+        let reached =
+            tokio::time::timeout(PREFLIGHT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            return Err(Error::Terminal(format!(
+                "nothing answers at --endpoint-url {url} ({address}): start the service or fix the URL"
+            )));
+        }
+    }
+    Ok(())
+}
+
+const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const NO_CREDENTIALS: &str = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile (or AWS_PROFILE), or run with an IAM role; `sdop plan --offline` needs none";
+
+/// `host:port` of an http(s) URL (default ports 80 and 443).
+fn endpoint_address(url: &str) -> Option<String> {
+    let (rest, port) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, 80)
+    } else {
+        (url.strip_prefix("https://")?, 443)
+    };
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    Some(
+        if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        },
+    )
+}
+
 /// Configured clients for every service sdop uses.
 #[derive(Clone)]
 pub struct Clients {
@@ -49,7 +106,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub async fn connect(connection: &Connection) -> Clients {
+    pub async fn connect(connection: &Connection) -> Result<Clients, Error> {
         Self::connect_through(connection, None).await
     }
 
@@ -58,7 +115,7 @@ impl Clients {
     pub async fn connect_through(
         connection: &Connection,
         transport: Option<&std::sync::Arc<transport::Transport>>,
-    ) -> Clients {
+    ) -> Result<Clients, Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &connection.region {
             loader = loader.region(Region::new(region.clone()));
@@ -73,7 +130,11 @@ impl Clients {
             loader = loader.http_client(transport.http_client());
         }
         let config = loader.load().await;
-        Clients::from_config(&config, connection.endpoint_url.clone())
+        preflight(&config, connection).await?;
+        Ok(Clients::from_config(
+            &config,
+            connection.endpoint_url.clone(),
+        ))
     }
 
     pub fn from_config(config: &aws_types::SdkConfig, endpoint_url: Option<String>) -> Clients {

@@ -193,10 +193,14 @@ pub fn run() -> Result<u8> {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // The SDK's own credential/region probing (IMDS and the like) is not news to the user:
+    // sdop checks what it needs and says it in one line.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},aws_config=error"))
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.aws.log_format {
         LogFormat::Text => logs.init(),
@@ -214,6 +218,14 @@ pub async fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Validate { paths, output } => {
             let loaded = load_paths(&paths);
+            if loaded.manifests.is_empty() && loaded.diagnostics.is_empty() {
+                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                eprintln!(
+                    "no manifests found in {} (sdop reads .yaml and .yml files)",
+                    shown.join(", ")
+                );
+                return Ok(exit::ERROR);
+            }
             match output {
                 Format::Text => {
                     if loaded.is_valid() {
@@ -252,7 +264,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 engine::plan_all(&loaded.manifests, &loaded.graph, &cloud::Offline).await?
             } else {
                 let aws = AwsCloud {
-                    clients: connect(&cli.aws).await,
+                    clients: connect(&cli.aws).await?,
                     store: store(&cli.aws)?,
                 };
                 engine::plan_all(&loaded.manifests, &loaded.graph, &aws).await?
@@ -297,7 +309,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 );
             }
             let prune = prune && !invalid;
-            let clients = connect(&cli.aws).await;
+            let clients = connect(&cli.aws).await?;
             let store = store(&cli.aws)?;
             let options = ApplyOptions {
                 wait,
@@ -329,6 +341,21 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Get { what, output } => {
+            if let Some(selector) = &what {
+                let kind = selector
+                    .split_once('/')
+                    .map_or(selector.as_str(), |(k, _)| k);
+                if !crate::kinds::kind_names()
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(kind))
+                {
+                    eprintln!(
+                        "unknown kind {kind:?} (kinds: {})",
+                        crate::kinds::kind_names().join(", ")
+                    );
+                    return Ok(exit::ERROR);
+                }
+            }
             let statuses: Vec<_> = statuses_for_get(&cli.aws)?
                 .into_iter()
                 .filter(|s| match what.as_deref() {
@@ -374,7 +401,7 @@ fn connection(args: &AwsArgs) -> Connection {
     }
 }
 
-async fn connect(args: &AwsArgs) -> Clients {
+async fn connect(args: &AwsArgs) -> Result<Clients> {
     Clients::connect(&connection(args)).await
 }
 

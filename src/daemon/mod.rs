@@ -88,7 +88,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         gate.clone().map(|g| g as Arc<dyn MutationGate>),
         Some(metrics.clone() as Arc<dyn CallObserver>),
     );
-    let clients = Clients::connect_through(&options.connection, Some(&transport)).await;
+    let clients = Clients::connect_through(&options.connection, Some(&transport)).await?;
 
     let view = Arc::new(RwLock::new(http::View::new(
         holder.clone(),
@@ -128,7 +128,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let elector = match (lease, &gate) {
         (Some(config), Some(gate)) => {
             // The lease itself goes through its own, ungated clients.
-            let lease_clients = Clients::connect(&options.connection).await;
+            let lease_clients = Clients::connect(&options.connection).await?;
             Some(tokio::spawn(lease::run(
                 lease_clients.s3,
                 config,

@@ -109,3 +109,87 @@ fn apply_goes_on_with_valid_manifests_when_one_is_broken_and_get_reports_status(
     let (code, stdout, _) = run(&["plan", dir.path().join("good.yaml").to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// `sdop` with a clean environment plus `env` (no credentials, region or profile of the host).
+fn sdop_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sdop"));
+    command
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("SDOP_STATE_DIR", home.path().join("state"))
+        // No instance metadata service here: fail fast where the SDK would probe it.
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run sdop");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn what_no_retry_fixes_is_one_line_and_exit_1() {
+    let apply = ["apply", "examples/minimal-endpoint/"];
+    let started = std::time::Instant::now();
+    for (env, expected) in [
+        (vec![], "no AWS region: pass --region or set AWS_REGION"),
+        (
+            vec![("AWS_REGION", "us-east-1")],
+            "no AWS credentials: set AWS_ACCESS_KEY_ID",
+        ),
+        (
+            vec![
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ],
+            "nothing answers at --endpoint-url http://127.0.0.1:9",
+        ),
+    ] {
+        let (code, stdout, stderr) = sdop_env(&apply, &env);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "no colour codes: {stderr:?}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn unknown_kind_broken_pipe_and_no_manifests() {
+    let (code, _, stderr) = sdop_env(&["get", "Endpont"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown kind \"Endpont\""), "{stderr}");
+    assert!(stderr.contains("Endpoint"), "{stderr}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = sdop_env(&["validate", empty.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no manifests found in"), "{stderr}");
+
+    // `sdop schema | head`: the reader is gone before sdop writes; sdop exits quietly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(env!("CARGO_BIN_EXE_sdop"))
+        .arg("schema")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
