@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # SDOP_BIN=target/release/sdop for benchmarks; the default builds the debug binary.
-if [[ -z ${SDOP_BIN:-} ]]; then cargo build --quiet; fi
+# The first build of the AWS SDK crates takes minutes: cargo's progress is shown.
+if [[ -z ${SDOP_BIN:-} ]]; then
+  echo "building sdop (the first build of the AWS SDKs takes about 5 minutes and 5 GiB)" >&2
+  cargo build
+fi
 sdop=${SDOP_BIN:-./target/debug/sdop}
 deploy/local-aws/up --install-only
 work=$(mktemp -d)

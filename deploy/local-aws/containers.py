@@ -328,22 +328,26 @@ HEALTH = ("The primary container for production variant AllTraffic did not pass 
 API_AT_IMPORT_REVISIONS_BEFORE = ("47dd0bbc", "2109a904")
 
 
-def image_revision(image_uri, ecr_backends, account):
+WORKSHOP_REVISION = "9f7dec70"
+
+
+def image_revision(image_uri, ecr_backends, account, external):
     """The fork commit built into the image: the OCI annotation org.opencontainers.image.revision
-    of the pushed manifest; the workshop's images (9f7dec70) when it has none."""
+    of the pushed manifest (the workshop's 9f7dec70 when it has none); `external` for an image
+    this ECR does not hold (config external_image_revision)."""
     m = re.match(r"[^.]+\.dkr\.ecr\.([^.]+)\.[^/]+/([^@:]+)(?:@(.+)|:(.+))?$", image_uri or "")
     if not m:
-        return "9f7dec70"
+        return external
     region, repo, digest, tag = m.groups()
     try:
         images = ecr_backends[account][region].repositories[repo].images
     except KeyError:
-        return "9f7dec70"
+        return external
     for image in images:
         if (digest and image.get_image_digest() == digest) or (tag and tag in image.image_tags):
             annotations = json.loads(image.image_manifest).get("annotations") or {}
-            return annotations.get("org.opencontainers.image.revision", "9f7dec70")
-    return "9f7dec70"
+            return annotations.get("org.opencontainers.image.revision", WORKSHOP_REVISION)
+    return external
 
 
 def model_files(container, s3):
@@ -368,13 +372,13 @@ def model_files(container, s3):
         raise Crash(f"model data {uri} is not a tar.gz: {err}")
 
 
-def start_inference(endpoint_name, model, s3, ecr_backends, account):
+def start_inference(endpoint_name, model, s3, ecr_backends, account, external_revision):
     """Starts the inference image for one model. Returns a FailureReason, or None when it
     serves (LOADED records the checkpoint it loaded)."""
     log = LOGS[endpoint_name]
     container = model.primary_container or {}
     env = container.get("Environment") or {}
-    revision = image_revision(container.get("Image"), ecr_backends, account)
+    revision = image_revision(container.get("Image"), ecr_backends, account, external_revision)
     try:
         if not revision.startswith(API_AT_IMPORT_REVISIONS_BEFORE):
             # modules/shared.py, `if not cmd_opts.train:` at import.

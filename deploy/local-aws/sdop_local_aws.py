@@ -43,6 +43,8 @@ ENV_DEFAULTS = {  # config key -> (env var, default)
     "training_stop_seconds": ("SDOP_EMU_TRAINING_STOP_SECONDS", 1.0),
     "stack_seconds": ("SDOP_EMU_STACK_SECONDS", 2.0),
     "checkpoint_bytes": ("SDOP_EMU_CHECKPOINT_BYTES", 1024),
+    # The WebUI fork commit of inference images not pushed to this ECR (containers.py).
+    "external_image_revision": ("SDOP_EMU_EXTERNAL_IMAGE_REVISION", "9f7dec70"),
 }
 LOCK = threading.RLock()
 CONFIG, FAULTS, FAULT_COUNTERS, CALLS, TRACK = {}, {}, {}, {}, {}
@@ -110,7 +112,8 @@ def start_variants(ep, be, config_name):
         model = be._models.get(variant.get("ModelName"))
         if model is not None:
             reason = containers.start_inference(ep.endpoint_name, model, s3, ecr_backends,
-                                                be.account_id)
+                                                be.account_id,
+                                                CONFIG["external_image_revision"])
             if reason:
                 return reason
     return None
