@@ -24,4 +24,8 @@ for _ in $(seq 1 150); do grep -q "listening on" "$work/local-aws.log" && break;
 grep -q "listening on" "$work/local-aws.log" || { cat "$work/local-aws.log" >&2; exit 1; }
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
   AWS_REGION=us-east-1 SDOP_STATE_DIR="$work/state"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi

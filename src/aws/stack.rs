@@ -25,6 +25,53 @@ fn is_missing(err: &Error) -> bool {
 }
 
 /// The first failure in the stack's events (oldest first), as `LogicalId: reason`.
+/// Outputs of the stack's nested stacks (`AWS::CloudFormation::Stack` resources), as
+/// `nested.<LogicalId>.<OutputKey>`: the all-in-one-ai templates keep the API URL, subnets,
+/// security group and role in their LAMBDA, VPC and IAM stacks, not in the main one.
+async fn nested_outputs(
+    ctx: &ObjectContext<'_>,
+    name: &str,
+    outputs: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    let mut pages = ctx
+        .clients
+        .cloudformation
+        .list_stack_resources()
+        .stack_name(name)
+        .into_paginator()
+        .send();
+    let mut nested = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("cloudformation:ListStackResources", e))?;
+        for resource in page.stack_resource_summaries() {
+            if resource.resource_type() == Some("AWS::CloudFormation::Stack") {
+                if let (Some(logical), Some(physical)) = (
+                    resource.logical_resource_id(),
+                    resource.physical_resource_id(),
+                ) {
+                    nested.push((logical.to_string(), physical.to_string()));
+                }
+            }
+        }
+    }
+    for (logical, physical) in nested {
+        let described = ctx
+            .clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(&physical)
+            .send()
+            .await
+            .map_err(|e| classify("cloudformation:DescribeStacks", e))?;
+        for output in described.stacks().iter().flat_map(|s| s.outputs()) {
+            if let (Some(k), Some(v)) = (output.output_key(), output.output_value()) {
+                outputs.insert(format!("nested.{logical}.{k}"), v.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
     let events = ctx
         .clients
@@ -213,6 +260,9 @@ impl Adapter for StackAdapter {
                     .outputs
                     .insert(format!("outputs.{k}"), v.to_string());
             }
+        }
+        if observed.state == ObjectState::Ready {
+            nested_outputs(ctx, name, &mut observed.outputs).await?;
         }
         Ok(Some(observed))
     }

@@ -111,7 +111,8 @@ impl StackSpec {
 
 impl Kind for Stack {
     const KIND: &'static str = "Stack";
-    const OUTPUTS: &'static [&'static str] = &["stackName", "stackId", "status", "outputs.*"];
+    const OUTPUTS: &'static [&'static str] =
+        &["stackName", "stackId", "status", "outputs.*", "nested.*"];
     type Spec = StackSpec;
 
     fn check(spec: &StackSpec, checks: &mut Checks) {

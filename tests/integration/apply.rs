@@ -599,3 +599,87 @@ async fn converges_through_20_percent_throttling_without_leaks() {
     );
     assert_eq!(config_names(&sm).await.len(), 1, "leaked configs");
 }
+
+#[tokio::test]
+async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
+    let env = Env::new();
+    let dir = env.manifests.path();
+    std::fs::write(
+        dir.join("main.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  S3Bucket: {Type: String}\n  Stage: {Type: String}\nResources:\n  LAMBDA:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: !Sub 'https://${S3Bucket}.s3.${AWS::Region}.amazonaws.com/templates/lambda.template'\n      Parameters: {Stage: !Ref Stage}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lambda.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  Stage: {Type: String}\nResources:\n  Topic: {Type: AWS::SNS::Topic}\nOutputs:\n  ApiGatewayProdEndpoint: {Value: !Sub 'https://api-${Stage}.example/Prod'}\n",
+    )
+    .unwrap();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-nested", ""));
+    let stack = |stage: &str| {
+        format!(
+            "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {{name: webui}}\nspec:\n  stackName: webui\n  template: {{file: main.template}}\n  extraTemplateFiles: [lambda.template]\n  upload: {{bucket: sdop-it-nested, prefix: templates/}}\n  parameters:\n    S3Bucket: {{valueFrom: {{resource: Bucket/assets, output: bucketName}}}}\n    Stage: {stage}\n"
+        )
+    };
+    env.write("stack.yaml", &stack("dev"));
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "").replace(
+            &format!("environment: {{api_endpoint: \"{API}\"}}"),
+            "environment: {api_endpoint: {valueFrom: {resource: Stack/webui, output: nested.LAMBDA.ApiGatewayProdEndpoint}}}",
+        ),
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let stack_status = env
+        .store()
+        .load(&ResourceId::new("Stack", "webui"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stack_status.outputs["nested.LAMBDA.ApiGatewayProdEndpoint"],
+        "https://api-dev.example/Prod"
+    );
+    let sm = env.aws.sagemaker().await;
+    let served_api = |sm: aws_sdk_sagemaker::Client| async move {
+        let config = sm
+            .describe_endpoint()
+            .endpoint_name("sd-base")
+            .send()
+            .await
+            .unwrap()
+            .endpoint_config_name()
+            .unwrap()
+            .to_string();
+        let model = sm
+            .describe_endpoint_config()
+            .endpoint_config_name(config)
+            .send()
+            .await
+            .unwrap()
+            .production_variants()[0]
+            .model_name()
+            .unwrap()
+            .to_string();
+        sm.describe_model()
+            .model_name(model)
+            .send()
+            .await
+            .unwrap()
+            .primary_container()
+            .unwrap()
+            .environment()
+            .unwrap()["api_endpoint"]
+            .clone()
+    };
+    assert_eq!(served_api(sm.clone()).await, "https://api-dev.example/Prod");
+
+    // The value changes upstream (the stack's nested output): the endpoint rolls out.
+    env.write("stack.yaml", &stack("prod"));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(
+        served_api(sm.clone()).await,
+        "https://api-prod.example/Prod",
+        "{lines:#?}"
+    );
+}
