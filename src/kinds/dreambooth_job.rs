@@ -599,7 +599,11 @@ impl Kind for DreamboothJob {
             .input("expectedCheckpointYaml", json!(yaml))
             .input("tags", json!(spec.tags));
         vec![
-            config_object,
+            // Its key is its content address: an owned object of that name has this content.
+            DesiredObject {
+                content_named: true,
+                ..config_object
+            },
             DesiredObject {
                 name,
                 content_named: true,
