@@ -58,7 +58,8 @@ mod tests {
                 "Stack",
                 "ModelPackage",
                 "Endpoint",
-                "DreamboothJob"
+                "DreamboothJob",
+                "Dataset"
             ]
         );
         assert_eq!(

@@ -42,9 +42,14 @@ pub struct SourceCheckpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Concept {
-    /// Training images, e.g. `s3://sagemaker-us-east-1-123456789012/dataset/`; mounted as the
-    /// job's channel `concepts` (then `concepts2`, `concepts3`).
-    pub dataset_s3_uri: String,
+    /// Training images already in S3, e.g. `s3://sagemaker-us-east-1-123456789012/dataset/`;
+    /// mounted as the job's channel `concepts` (then `concepts2`, `concepts3`)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_s3_uri: Option<String>,
+    /// ...or the name of a `Dataset` that uploads them from a local directory (the job waits
+    /// for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     /// The new token, e.g. `jpstyle girl`.
     pub instance_token: String,
     /// The class it belongs to, e.g. `girl`.
@@ -163,6 +168,18 @@ const SET_BY_SDOP: &[(&str, &str)] = &[
     ("username", "spec.username"),
     ("dreambooth-config-id", "the config sdop writes"),
 ];
+
+/// Where a concept's images are: its S3 prefix, or its `Dataset`'s (known from its spec).
+fn concept_uri(concept: &Concept, ctx: &DesiredContext) -> Option<String> {
+    match (&concept.dataset_s3_uri, &concept.dataset) {
+        (Some(uri), _) => Some(uri.clone()),
+        (None, Some(dataset)) => ctx.outputs.get(
+            &ResourceId::new(super::dataset::Dataset::KIND, dataset),
+            "s3Uri",
+        ),
+        (None, None) => None,
+    }
+}
 
 impl DreamboothJobSpec {
     /// The models channel: the checkpoint's S3 prefix without extension, so that the `.yaml`
@@ -417,10 +434,19 @@ impl Kind for DreamboothJob {
             vpc.check("spec.vpcConfig", checks);
         }
         for (i, concept) in spec.concepts.iter().enumerate() {
-            checks.check(
-                format!("spec.concepts[{i}].datasetS3Uri"),
-                rules::s3_prefix_uri(&concept.dataset_s3_uri),
-            );
+            match (&concept.dataset_s3_uri, &concept.dataset) {
+                (Some(uri), None) => {
+                    checks.check(
+                        format!("spec.concepts[{i}].datasetS3Uri"),
+                        rules::s3_prefix_uri(uri),
+                    );
+                }
+                (None, Some(_)) => {}
+                _ => checks.error(
+                    format!("spec.concepts[{i}]"),
+                    "set exactly one of `datasetS3Uri` or `dataset`",
+                ),
+            }
             if concept.instance_token.trim().is_empty() {
                 checks.error(
                     format!("spec.concepts[{i}].instanceToken"),
@@ -461,6 +487,15 @@ impl Kind for DreamboothJob {
                 .as_ref()
                 .and_then(|api| api.reference("spec.apiEndpoint")),
         );
+        for (i, concept) in spec.concepts.iter().enumerate() {
+            if let Some(dataset) = &concept.dataset {
+                refs.push(Reference::to(
+                    format!("spec.concepts[{i}].dataset"),
+                    super::dataset::Dataset::KIND,
+                    dataset,
+                ));
+            }
+        }
         refs
     }
 
@@ -544,16 +579,12 @@ impl Kind for DreamboothJob {
             .into_iter()
             .map(|(k, v)| v.map(|v| (k, hyperparameter_value(&v))))
             .collect();
-        let mut channels: BTreeMap<String, String> = spec
+        let concepts: Option<BTreeMap<String, String>> = spec
             .concepts
             .iter()
             .enumerate()
-            .map(|(i, c)| (concept_channel(i), c.dataset_s3_uri.clone()))
+            .map(|(i, c)| concept_uri(c, ctx).map(|uri| (concept_channel(i), uri)))
             .collect();
-        channels.insert(
-            training::CONFIG_CHANNEL.into(),
-            format!("s3://{bucket}/{config_key}"),
-        );
         let models = spec.models_channel(ctx);
         let output = spec
             .output_s3_uri
@@ -573,8 +604,12 @@ impl Kind for DreamboothJob {
         .field("hyperparameters", hyperparameters.map(|h| json!(h)))
         .field(
             "channels",
-            models.map(|models| {
+            models.zip(concepts).map(|(models, mut channels)| {
                 channels.insert(training::MODELS_CHANNEL.into(), models);
+                channels.insert(
+                    training::CONFIG_CHANNEL.into(),
+                    format!("s3://{bucket}/{config_key}"),
+                );
                 json!(channels)
             }),
         )

@@ -5,6 +5,7 @@
 //! it should consist of for given outputs of its references. The engine does the rest.
 
 pub mod bucket;
+pub mod dataset;
 pub mod dreambooth_job;
 pub mod endpoint;
 pub mod image_repository;
@@ -32,6 +33,7 @@ pub static REGISTRY: &[&dyn KindHandler] = &[
     &Registered::<model_package::ModelPackage>(PhantomData),
     &Registered::<endpoint::Endpoint>(PhantomData),
     &Registered::<dreambooth_job::DreamboothJob>(PhantomData),
+    &Registered::<dataset::Dataset>(PhantomData),
 ];
 
 /// Looks a kind up by its name as written in manifests (`kind: Endpoint`).

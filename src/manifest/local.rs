@@ -21,6 +21,28 @@ pub struct LocalFile {
     pub size: u64,
     /// Hash of sizes, modification times and small files' contents.
     pub fingerprint: String,
+    /// A directory's files, sorted by path (empty for a file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<LocalEntry>,
+}
+
+/// One file of a local directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalEntry {
+    /// Path relative to the directory, `/`-separated.
+    pub path: String,
+    pub resolved: PathBuf,
+    pub size: u64,
+    /// As [`LocalFile::fingerprint`], of this file alone.
+    pub fingerprint: String,
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Resolves `written` against `base_dir` and fingerprints it.
@@ -30,39 +52,48 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
         .map_err(|e| format!("local path {written:?} ({}): {e}", resolved.display()))?;
     let mut hasher = Sha256::new();
     let mut size = 0;
+    let mut entries = Vec::new();
     if meta.is_dir() {
         let mut files = Vec::new();
         collect_files(&resolved, &mut files)
             .map_err(|e| format!("cannot list {written:?}: {e}"))?;
         files.sort();
         for file in files {
-            let rel = file
+            let rel: Vec<String> = file
                 .strip_prefix(&resolved)
                 .unwrap_or(&file)
-                .to_string_lossy()
-                .into_owned();
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let rel = rel.join("/");
             hasher.update(rel.as_bytes());
-            size += fingerprint_file(&file, &mut hasher)
+            // The directory's fingerprint sees the same bytes as before files had their own.
+            let mut own = Sha256::new();
+            let bytes = fingerprint_file(&file, &mut [&mut hasher, &mut own])
                 .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
+            let own = hex(own);
+            size += bytes;
+            entries.push(LocalEntry {
+                path: rel,
+                resolved: file,
+                size: bytes,
+                fingerprint: own,
+            });
         }
     } else {
-        size = fingerprint_file(&resolved, &mut hasher)
+        size = fingerprint_file(&resolved, &mut [&mut hasher])
             .map_err(|e| format!("cannot read {written:?}: {e}"))?;
     }
-    let fingerprint = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Ok(LocalFile {
         resolved,
         is_dir: meta.is_dir(),
         size,
-        fingerprint,
+        fingerprint: hex(hasher),
+        entries,
     })
 }
 
-fn fingerprint_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<u64> {
+fn fingerprint_file(path: &Path, hashers: &mut [&mut Sha256]) -> std::io::Result<u64> {
     let meta = std::fs::metadata(path)?;
     let modified = meta
         .modified()
@@ -70,11 +101,14 @@ fn fingerprint_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<u64> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    hasher.update(meta.len().to_le_bytes());
-    if meta.len() <= CONTENT_HASH_MAX_BYTES {
-        hasher.update(std::fs::read(path)?);
+    let content = if meta.len() <= CONTENT_HASH_MAX_BYTES {
+        std::fs::read(path)?
     } else {
-        hasher.update(modified.to_le_bytes());
+        modified.to_le_bytes().to_vec()
+    };
+    for hasher in hashers.iter_mut() {
+        hasher.update(meta.len().to_le_bytes());
+        hasher.update(&content);
     }
     Ok(meta.len())
 }

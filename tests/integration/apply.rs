@@ -683,3 +683,111 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
         "{lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_dataset_syncs_only_changes_and_never_touches_objects_it_did_not_write() {
+    let env = Env::new();
+    let images = env.manifests.path().join("images");
+    std::fs::create_dir_all(images.join("sub")).unwrap();
+    for (name, body) in [("a.jpg", "a1"), ("b.jpg", "b1"), ("sub/c.png", "c1")] {
+        std::fs::write(images.join(name), body).unwrap();
+    }
+    env.write("bucket.yaml", &bucket("data", "sdop-it-data", ""));
+    env.write(
+        "dataset.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Dataset\nmetadata: {name: jpstyle}\nspec: {directory: images, s3Uri: \"s3://sdop-it-data/dataset/jpstyle/\"}\n",
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let s3 = env.aws.s3().await;
+    // An object under the prefix that sdop did not write.
+    s3.put_object()
+        .bucket("sdop-it-data")
+        .key("dataset/jpstyle/theirs.jpg")
+        .body(b"not sdop's".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let keys = |s3: aws_sdk_s3::Client| async move {
+        let listed = s3
+            .list_objects_v2()
+            .bucket("sdop-it-data")
+            .prefix("dataset/jpstyle/")
+            .send()
+            .await
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .map(|o| {
+                o.key()
+                    .unwrap()
+                    .trim_start_matches("dataset/jpstyle/")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(s3.clone()).await,
+        ["a.jpg", "b.jpg", "sub/c.png", "theirs.jpg"]
+    );
+
+    // Unchanged: nothing is uploaded again.
+    env.aws.reset_calls();
+    let (summary, _) = env.apply().await;
+    assert!(summary.converged());
+    assert_eq!(env.aws.calls().of("s3:PutObject"), 0);
+
+    // One file changed, one removed, one added: exactly those three calls.
+    std::fs::write(images.join("a.jpg"), "a2").unwrap();
+    std::fs::remove_file(images.join("b.jpg")).unwrap();
+    std::fs::write(images.join("d.jpg"), "d1").unwrap();
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(
+        (calls.of("s3:PutObject"), calls.of("s3:DeleteObject")),
+        (2, 1),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        keys(s3.clone()).await,
+        ["a.jpg", "d.jpg", "sub/c.png", "theirs.jpg"]
+    );
+    let body = s3
+        .get_object()
+        .bucket("sdop-it-data")
+        .key("dataset/jpstyle/a.jpg")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&body[..], b"a2");
+
+    // A file whose key holds an object sdop did not write: a conflict, and it stays as it is.
+    std::fs::write(images.join("theirs.jpg"), "mine").unwrap();
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Dataset", "jpstyle")],
+        Phase::Conflict,
+        "{lines:#?}"
+    );
+    let body = s3
+        .get_object()
+        .bucket("sdop-it-data")
+        .key("dataset/jpstyle/theirs.jpg")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&body[..], b"not sdop's");
+}

@@ -223,9 +223,6 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
     aws.configure(json!({"training_seconds": 1.0, "endpoint_create_seconds": 0.5, "endpoint_update_seconds": 0.5}));
     let state = tempfile::tempdir().unwrap();
     let example = crate::support::local_aws::repo_root().join("examples/train-then-deploy");
-    // The user's part: the training images (the container fails on an empty concept dir).
-    aws.seed_dataset("sdop-example-datasets", "portrait/", 3)
-        .await;
     let hook = WebhookSink::start();
     let daemon = Daemon::start(
         &aws,
@@ -238,6 +235,7 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
         &[
             "Bucket/example-train",
             "ModelPackage/portrait-base",
+            "Dataset/portrait",
             "DreamboothJob/portrait",
             "ModelPackage/portrait",
             "Endpoint/portrait",

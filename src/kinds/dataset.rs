@@ -1,0 +1,85 @@
+//! `Dataset`: a local directory kept in sync with an S3 prefix (workshop step 9: the training
+//! images from the build box to S3). Every file is one owned `s3:object` whose metadata carries
+//! its fingerprint, so only changed files are uploaded; a file removed from the directory
+//! removes the object sdop wrote for it, and objects under the prefix that sdop did not write
+//! are never touched (a foreign object at a file's key is a conflict).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::stack::TEMPLATE_OBJECT;
+use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::rules;
+
+pub struct Dataset;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatasetSpec {
+    /// The local directory, relative to this manifest (read recursively; hidden files and
+    /// editor temp files are skipped).
+    pub directory: String,
+    /// The S3 prefix it is mirrored to, ending in `/`, e.g. `s3://BUCKET/dataset/jpstyle/`.
+    pub s3_uri: String,
+    /// Pruning the manifest: `Retain` (default) keeps the uploaded files; `Delete` removes the
+    /// objects sdop wrote.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl Kind for Dataset {
+    const KIND: &'static str = "Dataset";
+    const OUTPUTS: &'static [&'static str] = &["s3Uri"];
+    type Spec = DatasetSpec;
+
+    fn check(spec: &DatasetSpec, checks: &mut Checks) {
+        checks.check("spec.s3Uri", rules::s3_prefix_uri(&spec.s3_uri));
+        if spec.directory.trim().is_empty() {
+            checks.error("spec.directory", "directory must name a local directory");
+        }
+    }
+
+    fn references(_spec: &DatasetSpec) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    fn claims(spec: &DatasetSpec) -> Vec<(&'static str, Claim)> {
+        vec![(
+            "spec.s3Uri",
+            Claim::Unique(format!("dataset prefix {}", spec.s3_uri)),
+        )]
+    }
+
+    fn spec_outputs(spec: &DatasetSpec) -> BTreeMap<String, String> {
+        [("s3Uri".to_string(), spec.s3_uri.clone())].into()
+    }
+
+    fn local_paths(spec: &DatasetSpec) -> Vec<(String, String)> {
+        vec![("spec.directory".to_string(), spec.directory.clone())]
+    }
+
+    fn desired(spec: &DatasetSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
+        let Ok(prefix) = rules::s3_prefix_uri(&spec.s3_uri) else {
+            return Vec::new();
+        };
+        let Some(local) = ctx.local_files.get(&spec.directory) else {
+            return Vec::new();
+        };
+        local
+            .entries
+            .iter()
+            .map(|entry| {
+                DesiredObject::new(
+                    TEMPLATE_OBJECT,
+                    ObjectName::Known(format!("{}/{}{}", prefix.bucket, prefix.key, entry.path)),
+                    Mutability::InPlace,
+                )
+                .field("contentFingerprint", Some(json!(entry.fingerprint)))
+                .input("path", json!(entry.resolved))
+            })
+            .collect()
+    }
+}
