@@ -4,6 +4,7 @@ build_and_push.sh (images pushed to the ECR repositories sdop created), prepare.
 multi-GB weights. Uses boto3 from the emulator's virtualenv; AWS_* env points at the emulator."""
 import hashlib
 import json
+import pathlib
 import os
 
 import boto3
@@ -23,8 +24,6 @@ for key in ["v1-5-pruned.ckpt", "v2-1_768-ema-pruned.ckpt"]:
 s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/v2-1_768-ema-pruned.yaml",
               Body=b"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    parameterization: v\n")
 s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/ControlNet/control_sd15_canny.pth", Body=blob("canny", size // 4))
-for i in range(20):
-    s3.put_object(Bucket=BUCKET, Key=f"dataset/jpstyle/image{i:02d}.jpg", Body=blob(f"img{i}", 4096))
 for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-stable-diffusion-webui",
              "all-in-one-ai-stable-diffusion-webui-training", "all-in-one-ai-web"]:
     config_digest = "sha256:" + hashlib.sha256(repo.encode()).hexdigest()
@@ -32,4 +31,8 @@ for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-st
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": config_digest},
                 "layers": []}
     ecr.put_image(repositoryName=repo, imageTag="latest", imageManifest=json.dumps(manifest))
-print("seeded: checkpoints, ControlNet, 20 training images, 4 images pushed")
+# The 20 training images on the build box (stand-ins); Dataset/jpstyle uploads them.
+dataset = pathlib.Path(__file__).resolve().parent.parent / "manifests" / "dataset" / "jpstyle"
+for i in range(20):
+    (dataset / f"image{i:02d}.jpg").write_bytes(blob(f"img{i}", 4096))
+print("seeded: checkpoints, ControlNet, 4 images pushed, 20 training images in manifests/dataset/jpstyle/")
