@@ -59,7 +59,7 @@ fn schema_is_json_with_every_kind() {
     let (code, stdout, _) = sdop(&["schema"]);
     assert_eq!(code, 0);
     let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(schema["oneOf"].as_array().unwrap().len(), 6);
+    assert_eq!(schema["oneOf"].as_array().unwrap().len(), 7);
 }
 
 #[test]
