@@ -77,7 +77,8 @@ pub struct DreamboothJobSpec {
     pub instance_type: String,
     #[serde(default = "one")]
     pub instance_count: u32,
-    pub role_arn: String,
+    /// The SageMaker execution role (literal, or `valueFrom` the stack's IAM role).
+    pub role_arn: ValueSource,
     pub source_checkpoint: SourceCheckpoint,
     /// Name of the new model; checkpoints are `<modelName>_<steps>.ckpt`.
     pub model_name: String,
@@ -304,7 +305,7 @@ impl Kind for DreamboothJob {
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }
-        checks.check("spec.roleArn", rules::iam_role_arn(&spec.role_arn));
+        super::check_role_arn("spec.roleArn", &spec.role_arn, checks);
         let source = &spec.source_checkpoint;
         match (&source.s3_uri, &source.model_package, &source.file) {
             (Some(uri), None, None) => {
@@ -487,6 +488,10 @@ impl Kind for DreamboothJob {
                 .as_ref()
                 .and_then(|api| api.reference("spec.apiEndpoint")),
         );
+        refs.extend(spec.role_arn.reference("spec.roleArn"));
+        if let Some(vpc) = &spec.vpc_config {
+            refs.extend(vpc.references("spec.vpcConfig"));
+        }
         for (i, concept) in spec.concepts.iter().enumerate() {
             if let Some(dataset) = &concept.dataset {
                 refs.push(Reference::to(
@@ -600,7 +605,10 @@ impl Kind for DreamboothJob {
         .field("image", spec.image.resolve(ctx.outputs).map(|i| json!(i)))
         .field("instanceType", Some(json!(spec.instance_type)))
         .field("instanceCount", Some(json!(spec.instance_count)))
-        .field("roleArn", Some(json!(spec.role_arn)))
+        .field(
+            "roleArn",
+            spec.role_arn.resolve(ctx.outputs).map(|r| json!(r)),
+        )
         .field("hyperparameters", hyperparameters.map(|h| json!(h)))
         .field(
             "channels",
@@ -615,7 +623,7 @@ impl Kind for DreamboothJob {
         )
         .field("outputS3Uri", Some(json!(output)))
         .field("maxRuntimeSeconds", Some(json!(spec.max_runtime_seconds)))
-        .field("vpcConfig", Some(json!(spec.vpc_config)));
+        .field("vpcConfig", super::vpc_field(&spec.vpc_config, ctx.outputs));
         let name = if job.fully_known() {
             ObjectName::Known(hashed_name(
                 &spec.training_job_name,

@@ -58,7 +58,7 @@ pub struct EndpointSpec {
     #[serde(default = "one")]
     pub instance_count: u32,
     /// IAM role SageMaker assumes for the model.
-    pub execution_role_arn: String,
+    pub execution_role_arn: ValueSource,
     /// The Model's environment as the image reads it: `api_endpoint` (the all-in-one-ai API
     /// URL), `ckpt` (e.g. `valueFrom` a DreamboothJob's `modelCheckpointPath`),
     /// `embeddings_s3uri`, `hypernetwork_s3uri`, `generated_images_s3uri`. sdop adds
@@ -175,10 +175,7 @@ impl Kind for Endpoint {
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }
-        checks.check(
-            "spec.executionRoleArn",
-            rules::iam_role_arn(&spec.execution_role_arn),
-        );
+        super::check_role_arn("spec.executionRoleArn", &spec.execution_role_arn, checks);
         if let Some(async_inference) = &spec.async_inference {
             checks.check(
                 "spec.asyncInference.outputPath",
@@ -231,6 +228,10 @@ impl Kind for Endpoint {
                 ModelPackage::KIND,
                 package,
             ));
+        }
+        refs.extend(spec.execution_role_arn.reference("spec.executionRoleArn"));
+        if let Some(vpc) = &spec.vpc_config {
+            refs.extend(vpc.references("spec.vpcConfig"));
         }
         refs.extend(
             spec.environment
@@ -286,9 +287,14 @@ impl Kind for Endpoint {
         )
         .field("image", spec.image.resolve(ctx.outputs).map(|i| json!(i)))
         .field("modelData", model_data)
-        .field("executionRoleArn", Some(json!(spec.execution_role_arn)))
+        .field(
+            "executionRoleArn",
+            spec.execution_role_arn
+                .resolve(ctx.outputs)
+                .map(|r| json!(r)),
+        )
         .field("environment", environment(spec, ctx).map(|e| json!(e)))
-        .field("vpcConfig", Some(json!(spec.vpc_config)));
+        .field("vpcConfig", super::vpc_field(&spec.vpc_config, ctx.outputs));
         let model = DesiredObject {
             name: derived_name(&spec.endpoint_name, &model),
             content_named: true,

@@ -328,29 +328,75 @@ impl ValueSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VpcConfig {
-    pub subnets: Vec<String>,
-    pub security_group_ids: Vec<String>,
+    /// Subnet IDs, literal or `valueFrom` (e.g. the stack's nested VPC outputs).
+    pub subnets: Vec<ValueSource>,
+    pub security_group_ids: Vec<ValueSource>,
 }
 
 impl VpcConfig {
     pub fn check(&self, path: &str, checks: &mut Checks) {
-        if self.subnets.is_empty() || self.subnets.iter().any(|s| !s.starts_with("subnet-")) {
-            checks.error(
-                format!("{path}.subnets"),
-                "subnets must be one or more subnet-... IDs",
-            );
+        for (field, prefix, values) in [
+            ("subnets", "subnet-", &self.subnets),
+            ("securityGroupIds", "sg-", &self.security_group_ids),
+        ] {
+            if values.is_empty() {
+                checks.error(
+                    format!("{path}.{field}"),
+                    format!("{field} must be one or more {prefix}... IDs"),
+                );
+            }
+            for (i, value) in values.iter().enumerate() {
+                let at = format!("{path}.{field}[{i}]");
+                value.check(&at, checks);
+                if let ValueSource::Literal(id) = value {
+                    if !id.starts_with(prefix) {
+                        checks.error(at, format!("{id:?} is not a {prefix}... ID"));
+                    }
+                }
+            }
         }
-        if self.security_group_ids.is_empty()
-            || self
-                .security_group_ids
+    }
+
+    pub fn references(&self, path: &str) -> Vec<Reference> {
+        [
+            ("subnets", &self.subnets),
+            ("securityGroupIds", &self.security_group_ids),
+        ]
+        .into_iter()
+        .flat_map(|(field, values)| {
+            values
                 .iter()
-                .any(|s| !s.starts_with("sg-"))
-        {
-            checks.error(
-                format!("{path}.securityGroupIds"),
-                "securityGroupIds must be one or more sg-... IDs",
-            );
-        }
+                .enumerate()
+                .filter_map(move |(i, v)| v.reference(&format!("{path}.{field}[{i}]")))
+        })
+        .collect()
+    }
+
+    /// `{"subnets": [...], "securityGroupIds": [...]}` once every value is known.
+    pub fn resolve(&self, outputs: &Outputs) -> Option<serde_json::Value> {
+        let all = |values: &[ValueSource]| -> Option<Vec<String>> {
+            values.iter().map(|v| v.resolve(outputs)).collect()
+        };
+        Some(serde_json::json!({
+            "subnets": all(&self.subnets)?,
+            "securityGroupIds": all(&self.security_group_ids)?,
+        }))
+    }
+}
+
+/// A role ARN, literal (checked) or `valueFrom` (e.g. the stack's IAM role output).
+pub fn check_role_arn(path: &str, value: &ValueSource, checks: &mut Checks) {
+    value.check(path, checks);
+    if let ValueSource::Literal(arn) = value {
+        checks.check(path, crate::rules::iam_role_arn(arn));
+    }
+}
+
+/// A model's or training job's `vpcConfig` field: null when unset, unknown until resolved.
+pub fn vpc_field(vpc: &Option<VpcConfig>, outputs: &Outputs) -> Option<serde_json::Value> {
+    match vpc {
+        None => Some(serde_json::Value::Null),
+        Some(vpc) => vpc.resolve(outputs),
     }
 }
 

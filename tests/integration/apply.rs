@@ -611,7 +611,7 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
     .unwrap();
     std::fs::write(
         dir.join("lambda.template"),
-        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  Stage: {Type: String}\nResources:\n  Topic: {Type: AWS::SNS::Topic}\nOutputs:\n  ApiGatewayProdEndpoint: {Value: !Sub 'https://api-${Stage}.example/Prod'}\n",
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  Stage: {Type: String}\nResources:\n  Topic: {Type: AWS::SNS::Topic}\nOutputs:\n  ApiGatewayProdEndpoint: {Value: !Sub 'https://api-${Stage}.example/Prod'}\n  SageMakerRole: {Value: 'arn:aws:iam::123456789012:role/from-stack'}\n  PrivateSubnet1: {Value: subnet-0fromstack}\n  DefaultSecurityGroup: {Value: sg-0fromstack}\n",
     )
     .unwrap();
     env.write("bucket.yaml", &bucket("assets", "sdop-it-nested", ""));
@@ -625,7 +625,11 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
         "endpoint.yaml",
         &endpoint("ml.g4dn.xlarge", "").replace(
             &format!("environment: {{api_endpoint: \"{API}\"}}"),
-            "environment: {api_endpoint: {valueFrom: {resource: Stack/webui, output: nested.LAMBDA.ApiGatewayProdEndpoint}}}",
+            "environment: {api_endpoint: {valueFrom: {resource: Stack/webui, output: nested.LAMBDA.ApiGatewayProdEndpoint}}}\n  vpcConfig: {subnets: [{valueFrom: {resource: Stack/webui, output: nested.LAMBDA.PrivateSubnet1}}], securityGroupIds: [{valueFrom: {resource: Stack/webui, output: nested.LAMBDA.DefaultSecurityGroup}}]}",
+        )
+        .replace(
+            &format!("executionRoleArn: {ROLE}"),
+            "executionRoleArn: {valueFrom: {resource: Stack/webui, output: nested.LAMBDA.SageMakerRole}}",
         ),
     );
     let (summary, lines) = env.apply().await;
@@ -672,6 +676,26 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
             .clone()
     };
     assert_eq!(served_api(sm.clone()).await, "https://api-dev.example/Prod");
+    // The role and the VPC come from the stack too.
+    let models = sm.list_models().send().await.unwrap();
+    let model = sm
+        .describe_model()
+        .model_name(models.models()[0].model_name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        model.execution_role_arn(),
+        Some("arn:aws:iam::123456789012:role/from-stack")
+    );
+    let vpc = model.vpc_config().unwrap();
+    assert_eq!(
+        (vpc.subnets(), vpc.security_group_ids()),
+        (
+            &["subnet-0fromstack".to_string()][..],
+            &["sg-0fromstack".to_string()][..]
+        )
+    );
 
     // The value changes upstream (the stack's nested output): the endpoint rolls out.
     env.write("stack.yaml", &stack("prod"));
