@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference, ValueSource};
+use super::{
+    Checks, Claim, DeletionPolicy, DesiredContext, Kind, OutputRef, Reference, ValueSource,
+};
 use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -63,6 +65,11 @@ pub struct StackSpec {
     pub parameters: BTreeMap<String, ValueSource>,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Outputs that must exist before the stack is created, e.g. the digests of the images its
+    /// ECS services run (`{resource: ImageRepository/sd-webui, output: imageUri}`): without
+    /// them the services never stabilise and the stack rolls back after hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait_for: Vec<OutputRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default)]
@@ -156,6 +163,12 @@ impl Kind for Stack {
                 "extra template files need `upload: {bucket, prefix}`",
             );
         }
+        for (i, wait) in spec.wait_for.iter().enumerate() {
+            ValueSource::From {
+                value_from: wait.clone(),
+            }
+            .check(&format!("spec.waitFor[{i}]"), checks);
+        }
         for (name, value) in &spec.parameters {
             value.check(&format!("spec.parameters.{name}"), checks);
         }
@@ -166,9 +179,20 @@ impl Kind for Stack {
     }
 
     fn references(spec: &StackSpec) -> Vec<Reference> {
-        spec.parameters
+        spec.wait_for
             .iter()
-            .filter_map(|(name, value)| value.reference(&format!("spec.parameters.{name}")))
+            .enumerate()
+            .filter_map(|(i, wait)| {
+                ValueSource::From {
+                    value_from: wait.clone(),
+                }
+                .reference(&format!("spec.waitFor[{i}]"))
+            })
+            .chain(
+                spec.parameters.iter().filter_map(|(name, value)| {
+                    value.reference(&format!("spec.parameters.{name}"))
+                }),
+            )
             .collect()
     }
 
@@ -221,6 +245,16 @@ impl Kind for Stack {
             .iter()
             .map(|(name, value)| value.resolve(ctx.outputs).map(|v| (name.clone(), v)))
             .collect();
+        let wait_for: Option<Vec<String>> = spec
+            .wait_for
+            .iter()
+            .map(|wait| {
+                ValueSource::From {
+                    value_from: wait.clone(),
+                }
+                .resolve(ctx.outputs)
+            })
+            .collect();
         // One fingerprint over every local template: a nested template's change updates the stack.
         let template_fingerprint: Option<serde_json::Value> = if fingerprints.is_empty() {
             Some(json!(null))
@@ -243,7 +277,10 @@ impl Kind for Stack {
                 "capabilities",
                 Some(json!(sorted_capabilities(&spec.capabilities))),
             )
-            .field("tags", Some(json!(spec.tags))),
+            .field("tags", Some(json!(spec.tags)))
+            // Not sent to CloudFormation: unknown until every output waited for exists, which
+            // holds the create back (and is not compared, so a new digest updates nothing).
+            .field("waitFor", wait_for.map(|w| json!(w))),
         );
         objects
     }

@@ -815,3 +815,40 @@ async fn a_dataset_syncs_only_changes_and_never_touches_objects_it_did_not_write
         .into_bytes();
     assert_eq!(&body[..], b"not sdop's");
 }
+
+#[tokio::test]
+async fn a_stack_waits_for_the_images_its_services_run() {
+    let env = Env::new();
+    std::fs::write(
+        env.manifests.path().join("main.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Topic: {Type: AWS::SNS::Topic}\n",
+    )
+    .unwrap();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-wait", ""));
+    env.write(
+        "repo.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: webui}\nspec: {repositoryName: sd-webui}\n",
+    );
+    env.write(
+        "stack.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {name: webui}\nspec:\n  stackName: webui\n  template: {file: main.template}\n  upload: {bucket: sdop-it-wait, prefix: templates/}\n  waitFor: [{resource: ImageRepository/webui, output: imageUri}]\n",
+    );
+    let (result, _) = env.apply_with(ApplyOptions::default()).await;
+    result.unwrap();
+    assert_eq!(env.phase("Stack", "webui"), Phase::Pending);
+    assert_eq!(env.aws.calls().of("cloudformation:CreateStack"), 0);
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000002"},"layers":[]}"#;
+    env.aws
+        .ecr()
+        .await
+        .put_image()
+        .repository_name("sd-webui")
+        .image_tag("latest")
+        .image_manifest(manifest)
+        .send()
+        .await
+        .unwrap();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(env.aws.calls().of("cloudformation:CreateStack"), 1);
+}
