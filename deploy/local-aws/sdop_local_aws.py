@@ -471,7 +471,8 @@ def classify(environ):
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             form = parse_qs(body.decode("utf-8", "replace"))
         action, proto = (form.get("Action") or qs.get("Action") or [method])[0], "query"
-    is_read = action.startswith(("Describe", "List", "Get", "Head", "BatchGet"))
+    # DynamoDB's Scan and Query read too (the DynamoDB API reference's read operations).
+    is_read = action.startswith(("Describe", "List", "Get", "Head", "BatchGet", "Scan", "Query"))
     return f"{service}:{action}", proto, is_read, caller
 
 

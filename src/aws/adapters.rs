@@ -61,6 +61,7 @@ static ADAPTERS: &[&dyn Adapter] = &[
     &super::sagemaker_endpoint::EndpointAdapter,
     &super::sagemaker_training_job::TrainingJobAdapter,
     &super::s3_model_package::ModelPackageAdapter,
+    &super::dynamodb_registration::RegistrationAdapter,
 ];
 
 pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {

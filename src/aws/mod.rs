@@ -2,6 +2,7 @@
 //! and one adapter per AWS object type (read one; create; update with a delta; delete).
 
 pub mod adapters;
+pub mod dynamodb_registration;
 pub mod ecr_repository;
 pub mod s3_bucket;
 pub mod s3_model_package;
@@ -98,6 +99,7 @@ pub struct Clients {
     pub ecr: aws_sdk_ecr::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub sagemaker: aws_sdk_sagemaker::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub region: String,
     /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
     pub endpoint_url: Option<String>,
@@ -151,11 +153,15 @@ impl Clients {
         let sagemaker = aws_sdk_sagemaker::config::Builder::from(config)
             .interceptor(transport::OperationName)
             .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ecr: aws_sdk_ecr::Client::from_conf(ecr),
             cloudformation: aws_sdk_cloudformation::Client::from_conf(cloudformation),
             sagemaker: aws_sdk_sagemaker::Client::from_conf(sagemaker),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             region: config
                 .region()
                 .map(|r| r.to_string())

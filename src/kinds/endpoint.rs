@@ -69,6 +69,11 @@ pub struct EndpointSpec {
     pub async_inference: Option<AsyncInference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_config: Option<VpcConfig>,
+    /// Record the endpoint in the all-in-one-ai endpoint registry, so the WebUI lists it for
+    /// the `stable-diffusion-webui` industrial model (what the portal does after a deploy);
+    /// the record is removed when the endpoint is pruned. Opt-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webui_registration: Option<WebuiRegistration>,
     /// Seconds SageMaker waits for the container's health check (large models load slowly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_startup_health_check_timeout_seconds: Option<u32>,
@@ -79,6 +84,30 @@ pub struct EndpointSpec {
     pub deletion_policy: DeletionPolicy,
     #[serde(default)]
     pub adopt: bool,
+}
+
+/// Where and under which industrial model an endpoint is registered for the WebUI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebuiRegistration {
+    /// The WebUI's industrial model id; default: looked up in `industrialModelTable` (the one
+    /// with `model_algorithm` `stable-diffusion-webui`, which the WebUI creates at its first
+    /// start; the endpoint waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub industrial_model: Option<ValueSource>,
+    /// The endpoint registry table (SSM `/all_in_one_ai/config/meta/endpoint_table`).
+    #[serde(default = "endpoint_table")]
+    pub table: String,
+    #[serde(default = "industrial_model_table")]
+    pub industrial_model_table: String,
+}
+
+fn endpoint_table() -> String {
+    "all_in_one_ai_endpoint".into()
+}
+
+fn industrial_model_table() -> String {
+    "all_in_one_ai_industrial_model".into()
 }
 
 fn one() -> u32 {
@@ -92,6 +121,7 @@ fn delete() -> DeletionPolicy {
 pub const MODEL: &str = "sagemaker:model";
 pub const ENDPOINT_CONFIG: &str = "sagemaker:endpoint-config";
 pub const ENDPOINT: &str = "sagemaker:endpoint";
+pub const REGISTRATION: &str = "dynamodb:endpoint-registration";
 
 /// A name derived from content when every field is known, else "known after apply".
 fn derived_name(base: &str, object: &DesiredObject) -> ObjectName {
@@ -133,6 +163,37 @@ fn environment(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<BTreeMap<Str
     Some(inference.model_environment(resolved, &spec.endpoint_name))
 }
 
+/// The registry record: named once the industrial model is known (given, or looked up by the
+/// adapter).
+fn registration_object(
+    registration: &WebuiRegistration,
+    endpoint_name: &str,
+    ctx: &DesiredContext,
+) -> DesiredObject {
+    let model = registration
+        .industrial_model
+        .as_ref()
+        .and_then(|m| m.resolve(ctx.outputs));
+    let name = match &model {
+        Some(id) => ObjectName::Known(format!("{}/{endpoint_name}/{id}", registration.table)),
+        None => ObjectName::AfterApply {
+            base: format!("{}/{endpoint_name}/", registration.table),
+        },
+    };
+    let object = DesiredObject::new(REGISTRATION, name, Mutability::InPlace)
+        .field("industrialModel", model.map(|m| json!(m)))
+        .input("table", json!(registration.table))
+        .input("endpointName", json!(endpoint_name));
+    match &registration.industrial_model {
+        // Given: no look-up.
+        Some(_) => object,
+        None => object.input(
+            "industrialModelTable",
+            json!(registration.industrial_model_table),
+        ),
+    }
+}
+
 impl Kind for Endpoint {
     const KIND: &'static str = "Endpoint";
     const OUTPUTS: &'static [&'static str] = &[
@@ -140,6 +201,7 @@ impl Kind for Endpoint {
         "endpointArn",
         "endpointConfigName",
         "modelName",
+        "webuiRegistration",
     ];
     type Spec = EndpointSpec;
 
@@ -191,6 +253,22 @@ impl Kind for Endpoint {
         for (name, value) in &spec.environment {
             value.check(&format!("spec.environment.{name}"), checks);
         }
+        if let Some(registration) = &spec.webui_registration {
+            if let Some(model) = &registration.industrial_model {
+                model.check("spec.webuiRegistration.industrialModel", checks);
+            }
+            for (path, table) in [
+                ("spec.webuiRegistration.table", &registration.table),
+                (
+                    "spec.webuiRegistration.industrialModelTable",
+                    &registration.industrial_model_table,
+                ),
+            ] {
+                if table.is_empty() || table.contains('/') {
+                    checks.error(path, format!("{table:?} is not a DynamoDB table name"));
+                }
+            }
+        }
         let literal: BTreeMap<String, Option<String>> = spec
             .environment
             .iter()
@@ -230,6 +308,13 @@ impl Kind for Endpoint {
             ));
         }
         refs.extend(spec.execution_role_arn.reference("spec.executionRoleArn"));
+        if let Some(model) = spec
+            .webui_registration
+            .as_ref()
+            .and_then(|r| r.industrial_model.as_ref())
+        {
+            refs.extend(model.reference("spec.webuiRegistration.industrialModel"));
+        }
         if let Some(vpc) = &spec.vpc_config {
             refs.extend(vpc.references("spec.vpcConfig"));
         }
@@ -327,6 +412,10 @@ impl Kind for Endpoint {
         )
         .field("endpointConfigName", config.name.known().map(|n| json!(n)))
         .field("tags", Some(json!(spec.tags)));
-        vec![model, config, endpoint]
+        let mut objects = vec![model, config, endpoint];
+        if let Some(registration) = &spec.webui_registration {
+            objects.push(registration_object(registration, &spec.endpoint_name, ctx));
+        }
+        objects
     }
 }

@@ -852,3 +852,190 @@ async fn a_stack_waits_for_the_images_its_services_run() {
     assert!(summary.converged(), "{lines:#?}");
     assert_eq!(env.aws.calls().of("cloudformation:CreateStack"), 1);
 }
+
+/// The registry tables of all-in-one-ai-dynamodb.yaml and the WebUI's industrial model row.
+async fn webui_registry(aws: &crate::support::local_aws::LocalAws, industrial_model: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ProvisionedThroughput,
+        ScalarAttributeType,
+    };
+    let ddb = aws.dynamodb().await;
+    for (table, hash, range) in [
+        (
+            "all_in_one_ai_endpoint",
+            "endpoint_name",
+            "industrial_model",
+        ),
+        (
+            "all_in_one_ai_industrial_model",
+            "model_id",
+            "model_algorithm",
+        ),
+    ] {
+        ddb.create_table()
+            .table_name(table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(hash)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(range)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(hash)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(range)
+                    .key_type(KeyType::Range)
+                    .build()
+                    .unwrap(),
+            )
+            .provisioned_throughput(
+                ProvisionedThroughput::builder()
+                    .read_capacity_units(1)
+                    .write_capacity_units(1)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    ddb.put_item()
+        .table_name("all_in_one_ai_industrial_model")
+        .item("model_id", AttributeValue::S(industrial_model.into()))
+        .item(
+            "model_algorithm",
+            AttributeValue::S("stable-diffusion-webui".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn registry_rows(aws: &crate::support::local_aws::LocalAws) -> Vec<(String, Option<String>)> {
+    let items = aws
+        .dynamodb()
+        .await
+        .scan()
+        .table_name("all_in_one_ai_endpoint")
+        .send()
+        .await
+        .unwrap();
+    let mut rows: Vec<(String, Option<String>)> = items
+        .items()
+        .iter()
+        .map(|item| {
+            (
+                format!(
+                    "{}/{}",
+                    item["endpoint_name"].as_s().unwrap(),
+                    item["industrial_model"].as_s().unwrap()
+                ),
+                item.get("sdop_resource").map(|v| v.as_s().unwrap().clone()),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn endpoints_are_registered_for_the_webui_and_only_sdops_records_are_removed() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = Env::new();
+    webui_registry(&env.aws, "im-1").await;
+    // A record the portal wrote for another endpoint.
+    env.aws
+        .dynamodb()
+        .await
+        .put_item()
+        .table_name("all_in_one_ai_endpoint")
+        .item("endpoint_name", AttributeValue::S("portal-endpoint".into()))
+        .item("industrial_model", AttributeValue::S("im-1".into()))
+        .send()
+        .await
+        .unwrap();
+    env.write("keep.yaml", &bucket("keep", "sdop-it-keep", ""));
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "  webuiRegistration: {}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(
+        registry_rows(&env.aws).await,
+        [
+            ("portal-endpoint/im-1".to_string(), None),
+            (
+                "sd-base/im-1".to_string(),
+                Some("Endpoint/base".to_string())
+            )
+        ]
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("Endpoint", "base"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.outputs["webuiRegistration"].contains("industrial model im-1"),
+        "{:?}",
+        status.outputs
+    );
+
+    // Pruned: the endpoint and sdop's record go; the portal's record stays.
+    env.remove("endpoint.yaml");
+    let (result, lines) = env
+        .apply_with(ApplyOptions {
+            wait: true,
+            prune: true,
+            force: true,
+            timeout: Duration::from_secs(30),
+            ..ApplyOptions::default()
+        })
+        .await;
+    result.unwrap();
+    assert_eq!(
+        registry_rows(&env.aws).await,
+        [("portal-endpoint/im-1".to_string(), None)],
+        "{lines:#?}"
+    );
+
+    // A record at this endpoint's key that sdop did not write: a conflict, left as it is.
+    env.aws
+        .dynamodb()
+        .await
+        .put_item()
+        .table_name("all_in_one_ai_endpoint")
+        .item("endpoint_name", AttributeValue::S("sd-base".into()))
+        .item("industrial_model", AttributeValue::S("im-1".into()))
+        .send()
+        .await
+        .unwrap();
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "  webuiRegistration: {}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Endpoint", "base")],
+        Phase::Conflict,
+        "{lines:#?}"
+    );
+    assert!(registry_rows(&env.aws)
+        .await
+        .contains(&("sd-base/im-1".to_string(), None)));
+}

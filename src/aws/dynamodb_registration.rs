@@ -1,0 +1,246 @@
+//! `dynamodb:endpoint-registration`: an endpoint's record in the all-in-one-ai endpoint
+//! registry, the DynamoDB table the WebUI lists endpoints from (all-in-one-ai
+//! `backend/src/all_in_one_ai_endpoint/lambda_function.py`: `scan` by `industrial_model`;
+//! `action=attach` writes `{endpoint_name, industrial_model}`; table `all_in_one_ai_endpoint`,
+//! key `endpoint_name` + `industrial_model`, in `deployment/templates/all-in-one-ai-dynamodb.yaml`).
+//!
+//! Object name `TABLE/ENDPOINT/INDUSTRIAL_MODEL`. sdop writes the record with an extra
+//! attribute naming its resource, only where no record is (a conditional put), and deletes
+//! only a record that still carries that attribute: a record sdop did not write is never
+//! touched. The industrial model (the WebUI creates it at its first start) is looked up when
+//! the manifest does not give it.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{json, Value};
+
+use super::adapters::{Adapter, ObjectContext};
+use super::classify;
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectName, ObjectState, ObservedObject, Ownership,
+};
+use crate::error::{Error, Result};
+use crate::kinds::endpoint::REGISTRATION;
+use crate::manifest::ResourceId;
+
+pub struct RegistrationAdapter;
+
+/// The attribute that marks a record as sdop's (the WebUI ignores attributes it does not read).
+const OWNER: &str = "sdop_resource";
+/// The WebUI's industrial model: its `model_algorithm` (fork `modules/shared.py` creates it
+/// with `'model_algorithm': 'stable-diffusion-webui'`).
+const WEBUI_ALGORITHM: &str = "stable-diffusion-webui";
+
+/// `TABLE/ENDPOINT/INDUSTRIAL_MODEL` → its parts.
+fn split(name: &str) -> Result<(&str, &str, &str)> {
+    let mut parts = name.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(t), Some(e), Some(m)) if !t.is_empty() && !e.is_empty() && !m.is_empty() => {
+            Ok((t, e, m))
+        }
+        _ => Err(Error::Terminal(format!(
+            "{name:?} is not TABLE/ENDPOINT/INDUSTRIAL_MODEL"
+        ))),
+    }
+}
+
+fn key(endpoint: &str, industrial_model: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            "endpoint_name".to_string(),
+            AttributeValue::S(endpoint.to_string()),
+        ),
+        (
+            "industrial_model".to_string(),
+            AttributeValue::S(industrial_model.to_string()),
+        ),
+    ])
+}
+
+fn text<'a>(object: &'a DesiredObject, input: &str) -> Option<&'a str> {
+    object.inputs.get(input).and_then(Value::as_str)
+}
+
+/// The id of the WebUI's industrial model in `table`, if the WebUI has created it.
+async fn webui_industrial_model(ctx: &ObjectContext<'_>, table: &str) -> Result<Option<String>> {
+    let mut pages = ctx
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .filter_expression("model_algorithm = :algorithm")
+        .expression_attribute_values(":algorithm", AttributeValue::S(WEBUI_ALGORITHM.into()))
+        .into_paginator()
+        .send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("dynamodb:Scan", e))?;
+        ids.extend(page.items().iter().filter_map(|item| {
+            item.get("model_id")
+                .and_then(|v| v.as_s().ok())
+                .map(String::to_string)
+        }));
+    }
+    ids.sort();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(Error::Terminal(format!(
+            "{} industrial models with model_algorithm {WEBUI_ALGORITHM} in {table} ({}): set webuiRegistration.industrialModel",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+#[async_trait]
+impl Adapter for RegistrationAdapter {
+    fn aws_type(&self) -> &'static str {
+        REGISTRATION
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: DesiredObject,
+    ) -> Result<DesiredObject> {
+        if object.name.known().is_some() {
+            return Ok(object);
+        }
+        let (Some(table), Some(endpoint), Some(models)) = (
+            text(&object, "table"),
+            text(&object, "endpointName"),
+            text(&object, "industrialModelTable"),
+        ) else {
+            return Ok(object);
+        };
+        let Some(id) = webui_industrial_model(ctx, models).await? else {
+            // Not created yet: the WebUI creates it at its first start.
+            return Ok(object);
+        };
+        let name = format!("{table}/{endpoint}/{id}");
+        Ok(DesiredObject {
+            name: ObjectName::Known(name),
+            ..object.field("industrialModel", Some(json!(id)))
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let (table, endpoint, industrial_model) = split(name)?;
+        let found = ctx
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key(endpoint, industrial_model)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:GetItem", e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let ownership = match item
+            .get(OWNER)
+            .and_then(|v| v.as_s().ok())
+            .and_then(|r| ResourceId::parse(r))
+        {
+            Some(owner) => Ownership::Owned { resource: owner },
+            None => Ownership::Foreign,
+        };
+        let mut observed = ObservedObject::new(
+            ObjectKey::new(self.aws_type(), name),
+            [("industrialModel".to_string(), json!(industrial_model))].into(),
+            ownership,
+        );
+        observed.outputs.insert(
+            "webuiRegistration".into(),
+            format!("{table}: {endpoint} for industrial model {industrial_model}"),
+        );
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        let name = object
+            .name
+            .known()
+            .ok_or_else(|| Error::Terminal("registration name not known yet".into()))?;
+        let (table, endpoint, industrial_model) = split(name)?;
+        let mut item = key(endpoint, industrial_model);
+        item.insert(OWNER.into(), AttributeValue::S(ctx.resource.to_string()));
+        let put = ctx
+            .clients
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            // Never over a record someone else wrote (between our read and this write).
+            .condition_expression("attribute_not_exists(endpoint_name)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(ObjectState::Ready),
+            Err(err) => {
+                let err = classify("dynamodb:PutItem", err);
+                if super::is_not_found(&err, &["ConditionalCheckFailedException"]) {
+                    Err(Error::Terminal(format!(
+                        "{table} already has a record for {endpoint} and industrial model {industrial_model} that sdop did not write: left as it is"
+                    )))
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        _ctx: &ObjectContext<'_>,
+        _object: &DesiredObject,
+        _changes: &[FieldChange],
+    ) -> Result<ObjectState> {
+        // The record is its key: nothing to change in place.
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        let (table, endpoint, industrial_model) = split(name)?;
+        let deleted = ctx
+            .clients
+            .dynamodb
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key(endpoint, industrial_model)))
+            // Only a record sdop wrote for this very resource.
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(ctx.resource.to_string()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("dynamodb:DeleteItem", err);
+                // Gone, or no longer ours: nothing of sdop's is left to delete.
+                if super::is_not_found(
+                    &err,
+                    &[
+                        "ConditionalCheckFailedException",
+                        "ResourceNotFoundException",
+                    ],
+                ) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
