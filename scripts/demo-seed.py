@@ -7,10 +7,29 @@ import json
 import pathlib
 import os
 
+import sys
+import time
+
 import boto3
 
 BUCKET = "sdop-sd-webui-assets"
 kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
+
+if sys.argv[1:] == ["--webui-first-start"]:
+    # The WebUI's first start on ECS (fork modules/shared.py: POST {api}/industrialmodel, which
+    # stores its industrial model): once the stack's DYNAMODB tables exist, bounded to 5 min.
+    ddb = boto3.client("dynamodb", **kw)
+    for _ in range(1500):
+        try:
+            ddb.put_item(TableName="all_in_one_ai_industrial_model",
+                         Item={"model_id": {"S": "5e2b7a46-webui"},
+                               "model_algorithm": {"S": "stable-diffusion-webui"},
+                               "model_name": {"S": "stable-diffusion-webui"}})
+            print("the WebUI created its industrial model")
+            sys.exit(0)
+        except ddb.exceptions.ResourceNotFoundException:
+            time.sleep(0.2)
+    sys.exit("the stack's DYNAMODB tables never appeared")
 s3 = boto3.client("s3", **kw)
 ecr = boto3.client("ecr", **kw)
 
