@@ -195,6 +195,15 @@ pub fn s3_prefix_uri(uri: &str) -> Result<S3Uri, String> {
     Ok(parsed)
 }
 
+/// An SSM parameter name (AWS: `a-zA-Z0-9_.-/`, at most 2048 characters).
+pub fn ssm_parameter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 2048
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+}
+
 /// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
 pub fn iam_role_arn(arn: &str) -> Result<(), String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();

@@ -17,6 +17,13 @@ pub struct AwsCloud {
 }
 
 impl Cloud for AwsCloud {
+    fn external_values<'a>(
+        &'a self,
+        spec: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Vec<(ResourceId, BTreeMap<String, String>)>>> {
+        Box::pin(crate::aws::ssm_outputs(&self.clients, spec))
+    }
+
     fn resolve<'a>(
         &'a self,
         resource: &'a ResourceId,

@@ -88,6 +88,9 @@ pub async fn reconcile(
         id.clone(),
         manifest.handler.spec_outputs(manifest.spec.as_ref()),
     );
+    for (value_id, values) in crate::aws::ssm_outputs(clients, &manifest.spec_json).await? {
+        outputs.insert(value_id, values);
+    }
     let ctx = DesiredContext {
         id,
         metadata: &manifest.metadata,

@@ -100,6 +100,7 @@ pub struct Clients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub sagemaker: aws_sdk_sagemaker::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ssm: aws_sdk_ssm::Client,
     pub region: String,
     /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
     pub endpoint_url: Option<String>,
@@ -156,12 +157,16 @@ impl Clients {
         let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
             .interceptor(transport::OperationName)
             .build();
+        let ssm = aws_sdk_ssm::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ecr: aws_sdk_ecr::Client::from_conf(ecr),
             cloudformation: aws_sdk_cloudformation::Client::from_conf(cloudformation),
             sagemaker: aws_sdk_sagemaker::Client::from_conf(sagemaker),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm),
             region: config
                 .region()
                 .map(|r| r.to_string())
@@ -304,6 +309,40 @@ pub async fn head_s3_object(
             .map_err(|e| classify("s3:HeadObject", e)),
         |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
     )
+}
+
+/// An SSM parameter's value (decrypted), `None` when there is no such parameter.
+pub async fn ssm_parameter(clients: &Clients, name: &str) -> Result<Option<String>, Error> {
+    let found = absent_if(
+        clients
+            .ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| classify("ssm:GetParameter", e)),
+        |err| is_not_found(err, &["ParameterNotFound"]),
+    )?;
+    Ok(found.and_then(|out| out.parameter().and_then(|p| p.value().map(str::to_string))))
+}
+
+/// The SSM parameters `spec` reads, as outputs (`SSMParameter/<name>` → `value`); a missing
+/// parameter is left out (known after apply).
+pub async fn ssm_outputs(
+    clients: &Clients,
+    spec: &serde_json::Value,
+) -> Result<Vec<(crate::manifest::ResourceId, BTreeMap<String, String>)>, Error> {
+    let mut found = Vec::new();
+    for name in crate::kinds::ssm_parameters(spec) {
+        if let Some(value) = ssm_parameter(clients, &name).await? {
+            found.push((
+                crate::kinds::ssm_parameter_id(&name),
+                [("value".to_string(), value)].into(),
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// True when an error means the object does not exist.

@@ -29,6 +29,13 @@ pub trait Cloud: Send + Sync {
         &'a self,
         resource: &'a ResourceId,
     ) -> BoxFuture<'a, Result<Vec<ObservedObject>>>;
+    /// Values read from outside any resource (SSM parameters) that `spec` reads, as outputs.
+    fn external_values<'a>(
+        &'a self,
+        _spec: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Vec<(ResourceId, BTreeMap<String, String>)>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// The resource's status outputs as last observed (`None`: not yet created).
     fn outputs<'a>(
         &'a self,

@@ -31,6 +31,9 @@ pub async fn plan_all(
             known.extend(observed);
         }
         outputs.insert(manifest.id.clone(), known);
+        for (id, values) in cloud.external_values(&manifest.spec_json).await? {
+            outputs.insert(id, values);
+        }
         let ctx = DesiredContext {
             id: &manifest.id,
             metadata: &manifest.metadata,

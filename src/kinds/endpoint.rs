@@ -275,7 +275,7 @@ impl Kind for Endpoint {
             .map(|(k, v)| {
                 let text = match v {
                     ValueSource::Literal(text) => Some(text.clone()),
-                    ValueSource::From { .. } => None,
+                    ValueSource::From { .. } | ValueSource::Ssm { .. } => None,
                 };
                 (k.clone(), text)
             })

@@ -167,9 +167,11 @@ impl Checks {
     }
 }
 
-/// A manifest value that is either literal or read from another resource's status output.
-/// Literals may be written as strings, numbers, booleans or lists (joined with commas, as
-/// CloudFormation's `List<...>` parameters expect); null is the empty string.
+/// A manifest value that is literal, read from another resource's status output, or read
+/// from an SSM parameter (all-in-one-ai publishes its API URL, role and images under
+/// `/all_in_one_ai/config/meta/`). Literals may be written as strings, numbers, booleans or
+/// lists (joined with commas, as CloudFormation's `List<...>` parameters expect); null is the
+/// empty string.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ValueSource {
@@ -178,6 +180,46 @@ pub enum ValueSource {
         #[serde(rename = "valueFrom")]
         value_from: OutputRef,
     },
+    Ssm {
+        #[serde(rename = "valueFrom")]
+        value_from: SsmRef,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmRef {
+    /// The parameter's name, e.g. `/all_in_one_ai/config/meta/api_endpoint`.
+    #[serde(rename = "ssmParameter")]
+    pub ssm_parameter: String,
+}
+
+/// Where an SSM parameter's value sits in [`Outputs`] once read (output `value`).
+pub fn ssm_parameter_id(name: &str) -> ResourceId {
+    ResourceId::new("SSMParameter", name)
+}
+
+/// Every SSM parameter a spec reads (`{valueFrom: {ssmParameter: NAME}}` anywhere in it).
+pub fn ssm_parameters(spec: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut stack = vec![spec];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(name) = map
+                    .get("valueFrom")
+                    .and_then(|v| v.get("ssmParameter"))
+                    .and_then(|n| n.as_str())
+                {
+                    names.insert(name.to_string());
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    names
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -268,11 +310,37 @@ impl<'de> serde::de::Visitor<'de> for ValueSourceVisitor {
         if key != "valueFrom" {
             return Err(serde::de::Error::unknown_field(&key, &["valueFrom"]));
         }
-        let value_from: OutputRef = map.next_value()?;
+        let fields: BTreeMap<String, ScalarString> = map.next_value()?;
         if let Some(extra) = map.next_key::<String>()? {
             return Err(serde::de::Error::unknown_field(&extra, &[]));
         }
-        Ok(ValueSource::From { value_from })
+        let mut fields: BTreeMap<String, String> = fields
+            .into_iter()
+            .map(|(k, ScalarString(v))| (k, v))
+            .collect();
+        let source =
+            match (
+                fields.remove("resource"),
+                fields.remove("output"),
+                fields.remove("ssmParameter"),
+            ) {
+                (Some(resource), Some(output), None) => ValueSource::From {
+                    value_from: OutputRef { resource, output },
+                },
+                (None, None, Some(ssm_parameter)) => ValueSource::Ssm {
+                    value_from: SsmRef { ssm_parameter },
+                },
+                _ => return Err(serde::de::Error::custom(
+                    "valueFrom takes {resource: Kind/name, output: NAME} or {ssmParameter: NAME}",
+                )),
+            };
+        if let Some(extra) = fields.keys().next() {
+            return Err(serde::de::Error::unknown_field(
+                extra,
+                &["resource", "output", "ssmParameter"],
+            ));
+        }
+        Ok(source)
     }
 }
 
@@ -286,7 +354,7 @@ impl ValueSource {
     /// The reference this value introduces, if any (an unparseable `resource` is a check error).
     pub fn reference(&self, path: &str) -> Option<Reference> {
         match self {
-            ValueSource::Literal(_) => None,
+            ValueSource::Literal(_) | ValueSource::Ssm { .. } => None,
             ValueSource::From { value_from } => {
                 ResourceId::parse(&value_from.resource).map(|target| Reference {
                     path: format!("{path}.valueFrom.resource"),
@@ -299,6 +367,17 @@ impl ValueSource {
     }
 
     pub fn check(&self, path: &str, checks: &mut Checks) {
+        if let ValueSource::Ssm { value_from } = self {
+            if !crate::rules::ssm_parameter_name(&value_from.ssm_parameter) {
+                checks.error(
+                    format!("{path}.valueFrom.ssmParameter"),
+                    format!(
+                        "{:?} is not an SSM parameter name (letters, digits, _.-/, e.g. /all_in_one_ai/config/meta/api_endpoint)",
+                        value_from.ssm_parameter
+                    ),
+                );
+            }
+        }
         if let ValueSource::From { value_from } = self {
             if ResourceId::parse(&value_from.resource).is_none() {
                 checks.error(
@@ -318,6 +397,9 @@ impl ValueSource {
             ValueSource::Literal(text) => Some(text.clone()),
             ValueSource::From { value_from } => ResourceId::parse(&value_from.resource)
                 .and_then(|id| outputs.get(&id, &value_from.output)),
+            ValueSource::Ssm { value_from } => {
+                outputs.get(&ssm_parameter_id(&value_from.ssm_parameter), "value")
+            }
         }
     }
 }

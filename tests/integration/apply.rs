@@ -1039,3 +1039,98 @@ async fn endpoints_are_registered_for_the_webui_and_only_sdops_records_are_remov
         .await
         .contains(&("sd-base/im-1".to_string(), None)));
 }
+
+#[tokio::test]
+async fn an_ssm_parameter_feeds_the_endpoint_and_its_change_rolls_it_out() {
+    let env = Env::new();
+    const NAME: &str = "/all_in_one_ai/config/meta/api_endpoint";
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "").replace(
+            &format!("environment: {{api_endpoint: \"{API}\"}}"),
+            &format!("environment: {{api_endpoint: {{valueFrom: {{ssmParameter: {NAME}}}}}}}"),
+        ),
+    );
+    // Not published yet: the endpoint waits, nothing is created.
+    let (result, _) = env.apply_with(ApplyOptions::default()).await;
+    result.unwrap();
+    assert_eq!(env.phase("Endpoint", "base"), Phase::Pending);
+    assert_eq!(env.aws.calls().of("sagemaker:CreateModel"), 0);
+
+    let ssm = env.aws.ssm().await;
+    let publish = |value: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            ssm.put_parameter()
+                .name(NAME)
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let served_api = |sm: aws_sdk_sagemaker::Client| async move {
+        let config = sm
+            .describe_endpoint()
+            .endpoint_name("sd-base")
+            .send()
+            .await
+            .unwrap()
+            .endpoint_config_name()
+            .unwrap()
+            .to_string();
+        let model = sm
+            .describe_endpoint_config()
+            .endpoint_config_name(config)
+            .send()
+            .await
+            .unwrap()
+            .production_variants()[0]
+            .model_name()
+            .unwrap()
+            .to_string();
+        sm.describe_model()
+            .model_name(model)
+            .send()
+            .await
+            .unwrap()
+            .primary_container()
+            .unwrap()
+            .environment()
+            .unwrap()["api_endpoint"]
+            .clone()
+    };
+    publish("https://api-1.example/Prod").await;
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    assert_eq!(served_api(sm.clone()).await, "https://api-1.example/Prod");
+
+    // The parameter changes: the plan says so and the endpoint rolls out.
+    publish("https://api-2.example/Prod").await;
+    let loaded = load_paths(&[PathBuf::from(env.manifests.path())]);
+    let cloud = sdop::apply::cloud::AwsCloud {
+        clients: env.clients().await,
+        store: env.store(),
+    };
+    let plan = sdop::engine::plan_all(&loaded.manifests, &loaded.graph, &cloud)
+        .await
+        .unwrap();
+    let creates: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.operation == sdop::engine::Operation::Create)
+        .map(|a| a.aws_type)
+        .collect();
+    assert_eq!(
+        creates,
+        ["sagemaker:model", "sagemaker:endpoint-config"],
+        "{:#?}",
+        plan.actions
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(served_api(sm.clone()).await, "https://api-2.example/Prod");
+}

@@ -153,6 +153,10 @@ impl LocalAws {
         aws_sdk_cloudformation::Client::new(&self.sdk_config().await)
     }
 
+    pub async fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config().await)
+    }
+
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
     }
