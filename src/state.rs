@@ -106,6 +106,9 @@ pub struct ResourceStatus {
     pub last_error: Option<LastError>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// The region of its AWS objects when not the operator's (so pruning deletes there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -138,6 +141,7 @@ impl ResourceStatus {
             outputs: BTreeMap::new(),
             last_error: None,
             deletion_policy: DeletionPolicy::Retain,
+            region: None,
             created_at: at.clone(),
             updated_at: at,
             events: VecDeque::new(),

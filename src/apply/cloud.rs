@@ -48,15 +48,20 @@ impl Cloud for AwsCloud {
         })
     }
 
-    fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
+    fn read<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        region: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async move {
             let Some(adapter) = adapter(key.aws_type) else {
                 return Ok(None);
             };
             // Ownership is read from tags here: plan trusts nothing it did not see.
             let resource = ResourceId::new("", "");
+            let clients = self.clients.in_region(region);
             let ctx = ObjectContext {
-                clients: &self.clients,
+                clients: &clients,
                 resource: &resource,
                 spec_hash: "",
                 owned_per_state: false,

@@ -88,13 +88,14 @@ pub async fn prune(
             "manifest removed; deleting its AWS objects",
         );
         store.save(&status)?;
+        let regional = clients.in_region(status.region.as_deref());
         // Newest first: an endpoint before its config before its model.
         for record in status.objects.clone().iter().rev() {
             let Some(adapter) = adapter(&record.aws_type) else {
                 continue;
             };
             let ctx = ObjectContext {
-                clients,
+                clients: &regional,
                 resource: &id,
                 spec_hash: "",
                 owned_per_state: true,

@@ -43,6 +43,10 @@ pub async fn reconcile(
 ) -> Result<PassResult> {
     let id = &manifest.id;
     status.deletion_policy = deletion_policy(manifest);
+    // A resource in another region is converged with clients of that region.
+    status.region = manifest.handler.region(manifest.spec.as_ref());
+    let regional = clients.in_region(status.region.as_deref());
+    let clients = &regional;
     if status.observed_spec_hash.as_deref() != Some(&manifest.spec_hash)
         && status.failed_spec_hash.is_some()
         && status.failed_spec_hash.as_deref() != Some(&manifest.spec_hash)

@@ -106,6 +106,8 @@ pub struct Clients {
     pub endpoint_url: Option<String>,
     /// Multipart uploads in flight, so a shutdown can abort what it interrupts.
     pub uploads: std::sync::Arc<crate::package::multipart::ActiveUploads>,
+    /// What the clients were built from (for [`Clients::in_region`]).
+    config: aws_types::SdkConfig,
 }
 
 impl Clients {
@@ -173,6 +175,25 @@ impl Clients {
                 .unwrap_or_else(|| "us-east-1".into()),
             endpoint_url,
             uploads: Default::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The same clients for `region` (a resource's `spec.region`); uploads stay shared.
+    pub fn in_region(&self, region: Option<&str>) -> Clients {
+        match region {
+            Some(region) if region != self.region => {
+                let config = self
+                    .config
+                    .to_builder()
+                    .region(Region::new(region.to_string()))
+                    .build();
+                Clients {
+                    uploads: self.uploads.clone(),
+                    ..Clients::from_config(&config, self.endpoint_url.clone())
+                }
+            }
+            _ => self.clone(),
         }
     }
 

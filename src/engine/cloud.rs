@@ -22,8 +22,12 @@ pub trait Cloud: Send + Sync {
     ) -> BoxFuture<'a, Result<DesiredObject>> {
         Box::pin(async move { Ok(object) })
     }
-    /// Reads one object. Not found is `Ok(None)`.
-    fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
+    /// Reads one object, in `region` when not the operator's. Not found is `Ok(None)`.
+    fn read<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        region: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
     /// Objects tagged as owned by `resource`, including superseded ones.
     fn owned_by<'a>(
         &'a self,
@@ -47,7 +51,11 @@ pub trait Cloud: Send + Sync {
 pub struct Offline;
 
 impl Cloud for Offline {
-    fn read<'a>(&'a self, _key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
+    fn read<'a>(
+        &'a self,
+        _key: &'a ObjectKey,
+        _region: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async { Ok(None) })
     }
     fn owned_by<'a>(
@@ -88,7 +96,11 @@ impl InMemory {
 }
 
 impl Cloud for InMemory {
-    fn read<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
+    fn read<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        _region: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         let found = self
             .objects
             .lock()

@@ -186,6 +186,28 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
                 edge_path.insert((i, j), reference.path.clone());
             }
         }
+        if let Some(region) = m.handler.region(m.spec.as_ref()) {
+            for (path, claim, why) in m.handler.same_region(m.spec.as_ref()) {
+                let Some(&j) = claims.get(&claim) else {
+                    continue;
+                };
+                let owner = &manifests[j];
+                let owner_region = owner
+                    .handler
+                    .spec_outputs(owner.spec.as_ref())
+                    .remove("region")
+                    .or_else(|| owner.handler.region(owner.spec.as_ref()));
+                if let Some(owner_region) = owner_region.filter(|r| *r != region) {
+                    problems.push(diag(
+                        path,
+                        format!(
+                            "{claim} ({}) is in {owner_region}, this resource in {region}: {why}",
+                            owner.id
+                        ),
+                    ));
+                }
+            }
+        }
         for claim in referenced_claims(m) {
             if let Some(&j) = claims.get(&claim) {
                 if j != i && !dependencies[i].contains(&j) {

@@ -45,11 +45,12 @@ pub async fn plan_all(
         for object in manifest.handler.desired(manifest.spec.as_ref(), &ctx) {
             desired.push(cloud.resolve(&manifest.id, object).await?);
         }
+        let region = manifest.handler.region(manifest.spec.as_ref());
         let mut observed = Vec::new();
         for object in &desired {
             if let Some(name) = object.name.known() {
                 let key = plan::ObjectKey::new(object.aws_type, name);
-                if let Some(found) = cloud.read(&key).await? {
+                if let Some(found) = cloud.read(&key, region.as_deref()).await? {
                     observed.push(found);
                 }
             }

@@ -93,6 +93,10 @@ impl Kind for ImageRepository {
         [("repositoryName".to_string(), spec.repository_name.clone())].into()
     }
 
+    fn region(spec: &ImageRepositorySpec) -> Option<String> {
+        spec.region.clone()
+    }
+
     fn desired(spec: &ImageRepositorySpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
         vec![DesiredObject::new(
             AWS_TYPE,

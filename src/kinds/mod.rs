@@ -80,6 +80,15 @@ pub trait Kind: Send + Sync + 'static {
     }
     /// The AWS objects this resource should consist of.
     fn desired(spec: &Self::Spec, ctx: &DesiredContext) -> Vec<DesiredObject>;
+    /// The region its AWS objects live in, when not the operator's (`spec.region`).
+    fn region(_spec: &Self::Spec) -> Option<String> {
+        None
+    }
+    /// Claimed names (buckets) that must be in this resource's region, with the spec path that
+    /// names them and why; the engine checks them against their owners' `region` output.
+    fn same_region(_spec: &Self::Spec) -> Vec<(&'static str, Claim, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// What `desired` may read: the resource itself and the outputs of what it references.
@@ -310,37 +319,64 @@ impl<'de> serde::de::Visitor<'de> for ValueSourceVisitor {
         if key != "valueFrom" {
             return Err(serde::de::Error::unknown_field(&key, &["valueFrom"]));
         }
-        let fields: BTreeMap<String, ScalarString> = map.next_value()?;
+        let source: ValueFromRef = map.next_value()?;
         if let Some(extra) = map.next_key::<String>()? {
             return Err(serde::de::Error::unknown_field(&extra, &[]));
         }
-        let mut fields: BTreeMap<String, String> = fields
-            .into_iter()
-            .map(|(k, ScalarString(v))| (k, v))
-            .collect();
-        let source =
-            match (
-                fields.remove("resource"),
-                fields.remove("output"),
-                fields.remove("ssmParameter"),
-            ) {
-                (Some(resource), Some(output), None) => ValueSource::From {
-                    value_from: OutputRef { resource, output },
-                },
-                (None, None, Some(ssm_parameter)) => ValueSource::Ssm {
-                    value_from: SsmRef { ssm_parameter },
-                },
-                _ => return Err(serde::de::Error::custom(
-                    "valueFrom takes {resource: Kind/name, output: NAME} or {ssmParameter: NAME}",
-                )),
-            };
-        if let Some(extra) = fields.keys().next() {
-            return Err(serde::de::Error::unknown_field(
-                extra,
-                &["resource", "output", "ssmParameter"],
-            ));
-        }
+        let source = source.0;
         Ok(source)
+    }
+}
+
+/// The mapping under `valueFrom`: `{resource, output}` or `{ssmParameter}`; an unknown key
+/// is reported where it is written.
+struct ValueFromRef(ValueSource);
+
+/// The keys under `valueFrom`, as an identifier: an unknown key fails where it is written.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum ValueFromField {
+    Resource,
+    Output,
+    SsmParameter,
+}
+
+impl<'de> Deserialize<'de> for ValueFromRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ValueFromRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{resource: Kind/name, output: NAME} or {ssmParameter: NAME}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ValueFromRef, A::Error> {
+                let (mut resource, mut output, mut ssm) = (None, None, None);
+                while let Some(key) = map.next_key::<ValueFromField>()? {
+                    let slot = match key {
+                        ValueFromField::Resource => &mut resource,
+                        ValueFromField::Output => &mut output,
+                        ValueFromField::SsmParameter => &mut ssm,
+                    };
+                    let ScalarString(value) = map.next_value()?;
+                    *slot = Some(value);
+                }
+                match (resource, output, ssm) {
+                    (Some(resource), Some(output), None) => Ok(ValueFromRef(ValueSource::From {
+                        value_from: OutputRef { resource, output },
+                    })),
+                    (None, None, Some(ssm_parameter)) => Ok(ValueFromRef(ValueSource::Ssm {
+                        value_from: SsmRef { ssm_parameter },
+                    })),
+                    _ => Err(serde::de::Error::custom(
+                        "valueFrom takes {resource: Kind/name, output: NAME} or {ssmParameter: NAME}",
+                    )),
+                }
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 
@@ -496,6 +532,8 @@ pub trait KindHandler: Send + Sync {
     fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String>;
     fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)>;
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
+    fn region(&self, spec: &dyn Any) -> Option<String>;
+    fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -556,6 +594,12 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject> {
         K::desired(Self::typed(spec), ctx)
+    }
+    fn region(&self, spec: &dyn Any) -> Option<String> {
+        K::region(Self::typed(spec))
+    }
+    fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)> {
+        K::same_region(Self::typed(spec))
     }
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::Spec>()

@@ -218,6 +218,25 @@ impl Kind for Stack {
         spec.local_templates()
     }
 
+    fn region(spec: &StackSpec) -> Option<String> {
+        spec.region.clone()
+    }
+
+    fn same_region(spec: &StackSpec) -> Vec<(&'static str, Claim, &'static str)> {
+        spec.upload
+            .iter()
+            .map(|upload| {
+                (
+                    "spec.upload.bucket",
+                    Claim::S3Bucket(upload.bucket.clone()),
+                    // The all-in-one-ai main template builds its nested TemplateURLs as
+                    // https://${S3Bucket}.s3.${AWS::Region}.amazonaws.com/...
+                    "the nested templates' TemplateURLs name the stack's region as the bucket's S3 host",
+                )
+            })
+            .collect()
+    }
+
     fn desired(spec: &StackSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut objects = Vec::new();
         let mut fingerprints = Vec::new();

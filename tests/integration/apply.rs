@@ -1134,3 +1134,66 @@ async fn an_ssm_parameter_feeds_the_endpoint_and_its_change_rolls_it_out() {
     assert!(summary.converged(), "{lines:#?}");
     assert_eq!(served_api(sm.clone()).await, "https://api-2.example/Prod");
 }
+
+#[tokio::test]
+async fn region_is_honoured_per_resource() {
+    let env = Env::new();
+    std::fs::write(
+        env.manifests.path().join("main.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Topic: {Type: AWS::SNS::Topic}\n",
+    )
+    .unwrap();
+    env.write(
+        "all.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: west}\nspec: {bucketName: sdop-it-west, region: us-west-2}\n---\napiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {name: west}\nspec: {repositoryName: sd-west, region: us-west-2}\n---\napiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {name: west}\nspec:\n  stackName: west\n  template: {file: main.template}\n  upload: {bucket: sdop-it-west, prefix: templates/}\n  region: us-west-2\n",
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let config = |region: &'static str| {
+        let aws = &env.aws;
+        async move {
+            aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_types::region::Region::new(region))
+                .endpoint_url(aws.endpoint.clone())
+                .credentials_provider(aws_types::sdk_config::SharedCredentialsProvider::new(
+                    aws_sdk_s3::config::Credentials::new("AKIDLOCALTEST", "x", None, None, "t"),
+                ))
+                .build()
+        }
+    };
+    for (region, expected) in [("us-west-2", true), ("us-east-1", false)] {
+        let config = config(region).await;
+        let stacks = aws_sdk_cloudformation::Client::new(&config)
+            .describe_stacks()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            stacks
+                .stacks()
+                .iter()
+                .any(|s| s.stack_name() == Some("west")),
+            expected,
+            "stack in {region}"
+        );
+        let repos = aws_sdk_ecr::Client::new(&config)
+            .describe_repositories()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            repos
+                .repositories()
+                .iter()
+                .any(|r| r.repository_name() == Some("sd-west")),
+            expected,
+            "repository in {region}"
+        );
+    }
+    // Converged: a re-apply reads the same region and changes nothing.
+    env.aws.reset_calls();
+    let (summary, _) = env.apply().await;
+    assert!(summary.converged());
+    assert_eq!(env.aws.calls().mutations(), 0);
+}
