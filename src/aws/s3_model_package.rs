@@ -13,7 +13,7 @@ use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, head_s3_object, is_not_found};
 use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+    DesiredObject, FieldChange, ObjectKey, ObjectName, ObjectState, ObservedObject, Ownership,
 };
 use crate::error::{Error, Result};
 use crate::manifest::ResourceId;
@@ -31,6 +31,20 @@ fn location(name: &str) -> Result<(&str, &str, bool)> {
         .split_once('/')
         .ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))?;
     Ok((bucket, key, key.ends_with('/') || key.is_empty()))
+}
+
+/// Where a package of `identity` lives: the output's directory plus the identity, so a new
+/// package never overwrites one a model uses (`b/assets/model.tar.gz` →
+/// `b/assets/<identity>/model.tar.gz`; `b/base/` → `b/base/<identity>/`).
+pub fn content_address(output: &str, identity: &str) -> String {
+    let id = &identity[..identity.len().min(16)];
+    match output.strip_suffix('/') {
+        Some(prefix) => format!("{prefix}/{id}/"),
+        None => match output.rsplit_once('/') {
+            Some((dir, file)) => format!("{dir}/{id}/{file}"),
+            None => format!("{id}/{output}"),
+        },
+    }
 }
 
 fn head_key(key: &str, prefix: bool) -> String {
@@ -56,6 +70,22 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_addresses() {
+        use super::content_address;
+        assert_eq!(
+            content_address("b/assets/jpstyle/model.tar.gz", "0123456789abcdef0123"),
+            "b/assets/jpstyle/0123456789abcdef/model.tar.gz"
+        );
+        assert_eq!(
+            content_address("b/base/", "0123456789abcdef0123"),
+            "b/base/0123456789abcdef/"
+        );
+    }
 }
 
 #[async_trait]
@@ -92,6 +122,9 @@ impl Adapter for ModelPackageAdapter {
             .and_then(Value::as_u64)
             .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL as u64) as u32;
         let identity = listing::identity(&entries, &format, level);
+        if let Some(output) = object.inputs.get("output").and_then(Value::as_str) {
+            object.name = ObjectName::Known(content_address(output, &identity));
+        }
         object
             .fields
             .insert("packageIdentity".into(), Some(json!(identity)));

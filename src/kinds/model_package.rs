@@ -168,11 +168,8 @@ impl Kind for ModelPackage {
             PackageFormat::TarGz => "tar.gz",
             PackageFormat::Uncompressed => "uncompressed",
         };
-        [
-            ("s3Uri".to_string(), spec.output.clone()),
-            ("format".to_string(), format.to_string()),
-        ]
-        .into()
+        // Not `s3Uri`: the package's key carries its identity, known once it is built.
+        [("format".to_string(), format.to_string())].into()
     }
 
     fn local_paths(spec: &ModelPackageSpec) -> Vec<(String, String)> {
@@ -220,20 +217,32 @@ impl Kind for ModelPackage {
             PackageFormat::TarGz => "tar.gz",
             PackageFormat::Uncompressed => "uncompressed",
         };
-        let name = spec.output.trim_start_matches("s3://").to_string();
-        let mut object = DesiredObject::new(AWS_TYPE, ObjectName::Known(name), Mutability::Replace)
-            .field("packageIdentity", None)
-            .input("format", json!(format))
-            .input(
-                "compressionLevel",
-                json!(spec
-                    .compression_level
-                    .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL)),
-            );
+        // Content-addressed: the adapter names the object once the identity is known
+        // (`.../<identity>/model.tar.gz`), so a model's data never changes under it.
+        let output = spec.output.trim_start_matches("s3://").to_string();
+        let mut object = DesiredObject::new(
+            AWS_TYPE,
+            ObjectName::AfterApply {
+                base: output.clone(),
+            },
+            Mutability::Replace,
+        )
+        .field("packageIdentity", None)
+        .input("output", json!(output))
+        .input("format", json!(format))
+        .input(
+            "compressionLevel",
+            json!(spec
+                .compression_level
+                .unwrap_or(crate::package::DEFAULT_COMPRESSION_LEVEL)),
+        );
         if known {
             object = object.input("sources", json!(sources));
         }
-        vec![object]
+        vec![DesiredObject {
+            content_named: true,
+            ..object
+        }]
     }
 }
 

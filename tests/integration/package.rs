@@ -75,6 +75,16 @@ impl Env {
         (result.unwrap_or_else(|e| panic!("{e}\n{lines:#?}")), lines)
     }
 
+    /// `(bucket, key)` of a package as built: `<output dir>/<identity>/<file>`.
+    fn package_key(&self, name: &str) -> (String, String) {
+        let uri = self.status("ModelPackage", name).outputs["s3Uri"].clone();
+        let (bucket, key) = uri
+            .trim_start_matches("s3://")
+            .split_once('/')
+            .expect("s3://BUCKET/KEY");
+        (bucket.to_string(), key.to_string())
+    }
+
     fn status(&self, kind: &str, name: &str) -> sdop::state::ResourceStatus {
         StateStore::open(self.state.path())
             .unwrap()
@@ -178,7 +188,14 @@ async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() 
     put(&s3, "sdop-src", "controlnet.pth", control.clone()).await;
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
-    let files = archive(&s3, "sdop-pkg", "assets/model.tar.gz").await;
+    let (bucket, first_key) = env.package_key("base");
+    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
+    // Content-addressed: the identity names the package's key.
+    assert_eq!(
+        first_key,
+        format!("assets/{}/model.tar.gz", &identity[..16])
+    );
+    let files = archive(&s3, &bucket, &first_key).await;
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -196,7 +213,6 @@ async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() 
     assert_eq!(files["Stable-diffusion/v2-1_768-ema-pruned.yaml"], yaml);
     assert_eq!(files["ControlNet/controlnet.pth"], control);
     assert_eq!(files["Lora/style.safetensors"], lora);
-    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
 
     // Unchanged inputs: no bytes move.
     env.aws.reset_calls();
@@ -211,19 +227,27 @@ async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() 
     put(&s3, "sdop-src", "controlnet.pth", new_control.clone()).await;
     let (summary, lines) = env.apply().await;
     assert!(summary.converged());
+    // Rebuilt at a new content address (the old package stays, for rollback).
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("ModelPackage/base") && l.contains("replaced")),
+            .any(|l| l.contains("ModelPackage/base") && l.contains("created")),
         "{lines:#?}"
     );
     assert_ne!(
         env.status("ModelPackage", "base").outputs["identity"],
         identity
     );
+    let (_, new_key) = env.package_key("base");
+    assert_ne!(new_key, first_key);
     assert_eq!(
-        archive(&s3, "sdop-pkg", "assets/model.tar.gz").await["ControlNet/controlnet.pth"],
+        archive(&s3, &bucket, &new_key).await["ControlNet/controlnet.pth"],
         new_control
+    );
+    // The package a model may still use (kept for rollback) never changed under it.
+    assert_eq!(
+        archive(&s3, &bucket, &first_key).await["ControlNet/controlnet.pth"],
+        control
     );
 }
 
@@ -307,18 +331,20 @@ async fn uncompressed_packages_are_copied_server_side() {
         calls.0
     );
     assert!(calls.of("s3:CopyObject") >= 1);
+    let (bucket, prefix) = env.package_key("base");
+    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
+    assert_eq!(
+        (bucket.as_str(), prefix.clone()),
+        ("sdop-pkg", format!("models/base/{}/", &identity[..16]))
+    );
     let copied = s3
         .get_object()
         .bucket("sdop-pkg")
-        .key("models/base/Stable-diffusion/v1-5-pruned.ckpt")
+        .key(format!("{prefix}Stable-diffusion/v1-5-pruned.ckpt"))
         .send()
         .await
         .unwrap();
     assert!(copied.body.collect().await.unwrap().into_bytes() == ckpt);
-    assert_eq!(
-        env.status("ModelPackage", "base").outputs["s3Uri"],
-        "s3://sdop-pkg/models/base/"
-    );
 }
 
 fn chain(steps: u32) -> String {
@@ -406,7 +432,8 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
     let s3 = env.aws.s3().await;
-    let files = archive(&s3, "sdop-chain", "assets/jpstyle/model.tar.gz").await;
+    let (bucket, key) = env.package_key("jpstyle");
+    let files = archive(&s3, &bucket, &key).await;
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -416,10 +443,7 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
         ]
     );
     let sm = env.aws.sagemaker().await;
-    assert_eq!(
-        served_model_data(&sm).await,
-        "s3://sdop-chain/assets/jpstyle/model.tar.gz"
-    );
+    assert_eq!(served_model_data(&sm).await, format!("s3://{bucket}/{key}"));
     // The inference container loaded the finetuned checkpoint (ckpt from the job's spec).
     let loaded = env.aws.containers()["loaded"]["sd-jpstyle"].clone();
     assert_eq!(loaded, "Stable-diffusion/jp-style-model_2500.ckpt");
@@ -430,7 +454,8 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
     env.write("chain.yaml", &chain(3000));
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
-    let files = archive(&s3, "sdop-chain", "assets/jpstyle/model.tar.gz").await;
+    let (bucket, key) = env.package_key("jpstyle");
+    let files = archive(&s3, &bucket, &key).await;
     assert!(
         files.contains_key("Stable-diffusion/jp-style-model_3000.ckpt"),
         "{:?}",
