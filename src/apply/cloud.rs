@@ -20,7 +20,7 @@ impl Cloud for AwsCloud {
     fn external_values<'a>(
         &'a self,
         spec: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<Vec<(ResourceId, BTreeMap<String, String>)>>> {
+    ) -> BoxFuture<'a, Result<crate::engine::cloud::ExternalValues>> {
         Box::pin(crate::aws::ssm_outputs(&self.clients, spec))
     }
 

@@ -353,7 +353,7 @@ pub async fn ssm_parameter(clients: &Clients, name: &str) -> Result<Option<Strin
 pub async fn ssm_outputs(
     clients: &Clients,
     spec: &serde_json::Value,
-) -> Result<Vec<(crate::manifest::ResourceId, BTreeMap<String, String>)>, Error> {
+) -> Result<crate::engine::cloud::ExternalValues, Error> {
     let mut found = Vec::new();
     for name in crate::kinds::ssm_parameters(spec) {
         if let Some(value) = ssm_parameter(clients, &name).await? {

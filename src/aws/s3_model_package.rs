@@ -72,22 +72,6 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn content_addresses() {
-        use super::content_address;
-        assert_eq!(
-            content_address("b/assets/jpstyle/model.tar.gz", "0123456789abcdef0123"),
-            "b/assets/jpstyle/0123456789abcdef/model.tar.gz"
-        );
-        assert_eq!(
-            content_address("b/base/", "0123456789abcdef0123"),
-            "b/base/0123456789abcdef/"
-        );
-    }
-}
-
 #[async_trait]
 impl Adapter for ModelPackageAdapter {
     fn aws_type(&self) -> &'static str {
@@ -263,5 +247,21 @@ impl Adapter for ModelPackageAdapter {
             |err| is_not_found(err, &["NoSuchKey", "NoSuchBucket"]),
         )
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_addresses() {
+        use super::content_address;
+        assert_eq!(
+            content_address("b/assets/jpstyle/model.tar.gz", "0123456789abcdef0123"),
+            "b/assets/jpstyle/0123456789abcdef/model.tar.gz"
+        );
+        assert_eq!(
+            content_address("b/base/", "0123456789abcdef0123"),
+            "b/base/0123456789abcdef/"
+        );
     }
 }

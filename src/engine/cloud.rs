@@ -13,6 +13,9 @@ use super::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Values from outside any resource, as outputs: `(SSMParameter/<name>, {value})`.
+pub type ExternalValues = Vec<(ResourceId, BTreeMap<String, String>)>;
+
 pub trait Cloud: Send + Sync {
     /// Completes a desired object with facts only AWS has (a package's source ETags).
     fn resolve<'a>(
@@ -37,7 +40,7 @@ pub trait Cloud: Send + Sync {
     fn external_values<'a>(
         &'a self,
         _spec: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<Vec<(ResourceId, BTreeMap<String, String>)>>> {
+    ) -> BoxFuture<'a, Result<ExternalValues>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     /// The resource's status outputs as last observed (`None`: not yet created).
