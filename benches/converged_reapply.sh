@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/local-aws.sh"
 step "converge manifests/"
 $sdop apply manifests/ > /dev/null || true
 deploy/local-aws/.venv/bin/python scripts/demo-seed.py > /dev/null
+deploy/local-aws/.venv/bin/python scripts/demo-seed.py --webui-first-start > /dev/null &
 $sdop apply manifests/ --wait --timeout 5m > /dev/null
 curl -sf -X DELETE "$AWS_ENDPOINT_URL/_sdop/calls" > /dev/null
 step "re-apply (converged)"
