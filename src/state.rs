@@ -218,6 +218,11 @@ impl ResourceStatus {
         }
     }
 
+    pub fn forget_object(&mut self, aws_type: &str, name: &str) {
+        self.objects
+            .retain(|o| !(o.aws_type == aws_type && o.name == name));
+    }
+
     pub fn owns(&self, aws_type: &str, name: &str) -> bool {
         self.objects
             .iter()

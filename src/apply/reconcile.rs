@@ -9,7 +9,7 @@ use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::plan::{self, DesiredObject, ObjectState, ObservedObject, Operation, Ownership};
 use crate::engine::resolve::Outputs;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::kinds::{DeletionPolicy, DesiredContext};
 use crate::manifest::Manifest;
 use crate::state::{Phase, ResourceStatus};
@@ -280,9 +280,21 @@ pub async fn reconcile(
         };
         let state = match action.operation {
             Operation::Create => {
-                let state = adapter.create(&octx, object).await?;
+                // The intent first: when the create itself succeeds and a later call of it
+                // fails (a throttled PutBucketTagging), the next attempt knows the object is
+                // sdop's and finishes it, instead of reporting it as foreign.
+                let recorded_before = status.owns(action.aws_type, &action.name);
                 status.record_object(action.aws_type, &action.name);
-                state
+                match adapter.create(&octx, object).await {
+                    Ok(state) => state,
+                    Err(err) => {
+                        // A refusal (not a transient failure) created nothing of sdop's.
+                        if err.class() == ErrorClass::Terminal && !recorded_before {
+                            status.forget_object(action.aws_type, &action.name);
+                        }
+                        return Err(err);
+                    }
+                }
             }
             Operation::Update => {
                 let state = adapter.update(&octx, object, &action.changes).await?;

@@ -129,13 +129,18 @@ impl Adapter for BucketAdapter {
             }
         };
         let (owner, user) = read_ownership(&tags);
+        let tagged = owner.is_some();
         let ownership = match owner {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
         let mut observed = ObservedObject::new(
             ObjectKey::new(self.aws_type(), name),
-            [("tags".to_string(), json!(user))].into(),
+            [
+                ("tags".to_string(), json!(user)),
+                ("ownershipTagged".to_string(), json!(tagged)),
+            ]
+            .into(),
             ownership,
         );
         observed

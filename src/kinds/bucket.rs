@@ -70,6 +70,9 @@ impl Kind for Bucket {
         )
         .field("region", Some(json!(spec.region)))
         .field("tags", Some(json!(spec.tags)))
+        // sdop's ownership tags present: a bucket whose create was interrupted after
+        // CreateBucket (a throttled PutBucketTagging, a crash) is finished by an update.
+        .field("ownershipTagged", Some(json!(true)))
         .field("publicAccessBlocked", Some(json!(true)))
         .field("encryption", Some(json!("AES256")))]
     }

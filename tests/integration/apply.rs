@@ -1197,3 +1197,41 @@ async fn region_is_honoured_per_resource() {
     assert!(summary.converged());
     assert_eq!(env.aws.calls().mutations(), 0);
 }
+
+#[tokio::test]
+async fn a_bucket_whose_tagging_was_throttled_is_finished_not_foreign() {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-throttled", ""));
+    // CreateBucket succeeds; every PutBucketTagging is throttled (past the SDK's retries).
+    env.aws
+        .faults(json!({"throttle": {"s3:PutBucketTagging": 1.0}}));
+    let (result, lines) = env.apply_with(ApplyOptions::default()).await;
+    result.unwrap();
+    assert_eq!(
+        env.phase("Bucket", "assets"),
+        Phase::Pending,
+        "{lines:#?} {:?}",
+        env.aws.calls().0
+    );
+    assert!(env.aws.calls().of("s3:CreateBucket") >= 1);
+    // The throttling passes: the bucket sdop created is tagged and Ready, not a Conflict.
+    env.aws.clear_faults();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let tags = env
+        .aws
+        .s3()
+        .await
+        .get_bucket_tagging()
+        .bucket("sdop-it-throttled")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "sdop.io/resource" && t.value() == "Bucket/assets"),
+        "{:?}",
+        tags.tag_set()
+    );
+}
