@@ -571,8 +571,11 @@ spec:
         "AKIDNOCKPT",
         &["--notify-webhook", &hook.url],
     );
-    let status = daemon.wait_for("DreamboothJob Failed", WAIT, |_| {
-        daemon.phase("DreamboothJob/jpstyle") == "Failed"
+    let status = daemon.wait_for("DreamboothJob Failed", WAIT, |status| {
+        status["resources"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|r| r["kind"] == "DreamboothJob" && r["phase"] == "Failed")
+        })
     });
     let job = status["resources"]
         .as_array()
