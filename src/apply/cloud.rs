@@ -1,108 +1,131 @@
-//! `plan` against real AWS: the engine's [`Cloud`] seam implemented with the adapters and
-//! sdop's state (for ownership records and last known outputs).
+//! The engine's [`Cloud`] seam over real AWS: each call goes to the adapter of the object's
+//! type, with clients of the resource's region (built once per region and kept).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use crate::aws::adapters::{adapter, ObjectContext};
+use crate::aws::adapters::{adapter, Adapter, ObjectContext};
 use crate::aws::Clients;
-use crate::engine::cloud::{BoxFuture, Cloud};
-use crate::engine::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
-use crate::error::Result;
-use crate::manifest::ResourceId;
-use crate::state::StateStore;
+use crate::engine::cloud::{BoxFuture, Cloud, ExternalValues, Scope};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject};
+use crate::error::{Error, Result};
 
 pub struct AwsCloud {
-    pub clients: Clients,
-    pub store: StateStore,
+    clients: Clients,
+    regional: Mutex<HashMap<String, Clients>>,
+}
+
+impl AwsCloud {
+    pub fn new(clients: Clients) -> Self {
+        AwsCloud {
+            clients,
+            regional: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// Clients for `region` (the operator's when `None`).
+    pub fn clients_in(&self, region: Option<&str>) -> Clients {
+        let Some(region) = region else {
+            return self.clients.clone();
+        };
+        let mut cache = self.regional.lock().expect("regional clients lock");
+        cache
+            .entry(region.to_string())
+            .or_insert_with(|| self.clients.in_region(Some(region)))
+            .clone()
+    }
+
+    fn adapter(aws_type: &str) -> Result<&'static dyn Adapter> {
+        adapter(aws_type)
+            .ok_or_else(|| Error::Terminal(format!("sdop cannot converge {aws_type} objects")))
+    }
+}
+
+/// The adapter context of one call.
+fn context<'a>(clients: &'a Clients, scope: &Scope<'a>) -> ObjectContext<'a> {
+    ObjectContext {
+        clients,
+        resource: scope.resource,
+        spec_hash: scope.spec_hash,
+        owned_per_state: scope.owned_per_memory,
+    }
 }
 
 impl Cloud for AwsCloud {
-    fn external_values<'a>(
-        &'a self,
-        spec: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<crate::engine::cloud::ExternalValues>> {
-        Box::pin(crate::aws::ssm_outputs(&self.clients, spec))
-    }
-
     fn resolve<'a>(
         &'a self,
-        resource: &'a ResourceId,
+        scope: Scope<'a>,
         object: DesiredObject,
     ) -> BoxFuture<'a, Result<DesiredObject>> {
         Box::pin(async move {
-            let Some(adapter) = adapter(object.aws_type) else {
-                return Ok(object);
-            };
-            let ctx = ObjectContext {
-                clients: &self.clients,
-                resource,
-                spec_hash: "",
-                owned_per_state: false,
-            };
-            match adapter.resolve(&ctx, object.clone()).await {
-                Ok(resolved) => Ok(resolved),
-                // A source not uploaded yet: the plan shows the value as known after apply.
-                Err(crate::error::Error::Waiting(_)) => Ok(object),
-                Err(err) => Err(err),
-            }
+            let adapter = Self::adapter(object.aws_type)?;
+            let clients = self.clients_in(scope.region);
+            adapter.resolve(&context(&clients, &scope), object).await
+        })
+    }
+
+    fn external_values<'a>(
+        &'a self,
+        scope: Scope<'a>,
+        spec: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<ExternalValues>> {
+        Box::pin(async move {
+            let clients = self.clients_in(scope.region);
+            crate::aws::ssm_outputs(&clients, spec).await
         })
     }
 
     fn read<'a>(
         &'a self,
+        scope: Scope<'a>,
         key: &'a ObjectKey,
-        region: Option<&'a str>,
+        desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async move {
-            let Some(adapter) = adapter(key.aws_type) else {
-                return Ok(None);
-            };
-            // Ownership is read from tags here: plan trusts nothing it did not see.
-            let resource = ResourceId::new("", "");
-            let clients = self.clients.in_region(region);
-            let ctx = ObjectContext {
-                clients: &clients,
-                resource: &resource,
-                spec_hash: "",
-                owned_per_state: false,
-            };
-            let found = adapter.read(&ctx, &key.name, None).await?;
-            // Tags removed out of band on an object sdop created: its state still says whose.
-            Ok(found.map(|mut object| {
-                if object.ownership == Ownership::Foreign {
-                    if let Some(owner) = self.recorded_owner(key) {
-                        object.ownership = Ownership::Owned { resource: owner };
-                    }
-                }
-                object
-            }))
+            let adapter = Self::adapter(key.aws_type)?;
+            let clients = self.clients_in(scope.region);
+            adapter
+                .read(&context(&clients, &scope), &key.name, Some(desired))
+                .await
         })
     }
 
-    /// Superseded objects are cleaned up by apply once the new ones serve (keeping the newest
-    /// for rollback); plan does not list them, so it never shows a deletion apply would skip.
-    fn owned_by<'a>(
+    fn create<'a>(
         &'a self,
-        _resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
-        Box::pin(async { Ok(Vec::new()) })
+        scope: Scope<'a>,
+        object: &'a DesiredObject,
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        Box::pin(async move {
+            let adapter = Self::adapter(object.aws_type)?;
+            let clients = self.clients_in(scope.region);
+            adapter.create(&context(&clients, &scope), object).await
+        })
     }
 
-    fn outputs<'a>(
+    fn update<'a>(
         &'a self,
-        resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
-        Box::pin(async move { Ok(self.store.load(resource)?.map(|s| s.outputs)) })
+        scope: Scope<'a>,
+        object: &'a DesiredObject,
+        changes: &'a [FieldChange],
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        Box::pin(async move {
+            let adapter = Self::adapter(object.aws_type)?;
+            let clients = self.clients_in(scope.region);
+            adapter
+                .update(&context(&clients, &scope), object, changes)
+                .await
+        })
     }
-}
 
-impl AwsCloud {
-    fn recorded_owner(&self, key: &ObjectKey) -> Option<ResourceId> {
-        self.store
-            .load_all()
-            .ok()?
-            .into_iter()
-            .find(|status| status.owns(key.aws_type, &key.name))
-            .map(|status| status.id())
+    fn delete<'a>(&'a self, scope: Scope<'a>, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let adapter = Self::adapter(key.aws_type)?;
+            let clients = self.clients_in(scope.region);
+            adapter.delete(&context(&clients, &scope), &key.name).await
+        })
     }
 }

@@ -1,13 +1,28 @@
 //! `sdop apply`: converge every resource in graph order (independent ones in parallel),
 //! persist status, optionally wait for readiness and prune what is no longer declared.
 //!
-//! - [`reconcile`]: one resource, one pass: observe, plan (pure), act, record.
+//! - one resource, one pass: the engine's executor (`crate::engine::execute`) in apply mode,
+//!   over [`cloud::AwsCloud`].
 //! - [`run`]: passes over the graph until converged (or, without `--wait`, until stable).
 //! - [`prune`]: guarded deletion of resources whose manifests are gone.
 
 pub mod cloud;
 pub mod prune;
-pub mod reconcile;
 pub mod run;
 
 pub use run::{apply, ApplyOptions, ApplySummary};
+
+/// `sdop plan` against AWS: the executor's pass in plan mode over everything sdop recorded.
+pub async fn plan(
+    loaded: &crate::manifest::Loaded,
+    clients: crate::aws::Clients,
+    store: &crate::state::StateStore,
+) -> crate::error::Result<crate::engine::Plan> {
+    let aws = cloud::AwsCloud::new(clients);
+    let recorded = store
+        .load_all()?
+        .into_iter()
+        .map(|status| (status.id(), status))
+        .collect();
+    crate::engine::plan_all(&loaded.manifests, &loaded.graph, &aws, &recorded).await
+}

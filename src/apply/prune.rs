@@ -3,10 +3,10 @@
 //! `MAX_PRUNE_SHARE` of what sdop owns (or all of it) needs `--force`. `deletionPolicy: Retain`
 //! keeps the AWS objects and only forgets them.
 
-use super::reconcile::Report;
 use super::run::ApplyOptions;
 use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
+use crate::engine::execute::Report;
 use crate::error::{Error, Result};
 use crate::kinds::DeletionPolicy;
 use crate::manifest::{Loaded, ResourceId};

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 
-use super::reconcile::{reconcile, PassResult, Report};
+use super::cloud::AwsCloud;
 use crate::aws::Clients;
+use crate::engine::execute::{self, Mode, PassOutcome, Report};
 use crate::error::{Error, ErrorClass, Result};
 use crate::manifest::{Loaded, ResourceId};
 use crate::state::{Phase, ResourceStatus, StateStore};
@@ -65,12 +66,12 @@ impl ApplySummary {
 
 /// Reconciles one resource with backoff on retryable errors and persists its status.
 async fn reconcile_one(
-    clients: &Clients,
+    cloud: &AwsCloud,
     store: &StateStore,
     loaded: &Loaded,
     index: usize,
     report: Report<'_>,
-) -> Result<(ResourceStatus, PassResult)> {
+) -> Result<(ResourceStatus, Option<PassOutcome>)> {
     let manifest = &loaded.manifests[index];
     let mut dependencies = Vec::new();
     for &dep in loaded.graph.dependencies(index) {
@@ -84,7 +85,15 @@ async fn reconcile_one(
     );
     let attempt = || async {
         let mut current = status.lock().expect("status lock").clone();
-        let outcome = reconcile(clients, manifest, &dependencies, &mut current, report).await;
+        let outcome = execute::pass(
+            cloud,
+            manifest,
+            &dependencies,
+            &mut current,
+            Mode::Apply,
+            report,
+        )
+        .await;
         // Keep what a failed attempt recorded (objects created before the error).
         *status.lock().expect("status lock") = current;
         outcome
@@ -104,10 +113,10 @@ async fn reconcile_one(
         .await;
     let mut status = status.into_inner().expect("status lock");
     let result = match outcome {
-        Ok(result) => result,
+        Ok(result) => Some(result),
         Err(err) => {
             record_error(&mut status, &manifest.spec_hash, &err, report);
-            PassResult::default()
+            None
         }
     };
     store.save(&status)?;
@@ -144,6 +153,7 @@ pub async fn apply(
     report: Report<'_>,
 ) -> Result<ApplySummary> {
     let started = Instant::now();
+    let cloud = AwsCloud::new(clients.clone());
     let waves = loaded.graph.waves();
     let mut poll = options.min_poll;
     let mut summary = ApplySummary::default();
@@ -154,14 +164,16 @@ pub async fn apply(
         for wave in &waves {
             let passes = futures::future::join_all(
                 wave.iter()
-                    .map(|&i| reconcile_one(clients, store, loaded, i, report)),
+                    .map(|&i| reconcile_one(&cloud, store, loaded, i, report)),
             )
             .await;
             for pass in passes {
                 let (status, result) = pass?;
-                mutated |= result.mutated;
-                if result.blocked {
-                    blocked.insert(status.id());
+                if let Some(result) = &result {
+                    mutated |= result.mutated;
+                    if result.blocked(&status) {
+                        blocked.insert(status.id());
+                    }
                 }
                 changed_phase |=
                     summary.phases.insert(status.id(), status.phase) != Some(status.phase);

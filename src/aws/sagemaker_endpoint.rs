@@ -388,6 +388,7 @@ impl Adapter for EndpointAdapter {
             Some(EndpointStatus::Failed) => {
                 ObjectState::Failed(reason.unwrap_or_else(|| "endpoint failed".into()))
             }
+            Some(EndpointStatus::Deleting) => ObjectState::Deleting("Deleting".into()),
             Some(status) => ObjectState::Progressing(status.as_str().to_string()),
             None => ObjectState::Progressing("unknown".into()),
         };

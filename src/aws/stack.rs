@@ -231,7 +231,9 @@ impl Adapter for StackAdapter {
         let mut observed =
             ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
         let text = status.as_str();
-        observed.state = if text.ends_with("_IN_PROGRESS") {
+        observed.state = if status == StackStatus::DeleteInProgress {
+            ObjectState::Deleting(text.to_string())
+        } else if text.ends_with("_IN_PROGRESS") {
             ObjectState::Progressing(text.to_string())
         } else if matches!(
             status,

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::apply::cloud::AwsCloud;
 use crate::apply::{apply, ApplyOptions};
 use crate::aws::{Clients, Connection};
 use crate::engine::{self, cloud};
@@ -261,13 +260,16 @@ pub async fn execute(cli: Cli) -> Result<u8> {
         } => {
             let loaded = load_valid(&paths)?;
             let plan = if offline {
-                engine::plan_all(&loaded.manifests, &loaded.graph, &cloud::Offline).await?
+                let nothing_recorded = std::collections::HashMap::new();
+                engine::plan_all(
+                    &loaded.manifests,
+                    &loaded.graph,
+                    &cloud::Offline,
+                    &nothing_recorded,
+                )
+                .await?
             } else {
-                let aws = AwsCloud {
-                    clients: connect(&cli.aws).await?,
-                    store: store(&cli.aws)?,
-                };
-                engine::plan_all(&loaded.manifests, &loaded.graph, &aws).await?
+                crate::apply::plan(&loaded, connect(&cli.aws).await?, &store(&cli.aws)?).await?
             };
             let note = if offline {
                 "offline: AWS was not read, so everything shows as a create"

@@ -20,8 +20,9 @@ use super::poll::{change_key, next_poll, Expectations};
 use super::queue::WorkQueue;
 use super::watch::Watcher;
 use super::worker::{self, Job, Outcome, WorkerContext};
-use crate::apply::reconcile::PassResult;
 use crate::apply::ApplyOptions;
+use crate::engine::decide::Next;
+use crate::engine::execute::PassOutcome;
 use crate::error::{ErrorClass, Result};
 use crate::manifest::{load_paths, Loaded, ResourceId};
 use crate::state::{Phase, ResourceStatus};
@@ -38,32 +39,20 @@ pub enum NextRun {
 /// The one error policy and requeue decision of the daemon (pure). `poll` is the adaptive
 /// interval for something in progress; `backoff` the resource's next error backoff.
 pub fn next_run(
-    result: &Result<PassResult>,
-    after: &ResourceStatus,
+    result: &Result<PassOutcome>,
     poll: Duration,
     backoff: impl FnOnce() -> Duration,
 ) -> NextRun {
     match result {
         Err(err) if err.class() == ErrorClass::Retryable => NextRun::After(backoff()),
         Err(_) => NextRun::WhenWoken,
-        Ok(_) => match after.phase {
-            Phase::Progressing | Phase::Deleting => NextRun::After(poll),
-            Phase::Pending => match ready_reason(after) {
-                // A dependency's own progress wakes this one.
-                "WaitingForDependency" | "BlockedByDependency" => NextRun::WhenWoken,
-                _ => NextRun::After(backoff()),
-            },
-            Phase::Ready | Phase::Degraded | Phase::Failed | Phase::Conflict => NextRun::WhenWoken,
+        Ok(outcome) => match outcome.next {
+            Next::ActThenLook | Next::Poll => NextRun::After(poll),
+            Next::Backoff => NextRun::After(backoff()),
+            // A dependency's own progress, a file change or the resync wakes it.
+            Next::WhenWoken => NextRun::WhenWoken,
         },
     }
-}
-
-fn ready_reason(status: &ResourceStatus) -> &str {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.kind == "Ready")
-        .map_or("", |c| c.reason.as_str())
 }
 
 pub struct Settings {
@@ -398,7 +387,7 @@ impl Controller {
             self.queue.succeeded(&id);
         }
         let declared = self.index.contains_key(&id);
-        let next = next_run(&outcome.result, after, poll, || {
+        let next = next_run(&outcome.result, poll, || {
             self.queue.backoff(&id, fastrand::f64())
         });
         if let (NextRun::After(delay), true) = (next, declared) {
@@ -479,39 +468,27 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
-    fn status(phase: Phase, reason: &str) -> ResourceStatus {
-        let mut s = ResourceStatus::new(&ResourceId::new("Endpoint", "e"));
-        s.set_phase(phase, reason, "");
-        s
-    }
-
     const POLL: Duration = Duration::from_millis(700);
     const BACKOFF: Duration = Duration::from_secs(4);
 
-    fn decide(result: Result<PassResult>, after: &ResourceStatus) -> NextRun {
-        next_run(&result, after, POLL, || BACKOFF)
+    fn decide(result: Result<PassOutcome>) -> NextRun {
+        next_run(&result, POLL, || BACKOFF)
+    }
+
+    fn next(next: Next) -> Result<PassOutcome> {
+        Ok(PassOutcome {
+            actions: Vec::new(),
+            mutated: false,
+            next,
+        })
     }
 
     #[test]
-    fn in_progress_is_polled_and_settled_waits_to_be_woken() {
-        assert_eq!(
-            decide(
-                Ok(PassResult::default()),
-                &status(Phase::Progressing, "Progressing")
-            ),
-            NextRun::After(POLL)
-        );
-        for phase in [
-            Phase::Ready,
-            Phase::Degraded,
-            Phase::Failed,
-            Phase::Conflict,
-        ] {
-            assert_eq!(
-                decide(Ok(PassResult::default()), &status(phase, "x")),
-                NextRun::WhenWoken
-            );
-        }
+    fn the_decision_says_what_next() {
+        assert_eq!(decide(next(Next::Poll)), NextRun::After(POLL));
+        assert_eq!(decide(next(Next::ActThenLook)), NextRun::After(POLL));
+        assert_eq!(decide(next(Next::Backoff)), NextRun::After(BACKOFF));
+        assert_eq!(decide(next(Next::WhenWoken)), NextRun::WhenWoken);
     }
 
     #[test]
@@ -522,39 +499,10 @@ mod tests {
             message: "Rate exceeded".into(),
             retryable: true,
         };
-        let after = status(Phase::Pending, "RetryableError");
-        assert_eq!(decide(Err(throttled), &after), NextRun::After(BACKOFF));
+        assert_eq!(decide(Err(throttled)), NextRun::After(BACKOFF));
         assert_eq!(
-            decide(
-                Err(Error::Terminal("bad".into())),
-                &status(Phase::Failed, "TerminalError")
-            ),
+            decide(Err(Error::Terminal("bad".into()))),
             NextRun::WhenWoken
-        );
-    }
-
-    #[test]
-    fn waiting_on_a_dependency_is_woken_by_it_and_other_waits_back_off() {
-        assert_eq!(
-            decide(
-                Ok(PassResult::default()),
-                &status(Phase::Pending, "WaitingForDependency")
-            ),
-            NextRun::WhenWoken
-        );
-        assert_eq!(
-            decide(
-                Ok(PassResult::default()),
-                &status(Phase::Pending, "BlockedByDependency")
-            ),
-            NextRun::WhenWoken
-        );
-        assert_eq!(
-            decide(
-                Ok(PassResult::default()),
-                &status(Phase::Pending, "WaitingForOutputs")
-            ),
-            NextRun::After(BACKOFF)
         );
     }
 

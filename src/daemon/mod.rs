@@ -143,6 +143,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let (watcher, files) = watch::Watcher::start(&options.paths, options.debounce)?;
     let webhook = options.webhook.clone().map(notifications::Webhook::start);
     let ctx = Arc::new(worker::WorkerContext {
+        cloud: crate::apply::cloud::AwsCloud::new(clients.clone()),
         clients,
         store,
         metrics,

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::apply::reconcile::{reconcile, PassResult};
+use crate::apply::cloud::AwsCloud;
 use crate::apply::run::record_error;
 use crate::aws::Clients;
+use crate::engine::execute::{self, Mode, PassOutcome};
 use crate::error::Result;
 use crate::manifest::{Manifest, ResourceId};
 use crate::state::{ResourceStatus, StateStore};
@@ -17,6 +18,8 @@ use super::metrics::Metrics;
 /// What the worker needs from the daemon, shared by every pass.
 pub struct WorkerContext {
     pub clients: Clients,
+    /// The engine's seam over `clients`, shared by every pass.
+    pub cloud: AwsCloud,
     pub store: StateStore,
     pub metrics: Arc<Metrics>,
 }
@@ -36,7 +39,7 @@ pub struct Outcome {
     pub spec_hash: String,
     pub before: ResourceStatus,
     pub after: ResourceStatus,
-    pub result: Result<PassResult>,
+    pub result: Result<PassOutcome>,
 }
 
 /// Condition recording whether the manifest currently parses and validates.
@@ -81,7 +84,15 @@ pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
             }
         }
     }
-    let mut result = reconcile(&ctx.clients, manifest, &dependencies, status, &report).await;
+    let mut result = execute::pass(
+        &ctx.cloud,
+        manifest,
+        &dependencies,
+        status,
+        Mode::Apply,
+        &report,
+    )
+    .await;
     match &result {
         Ok(_) => timer.succeeded(),
         Err(err) => {

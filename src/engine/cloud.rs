@@ -1,5 +1,8 @@
-//! The seam between the engine and AWS. The engine only reads through [`Cloud`]; the AWS
-//! adapters implement it per object type (read one; not-found is `Ok(None)`, not an error).
+//! The one seam between the engine and AWS, with the narrow per-object contract (after ACK):
+//! read one (not found is `Ok(None)`, not an error), create, update with a delta, delete.
+//! `sdop plan`, `sdop apply` and the daemon all go through it ([`super::execute`]); the AWS
+//! implementation is `crate::apply::cloud::AwsCloud`, [`Offline`] observes nothing and
+//! [`InMemory`] is a whole cloud in a map, for tests and benchmarks.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,133 +12,223 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::manifest::ResourceId;
 
-use super::plan::{DesiredObject, ObjectKey, ObservedObject, Ownership};
+use super::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Values from outside any resource, as outputs: `(SSMParameter/<name>, {value})`.
 pub type ExternalValues = Vec<(ResourceId, BTreeMap<String, String>)>;
 
+/// For whom and where a call is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub resource: &'a ResourceId,
+    pub spec_hash: &'a str,
+    /// The resource's region when not the operator's.
+    pub region: Option<&'a str>,
+    /// sdop's memory says it created this object for this resource: an implementation may
+    /// skip the extra call that reads ownership tags.
+    pub owned_per_memory: bool,
+}
+
 pub trait Cloud: Send + Sync {
     /// Completes a desired object with facts only AWS has (a package's source ETags).
+    /// `Err(Waiting)` when a source is not there yet.
     fn resolve<'a>(
         &'a self,
-        _resource: &'a ResourceId,
+        _scope: Scope<'a>,
         object: DesiredObject,
     ) -> BoxFuture<'a, Result<DesiredObject>> {
         Box::pin(async move { Ok(object) })
     }
-    /// Reads one object, in `region` when not the operator's. Not found is `Ok(None)`.
-    fn read<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        region: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
-    /// Objects tagged as owned by `resource`, including superseded ones.
-    fn owned_by<'a>(
-        &'a self,
-        resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Vec<ObservedObject>>>;
     /// Values read from outside any resource (SSM parameters) that `spec` reads, as outputs.
     fn external_values<'a>(
         &'a self,
+        _scope: Scope<'a>,
         _spec: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<ExternalValues>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    /// The resource's status outputs as last observed (`None`: not yet created).
-    fn outputs<'a>(
+    /// Reads one object (`desired` says what to look for, e.g. an image tag). Not found is
+    /// `Ok(None)`.
+    fn read<'a>(
         &'a self,
-        resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>>;
+        scope: Scope<'a>,
+        key: &'a ObjectKey,
+        desired: &'a DesiredObject,
+    ) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
+    /// Creates the object, tagged as owned by `scope.resource`; its state right after.
+    fn create<'a>(
+        &'a self,
+        scope: Scope<'a>,
+        object: &'a DesiredObject,
+    ) -> BoxFuture<'a, Result<ObjectState>>;
+    /// Converges the changed fields of an existing object.
+    fn update<'a>(
+        &'a self,
+        scope: Scope<'a>,
+        object: &'a DesiredObject,
+        changes: &'a [FieldChange],
+    ) -> BoxFuture<'a, Result<ObjectState>>;
+    /// Deletes the object (stops a training job). Already gone is success.
+    fn delete<'a>(&'a self, scope: Scope<'a>, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>>;
 }
 
-/// Observes nothing: every object is a create. `sdop plan --offline` and CI without credentials.
+/// Observes nothing, so every object is a create: `sdop plan --offline`, CI without
+/// credentials. It never acts.
 pub struct Offline;
+
+fn refuse<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
+    Box::pin(async {
+        Err(crate::error::Error::Terminal(
+            "offline: sdop acts on AWS only with credentials".into(),
+        ))
+    })
+}
 
 impl Cloud for Offline {
     fn read<'a>(
         &'a self,
+        _scope: Scope<'a>,
         _key: &'a ObjectKey,
-        _region: Option<&'a str>,
+        _desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async { Ok(None) })
     }
-    fn owned_by<'a>(
+    fn create<'a>(
         &'a self,
-        _resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
-        Box::pin(async { Ok(Vec::new()) })
+        _: Scope<'a>,
+        _: &'a DesiredObject,
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        refuse()
     }
-    fn outputs<'a>(
+    fn update<'a>(
         &'a self,
-        _resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
-        Box::pin(async { Ok(None) })
+        _: Scope<'a>,
+        _: &'a DesiredObject,
+        _: &'a [FieldChange],
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        refuse()
+    }
+    fn delete<'a>(&'a self, _: Scope<'a>, _: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
+        refuse()
     }
 }
 
-/// An in-memory cloud for engine tests and benchmarks.
+/// A cloud in memory: objects keep the fields they were created or updated with, owned by the
+/// resource that created them. Counts every mutating call (the tests' "AWS call log").
 #[derive(Default)]
 pub struct InMemory {
     objects: Mutex<BTreeMap<ObjectKey, ObservedObject>>,
-    outputs: Mutex<BTreeMap<ResourceId, BTreeMap<String, String>>>,
+    /// Every mutating call made, as `Create sagemaker:model NAME`.
+    pub calls: Mutex<Vec<String>>,
 }
 
 impl InMemory {
-    pub fn put(&self, object: ObservedObject) {
-        self.objects
-            .lock()
-            .expect("in-memory cloud lock")
-            .insert(object.key.clone(), object);
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectKey, ObservedObject>> {
+        self.objects.lock().expect("in-memory cloud lock")
     }
 
-    pub fn set_outputs(&self, resource: ResourceId, outputs: BTreeMap<String, String>) {
-        self.outputs
-            .lock()
-            .expect("in-memory cloud lock")
-            .insert(resource, outputs);
+    pub fn put(&self, object: ObservedObject) {
+        self.lock().insert(object.key.clone(), object);
     }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<ObservedObject> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Changes an object in place, as AWS or a person would (drift, a rollback, a deletion).
+    pub fn modify(&self, key: &ObjectKey, change: impl FnOnce(&mut ObservedObject)) {
+        if let Some(object) = self.lock().get_mut(key) {
+            change(object);
+        }
+    }
+
+    pub fn remove(&self, key: &ObjectKey) {
+        self.lock().remove(key);
+    }
+
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().expect("in-memory call log"))
+    }
+
+    fn log(&self, line: String) {
+        self.calls.lock().expect("in-memory call log").push(line);
+    }
+}
+
+fn observed_from(scope: Scope<'_>, object: &DesiredObject) -> Option<ObservedObject> {
+    let name = object.name.known()?;
+    let fields = object
+        .fields
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+        .collect();
+    Some(ObservedObject::new(
+        ObjectKey::new(object.aws_type, name),
+        fields,
+        Ownership::Owned {
+            resource: scope.resource.clone(),
+        },
+    ))
 }
 
 impl Cloud for InMemory {
     fn read<'a>(
         &'a self,
+        _scope: Scope<'a>,
         key: &'a ObjectKey,
-        _region: Option<&'a str>,
+        _desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
-        let found = self
-            .objects
-            .lock()
-            .expect("in-memory cloud lock")
-            .get(key)
-            .cloned();
+        let found = self.get(key);
         Box::pin(async move { Ok(found) })
     }
-    fn owned_by<'a>(
+    fn create<'a>(
         &'a self,
-        resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Vec<ObservedObject>>> {
-        let found = self
-            .objects
-            .lock()
-            .expect("in-memory cloud lock")
-            .values()
-            .filter(|o| matches!(&o.ownership, Ownership::Owned { resource: r } if r == resource))
-            .cloned()
-            .collect();
-        Box::pin(async move { Ok(found) })
+        scope: Scope<'a>,
+        object: &'a DesiredObject,
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        Box::pin(async move {
+            let created = observed_from(scope, object).ok_or_else(|| {
+                crate::error::Error::Terminal("create of an object whose name is unknown".into())
+            })?;
+            self.log(format!(
+                "Create {} {}",
+                created.key.aws_type, created.key.name
+            ));
+            self.put(created);
+            Ok(ObjectState::Ready)
+        })
     }
-    fn outputs<'a>(
+    fn update<'a>(
         &'a self,
-        resource: &'a ResourceId,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>>> {
-        let found = self
-            .outputs
-            .lock()
-            .expect("in-memory cloud lock")
-            .get(resource)
-            .cloned();
-        Box::pin(async move { Ok(found) })
+        _scope: Scope<'a>,
+        object: &'a DesiredObject,
+        changes: &'a [FieldChange],
+    ) -> BoxFuture<'a, Result<ObjectState>> {
+        Box::pin(async move {
+            let name = object.name.known().unwrap_or_default();
+            let key = ObjectKey::new(object.aws_type, name);
+            self.log(format!("Update {} {name}", object.aws_type));
+            self.modify(&key, |found| {
+                for change in changes {
+                    if let Some(after) = &change.after {
+                        found.fields.insert(change.field.clone(), after.clone());
+                    }
+                }
+            });
+            Ok(ObjectState::Ready)
+        })
+    }
+    fn delete<'a>(&'a self, _scope: Scope<'a>, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.log(format!("Delete {} {}", key.aws_type, key.name));
+            self.remove(key);
+            Ok(())
+        })
     }
 }

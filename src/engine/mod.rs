@@ -1,66 +1,62 @@
-//! The engine: graph of references, content-hash naming, the cloud seam, the pure planner.
+//! The engine: graph of references, content-hash naming, the pure decision, the one executor
+//! and the seam it acts through.
 //!
-//! Flow of `sdop plan`: manifests → [`graph::Graph`] (order, dangling refs, cycles) →
-//! for each resource in order: [`resolve::Outputs`] of its references → the kind's desired
-//! AWS objects → what the [`cloud::Cloud`] observes → [`plan::plan_resource`] (pure).
+//! One pass over a resource ([`execute::pass`]): the statuses of its references give the
+//! values it reads ([`resolve::Outputs`]) → the kind's desired AWS objects → what the
+//! [`cloud::Cloud`] seam observes under their names → [`decide::decide`] (pure: actions, phase,
+//! memory, what next) → in apply mode, the due actions through the same seam. `sdop plan` is
+//! [`plan_all`]: that pass in plan mode for every resource in graph order.
 
 pub mod cloud;
+pub mod decide;
+pub mod execute;
 pub mod graph;
 pub mod naming;
 pub mod plan;
 pub mod resolve;
 
+use std::collections::HashMap;
+
 use crate::error::Result;
-use crate::kinds::DesiredContext;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ResourceId};
+use crate::state::ResourceStatus;
 
 pub use plan::{Action, Operation, Plan};
 
-/// Observes every resource in graph order and plans it. Reads only; never mutates.
+/// Plans every resource in graph order: the executor's pass in plan mode, over the statuses
+/// sdop recorded (`statuses`, as loaded from the state). Reads only; never mutates.
 pub async fn plan_all(
     manifests: &[Manifest],
     graph: &graph::Graph,
     cloud: &dyn cloud::Cloud,
+    statuses: &HashMap<ResourceId, ResourceStatus>,
 ) -> Result<Plan> {
-    let mut outputs = resolve::Outputs::default();
+    let status_of = |id: &ResourceId| {
+        statuses
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| ResourceStatus::new(id))
+    };
+    let quiet = |_: String| {};
     let mut actions = Vec::new();
     for &index in graph.order() {
         let manifest = &manifests[index];
-        let mut known = manifest.handler.spec_outputs(manifest.spec.as_ref());
-        if let Some(observed) = cloud.outputs(&manifest.id).await? {
-            known.extend(observed);
-        }
-        outputs.insert(manifest.id.clone(), known);
-        for (id, values) in cloud.external_values(&manifest.spec_json).await? {
-            outputs.insert(id, values);
-        }
-        let ctx = DesiredContext {
-            id: &manifest.id,
-            metadata: &manifest.metadata,
-            spec_hash: &manifest.spec_hash,
-            outputs: &outputs,
-            local_files: &manifest.local_files,
-        };
-        let mut desired = Vec::new();
-        for object in manifest.handler.desired(manifest.spec.as_ref(), &ctx) {
-            desired.push(cloud.resolve(&manifest.id, object).await?);
-        }
-        let region = manifest.handler.region(manifest.spec.as_ref());
-        let mut observed = Vec::new();
-        for object in &desired {
-            if let Some(name) = object.name.known() {
-                let key = plan::ObjectKey::new(object.aws_type, name);
-                if let Some(found) = cloud.read(&key, region.as_deref()).await? {
-                    observed.push(found);
-                }
-            }
-        }
-        for owned in cloud.owned_by(&manifest.id).await? {
-            if !observed.iter().any(|o| o.key == owned.key) {
-                observed.push(owned);
-            }
-        }
-        actions.extend(plan::plan_resource(&manifest.id, &desired, &observed));
+        let dependencies: Vec<ResourceStatus> = graph
+            .dependencies(index)
+            .iter()
+            .map(|&dep| status_of(&manifests[dep].id))
+            .collect();
+        let mut status = status_of(&manifest.id);
+        let outcome = execute::pass(
+            cloud,
+            manifest,
+            &dependencies,
+            &mut status,
+            execute::Mode::Plan,
+            &quiet,
+        )
+        .await?;
+        actions.extend(outcome.actions);
     }
     Ok(Plan { actions })
 }
@@ -93,9 +89,14 @@ spec: {bucketName: sdop-assets, region: us-east-1}
 "#,
         );
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        let plan = plan_all(&loaded.manifests, &loaded.graph, &cloud::Offline)
-            .await
-            .unwrap();
+        let plan = plan_all(
+            &loaded.manifests,
+            &loaded.graph,
+            &cloud::Offline,
+            &HashMap::new(),
+        )
+        .await
+        .unwrap();
         assert!(plan
             .actions
             .iter()

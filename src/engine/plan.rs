@@ -136,6 +136,8 @@ pub enum ObjectState {
     Degraded(String),
     /// Will not get better without a change (a failed training job, ROLLBACK_COMPLETE).
     Failed(String),
+    /// Being deleted (by someone else: sdop deletes only what it no longer wants).
+    Deleting(String),
 }
 
 /// An AWS object as read back from AWS.
@@ -168,6 +170,9 @@ pub enum Operation {
     Update,
     Replace,
     Delete,
+    /// An existing object without sdop's tags that `adopt: true` takes over (updated when it
+    /// differs, recorded as sdop's from then on).
+    Adopt,
     /// A same-named object sdop does not own: nothing will be done to it.
     Conflict,
 }
@@ -180,6 +185,7 @@ impl Operation {
             Operation::Update => "~",
             Operation::Replace => "-/+",
             Operation::Delete => "-",
+            Operation::Adopt => "<=",
             Operation::Conflict => "!",
         }
     }
@@ -201,6 +207,10 @@ pub struct Action {
     pub name: String,
     pub reason: String,
     pub changes: Vec<FieldChange>,
+    /// Why this action waits (for a dependency, an object still changing, the new objects to
+    /// serve); `None`: due now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -217,20 +227,45 @@ impl Plan {
     }
 }
 
-/// Plans one resource: each desired object against what was observed under its name, plus
-/// deletion of objects the resource owns that it no longer wants (superseded immutable ones).
+/// A create of `want`, every field a change from nothing.
+pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String) -> Action {
+    Action {
+        resource: resource.clone(),
+        operation: Operation::Create,
+        aws_type: want.aws_type,
+        name: want.name.display(),
+        reason,
+        changes: want
+            .fields
+            .iter()
+            .map(|(field, value)| FieldChange {
+                field: field.clone(),
+                before: None,
+                after: value.clone(),
+            })
+            .collect(),
+        deferred: None,
+    }
+}
+
+/// Diffs one resource's desired objects against what was observed under their names (pure).
+/// Deletions of superseded objects are decided from the resource's memory, in
+/// [`super::decide`].
 pub fn plan_resource(
     resource: &ResourceId,
     desired: &[DesiredObject],
     observed: &[ObservedObject],
 ) -> Vec<Action> {
+    let by_key: std::collections::HashMap<(&str, &str), &ObservedObject> = observed
+        .iter()
+        .map(|o| ((o.key.aws_type, o.key.name.as_str()), o))
+        .collect();
     let mut actions = Vec::new();
     for want in desired {
-        let found = want.name.known().and_then(|name| {
-            observed
-                .iter()
-                .find(|o| o.key.aws_type == want.aws_type && o.key.name == name)
-        });
+        let found = want
+            .name
+            .known()
+            .and_then(|name| by_key.get(&(want.aws_type, name)).copied());
         let action = |operation, reason: String, changes| Action {
             resource: resource.clone(),
             operation,
@@ -238,24 +273,16 @@ pub fn plan_resource(
             name: want.name.display(),
             reason,
             changes,
+            deferred: None,
         };
         let Some(found) = found else {
-            let changes = want
-                .fields
-                .iter()
-                .map(|(field, value)| FieldChange {
-                    field: field.clone(),
-                    before: None,
-                    after: value.clone(),
-                })
-                .collect();
             let reason = match want.name {
                 ObjectName::Known(_) => "does not exist".to_string(),
                 ObjectName::AfterApply { .. } => {
                     "name depends on values known after apply".to_string()
                 }
             };
-            actions.push(action(Operation::Create, reason, changes));
+            actions.push(create_action(resource, want, reason));
             continue;
         };
         match &found.ownership {
@@ -293,14 +320,30 @@ pub fn plan_resource(
                 after: value.clone(),
             })
             .collect();
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        if found.ownership == Ownership::Adopted {
+            let reason = if changes.is_empty() {
+                "exists without sdop's tags; adopt: true takes it over".to_string()
+            } else {
+                format!(
+                    "exists without sdop's tags; adopt: true takes it over and changes {}",
+                    fields.join(", ")
+                )
+            };
+            actions.push(action(Operation::Adopt, reason, changes));
+            continue;
+        }
         if changes.is_empty() {
             continue;
         }
-        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
         match want.mutability {
             Mutability::InPlace => actions.push(action(
                 Operation::Update,
-                format!("drift in {}", fields.join(", ")),
+                format!(
+                    "{} differ{}",
+                    fields.join(", "),
+                    if fields.len() == 1 { "s" } else { "" }
+                ),
                 changes,
             )),
             Mutability::Replace => actions.push(action(
@@ -308,23 +351,6 @@ pub fn plan_resource(
                 format!("immutable fields differ: {}", fields.join(", ")),
                 changes,
             )),
-        }
-    }
-    for extra in observed {
-        let wanted = desired.iter().any(|d| {
-            d.aws_type == extra.key.aws_type && d.name.known() == Some(extra.key.name.as_str())
-        });
-        let owned_here =
-            matches!(&extra.ownership, Ownership::Owned { resource: r } if r == resource);
-        if !wanted && owned_here {
-            actions.push(Action {
-                resource: resource.clone(),
-                operation: Operation::Delete,
-                aws_type: extra.key.aws_type,
-                name: extra.key.name.clone(),
-                reason: "superseded: no longer part of the desired state".into(),
-                changes: Vec::new(),
-            });
         }
     }
     actions
@@ -446,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn adopted_object_is_updated() {
+    fn adopted_object_is_an_adoption_with_its_changes() {
         let seen = observed(
             "sagemaker:endpoint",
             "sd-base",
@@ -454,24 +480,8 @@ mod tests {
             Ownership::Adopted,
         );
         let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
-        assert_eq!(actions[0].operation, Operation::Update);
-    }
-
-    #[test]
-    fn superseded_owned_objects_are_deleted_but_foreign_ones_are_not() {
-        let old = observed("sagemaker:model", "sd-base-old", &[], owned());
-        let other = observed(
-            "sagemaker:model",
-            "someone-else",
-            &[],
-            Ownership::Owned {
-                resource: ResourceId::new("Endpoint", "other"),
-            },
-        );
-        let actions = plan_resource(&id(), &[], &[old, other]);
-        assert_eq!(actions.len(), 1);
-        assert_eq!(actions[0].operation, Operation::Delete);
-        assert_eq!(actions[0].name, "sd-base-old");
+        assert_eq!(actions[0].operation, Operation::Adopt);
+        assert_eq!(actions[0].changes[0].after, Some(json!("cfg-1")));
     }
 
     #[test]

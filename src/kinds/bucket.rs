@@ -62,6 +62,13 @@ impl Kind for Bucket {
         .into()
     }
 
+    fn facts(spec: &BucketSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &BucketSpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
         vec![DesiredObject::new(
             AWS_TYPE,

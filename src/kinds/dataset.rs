@@ -61,6 +61,13 @@ impl Kind for Dataset {
         vec![("spec.directory".to_string(), spec.directory.clone())]
     }
 
+    fn facts(spec: &DatasetSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: false,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &DatasetSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let Ok(prefix) = rules::s3_prefix_uri(&spec.s3_uri) else {
             return Vec::new();

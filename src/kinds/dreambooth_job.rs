@@ -531,6 +531,13 @@ impl Kind for DreamboothJob {
         outputs
     }
 
+    fn facts(spec: &DreamboothJobSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &DreamboothJobSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let training = spec.contract.training();
         let settings = spec.settings();

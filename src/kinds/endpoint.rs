@@ -337,6 +337,13 @@ impl Kind for Endpoint {
         [("endpointName".to_string(), spec.endpoint_name.clone())].into()
     }
 
+    fn facts(spec: &EndpointSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &EndpointSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let model_data: Option<Value> = match (
             &spec.model_data.model_package,

@@ -97,6 +97,13 @@ impl Kind for ImageRepository {
         spec.region.clone()
     }
 
+    fn facts(spec: &ImageRepositorySpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &ImageRepositorySpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
         vec![DesiredObject::new(
             AWS_TYPE,

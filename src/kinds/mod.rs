@@ -89,6 +89,36 @@ pub trait Kind: Send + Sync + 'static {
     fn same_region(_spec: &Self::Spec) -> Vec<(&'static str, Claim, &'static str)> {
         Vec::new()
     }
+    /// What the spec says about taking over and letting go of AWS objects (every kind says it).
+    fn facts(spec: &Self::Spec) -> SpecFacts;
+}
+
+/// The spec's say on ownership, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpecFacts {
+    /// `adopt: true`: an existing object without sdop's tags is taken over, not a conflict.
+    pub adopt: bool,
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Every AWS object type a kind may emit. `tests` check each kind's objects are listed and
+/// `crate::aws::adapters` checks each has an adapter.
+pub const OBJECT_TYPES: &[&str] = &[
+    bucket::AWS_TYPE,
+    image_repository::AWS_TYPE,
+    stack::TEMPLATE_OBJECT,
+    stack::AWS_TYPE,
+    model_package::AWS_TYPE,
+    endpoint::MODEL,
+    endpoint::ENDPOINT_CONFIG,
+    endpoint::ENDPOINT,
+    endpoint::REGISTRATION,
+    dreambooth_job::AWS_TYPE,
+];
+
+/// The static name of an object type read back from state (`None`: not one this build knows).
+pub fn object_type(name: &str) -> Option<&'static str> {
+    OBJECT_TYPES.iter().copied().find(|t| *t == name)
 }
 
 /// What `desired` may read: the resource itself and the outputs of what it references.
@@ -534,6 +564,7 @@ pub trait KindHandler: Send + Sync {
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
     fn region(&self, spec: &dyn Any) -> Option<String>;
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
+    fn facts(&self, spec: &dyn Any) -> SpecFacts;
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -600,6 +631,9 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)> {
         K::same_region(Self::typed(spec))
+    }
+    fn facts(&self, spec: &dyn Any) -> SpecFacts {
+        K::facts(Self::typed(spec))
     }
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::Spec>()

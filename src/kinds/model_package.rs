@@ -186,6 +186,13 @@ impl Kind for ModelPackage {
 
     /// The package identity (a hash of its inputs, including the S3 sources' ETags) is
     /// completed by the AWS adapter; here go the sources, resolved as far as possible without I/O.
+    fn facts(spec: &ModelPackageSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &ModelPackageSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut sources = Vec::new();
         let mut known = true;

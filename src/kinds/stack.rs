@@ -237,6 +237,13 @@ impl Kind for Stack {
             .collect()
     }
 
+    fn facts(spec: &StackSpec) -> super::SpecFacts {
+        super::SpecFacts {
+            adopt: spec.adopt,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
     fn desired(spec: &StackSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut objects = Vec::new();
         let mut fingerprints = Vec::new();

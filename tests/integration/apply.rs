@@ -206,11 +206,7 @@ async fn endpoint_lifecycle_create_converge_update_drift_prune() {
         .unwrap();
     // plan shows the drift first.
     let loaded = load_paths(&[PathBuf::from(env.manifests.path())]);
-    let cloud = sdop::apply::cloud::AwsCloud {
-        clients: env.clients().await,
-        store: env.store(),
-    };
-    let plan = sdop::engine::plan_all(&loaded.manifests, &loaded.graph, &cloud)
+    let plan = sdop::apply::plan(&loaded, env.clients().await, &env.store())
         .await
         .unwrap();
     let drift: Vec<String> = plan
@@ -1111,11 +1107,7 @@ async fn an_ssm_parameter_feeds_the_endpoint_and_its_change_rolls_it_out() {
     // The parameter changes: the plan says so and the endpoint rolls out.
     publish("https://api-2.example/Prod").await;
     let loaded = load_paths(&[PathBuf::from(env.manifests.path())]);
-    let cloud = sdop::apply::cloud::AwsCloud {
-        clients: env.clients().await,
-        store: env.store(),
-    };
-    let plan = sdop::engine::plan_all(&loaded.manifests, &loaded.graph, &cloud)
+    let plan = sdop::apply::plan(&loaded, env.clients().await, &env.store())
         .await
         .unwrap();
     let creates: Vec<&str> = plan

@@ -1,0 +1,923 @@
+//! The decision: one resource's whole next step as a pure function of typed inputs (what its
+//! spec says, its dependencies' phases, its desired objects, what AWS shows, what earlier passes
+//! remember) to a typed [`Decision`]: every action with its reason, the phase and reason, the
+//! new memory and what to do next. No I/O, no clock. `sdop plan`, `sdop apply` and the daemon
+//! all run it through the one executor ([`super::execute`]); plan lists the actions, apply runs
+//! the ones that are due now.
+
+use std::collections::BTreeMap;
+
+use super::plan::{
+    self, Action, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
+};
+use crate::manifest::ResourceId;
+use crate::state::Phase;
+
+/// Facts of the spec that steer decisions (typed, from the kind; never read from JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpecFacts {
+    /// `adopt: true`: an existing object without sdop's tags is taken over, not a conflict.
+    pub adopt: bool,
+}
+
+/// A dependency as this resource sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    pub id: ResourceId,
+    pub phase: Phase,
+    pub message: String,
+}
+
+/// What earlier passes recorded for the resource (persisted in its status).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Memory {
+    pub phase: Phase,
+    pub observed_spec_hash: Option<String>,
+    /// A spec hash that failed terminally: not retried until the spec changes.
+    pub failed_spec_hash: Option<String>,
+    /// A rollout AWS rolled back: not retried until the spec changes.
+    pub failed_rollout: Option<String>,
+    /// The in-place change last started (to recognise AWS rolling it back).
+    pub rollout_target: Option<String>,
+    /// In-place changes made but not yet seen converged.
+    pub unconfirmed_updates: Vec<String>,
+    /// Objects sdop created or adopted for the resource, oldest first.
+    pub objects: Vec<ObjectKey>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Memory {
+    pub fn owns(&self, key: &ObjectKey) -> bool {
+        self.objects.contains(key)
+    }
+
+    pub fn record(&mut self, key: &ObjectKey) {
+        if !self.owns(key) {
+            self.objects.push(key.clone());
+        }
+    }
+}
+
+/// Everything [`decide`] reads.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub resource: &'a ResourceId,
+    pub spec_hash: &'a str,
+    pub facts: SpecFacts,
+    pub dependencies: &'a [Dependency],
+    pub desired: &'a [DesiredObject],
+    /// What AWS shows under the desired objects' names (absent: does not exist).
+    pub observed: &'a [ObservedObject],
+    pub memory: &'a Memory,
+    /// Outputs the spec alone gives (a bucket's name).
+    pub spec_outputs: &'a BTreeMap<String, String>,
+}
+
+/// Why the resource is in its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Converged,
+    WaitingForDependency,
+    BlockedByDependency,
+    WaitingForOutputs,
+    NotOwned,
+    Applying,
+    Progressing,
+    Degraded,
+    RolloutRolledBack,
+    DriftPersists,
+    Failed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Converged => "Converged",
+            Reason::WaitingForDependency => "WaitingForDependency",
+            Reason::BlockedByDependency => "BlockedByDependency",
+            Reason::WaitingForOutputs => "WaitingForOutputs",
+            Reason::NotOwned => "NotOwned",
+            Reason::Applying => "Applying",
+            Reason::Progressing => "Progressing",
+            Reason::Degraded => "Degraded",
+            Reason::RolloutRolledBack => "RolloutRolledBack",
+            Reason::DriftPersists => "DriftPersists",
+            Reason::Failed => "Failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub phase: Phase,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A line worth telling: `loud` ones go to the user's terminal and the log as well as the
+/// resource's events (a rollback, a conflict, a failure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub loud: bool,
+    pub line: String,
+}
+
+/// What to do after this decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Run the due actions, then look again at once (their results decide the phase).
+    ActThenLook,
+    /// Something is in progress in AWS: poll.
+    Poll,
+    /// Waiting on values or on a retry: back off.
+    Backoff,
+    /// Nothing happens until something changes (a file, a dependency, the resync).
+    WhenWoken,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Every action, due now (`deferred: None`) or later (with why it waits).
+    pub actions: Vec<Action>,
+    /// `None`: the recorded phase stands (a failure not retried until the spec changes).
+    pub status: Option<StatusChange>,
+    pub memory: Memory,
+    pub notices: Vec<Notice>,
+    pub next: Next,
+}
+
+impl Decision {
+    /// Actions to run in this pass.
+    pub fn due(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| a.deferred.is_none())
+    }
+}
+
+/// What an in-place update is trying to reach, e.g.
+/// `sagemaker:endpoint sd-base endpointConfigName="sd-base-1a2b"`.
+pub fn rollout_target(action: &Action) -> String {
+    let fields: Vec<String> = action
+        .changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.field,
+                c.after.as_ref().map_or("?".into(), |v| v.to_string())
+            )
+        })
+        .collect();
+    format!("{} {} {}", action.aws_type, action.name, fields.join(" "))
+}
+
+fn defer_all(actions: &mut [Action], why: &str) {
+    for action in actions.iter_mut() {
+        action.deferred.get_or_insert_with(|| why.to_string());
+    }
+}
+
+fn status(phase: Phase, reason: Reason, message: impl Into<String>) -> Option<StatusChange> {
+    Some(StatusChange {
+        phase,
+        reason,
+        message: message.into(),
+    })
+}
+
+/// The one decision of a pass (pure).
+pub fn decide(input: &Inputs) -> Decision {
+    let mut memory = input.memory.clone();
+    let mut notices = Vec::new();
+    let spec_hash = input.spec_hash;
+
+    // Failure memory: a terminal failure is not retried until the spec changes.
+    if memory.observed_spec_hash.as_deref() != Some(spec_hash)
+        && memory.failed_spec_hash.is_some()
+        && memory.failed_spec_hash.as_deref() != Some(spec_hash)
+    {
+        memory.failed_spec_hash = None;
+        memory.failed_rollout = None;
+        notices.push(Notice {
+            loud: false,
+            line: "spec changed: retrying after the earlier failure".into(),
+        });
+    }
+    if memory.failed_spec_hash.as_deref() == Some(spec_hash) {
+        return Decision {
+            actions: Vec::new(),
+            status: None,
+            memory,
+            notices,
+            next: Next::WhenWoken,
+        };
+    }
+
+    // Ownership as sdop knows it: its memory says it created an object whose tags someone
+    // removed; `adopt: true` takes over an untagged one.
+    let observed: Vec<ObservedObject> = input
+        .observed
+        .iter()
+        .cloned()
+        .map(|mut found| {
+            if found.ownership == Ownership::Foreign {
+                if memory.owns(&found.key) {
+                    found.ownership = Ownership::Owned {
+                        resource: input.resource.clone(),
+                    };
+                } else if input.facts.adopt {
+                    found.ownership = Ownership::Adopted;
+                }
+            }
+            found
+        })
+        .collect();
+    let state_of = |aws_type: &str, name: &str| {
+        observed
+            .iter()
+            .find(|o| o.key.aws_type == aws_type && o.key.name == name)
+            .map(|o| &o.state)
+    };
+    let mut actions = plan::plan_resource(input.resource, input.desired, &observed);
+    // An object being deleted outside sdop comes back once it is gone.
+    for found in &observed {
+        if let ObjectState::Deleting(what) = &found.state {
+            let why = format!("being deleted outside sdop ({what}): recreated once it is gone");
+            actions.retain(|a| !(a.aws_type == found.key.aws_type && a.name == found.key.name));
+            if let Some(want) = input.desired.iter().find(|d| {
+                d.aws_type == found.key.aws_type && d.name.known() == Some(&found.key.name)
+            }) {
+                let mut create = plan::create_action(input.resource, want, why.clone());
+                create.deferred = Some(format!(
+                    "after {} {} is gone",
+                    found.key.aws_type, found.key.name
+                ));
+                actions.push(create);
+            }
+        }
+    }
+    let superseded = superseded(input.desired, &memory);
+
+    // Dependencies first: nothing is done before what this resource reads is Ready.
+    if let Some(dep) = input.dependencies.iter().find(|d| d.phase != Phase::Ready) {
+        let why = if dep.message.is_empty() {
+            format!("{:?}", dep.phase)
+        } else {
+            format!("{:?}: {}", dep.phase, dep.message)
+        };
+        let reason = if dep.phase.is_settled() {
+            Reason::BlockedByDependency
+        } else {
+            Reason::WaitingForDependency
+        };
+        defer_all(&mut actions, &format!("after {} is ready", dep.id));
+        return Decision {
+            actions,
+            status: status(
+                Phase::Pending,
+                reason,
+                format!("waiting for {} ({why})", dep.id),
+            ),
+            memory,
+            notices,
+            next: Next::WhenWoken,
+        };
+    }
+    if let Some(unknown) = input
+        .desired
+        .iter()
+        .find(|d| d.name.known().is_none() || !d.fully_known())
+    {
+        let fields: Vec<&str> = unknown
+            .fields
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        defer_all(&mut actions, "after the values it reads are known");
+        return Decision {
+            actions,
+            status: status(
+                Phase::Pending,
+                Reason::WaitingForOutputs,
+                format!(
+                    "{} needs values not available yet from its references ({})",
+                    unknown.aws_type,
+                    fields.join(", ")
+                ),
+            ),
+            memory,
+            notices,
+            next: Next::Backoff,
+        };
+    }
+    if let Some(conflict) = actions.iter().find(|a| a.operation == Operation::Conflict) {
+        let message = format!(
+            "{} {}: {}",
+            conflict.aws_type, conflict.name, conflict.reason
+        );
+        if memory.phase != Phase::Conflict {
+            notices.push(Notice {
+                loud: true,
+                line: format!("conflict: {message}"),
+            });
+        }
+        actions.retain(|a| a.operation == Operation::Conflict);
+        return Decision {
+            actions,
+            status: status(Phase::Conflict, Reason::NotOwned, message),
+            memory,
+            notices,
+            next: Next::WhenWoken,
+        };
+    }
+
+    // What sdop manages from now on: every desired object that exists and is its own.
+    for found in &observed {
+        if matches!(&found.ownership, Ownership::Owned { resource } if resource == input.resource)
+            || found.ownership == Ownership::Adopted
+        {
+            memory.record(&found.key);
+        }
+    }
+    // Objects seen converged confirm the updates made to them.
+    for want in input.desired {
+        let name = want.name.known().unwrap_or_default();
+        let settled = !matches!(
+            state_of(want.aws_type, name),
+            Some(ObjectState::Progressing(_) | ObjectState::Deleting(_)) | None
+        );
+        let planned = actions
+            .iter()
+            .any(|a| a.aws_type == want.aws_type && a.name == name);
+        if settled && !planned {
+            let prefix = format!("{} {name} ", want.aws_type);
+            memory
+                .unconfirmed_updates
+                .retain(|u| !u.starts_with(&prefix));
+        }
+    }
+
+    // Guards: in-progress objects finish first; a rolled-back or unkept change is reported,
+    // not repeated in a loop.
+    for action in actions.iter_mut() {
+        if action.deferred.is_some() {
+            continue;
+        }
+        match state_of(action.aws_type, &action.name) {
+            Some(ObjectState::Progressing(what)) => {
+                action.deferred = Some(format!(
+                    "after {} {} finishes ({what})",
+                    action.aws_type, action.name
+                ));
+                continue;
+            }
+            Some(ObjectState::Degraded(reason)) if action.operation == Operation::Update => {
+                let target = rollout_target(action);
+                if memory.rollout_target.as_deref() == Some(target.as_str())
+                    || memory.failed_rollout.as_deref() == Some(target.as_str())
+                {
+                    if memory.failed_rollout.as_deref() != Some(target.as_str()) {
+                        memory.failed_rollout = Some(target.clone());
+                        notices.push(Notice {
+                            loud: true,
+                            line: format!("ROLLOUT ROLLED BACK by AWS: {target}: {reason}"),
+                        });
+                    }
+                    return Decision {
+                        actions: Vec::new(),
+                        status: status(
+                            Phase::Degraded,
+                            Reason::RolloutRolledBack,
+                            format!("rollout {target} was rolled back by AWS: {reason}"),
+                        ),
+                        memory,
+                        notices,
+                        next: Next::WhenWoken,
+                    };
+                }
+            }
+            _ => {}
+        }
+        if action.operation != Operation::Update {
+            continue;
+        }
+        let target = rollout_target(action);
+        if memory.unconfirmed_updates.contains(&target) {
+            let message = format!(
+                "AWS does not keep this change (drift persists after the update): {target}"
+            );
+            if memory.phase != Phase::Degraded {
+                notices.push(Notice {
+                    loud: true,
+                    line: message.clone(),
+                });
+            }
+            return Decision {
+                actions: Vec::new(),
+                status: status(Phase::Degraded, Reason::DriftPersists, message),
+                memory,
+                notices,
+                next: Next::WhenWoken,
+            };
+        }
+        if memory.failed_rollout.as_deref() == Some(target.as_str()) {
+            return Decision {
+                actions: Vec::new(),
+                status: status(
+                    Phase::Degraded,
+                    Reason::RolloutRolledBack,
+                    format!("rollout {target} was rolled back by AWS; not retried until the spec changes"),
+                ),
+                memory,
+                notices,
+                next: Next::WhenWoken,
+            };
+        }
+        memory.rollout_target = Some(target);
+    }
+
+    let deletions = |why: Option<&str>| -> Vec<Action> {
+        superseded
+            .iter()
+            .map(|key| Action {
+                resource: input.resource.clone(),
+                operation: Operation::Delete,
+                aws_type: key.aws_type,
+                name: key.name.clone(),
+                reason: "superseded: no longer part of the desired state".into(),
+                changes: Vec::new(),
+                deferred: why.map(str::to_string),
+            })
+            .collect()
+    };
+    let due = actions.iter().filter(|a| a.deferred.is_none()).count();
+    if due > 0 {
+        actions.extend(deletions(Some("after the new objects serve")));
+        return Decision {
+            actions,
+            status: status(
+                Phase::Progressing,
+                Reason::Applying,
+                format!("applying {due} change(s)"),
+            ),
+            memory,
+            notices,
+            next: Next::ActThenLook,
+        };
+    }
+
+    // Nothing to do now: the phase is what AWS shows.
+    let states: Vec<&ObjectState> = observed.iter().map(|o| &o.state).collect();
+    if let Some(reason) = states.iter().find_map(|s| match s {
+        ObjectState::Failed(reason) => Some(reason.clone()),
+        _ => None,
+    }) {
+        if memory.phase != Phase::Failed {
+            notices.push(Notice {
+                loud: true,
+                line: format!("failed: {reason}"),
+            });
+        }
+        memory.failed_spec_hash = Some(spec_hash.to_string());
+        return Decision {
+            actions,
+            status: status(Phase::Failed, Reason::Failed, reason),
+            memory,
+            notices,
+            next: Next::WhenWoken,
+        };
+    }
+    if let Some(reason) = states.iter().find_map(|s| match s {
+        ObjectState::Progressing(reason) | ObjectState::Deleting(reason) => Some(reason.clone()),
+        _ => None,
+    }) {
+        actions.extend(deletions(Some("after the new objects serve")));
+        return Decision {
+            actions,
+            status: status(Phase::Progressing, Reason::Progressing, reason),
+            memory,
+            notices,
+            next: Next::Poll,
+        };
+    }
+    if let Some(reason) = states.iter().find_map(|s| match s {
+        ObjectState::Degraded(reason) => Some(reason.clone()),
+        _ => None,
+    }) {
+        return Decision {
+            actions,
+            status: status(Phase::Degraded, Reason::Degraded, reason),
+            memory,
+            notices,
+            next: Next::WhenWoken,
+        };
+    }
+    // Ready: outputs, and what the new objects superseded goes now that they serve.
+    let mut outputs = memory.outputs.clone();
+    outputs.extend(input.spec_outputs.clone());
+    for found in &observed {
+        outputs.extend(found.outputs.clone());
+    }
+    memory.outputs = outputs;
+    memory.rollout_target = None;
+    memory.observed_spec_hash = Some(spec_hash.to_string());
+    if memory.phase != Phase::Ready {
+        notices.push(Notice {
+            loud: true,
+            line: "ready".into(),
+        });
+    }
+    actions.extend(deletions(None));
+    Decision {
+        actions,
+        status: status(
+            Phase::Ready,
+            Reason::Converged,
+            "all AWS objects match the manifest",
+        ),
+        memory,
+        notices,
+        next: Next::WhenWoken,
+    }
+}
+
+/// Objects the resource recorded that it no longer wants, to delete. The newest superseded
+/// one of each immutable type is kept for rollback.
+fn superseded(desired: &[DesiredObject], memory: &Memory) -> Vec<ObjectKey> {
+    let wanted = |key: &ObjectKey| {
+        desired
+            .iter()
+            .any(|d| d.aws_type == key.aws_type && d.name.known() == Some(key.name.as_str()))
+    };
+    let mut kept_types: Vec<&str> = Vec::new();
+    let mut doomed = Vec::new();
+    for key in memory.objects.iter().rev().filter(|k| !wanted(k)) {
+        let immutable = desired
+            .iter()
+            .any(|d| d.aws_type == key.aws_type && d.mutability == plan::Mutability::Replace);
+        if immutable && !kept_types.contains(&key.aws_type) {
+            kept_types.push(key.aws_type);
+            continue;
+        }
+        doomed.push(key.clone());
+    }
+    doomed
+}
+
+#[cfg(test)]
+mod tests {
+    //! The integration scenarios as plain values: each case is desired + observed + memory in,
+    //! the decision out.
+    use super::*;
+    use crate::engine::plan::{Mutability, ObjectName};
+    use serde_json::json;
+
+    const MODEL: &str = "sagemaker:model";
+    const CONFIG: &str = "sagemaker:endpoint-config";
+    const ENDPOINT: &str = "sagemaker:endpoint";
+
+    fn id() -> ResourceId {
+        ResourceId::new("Endpoint", "base")
+    }
+
+    /// The objects of rollout `n`: model `m<n>`, config `c<n>`, the endpoint on `c<n>`.
+    fn desired(n: u32) -> Vec<DesiredObject> {
+        vec![
+            DesiredObject::new(
+                MODEL,
+                ObjectName::Known(format!("m{n}")),
+                Mutability::Replace,
+            )
+            .field("image", Some(json!("img"))),
+            DesiredObject::new(
+                CONFIG,
+                ObjectName::Known(format!("c{n}")),
+                Mutability::Replace,
+            )
+            .field("model", Some(json!(format!("m{n}")))),
+            DesiredObject::new(
+                ENDPOINT,
+                ObjectName::Known("sd-base".into()),
+                Mutability::InPlace,
+            )
+            .field("endpointConfigName", Some(json!(format!("c{n}")))),
+        ]
+    }
+
+    fn seen(aws_type: &'static str, name: &str, fields: &[(&str, &str)]) -> ObservedObject {
+        ObservedObject::new(
+            ObjectKey::new(aws_type, name),
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+            Ownership::Owned { resource: id() },
+        )
+    }
+
+    /// AWS as after rollout `n` converged.
+    fn serving(n: u32) -> Vec<ObservedObject> {
+        vec![
+            seen(MODEL, &format!("m{n}"), &[("image", "img")]),
+            seen(CONFIG, &format!("c{n}"), &[("model", &format!("m{n}"))]),
+            seen(
+                ENDPOINT,
+                "sd-base",
+                &[("endpointConfigName", &format!("c{n}"))],
+            ),
+        ]
+    }
+
+    fn memory_after(rollouts: &[u32]) -> Memory {
+        let mut memory = Memory {
+            phase: Phase::Ready,
+            observed_spec_hash: Some("old-spec".into()),
+            ..Memory::default()
+        };
+        for n in rollouts {
+            memory.record(&ObjectKey::new(MODEL, format!("m{n}")));
+            memory.record(&ObjectKey::new(CONFIG, format!("c{n}")));
+            memory.record(&ObjectKey::new(ENDPOINT, "sd-base"));
+        }
+        memory
+    }
+
+    struct Case {
+        facts: SpecFacts,
+        dependencies: Vec<Dependency>,
+        desired: Vec<DesiredObject>,
+        observed: Vec<ObservedObject>,
+        memory: Memory,
+    }
+
+    impl Case {
+        fn new(desired: Vec<DesiredObject>, observed: Vec<ObservedObject>, memory: Memory) -> Self {
+            Case {
+                facts: SpecFacts::default(),
+                dependencies: Vec::new(),
+                desired,
+                observed,
+                memory,
+            }
+        }
+
+        fn decide(&self) -> Decision {
+            decide(&Inputs {
+                resource: &id(),
+                spec_hash: "spec",
+                facts: self.facts,
+                dependencies: &self.dependencies,
+                desired: &self.desired,
+                observed: &self.observed,
+                memory: &self.memory,
+                spec_outputs: &BTreeMap::new(),
+            })
+        }
+    }
+
+    /// `Create sagemaker:model m1` for due actions, with ` (later)` for deferred ones.
+    fn lines(decision: &Decision) -> Vec<String> {
+        decision
+            .actions
+            .iter()
+            .map(|a| {
+                format!(
+                    "{:?} {} {}{}",
+                    a.operation,
+                    a.aws_type,
+                    a.name,
+                    if a.deferred.is_some() { " (later)" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    fn phase(decision: &Decision) -> (Phase, Reason) {
+        let status = decision.status.as_ref().expect("a phase");
+        (status.phase, status.reason)
+    }
+
+    #[test]
+    fn nothing_exists_everything_is_created_now() {
+        let decision = Case::new(desired(1), vec![], Memory::default()).decide();
+        assert_eq!(
+            lines(&decision),
+            [
+                "Create sagemaker:model m1",
+                "Create sagemaker:endpoint-config c1",
+                "Create sagemaker:endpoint sd-base"
+            ]
+        );
+        assert_eq!(phase(&decision), (Phase::Progressing, Reason::Applying));
+        assert_eq!(decision.next, Next::ActThenLook);
+    }
+
+    #[test]
+    fn converged_is_ready_with_nothing_to_do() {
+        let decision = Case::new(desired(1), serving(1), memory_after(&[1])).decide();
+        assert!(decision.actions.is_empty(), "{:?}", lines(&decision));
+        assert_eq!(phase(&decision), (Phase::Ready, Reason::Converged));
+        assert_eq!(decision.memory.observed_spec_hash.as_deref(), Some("spec"));
+        assert_eq!(decision.next, Next::WhenWoken);
+    }
+
+    #[test]
+    fn a_second_rollout_lists_the_deletions_that_follow_it() {
+        // Rollouts 0 and 1 happened; the spec now wants rollout 2.
+        let mut observed = serving(1);
+        observed.extend(serving(0).into_iter().take(2));
+        let decision = Case::new(desired(2), observed, memory_after(&[0, 1])).decide();
+        assert_eq!(
+            lines(&decision),
+            [
+                "Create sagemaker:model m2",
+                "Create sagemaker:endpoint-config c2",
+                "Update sagemaker:endpoint sd-base",
+                // The newest superseded model and config (m1, c1) stay for rollback.
+                "Delete sagemaker:endpoint-config c0 (later)",
+                "Delete sagemaker:model m0 (later)",
+            ]
+        );
+        // Once the new config serves, the deletions are due and the resource is Ready.
+        let mut memory = decision.memory.clone();
+        memory.record(&ObjectKey::new(MODEL, "m2"));
+        memory.record(&ObjectKey::new(CONFIG, "c2"));
+        let settled = Case::new(desired(2), serving(2), memory).decide();
+        assert_eq!(
+            lines(&settled),
+            [
+                "Delete sagemaker:endpoint-config c0",
+                "Delete sagemaker:model m0"
+            ]
+        );
+        assert_eq!(phase(&settled), (Phase::Ready, Reason::Converged));
+    }
+
+    #[test]
+    fn a_foreign_object_is_a_conflict_unless_adopted() {
+        let mut foreign = serving(1);
+        for object in &mut foreign {
+            object.ownership = Ownership::Foreign;
+        }
+        let mut case = Case::new(desired(1), foreign, Memory::default());
+        let decision = case.decide();
+        assert_eq!(phase(&decision), (Phase::Conflict, Reason::NotOwned));
+        assert!(decision
+            .actions
+            .iter()
+            .all(|a| a.operation == Operation::Conflict));
+        assert!(decision
+            .notices
+            .iter()
+            .any(|n| n.loud && n.line.starts_with("conflict")));
+
+        case.facts.adopt = true;
+        let adopted = case.decide();
+        assert_eq!(
+            lines(&adopted),
+            [
+                "Adopt sagemaker:model m1",
+                "Adopt sagemaker:endpoint-config c1",
+                "Adopt sagemaker:endpoint sd-base"
+            ]
+        );
+        assert_eq!(adopted.next, Next::ActThenLook);
+    }
+
+    #[test]
+    fn tags_removed_from_an_object_sdop_created_do_not_make_it_foreign() {
+        let mut observed = serving(1);
+        observed[0].ownership = Ownership::Foreign;
+        let decision = Case::new(desired(1), observed, memory_after(&[1])).decide();
+        assert!(decision.actions.is_empty(), "{:?}", lines(&decision));
+        assert_eq!(phase(&decision), (Phase::Ready, Reason::Converged));
+    }
+
+    #[test]
+    fn a_rollout_aws_rolled_back_is_reported_once_and_not_retried() {
+        let mut observed = serving(1);
+        observed.extend(serving(2).into_iter().take(2));
+        observed[2].state = ObjectState::Degraded("health check failed".into());
+        let mut memory = memory_after(&[1, 2]);
+        memory.rollout_target = Some("sagemaker:endpoint sd-base endpointConfigName=\"c2\"".into());
+        let decision = Case::new(desired(2), observed.clone(), memory).decide();
+        assert!(decision.actions.is_empty(), "{:?}", lines(&decision));
+        assert_eq!(
+            phase(&decision),
+            (Phase::Degraded, Reason::RolloutRolledBack)
+        );
+        assert!(decision
+            .notices
+            .iter()
+            .any(|n| n.loud && n.line.contains("ROLLED BACK")));
+        // The next pass: still Degraded, said once.
+        let again = Case::new(desired(2), observed, decision.memory).decide();
+        assert!(again.actions.is_empty());
+        assert!(again.notices.is_empty());
+        assert_eq!(phase(&again), (Phase::Degraded, Reason::RolloutRolledBack));
+    }
+
+    #[test]
+    fn drift_aws_does_not_keep_is_reported_not_repeated() {
+        let mut memory = memory_after(&[1]);
+        memory
+            .unconfirmed_updates
+            .push("sagemaker:endpoint sd-base endpointConfigName=\"c1\"".into());
+        let mut observed = serving(1);
+        observed[2] = seen(ENDPOINT, "sd-base", &[("endpointConfigName", "c0")]);
+        let decision = Case::new(desired(1), observed, memory).decide();
+        assert!(decision.actions.is_empty());
+        assert_eq!(phase(&decision), (Phase::Degraded, Reason::DriftPersists));
+    }
+
+    #[test]
+    fn a_terminal_failure_waits_for_a_spec_change() {
+        let mut memory = memory_after(&[1]);
+        memory.phase = Phase::Failed;
+        memory.failed_spec_hash = Some("spec".into());
+        let decision = Case::new(desired(1), vec![], memory.clone()).decide();
+        assert!(decision.actions.is_empty());
+        assert_eq!(decision.status, None);
+        // Another spec: retried.
+        memory.failed_spec_hash = Some("older-spec".into());
+        let retried = Case::new(desired(1), vec![], memory).decide();
+        assert_eq!(retried.memory.failed_spec_hash, None);
+        assert_eq!(retried.due().count(), 3);
+    }
+
+    #[test]
+    fn an_endpoint_deleted_out_of_band_is_not_converged() {
+        let mut observed = serving(1);
+        observed[2].state = ObjectState::Deleting("Deleting".into());
+        let decision = Case::new(desired(1), observed, memory_after(&[1])).decide();
+        assert_eq!(
+            lines(&decision),
+            ["Create sagemaker:endpoint sd-base (later)"]
+        );
+        assert_eq!(phase(&decision), (Phase::Progressing, Reason::Progressing));
+        assert_eq!(decision.next, Next::Poll);
+    }
+
+    #[test]
+    fn dependencies_gate_everything() {
+        let mut case = Case::new(desired(1), vec![], Memory::default());
+        case.dependencies.push(Dependency {
+            id: ResourceId::new("ModelPackage", "base"),
+            phase: Phase::Progressing,
+            message: String::new(),
+        });
+        let decision = case.decide();
+        assert_eq!(decision.due().count(), 0);
+        assert_eq!(decision.actions.len(), 3);
+        assert_eq!(
+            phase(&decision),
+            (Phase::Pending, Reason::WaitingForDependency)
+        );
+        case.dependencies[0].phase = Phase::Failed;
+        assert_eq!(
+            phase(&case.decide()),
+            (Phase::Pending, Reason::BlockedByDependency)
+        );
+    }
+
+    #[test]
+    fn unknown_values_wait_and_back_off() {
+        let mut objects = desired(1);
+        objects[0] = DesiredObject::new(
+            MODEL,
+            ObjectName::AfterApply { base: "m".into() },
+            Mutability::Replace,
+        )
+        .field("image", None);
+        let decision = Case::new(objects, vec![], Memory::default()).decide();
+        assert_eq!(decision.due().count(), 0);
+        assert_eq!(
+            phase(&decision),
+            (Phase::Pending, Reason::WaitingForOutputs)
+        );
+        assert_eq!(decision.next, Next::Backoff);
+    }
+
+    #[test]
+    fn an_object_in_progress_finishes_before_it_is_changed() {
+        let mut observed = serving(1);
+        observed[2] = seen(ENDPOINT, "sd-base", &[("endpointConfigName", "c0")]);
+        observed[2].state = ObjectState::Progressing("Updating".into());
+        let decision = Case::new(desired(1), observed, memory_after(&[1])).decide();
+        assert_eq!(
+            lines(&decision),
+            ["Update sagemaker:endpoint sd-base (later)"]
+        );
+        assert_eq!(phase(&decision), (Phase::Progressing, Reason::Progressing));
+    }
+
+    #[test]
+    fn a_failed_object_fails_the_resource_until_the_spec_changes() {
+        let mut observed = serving(1);
+        observed[2].state = ObjectState::Failed("endpoint failed".into());
+        let decision = Case::new(desired(1), observed, memory_after(&[1])).decide();
+        assert_eq!(phase(&decision), (Phase::Failed, Reason::Failed));
+        assert_eq!(decision.memory.failed_spec_hash.as_deref(), Some("spec"));
+        assert!(decision.notices.iter().any(|n| n.loud));
+    }
+}

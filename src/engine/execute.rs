@@ -1,0 +1,407 @@
+//! The one executor: a pass over one resource is observe (resolve its inputs, derive its desired
+//! objects, read them through the [`Cloud`] seam), [`decide`] (pure), and, in apply mode, act
+//! on the actions that are due, then look again. `sdop plan` is the same pass in plan mode;
+//! `sdop apply` and the daemon drive it in apply mode.
+
+use std::collections::BTreeMap;
+
+use super::cloud::{Cloud, Scope};
+use super::decide::{self, decide, Decision, Dependency, Inputs, Memory, Next};
+use super::plan::{
+    Action, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
+};
+use super::resolve::Outputs;
+use crate::error::{Error, ErrorClass, Result};
+use crate::kinds::DesiredContext;
+use crate::manifest::Manifest;
+use crate::state::{Phase, ResourceStatus};
+
+/// A line of progress for the user (`+ Endpoint/base sagemaker:model sd-base-1a2b created`).
+pub type Report<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe and decide; never act.
+    Plan,
+    /// Observe, decide and act on what is due.
+    Apply,
+}
+
+/// Observe-decide-act rounds per pass at most (create, then settle, then clean up).
+const MAX_ROUNDS: usize = 4;
+
+/// What a pass did and what comes next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassOutcome {
+    /// Plan mode: every action the decision lists (due or deferred). Apply mode: the actions
+    /// that were carried out.
+    pub actions: Vec<Action>,
+    pub mutated: bool,
+    pub next: Next,
+}
+
+impl PassOutcome {
+    /// Waiting on a dependency that will not become Ready by itself (Failed, Conflict, Degraded).
+    pub fn blocked(&self, status: &ResourceStatus) -> bool {
+        status.phase == Phase::Pending
+            && reason_of(status) == decide::Reason::BlockedByDependency.as_str()
+    }
+}
+
+fn reason_of(status: &ResourceStatus) -> &str {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Ready")
+        .map_or("", |c| c.reason.as_str())
+}
+
+/// The typed memory of a status.
+pub fn memory_of(status: &ResourceStatus) -> Memory {
+    Memory {
+        phase: status.phase,
+        observed_spec_hash: status.observed_spec_hash.clone(),
+        failed_spec_hash: status.failed_spec_hash.clone(),
+        failed_rollout: status.failed_rollout.clone(),
+        rollout_target: status.rollout_target.clone(),
+        unconfirmed_updates: status.unconfirmed_updates.clone(),
+        objects: status
+            .objects
+            .iter()
+            .filter_map(|r| {
+                crate::kinds::object_type(&r.aws_type).map(|t| ObjectKey::new(t, r.name.clone()))
+            })
+            .collect(),
+        outputs: status.outputs.clone(),
+    }
+}
+
+/// Writes a decision's memory back into the status (records of object types this build does
+/// not know are kept as they are).
+fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
+    status.observed_spec_hash = memory.observed_spec_hash.clone();
+    status.failed_spec_hash = memory.failed_spec_hash.clone();
+    status.failed_rollout = memory.failed_rollout.clone();
+    status.rollout_target = memory.rollout_target.clone();
+    status.unconfirmed_updates = memory.unconfirmed_updates.clone();
+    status.outputs = memory.outputs.clone();
+    status.objects.retain(|r| {
+        crate::kinds::object_type(&r.aws_type).is_none()
+            || memory.owns(&ObjectKey::new(
+                crate::kinds::object_type(&r.aws_type).unwrap_or_default(),
+                r.name.clone(),
+            ))
+    });
+    for key in &memory.objects {
+        status.record_object(key.aws_type, &key.name);
+    }
+}
+
+/// One pass over one resource. `dependencies` are the statuses of what it references.
+pub async fn pass(
+    cloud: &dyn Cloud,
+    manifest: &Manifest,
+    dependencies: &[ResourceStatus],
+    status: &mut ResourceStatus,
+    mode: Mode,
+    report: Report<'_>,
+) -> Result<PassOutcome> {
+    let id = &manifest.id;
+    let spec = manifest.spec.as_ref();
+    let facts = manifest.handler.facts(spec);
+    status.deletion_policy = facts.deletion_policy;
+    status.region = manifest.handler.region(spec);
+    let region = status.region.clone();
+    let scope = Scope {
+        resource: id,
+        spec_hash: &manifest.spec_hash,
+        region: region.as_deref(),
+        owned_per_memory: false,
+    };
+    let deps: Vec<Dependency> = dependencies
+        .iter()
+        .map(|d| Dependency {
+            id: d.id(),
+            phase: d.phase,
+            message: d.message.clone(),
+        })
+        .collect();
+    let dependencies_ready = deps.iter().all(|d| d.phase == Phase::Ready);
+    let spec_outputs = manifest.handler.spec_outputs(spec);
+
+    // Inputs: what the references give, and the desired objects derived from them.
+    let mut outputs = Outputs::default();
+    for dep in dependencies {
+        outputs.insert(dep.id(), dep.outputs.clone());
+    }
+    outputs.insert(id.clone(), spec_outputs.clone());
+    if dependencies_ready || mode == Mode::Plan {
+        for (value_id, values) in cloud.external_values(scope, &manifest.spec_json).await? {
+            outputs.insert(value_id, values);
+        }
+    }
+    let ctx = DesiredContext {
+        id,
+        metadata: &manifest.metadata,
+        spec_hash: &manifest.spec_hash,
+        outputs: &outputs,
+        local_files: &manifest.local_files,
+    };
+    let mut desired = Vec::new();
+    for object in manifest.handler.desired(spec, &ctx) {
+        if !dependencies_ready && mode == Mode::Apply {
+            desired.push(object);
+            continue;
+        }
+        let memory_owns = object
+            .name
+            .known()
+            .is_some_and(|n| status.owns(object.aws_type, n));
+        let unresolved = object.clone();
+        match cloud
+            .resolve(
+                Scope {
+                    owned_per_memory: memory_owns,
+                    ..scope
+                },
+                object,
+            )
+            .await
+        {
+            Ok(resolved) => desired.push(resolved),
+            // A source not there yet: known after apply in a plan, a wait in apply.
+            Err(Error::Waiting(_)) if mode == Mode::Plan => desired.push(unresolved),
+            Err(err) => return Err(err),
+        }
+    }
+
+    let mut carried_out: Vec<Action> = Vec::new();
+    let mut next = Next::WhenWoken;
+    for _round in 0..MAX_ROUNDS {
+        let observed = if dependencies_ready || mode == Mode::Plan {
+            observe(cloud, scope, &desired, status).await?
+        } else {
+            Vec::new()
+        };
+        let memory = memory_of(status);
+        let decision = decide(&Inputs {
+            resource: id,
+            spec_hash: &manifest.spec_hash,
+            facts: decide::SpecFacts { adopt: facts.adopt },
+            dependencies: &deps,
+            desired: &desired,
+            observed: &observed,
+            memory: &memory,
+            spec_outputs: &spec_outputs,
+        });
+        record(status, &decision, report);
+        next = decision.next;
+        if mode == Mode::Plan {
+            return Ok(PassOutcome {
+                actions: decision.actions,
+                mutated: false,
+                next,
+            });
+        }
+        let due: Vec<Action> = decision
+            .due()
+            .filter(|a| a.operation != Operation::Conflict)
+            .filter(|a| !carried_out.contains(a))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            break;
+        }
+        for action in &due {
+            act(cloud, scope, &desired, action, status, report).await?;
+            carried_out.push(action.clone());
+        }
+        if decision.next != Next::ActThenLook {
+            break;
+        }
+        next = Next::Poll;
+    }
+    let mutated = !carried_out.is_empty();
+    Ok(PassOutcome {
+        actions: carried_out,
+        mutated,
+        next,
+    })
+}
+
+/// Reads every desired object. Content-named objects sdop created for this very spec and last
+/// saw Ready are not read again: their name proves their content (a converged re-apply stays
+/// cheap).
+async fn observe(
+    cloud: &dyn Cloud,
+    scope: Scope<'_>,
+    desired: &[DesiredObject],
+    status: &ResourceStatus,
+) -> Result<Vec<ObservedObject>> {
+    let converged_before = status.phase == Phase::Ready
+        && status.observed_spec_hash.as_deref() == Some(scope.spec_hash);
+    let mut observed = Vec::new();
+    for object in desired {
+        let Some(name) = object.name.known() else {
+            continue;
+        };
+        let key = ObjectKey::new(object.aws_type, name);
+        let owned = status.owns(object.aws_type, name);
+        if object.content_named && converged_before && owned {
+            observed.push(ObservedObject::new(
+                key,
+                BTreeMap::new(),
+                Ownership::Owned {
+                    resource: scope.resource.clone(),
+                },
+            ));
+            continue;
+        }
+        let scope = Scope {
+            owned_per_memory: owned,
+            ..scope
+        };
+        if let Some(found) = cloud.read(scope, &key, object).await? {
+            observed.push(found);
+        }
+    }
+    Ok(observed)
+}
+
+/// Writes a decision into the status: memory, phase, notices.
+fn record(status: &mut ResourceStatus, decision: &Decision, report: Report<'_>) {
+    let id = status.id();
+    store_memory(status, &decision.memory);
+    for notice in &decision.notices {
+        if notice.loud {
+            let marker = match decision.status.as_ref().map(|s| s.phase) {
+                Some(Phase::Ready) => "=",
+                Some(Phase::Failed) => "x",
+                _ => "!",
+            };
+            report(format!("{marker} {id} {}", notice.line));
+        }
+        status.event(notice.line.clone());
+    }
+    if let Some(change) = &decision.status {
+        status.set_phase(change.phase, change.reason.as_str(), change.message.clone());
+        if change.phase == Phase::Ready {
+            status.last_error = None;
+        }
+    }
+}
+
+/// Carries out one due action and records what it changed.
+async fn act(
+    cloud: &dyn Cloud,
+    scope: Scope<'_>,
+    desired: &[DesiredObject],
+    action: &Action,
+    status: &mut ResourceStatus,
+    report: Report<'_>,
+) -> Result<()> {
+    let id = status.id();
+    let key_type = action.aws_type;
+    let key = ObjectKey::new(key_type, action.name.clone());
+    let scope = Scope {
+        owned_per_memory: status.owns(key_type, &action.name),
+        ..scope
+    };
+    let object = desired
+        .iter()
+        .find(|d| d.aws_type == key_type && d.name.known() == Some(action.name.as_str()));
+    // What each call returns as the object's state is not trusted: the next round reads it.
+    match (action.operation, object) {
+        (Operation::Delete, _) => {
+            cloud.delete(scope, &key).await?;
+            status.forget_object(key_type, &action.name);
+        }
+        (Operation::Create, Some(object)) => {
+            create(cloud, scope, object, status).await?;
+        }
+        (Operation::Replace, Some(object)) => {
+            // Immutable in AWS: the old object goes, the new one is created under its name.
+            cloud.delete(scope, &key).await?;
+            create(cloud, scope, object, status).await?;
+        }
+        (Operation::Update, Some(object)) => {
+            cloud.update(scope, object, &action.changes).await?;
+            status
+                .unconfirmed_updates
+                .push(decide::rollout_target(action));
+        }
+        (Operation::Adopt, Some(object)) => {
+            status.record_object(key_type, &action.name);
+            if !action.changes.is_empty() {
+                cloud.update(scope, object, &action.changes).await?;
+            }
+        }
+        (Operation::Conflict, _) => return Ok(()),
+        (_, None) => {
+            return Err(Error::Terminal(format!(
+                "{} {}: no desired object for a {:?}",
+                key_type, action.name, action.operation
+            )))
+        }
+    }
+    let verb = match action.operation {
+        Operation::Create => "created",
+        Operation::Update => "updated",
+        Operation::Replace => "replaced",
+        Operation::Delete => "deleted",
+        Operation::Adopt => "adopted",
+        Operation::Conflict => "left alone",
+    };
+    let detail: Vec<String> = action
+        .changes
+        .iter()
+        .filter(|_| !matches!(action.operation, Operation::Create | Operation::Delete))
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c.field,
+                c.before.as_ref().map_or("-".into(), |v| v.to_string()),
+                c.after.as_ref().map_or("?".into(), |v| v.to_string())
+            )
+        })
+        .collect();
+    let why = if action.operation == Operation::Delete {
+        " (superseded)".to_string()
+    } else if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", detail.join("; "))
+    };
+    let line = format!(
+        "{} {id} {} {} {verb}{why}",
+        action.operation.symbol(),
+        key_type,
+        action.name,
+    );
+    report(line.clone());
+    status.event(line);
+    Ok(())
+}
+
+/// A create records its intent first: when the create itself succeeds and a later call of it
+/// fails (a throttled PutBucketTagging), the next attempt knows the object is sdop's and
+/// finishes it, instead of reporting it as foreign. A refusal created nothing: forgotten.
+async fn create(
+    cloud: &dyn Cloud,
+    scope: Scope<'_>,
+    object: &DesiredObject,
+    status: &mut ResourceStatus,
+) -> Result<ObjectState> {
+    let name = object.name.known().unwrap_or_default();
+    let recorded_before = status.owns(object.aws_type, name);
+    status.record_object(object.aws_type, name);
+    match cloud.create(scope, object).await {
+        Ok(state) => Ok(state),
+        Err(err) => {
+            if err.class() == ErrorClass::Terminal && !recorded_before {
+                status.forget_object(object.aws_type, name);
+            }
+            Err(err)
+        }
+    }
+}
