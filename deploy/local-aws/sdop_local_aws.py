@@ -408,7 +408,9 @@ CRED = re.compile(r"Credential=([^/,]*)/[^/]*/[^/]*/([^/]*)/")
 S3_BUCKET_SUB = {"tagging": "BucketTagging", "versioning": "BucketVersioning",
                  "policy": "BucketPolicy", "acl": "BucketAcl", "cors": "BucketCors",
                  "lifecycle": "BucketLifecycleConfiguration", "encryption": "BucketEncryption",
-                 "location": "BucketLocation", "notification": "BucketNotificationConfiguration"}
+                 "location": "BucketLocation", "notification": "BucketNotificationConfiguration",
+                 # S3 API reference names: PutPublicAccessBlock, PutBucketOwnershipControls.
+                 "publicAccessBlock": "PublicAccessBlock", "ownershipControls": "BucketOwnershipControls"}
 
 
 def s3_api(method, path, host, qs, headers):

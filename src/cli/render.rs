@@ -37,11 +37,15 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:>3} {} {}  ({})",
+            "  {:>3} {} {}  ({}){}",
             action.operation.symbol(),
             action.aws_type,
             action.name,
-            action.reason
+            action.reason,
+            action
+                .deferred
+                .as_ref()
+                .map_or(String::new(), |when| format!(" [{when}]"))
         );
         for change in &action.changes {
             // An unset optional field (null) on a new object is noise.
@@ -58,11 +62,12 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} conflict(s).",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} to adopt, {} conflict(s).",
         count(Operation::Create),
         count(Operation::Update),
         count(Operation::Replace),
         count(Operation::Delete),
+        count(Operation::Adopt),
         count(Operation::Conflict)
     );
     if !note.is_empty() {

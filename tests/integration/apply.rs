@@ -89,6 +89,47 @@ impl Env {
         )
     }
 
+    async fn plan(&self) -> sdop::engine::Plan {
+        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
+        sdop::apply::plan(&loaded, self.clients().await, &self.store())
+            .await
+            .unwrap()
+    }
+
+    /// Plans, applies with `--wait`, and checks the plan told the truth: the AWS calls the
+    /// plan's actions stand for are exactly the mutating calls apply made (counted at the local
+    /// AWS), and a plan right after is empty. Returns the plan's actions as lines.
+    async fn plan_then_apply(&self) -> Vec<String> {
+        let plan = self.plan().await;
+        let mut promised: Vec<String> = plan.actions.iter().filter_map(primary_call).collect();
+        self.aws.reset_calls();
+        let (summary, lines) = self.apply().await;
+        assert!(summary.converged(), "{lines:#?}");
+        let mut made: Vec<String> = self
+            .aws
+            .mutating_calls()
+            .into_iter()
+            .filter(|api| PRIMARY_CALLS.contains(&api.as_str()))
+            .collect();
+        promised.sort();
+        made.sort();
+        assert_eq!(
+            promised, made,
+            "plan: {:#?}\napply: {lines:#?}",
+            plan.actions
+        );
+        let after = self.plan().await;
+        assert!(
+            !after.has_changes(),
+            "not empty after apply: {:#?}",
+            after.actions
+        );
+        plan.actions
+            .iter()
+            .map(|a| format!("{:?} {} {}", a.operation, a.aws_type, a.name))
+            .collect()
+    }
+
     fn phase(&self, kind: &str, name: &str) -> Phase {
         self.store()
             .load(&ResourceId::new(kind, name))
@@ -96,6 +137,38 @@ impl Env {
             .expect("status")
             .phase
     }
+}
+
+/// The AWS calls that make or remove the objects a plan lists (the other mutating calls,
+/// tagging and the like, are details of these).
+const PRIMARY_CALLS: &[&str] = &[
+    "sagemaker:CreateModel",
+    "sagemaker:DeleteModel",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:DeleteEndpointConfig",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:DeleteEndpoint",
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+];
+
+/// The call of [`PRIMARY_CALLS`] an action stands for.
+fn primary_call(action: &sdop::engine::Action) -> Option<String> {
+    use sdop::engine::Operation::{Create, Delete, Replace, Update};
+    let api = match (action.operation, action.aws_type) {
+        (Create, "sagemaker:model") => "sagemaker:CreateModel",
+        (Delete, "sagemaker:model") => "sagemaker:DeleteModel",
+        (Create, "sagemaker:endpoint-config") => "sagemaker:CreateEndpointConfig",
+        (Delete, "sagemaker:endpoint-config") => "sagemaker:DeleteEndpointConfig",
+        (Create | Replace, "sagemaker:endpoint") => "sagemaker:CreateEndpoint",
+        (Update, "sagemaker:endpoint") => "sagemaker:UpdateEndpoint",
+        (Delete, "sagemaker:endpoint") => "sagemaker:DeleteEndpoint",
+        (Create, "s3:bucket") => "s3:CreateBucket",
+        (Delete, "s3:bucket") => "s3:DeleteBucket",
+        _ => return None,
+    };
+    Some(api.to_string())
 }
 
 fn bucket(name: &str, bucket: &str, extra: &str) -> String {
@@ -1226,4 +1299,84 @@ async fn a_bucket_whose_tagging_was_throttled_is_finished_not_foreign() {
         "{:?}",
         tags.tag_set()
     );
+}
+
+/// Issue #12's property: over the scenarios of these tests, every plan's actions are exactly
+/// the mutating calls the following apply makes, and the plan after it is empty.
+#[tokio::test]
+async fn the_plan_is_what_apply_does_create_rollouts_adoption_out_of_band_deletion() {
+    let env = Env::new();
+    env.aws.configure(json!({"endpoint_delete_seconds": 1.5}));
+    // Create from nothing.
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-assets", ""));
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    let first = env.plan_then_apply().await;
+    assert!(
+        first.contains(&"Create sagemaker:endpoint sd-base".to_string()),
+        "{first:#?}"
+    );
+    // Two rollouts of the instance type (a new config, the same model): the second one's plan
+    // lists the deletion of the first config (the newest superseded one stays for rollback).
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.2xlarge", ""));
+    let second = env.plan_then_apply().await;
+    assert!(
+        !second.iter().any(|l| l.starts_with("Delete")),
+        "{second:#?}"
+    );
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.4xlarge", ""));
+    let third = env.plan_then_apply().await;
+    assert_eq!(
+        third
+            .iter()
+            .filter(|l| l.starts_with("Delete sagemaker:endpoint-config"))
+            .count(),
+        1,
+        "{third:#?}"
+    );
+    // Adoption: the plan says adopt (not conflict) and apply adopts.
+    env.aws
+        .s3()
+        .await
+        .create_bucket()
+        .bucket("sdop-it-foreign")
+        .send()
+        .await
+        .unwrap();
+    env.write(
+        "foreign.yaml",
+        &bucket("foreign", "sdop-it-foreign", "  adopt: true\n"),
+    );
+    let adopted = env.plan_then_apply().await;
+    assert_eq!(adopted, ["Adopt s3:bucket sdop-it-foreign"]);
+    // The endpoint deleted outside sdop: while it is Deleting the plan is not empty (it will be
+    // recreated), and apply recreates it.
+    env.aws
+        .sagemaker()
+        .await
+        .delete_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    let recreated = env.plan_then_apply().await;
+    assert_eq!(
+        recreated,
+        ["Create sagemaker:endpoint sd-base"],
+        "{recreated:#?}"
+    );
+}
+
+/// Issue #12: after a rollout AWS rolled back, plan proposes nothing apply would refuse.
+#[tokio::test]
+async fn after_a_rolled_back_rollout_the_plan_proposes_nothing() {
+    let env = Env::new();
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    env.apply().await;
+    env.aws
+        .faults(json!({"fail_next_update_endpoint": "ping health check failed"}));
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.2xlarge", ""));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.has_problems(), "{lines:#?}");
+    let plan = env.plan().await;
+    assert!(!plan.has_changes(), "{:#?}", plan.actions);
 }

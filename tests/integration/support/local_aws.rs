@@ -205,6 +205,24 @@ impl LocalAws {
         )
     }
 
+    /// Every mutating call that reached the emulator and was not faulted, oldest first, as
+    /// `sagemaker:CreateModel`.
+    pub fn mutating_calls(&self) -> Vec<String> {
+        let log: Value = ureq::get(&self.control_url("calls/log"))
+            .call()
+            .expect("GET calls/log")
+            .body_mut()
+            .read_json()
+            .expect("calls log JSON");
+        log["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["read"] == false && c["faulted"] == false)
+            .filter_map(|c| c["api"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub fn reset_calls(&self) {
         ureq::delete(&self.control_url("calls"))
             .call()
