@@ -244,6 +244,17 @@ pub struct StateStore {
     dir: PathBuf,
 }
 
+/// The writer lock of a state directory: an advisory lock on `<dir>/.lock` (flock), held
+/// until dropped or the process dies (kill -9 included: the kernel releases it). The file
+/// names its holder, for the message a second writer gets.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// How long a second writer waits for the lock before it refuses.
+pub const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl StateStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
@@ -264,6 +275,62 @@ impl StateStore {
             Some(home) => Path::new(&home).join(".local/state/sdop"),
             None => PathBuf::from(".sdop-state"),
         }
+    }
+
+    /// Takes the writer lock, waiting up to `wait` for another writer (`holder` says who this
+    /// one is: `sdop apply (pid 42)`). `waiting` is told once who holds it.
+    pub fn lock(
+        &self,
+        holder: &str,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<StateLock> {
+        let path = self.dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let other = std::fs::read_to_string(&path).unwrap_or_default();
+                    let other = if other.trim().is_empty() {
+                        "another sdop".to_string()
+                    } else {
+                        other.trim().to_string()
+                    };
+                    if started.elapsed() >= wait {
+                        return Err(Error::Terminal(format!(
+                            "the state directory {} is in use by {other}: one writer at a time (stop it, or wait for it to finish)",
+                            self.dir.display()
+                        )));
+                    }
+                    if !told {
+                        waiting(&other);
+                        told = true;
+                    }
+                    std::thread::sleep(LOCK_POLL.min(wait.saturating_sub(started.elapsed())));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e))
+                }
+            }
+        }
+        let stamp = format!("{holder} since {}\n", now());
+        file.set_len(0)
+            .and_then(|()| {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::Start(0))?;
+                file.write_all(stamp.as_bytes())
+            })
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(StateLock { _file: file })
     }
 
     fn path(&self, id: &ResourceId) -> PathBuf {
@@ -337,6 +404,30 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_writer_at_a_time_and_the_second_is_told_who() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let held = store
+            .lock("sdop run (pid 1)", std::time::Duration::ZERO, &|_| {})
+            .unwrap();
+        let told = std::sync::Mutex::new(String::new());
+        let refused = store
+            .lock(
+                "sdop apply (pid 2)",
+                std::time::Duration::from_millis(300),
+                &|who| *told.lock().unwrap() = who.to_string(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("in use by sdop run (pid 1)"), "{refused}");
+        assert!(told.lock().unwrap().starts_with("sdop run (pid 1)"));
+        drop(held);
+        store
+            .lock("sdop apply (pid 2)", std::time::Duration::ZERO, &|_| {})
+            .unwrap();
+    }
 
     #[test]
     fn save_load_roundtrip_and_events_are_bounded() {

@@ -110,6 +110,10 @@ pub enum Command {
         /// Allow pruning more than half of what sdop owns.
         #[arg(long)]
         force: bool,
+        /// How long to wait for another writer of the state (an apply, a daemon) before
+        /// refusing.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        lock_timeout: std::time::Duration,
     },
     /// Run as a daemon: watch the manifests and converge continuously (SIGTERM/SIGINT: clean exit 0).
     Run(RunArgs),
@@ -297,6 +301,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             timeout,
             prune,
             force,
+            lock_timeout,
         } => {
             let mut loaded = load_paths(&paths);
             let invalid = !loaded.is_valid();
@@ -313,6 +318,11 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let prune = prune && !invalid;
             let clients = connect(&cli.aws).await?;
             let store = store(&cli.aws)?;
+            let _writer = store.lock(
+                &format!("sdop apply (pid {})", std::process::id()),
+                lock_timeout,
+                &|holder| eprintln!("waiting for the state lock, held by {holder}"),
+            )?;
             let options = ApplyOptions {
                 wait,
                 timeout,

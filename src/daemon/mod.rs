@@ -71,6 +71,13 @@ pub async fn run(options: RunOptions) -> Result<()> {
         notifications::check_url(url)?;
     }
     let store = StateStore::open(&options.state_dir)?;
+    // The daemon is the state's one writer while it runs: an apply beside it waits, then
+    // refuses, naming it.
+    let _writer = store.lock(
+        &format!("sdop run (pid {}, {holder})", std::process::id()),
+        std::time::Duration::ZERO,
+        &|_| {},
+    )?;
     let lease = match &options.lease {
         Some(uri) => Some(lease::LeaseConfig::new(
             uri,

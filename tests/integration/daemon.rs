@@ -598,3 +598,53 @@ spec:
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Issue #13: one writer at a time. An apply beside a running daemon on the same state waits
+/// for its lock, then refuses naming the daemon; a second daemon refuses at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_beside_a_running_daemon_refuses_naming_it() {
+    let aws = LocalAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    write(m, "bucket.yaml", &bucket("assets", "sdop-lock-assets", ""));
+    let daemon = Daemon::start(&aws, &[m], state.path(), "AKIDLOCK", &[]);
+    daemon.wait_ready(&["Bucket/assets"], WAIT);
+    let out = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .arg("apply")
+        .arg(m)
+        .args(["--lock-timeout", "1s"])
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDLOCKAPPLY")
+        .env("AWS_SECRET_ACCESS_KEY", "local-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("SDOP_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("waiting for the state lock, held by sdop run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is in use by sdop run"), "{stderr}");
+    assert_eq!(
+        mutations_by(&aws, "AKIDLOCKAPPLY"),
+        0,
+        "the refused apply changed AWS"
+    );
+    let second = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .arg("run")
+        .arg(m)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDLOCK2")
+        .env("AWS_SECRET_ACCESS_KEY", "local-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("SDOP_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("is in use by sdop run"));
+    drop(daemon);
+}
