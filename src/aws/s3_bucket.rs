@@ -92,6 +92,52 @@ async fn harden(ctx: &ObjectContext<'_>, bucket: &str) -> Result<()> {
     Ok(())
 }
 
+/// The AbortIncompleteMultipartUpload lifecycle rule (S3 user guide, "Configuring a bucket
+/// lifecycle configuration to delete incomplete multipart uploads"), for a bucket sdop creates.
+async fn abort_incomplete_uploads(
+    ctx: &ObjectContext<'_>,
+    bucket: &str,
+    object: &DesiredObject,
+) -> Result<()> {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+        LifecycleRule, LifecycleRuleFilter,
+    };
+    let days = object
+        .inputs
+        .get("abortIncompleteUploadsAfterDays")
+        .and_then(|d| d.as_i64())
+        .unwrap_or(0);
+    if days <= 0 {
+        return Ok(());
+    }
+    let rule = LifecycleRule::builder()
+        .id("sdop-abort-incomplete-multipart-uploads")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(i32::try_from(days).unwrap_or(i32::MAX))
+                .build(),
+        )
+        .build()
+        .map_err(|e| Error::Terminal(e.to_string()))?;
+    ctx.clients
+        .s3
+        .put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| Error::Terminal(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| classify("s3:PutBucketLifecycleConfiguration", e))?;
+    Ok(())
+}
+
 #[async_trait]
 impl Adapter for BucketAdapter {
     fn aws_type(&self) -> &'static str {
@@ -176,6 +222,7 @@ impl Adapter for BucketAdapter {
         }
         put_tags(ctx, name, object).await?;
         harden(ctx, name).await?;
+        abort_incomplete_uploads(ctx, name, object).await?;
         Ok(ObjectState::Ready)
     }
 

@@ -27,6 +27,16 @@ pub struct BucketSpec {
     /// Take over an existing bucket that sdop did not create.
     #[serde(default)]
     pub adopt: bool,
+    /// A bucket sdop creates gets a lifecycle rule that aborts multipart uploads left
+    /// incomplete for this many days (S3 bills their parts until aborted; a killed upload of a
+    /// multi-GB package is one). `0`: no rule. Set only when sdop creates the bucket (S3
+    /// replaces a bucket's whole lifecycle configuration, so an existing one is never touched).
+    #[serde(default = "default_abort_days")]
+    pub abort_incomplete_uploads_after_days: u32,
+}
+
+fn default_abort_days() -> u32 {
+    7
 }
 
 pub const AWS_TYPE: &str = "s3:bucket";
@@ -74,6 +84,10 @@ impl Kind for Bucket {
             AWS_TYPE,
             ObjectName::Known(spec.bucket_name.clone()),
             Mutability::InPlace,
+        )
+        .input(
+            "abortIncompleteUploadsAfterDays",
+            json!(spec.abort_incomplete_uploads_after_days),
         )
         .field("region", Some(json!(spec.region)))
         .field("tags", Some(json!(spec.tags)))

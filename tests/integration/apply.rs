@@ -1380,3 +1380,40 @@ async fn after_a_rolled_back_rollout_the_plan_proposes_nothing() {
     let plan = env.plan().await;
     assert!(!plan.has_changes(), "{:#?}", plan.actions);
 }
+
+/// Issue #13 item 3: a bucket sdop creates aborts incomplete multipart uploads after 7 days
+/// (a manifest may turn it off with 0).
+#[tokio::test]
+async fn buckets_sdop_creates_abort_incomplete_uploads() {
+    let env = Env::new();
+    env.write("a.yaml", &bucket("a", "sdop-it-lifecycle", ""));
+    env.write(
+        "b.yaml",
+        &bucket(
+            "b",
+            "sdop-it-no-lifecycle",
+            "  abortIncompleteUploadsAfterDays: 0\n",
+        ),
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let s3 = env.aws.s3().await;
+    let rules = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("sdop-it-lifecycle")
+        .send()
+        .await
+        .unwrap();
+    let rule = &rules.rules()[0];
+    assert_eq!(
+        rule.abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation()),
+        Some(7)
+    );
+    assert!(s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("sdop-it-no-lifecycle")
+        .send()
+        .await
+        .is_err());
+}
