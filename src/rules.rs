@@ -1,7 +1,7 @@
 //! AWS input rules: names, S3 URIs, ARNs, instance types. Pure functions returning a message.
 
 /// Room kept at the end of a SageMaker base name for `-` plus the content-hash suffix.
-pub const HASH_SUFFIX_LEN: usize = 1 + crate::engine::naming::HASH_LEN;
+pub const HASH_SUFFIX_LEN: usize = 1 + crate::model::naming::HASH_LEN;
 /// SageMaker names (models, endpoint configs, endpoints, training jobs) are at most 63 characters.
 pub const SAGEMAKER_NAME_MAX: usize = 63;
 

@@ -10,33 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorClass, Result};
-use crate::kinds::DeletionPolicy;
-use crate::manifest::ResourceId;
+use crate::model::resource::ResourceId;
+use crate::model::DeletionPolicy;
 
 /// Events kept per resource.
 const MAX_EVENTS: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Phase {
-    #[default]
-    Pending,
-    Progressing,
-    Ready,
-    Degraded,
-    Failed,
-    Deleting,
-    Conflict,
-}
-
-impl Phase {
-    /// Nothing more will happen without a change or a retry after backoff.
-    pub fn is_settled(self) -> bool {
-        matches!(
-            self,
-            Phase::Ready | Phase::Degraded | Phase::Failed | Phase::Conflict
-        )
-    }
-}
+pub use crate::model::Phase;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -67,3 +67,14 @@ static ADAPTERS: &[&dyn Adapter] = &[
 pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {
     ADAPTERS.iter().copied().find(|a| a.aws_type() == aws_type)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_object_type_a_kind_may_emit_has_its_adapter() {
+        for aws_type in crate::kinds::OBJECT_TYPES {
+            let found = super::adapter(aws_type).map(|a| a.aws_type());
+            assert_eq!(found, Some(*aws_type), "no adapter for {aws_type}");
+        }
+    }
+}

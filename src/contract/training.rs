@@ -16,7 +16,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::naming::content_hash;
+use crate::model::naming::content_hash;
 
 /// `train.py`'s argparse options (without `--`), the only hyperparameters it accepts.
 pub const TRAIN_PY_ARGUMENTS: &[&str] = &[

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::engine::graph;
+use crate::manifest::graph;
 use crate::manifest::{Loaded, Manifest, ResourceId};
 
 /// What the daemon converges towards after one (re)load.

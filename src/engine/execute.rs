@@ -10,10 +10,10 @@ use super::decide::{self, decide, Decision, Dependency, Inputs, Memory, Next};
 use super::plan::{
     Action, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
 };
-use super::resolve::Outputs;
 use crate::error::{Error, ErrorClass, Result};
 use crate::kinds::DesiredContext;
 use crate::manifest::Manifest;
+use crate::model::outputs::Outputs;
 use crate::state::{Phase, ResourceStatus};
 
 /// A line of progress for the user (`+ Endpoint/base sagemaker:model sd-base-1a2b created`).

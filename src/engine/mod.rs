@@ -10,10 +10,7 @@
 pub mod cloud;
 pub mod decide;
 pub mod execute;
-pub mod graph;
-pub mod naming;
 pub mod plan;
-pub mod resolve;
 
 use std::collections::HashMap;
 
@@ -27,7 +24,7 @@ pub use plan::{Action, Operation, Plan};
 /// sdop recorded (`statuses`, as loaded from the state). Reads only; never mutates.
 pub async fn plan_all(
     manifests: &[Manifest],
-    graph: &graph::Graph,
+    graph: &crate::manifest::graph::Graph,
     cloud: &dyn cloud::Cloud,
     statuses: &HashMap<ResourceId, ResourceStatus>,
 ) -> Result<Plan> {

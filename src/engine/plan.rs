@@ -2,166 +2,13 @@
 //!
 //! No I/O, no clock: every decision here is unit-tested with plain values.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::manifest::ResourceId;
-
-/// An AWS object type and name, e.g. `sagemaker:model` / `sd-base-1a2b3c4d5e`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct ObjectKey {
-    pub aws_type: &'static str,
-    pub name: String,
-}
-
-impl ObjectKey {
-    pub fn new(aws_type: &'static str, name: impl Into<String>) -> Self {
-        ObjectKey {
-            aws_type,
-            name: name.into(),
-        }
-    }
-}
-
-/// A name that may depend on values not known before apply (a digest, a package identity).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum ObjectName {
-    Known(String),
-    /// Known after apply; holds the human part of the name for display.
-    AfterApply {
-        base: String,
-    },
-}
-
-impl ObjectName {
-    pub fn known(&self) -> Option<&str> {
-        match self {
-            ObjectName::Known(name) => Some(name),
-            ObjectName::AfterApply { .. } => None,
-        }
-    }
-
-    pub fn display(&self) -> String {
-        match self {
-            ObjectName::Known(name) => name.clone(),
-            ObjectName::AfterApply { base } => format!("{base}-(known after apply)"),
-        }
-    }
-}
-
-/// How a differing field is converged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Mutability {
-    /// Updated in place (tags, endpoint config of an endpoint, stack parameters).
-    InPlace,
-    /// Immutable in AWS: a change means a new object (new derived name) replaces the old one.
-    Replace,
-}
-
-/// One AWS object a resource should consist of. `None` field values are known after apply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DesiredObject {
-    pub aws_type: &'static str,
-    pub name: ObjectName,
-    pub mutability: Mutability,
-    /// Compared with what AWS reports; a difference is a change.
-    pub fields: BTreeMap<String, Option<Value>>,
-    /// Needed to create or update the object but not compared (a local file's path).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub inputs: BTreeMap<String, Value>,
-    /// The name is a hash of the fields: an existing object of that name has this content.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub content_named: bool,
-}
-
-impl DesiredObject {
-    pub fn new(aws_type: &'static str, name: ObjectName, mutability: Mutability) -> Self {
-        DesiredObject {
-            aws_type,
-            name,
-            mutability,
-            fields: BTreeMap::new(),
-            inputs: BTreeMap::new(),
-            content_named: false,
-        }
-    }
-
-    /// Adds an input: used by the AWS adapter, never diffed.
-    pub fn input(mut self, name: &str, value: Value) -> Self {
-        self.inputs.insert(name.to_string(), value);
-        self
-    }
-
-    /// A known field's value.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.get(name).and_then(Option::as_ref)
-    }
-
-    /// Adds a field; `None` means known after apply.
-    pub fn field(mut self, name: &str, value: Option<Value>) -> Self {
-        self.fields.insert(name.to_string(), value);
-        self
-    }
-
-    /// True when every field is known (so a derived name can be computed).
-    pub fn fully_known(&self) -> bool {
-        self.fields.values().all(Option::is_some)
-    }
-}
-
-/// Who owns an AWS object, read from its tags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Ownership {
-    /// Tagged by sdop for `resource` (this one or another).
-    Owned { resource: ResourceId },
-    /// Exists without sdop's tags.
-    Foreign,
-    /// Adopted by a manifest that says `adopt: true`.
-    Adopted,
-}
-
-/// Where an AWS object is in its lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", content = "reason", rename_all = "camelCase")]
-pub enum ObjectState {
-    Ready,
-    /// Creating, updating, training: check again later.
-    Progressing(String),
-    /// Serving, but not as asked (an update AWS rolled back).
-    Degraded(String),
-    /// Will not get better without a change (a failed training job, ROLLBACK_COMPLETE).
-    Failed(String),
-    /// Being deleted (by someone else: sdop deletes only what it no longer wants).
-    Deleting(String),
-}
-
-/// An AWS object as read back from AWS.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ObservedObject {
-    pub key: ObjectKey,
-    pub fields: BTreeMap<String, Value>,
-    pub ownership: Ownership,
-    pub state: ObjectState,
-    /// Facts other resources may read (ARNs, digests, stack outputs, checkpoints).
-    pub outputs: BTreeMap<String, String>,
-}
-
-impl ObservedObject {
-    pub fn new(key: ObjectKey, fields: BTreeMap<String, Value>, ownership: Ownership) -> Self {
-        ObservedObject {
-            key,
-            fields,
-            ownership,
-            state: ObjectState::Ready,
-            outputs: BTreeMap::new(),
-        }
-    }
-}
+pub use crate::model::object::{
+    DesiredObject, FieldChange, Mutability, ObjectKey, ObjectName, ObjectState, ObservedObject,
+    Ownership,
+};
+use crate::model::resource::ResourceId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -189,14 +36,6 @@ impl Operation {
             Operation::Conflict => "!",
         }
     }
-}
-
-/// `field: before -> after`; `after: None` means known after apply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -359,7 +198,7 @@ pub fn plan_resource(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn id() -> ResourceId {
         ResourceId::new("Endpoint", "base")

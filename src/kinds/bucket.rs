@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
 pub struct Bucket;

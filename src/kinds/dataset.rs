@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::stack::TEMPLATE_OBJECT;
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
 pub struct Dataset;

@@ -18,9 +18,9 @@ use crate::contract::training::{
     TRAIN_PY_ARGUMENTS,
 };
 use crate::contract::{inference, ContainerContract};
-use crate::engine::naming::{content_hash, hashed_name};
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
-use crate::manifest::ResourceId;
+use crate::model::naming::{content_hash, hashed_name};
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
+use crate::model::resource::ResourceId;
 use crate::rules;
 
 pub struct DreamboothJob;

@@ -13,9 +13,9 @@ use super::{
     VpcConfig,
 };
 use crate::contract::ContainerContract;
-use crate::engine::naming::{content_hash, hashed_name};
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
-use crate::manifest::ResourceId;
+use crate::model::naming::{content_hash, hashed_name};
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
+use crate::model::resource::ResourceId;
 use crate::rules;
 
 pub struct Endpoint;

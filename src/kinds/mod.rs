@@ -21,9 +21,9 @@ use std::sync::Arc;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::plan::DesiredObject;
-use crate::engine::resolve::Outputs;
-use crate::manifest::{Metadata, ResourceId};
+use crate::model::object::DesiredObject;
+use crate::model::outputs::Outputs;
+use crate::model::resource::{Metadata, ResourceId};
 
 /// Every registered kind. Adding a kind: a new file with a `Kind` impl, and one line here.
 pub static REGISTRY: &[&dyn KindHandler] = &[
@@ -128,7 +128,7 @@ pub struct DesiredContext<'a> {
     pub spec_hash: &'a str,
     pub outputs: &'a Outputs,
     /// Fingerprints of the local files named by the spec, keyed by the path as written.
-    pub local_files: &'a BTreeMap<String, crate::manifest::local::LocalFile>,
+    pub local_files: &'a BTreeMap<String, crate::model::local_file::LocalFile>,
 }
 
 /// A name-based link from one manifest to another, found at `path` in the spec.
@@ -640,17 +640,7 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
 }
 
-/// What happens to the AWS resource when its manifest is deleted and pruning is on.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-pub enum DeletionPolicy {
-    /// Keep the AWS resource; sdop only forgets it.
-    #[default]
-    Retain,
-    /// Delete the AWS resource.
-    Delete,
-}
+pub use crate::model::DeletionPolicy;
 
 /// An image reference: an sdop-managed ECR repository (digest-pinned) or a full image URI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::dreambooth_job::DreamboothJob;
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
-use crate::manifest::ResourceId;
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
+use crate::model::resource::ResourceId;
 use crate::rules;
 
 pub struct ModelPackage;

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{
     Checks, Claim, DeletionPolicy, DesiredContext, Kind, OutputRef, Reference, ValueSource,
 };
-use crate::engine::plan::{DesiredObject, Mutability, ObjectName};
+use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
 pub struct Stack;
@@ -288,7 +288,7 @@ impl Kind for Stack {
             fingerprints
                 .into_iter()
                 .collect::<Option<Vec<String>>>()
-                .map(|all| json!(crate::engine::naming::content_hash(&all)[..16]))
+                .map(|all| json!(crate::model::naming::content_hash(&all)[..16]))
         };
         objects.push(
             DesiredObject::new(

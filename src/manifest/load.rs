@@ -10,9 +10,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::diagnostics::{Diagnostic, Position};
-use crate::engine::graph::{self, Graph};
-use crate::engine::naming::content_hash;
 use crate::kinds::{self, Checks};
+use crate::manifest::graph::{self, Graph};
+use crate::model::naming::content_hash;
 
 use super::document::{self, Document};
 use super::{discover, Manifest, Metadata, Origin, ResourceId, API_VERSION};

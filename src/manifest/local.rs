@@ -6,36 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+pub use crate::model::local_file::{LocalEntry, LocalFile};
 use sha2::{Digest, Sha256};
 
 /// Files up to this size are content-hashed.
 pub const CONTENT_HASH_MAX_BYTES: u64 = 1024 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LocalFile {
-    /// The path resolved against the manifest's directory.
-    pub resolved: PathBuf,
-    pub is_dir: bool,
-    /// Total bytes (all files, for a directory).
-    pub size: u64,
-    /// Hash of sizes, modification times and small files' contents.
-    pub fingerprint: String,
-    /// A directory's files, sorted by path (empty for a file).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub entries: Vec<LocalEntry>,
-}
-
-/// One file of a local directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LocalEntry {
-    /// Path relative to the directory, `/`-separated.
-    pub path: String,
-    pub resolved: PathBuf,
-    pub size: u64,
-    /// As [`LocalFile::fingerprint`], of this file alone.
-    pub fingerprint: String,
-}
 
 fn hex(hasher: Sha256) -> String {
     hasher

@@ -6,6 +6,7 @@
 
 pub mod discover;
 pub mod document;
+pub mod graph;
 pub mod load;
 pub mod local;
 
@@ -15,54 +16,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::diagnostics::Position;
 use crate::kinds::KindHandler;
 
+pub use crate::model::resource::{Metadata, ResourceId};
 pub use load::{load_paths, Loaded};
 
 /// The only apiVersion this build understands.
 pub const API_VERSION: &str = "sdop/v1alpha1";
-
-/// `Kind/name`, the identity of a resource across manifests, state and AWS tags.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ResourceId {
-    pub kind: String,
-    pub name: String,
-}
-
-impl ResourceId {
-    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        ResourceId {
-            kind: kind.into(),
-            name: name.into(),
-        }
-    }
-
-    /// Parses `Kind/name`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (kind, name) = text.split_once('/')?;
-        (!kind.is_empty() && !name.is_empty()).then(|| ResourceId::new(kind, name))
-    }
-}
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind, self.name)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Metadata {
-    /// Name of the resource, unique per kind; lowercase letters, digits and '-'.
-    pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// Where a manifest came from, and how to map a spec path to a position in its file.
 #[derive(Debug, Clone)]

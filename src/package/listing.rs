@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::{Entry, EntrySource};
 use crate::aws::{classify, Clients};
-use crate::engine::naming::content_hash;
 use crate::error::{Error, Result};
+use crate::model::naming::content_hash;
 use crate::rules;
 
 /// A source as the `ModelPackage` kind passes it to the adapter.

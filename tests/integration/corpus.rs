@@ -117,3 +117,42 @@ fn deep_nesting_near_the_size_limit_is_rejected_without_overflow() {
     .unwrap();
     assert_rejected_fast(&file, "deep.yaml:");
 }
+
+/// Every object a registered kind emits (for the valid corpus and the examples, planned
+/// offline) is a declared object type with an adapter: a kind emitting something sdop cannot
+/// converge fails here, not in a user's apply.
+#[tokio::test]
+async fn every_object_a_kind_emits_has_an_adapter() {
+    in_repo_root();
+    let loaded = load_paths(&[corpus("valid"), PathBuf::from("examples")]);
+    assert!(loaded.is_valid(), "{}", render(&loaded.diagnostics));
+    let kinds: std::collections::BTreeSet<&str> =
+        loaded.manifests.iter().map(|m| m.handler.kind()).collect();
+    assert_eq!(
+        kinds.len(),
+        sdop::kinds::REGISTRY.len(),
+        "the corpus covers every kind: {kinds:?}"
+    );
+    let nothing = std::collections::HashMap::new();
+    let plan = sdop::engine::plan_all(
+        &loaded.manifests,
+        &loaded.graph,
+        &sdop::engine::cloud::Offline,
+        &nothing,
+    )
+    .await
+    .unwrap();
+    for action in &plan.actions {
+        assert!(
+            sdop::kinds::object_type(action.aws_type).is_some(),
+            "{} emits {}, not in kinds::OBJECT_TYPES",
+            action.resource,
+            action.aws_type
+        );
+        assert!(
+            sdop::aws::adapters::adapter(action.aws_type).is_some(),
+            "no adapter for {}",
+            action.aws_type
+        );
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::ResourceId;
+use super::resource::ResourceId;
 
 /// `Kind/name` → output name → value. Missing means "known after apply".
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@ use crate::diagnostics::Diagnostic;
 use crate::kinds::{self, Claim};
 use crate::manifest::{Manifest, ResourceId};
 
-use super::resolve::output_is_declared;
+use crate::model::outputs::output_is_declared;
 
 #[derive(Debug, Default, Clone)]
 pub struct Graph {

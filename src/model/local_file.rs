@@ -1,0 +1,31 @@
+//! A local file or directory a manifest names (a template, a checkpoint, a dataset), as
+//! fingerprinted when the manifest was read (`crate::manifest::local` reads it).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalFile {
+    /// The path resolved against the manifest's directory.
+    pub resolved: PathBuf,
+    pub is_dir: bool,
+    /// Total bytes (all files, for a directory).
+    pub size: u64,
+    /// Hash of sizes, modification times and small files' contents.
+    pub fingerprint: String,
+    /// A directory's files, sorted by path (empty for a file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<LocalEntry>,
+}
+
+/// One file of a local directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalEntry {
+    /// Path relative to the directory, `/`-separated.
+    pub path: String,
+    pub resolved: PathBuf,
+    pub size: u64,
+    /// As [`LocalFile::fingerprint`], of this file alone.
+    pub fingerprint: String,
+}
