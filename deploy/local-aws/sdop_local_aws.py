@@ -625,8 +625,13 @@ class SdopMiddleware:
             fault = next((k for k in ("throttle", "error500")
                           if pick_fault(k, api, environ["REQUEST_METHOD"])), None)
             count(api, is_read, fault is not None, caller, arrived)
+            delay = (FAULTS.get("delay") or {}).get(api, 0)
         if fault:
             return error_response(fault, proto, start_response)
+        if delay:
+            # A slow network or a slow AWS: the request reaches moto this much later (tests
+            # use it to make two callers' creates race).
+            time.sleep(float(delay))
         if api in S3_OBJECT_WRITES:
             buffer_body(environ)
             with S3_WRITE_LOCK:  # moto builds the whole response inside this call

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use crate::aws::adapters::{adapter, Adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::cloud::{BoxFuture, Cloud, ExternalValues, Scope};
-use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
 use crate::error::{Error, Result};
 
 pub struct AwsCloud {
@@ -102,7 +104,30 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = Self::adapter(object.aws_type)?;
             let clients = self.clients_in(scope.region);
-            adapter.create(&context(&clients, &scope), object).await
+            let ctx = context(&clients, &scope);
+            match adapter.create(&ctx, object).await {
+                // Another writer (an apply elsewhere, an earlier run) created it first: a
+                // content-derived name means the same content, so sdop's own is success.
+                Err(err) if crate::aws::already_exists(&err) => {
+                    let name = object.name.known().unwrap_or_default();
+                    let by_tags = ObjectContext {
+                        owned_per_state: false,
+                        ..ctx
+                    };
+                    match adapter.read(&by_tags, name, Some(object)).await? {
+                        Some(found)
+                            if found.ownership
+                                == (Ownership::Owned {
+                                    resource: scope.resource.clone(),
+                                }) =>
+                        {
+                            Ok(found.state)
+                        }
+                        _ => Err(err),
+                    }
+                }
+                outcome => outcome,
+            }
         })
     }
 

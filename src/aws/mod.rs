@@ -366,6 +366,45 @@ pub async fn ssm_outputs(
     Ok(found)
 }
 
+/// "Already exists" per service and operation, in one table: (operation or service prefix,
+/// error code, message fragment). From the AWS API references: SageMaker's Create{Model,
+/// EndpointConfig,Endpoint} answer `ValidationException: Cannot create already existing ...`,
+/// CreateTrainingJob `ResourceInUse`; S3 CreateBucket `BucketAlreadyOwnedByYou` (the
+/// caller's own; `BucketAlreadyExists` is someone else's and stays an error); ECR
+/// `RepositoryAlreadyExistsException`; CloudFormation `AlreadyExistsException`.
+const ALREADY_EXISTS: &[(&str, &str, &str)] = &[
+    (
+        "sagemaker:Create",
+        "ValidationException",
+        "Cannot create already existing",
+    ),
+    ("sagemaker:CreateTrainingJob", "ResourceInUse", ""),
+    ("s3:CreateBucket", "BucketAlreadyOwnedByYou", ""),
+    (
+        "ecr:CreateRepository",
+        "RepositoryAlreadyExistsException",
+        "",
+    ),
+    ("cloudformation:CreateStack", "AlreadyExistsException", ""),
+];
+
+/// True when a create failed only because the object is already there (whose it is, is for
+/// the caller to read).
+pub fn already_exists(err: &Error) -> bool {
+    let Error::Aws {
+        operation,
+        code: Some(code),
+        message,
+        ..
+    } = err
+    else {
+        return false;
+    };
+    ALREADY_EXISTS.iter().any(|(op, c, fragment)| {
+        operation.starts_with(op) && code == c && message.contains(fragment)
+    })
+}
+
 /// True when an error means the object does not exist.
 pub fn is_not_found(err: &Error, codes: &[&str]) -> bool {
     matches!(err, Error::Aws { code: Some(code), .. } if codes.contains(&code.as_str()))

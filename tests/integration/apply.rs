@@ -1417,3 +1417,43 @@ async fn buckets_sdop_creates_abort_incomplete_uploads() {
         .await
         .is_err());
 }
+
+/// Issue #13 item 2: two applies racing from different state directories (a CI job and a
+/// person): the loser of each create finds sdop's own object under the content-derived name and
+/// carries on; both converge, nothing is created twice.
+#[tokio::test]
+async fn two_applies_racing_both_converge_without_duplicates() {
+    let env = Env::new();
+    // Both read "not there" before either create lands.
+    env.aws
+        .faults(json!({"delay": {"sagemaker:CreateModel": 0.5}}));
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
+    let loaded = load_paths(&[PathBuf::from(env.manifests.path())]);
+    let other_state = tempfile::tempdir().unwrap();
+    let other = StateStore::open(other_state.path()).unwrap();
+    let (a, b) = (env.clients().await, env.clients().await);
+    let options = ApplyOptions {
+        wait: true,
+        timeout: Duration::from_secs(60),
+        min_poll: Duration::from_millis(100),
+        max_poll: Duration::from_millis(500),
+        ..ApplyOptions::default()
+    };
+    let lines = Mutex::new(Vec::new());
+    let report = |line: String| lines.lock().unwrap().push(line);
+    let store = env.store();
+    let (first, second) = tokio::join!(
+        apply(&loaded, &a, &store, &options, &report),
+        apply(&loaded, &b, &other, &options, &report)
+    );
+    let lines = lines.into_inner().unwrap();
+    assert!(first.unwrap().converged(), "{lines:#?}");
+    assert!(second.unwrap().converged(), "{lines:#?}");
+    // The race happened: both tried (the loser was told "already existing").
+    assert_eq!(env.aws.calls().of("sagemaker:CreateModel"), 2, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.starts_with("x ")), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let models = sm.list_models().send().await.unwrap();
+    assert_eq!(models.models().len(), 1, "{lines:#?}");
+    assert_eq!(config_names(&sm).await.len(), 1);
+}
