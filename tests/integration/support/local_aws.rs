@@ -205,6 +205,22 @@ impl LocalAws {
         )
     }
 
+    /// The APIs called since the last reset, in order (e.g. `s3:PutObject`).
+    pub fn call_log(&self) -> Vec<String> {
+        let log: Value = ureq::get(&self.control_url("calls/log"))
+            .call()
+            .expect("GET calls/log")
+            .body_mut()
+            .read_json()
+            .expect("calls log JSON");
+        log["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| c["api"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub fn reset_calls(&self) {
         ureq::delete(&self.control_url("calls"))
             .call()
