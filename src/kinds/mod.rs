@@ -109,7 +109,7 @@ pub struct LocalRoot {
     pub path: &'static str,
     /// As written, relative to the manifest's directory.
     pub directory: String,
-    /// How to get it when it is missing.
+    /// How to get it when it is missing; `{directory}` stands for its resolved path.
     pub hint: String,
 }
 

@@ -360,12 +360,11 @@ impl Kind for Stack {
         let checkout = spec.checkout.clone()?;
         Some(LocalRoot {
             path: "spec.checkout",
-            hint: format!(
-                "get the all-in-one-ai checkout there: `git clone \
-                 https://github.com/xieyongliang/all-in-one-ai {checkout}` beside this \
-                 manifest (or a symlink to yours), then run its `backend/build.sh` once (it \
-                 builds the Lambda code zips in backend/build/codes)"
-            ),
+            hint: "clone the all-in-one-ai repository there, `git clone \
+                   https://github.com/xieyongliang/all-in-one-ai {directory}`, or symlink your \
+                   checkout there; then run its `backend/build.sh` once (it builds the Lambda \
+                   code zips in backend/build/codes)"
+                .to_string(),
             directory: checkout,
         })
     }
@@ -678,7 +677,7 @@ mod tests {
         assert!(
             messages[0].contains("local directory \"aio\"")
                 && messages[0]
-                    .contains("git clone https://github.com/xieyongliang/all-in-one-ai aio")
+                    .contains("git clone https://github.com/xieyongliang/all-in-one-ai /")
                 && messages[0].contains("backend/build.sh"),
             "{messages:?}"
         );

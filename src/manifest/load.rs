@@ -75,27 +75,23 @@ impl Loaded {
 ///
 /// A YAML file found by walking a directory that a manifest uses as a local file (a
 /// CloudFormation template, the `.yaml` beside an SD 2.x checkpoint) or under a manifest's
-/// local root (a checkout: even when that manifest has errors) and that holds no sdop
+/// local root (a checkout), even when that manifest has errors, and that holds no sdop
 /// manifest is data, not a manifest: its parse errors are not reported.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let (files, mut diagnostics) = discover::manifest_files(paths);
     let mut per_file = Vec::with_capacity(files.len());
-    let mut roots = Vec::new();
+    let mut data_paths = Vec::new();
     for file in &files {
         let mut manifests = Vec::new();
         let mut problems = Vec::new();
         match read_text(file) {
-            Ok(text) => load_text(file, &text, &mut manifests, &mut problems, &mut roots),
+            Ok(text) => load_text(file, &text, &mut manifests, &mut problems, &mut data_paths),
             Err(diagnostic) => problems.push(diagnostic),
         }
         per_file.push((file, manifests, problems));
     }
-    let used_locally: Vec<(PathBuf, bool)> = per_file
-        .iter()
-        .flat_map(|(_, manifests, _)| manifests.iter())
-        .flat_map(|m| m.local_files.values())
-        .map(|f| (f.resolved.clone(), f.is_dir))
-        .chain(roots.into_iter().map(|root| (root, true)))
+    let used_locally: Vec<(PathBuf, bool)> = data_paths
+        .into_iter()
         .filter_map(|(path, is_dir)| path.canonicalize().ok().map(|p| (p, is_dir)))
         .collect();
     let is_data_file = |file: &Path| {
@@ -245,13 +241,14 @@ fn identity_of(text: &str) -> Option<String> {
     }
 }
 
-/// Loads every document of `text`; `roots` collects the parsed specs' local roots (resolved).
+/// Loads every document of `text`; `data_paths` collects the local files and roots its specs
+/// name, resolved, with whether each is a directory (YAML files there are data).
 fn load_text(
     file: &Path,
     text: &str,
     out: &mut Vec<Manifest>,
     diagnostics: &mut Vec<Diagnostic>,
-    roots: &mut Vec<PathBuf>,
+    data_paths: &mut Vec<(PathBuf, bool)>,
 ) {
     let (documents, syntax_error) = document::split(text);
     if let Some(err) = syntax_error {
@@ -259,7 +256,7 @@ fn load_text(
     }
     for doc in documents {
         if doc.has_content {
-            load_document(file, doc, out, diagnostics, roots);
+            load_document(file, doc, out, diagnostics, data_paths);
         }
     }
 }
@@ -318,7 +315,7 @@ fn load_document(
     doc: Document<'_>,
     out: &mut Vec<Manifest>,
     diagnostics: &mut Vec<Diagnostic>,
-    roots: &mut Vec<PathBuf>,
+    data_paths: &mut Vec<(PathBuf, bool)>,
 ) {
     let spans = Arc::new(doc.spans);
     let origin = Origin {
@@ -407,7 +404,7 @@ fn load_document(
     let root = handler.local_root(spec.as_ref());
     let missing_root = root.as_ref().and_then(|root| {
         let resolved = base_dir.join(&root.directory);
-        roots.push(resolved.clone());
+        data_paths.push((resolved.clone(), true));
         (!resolved.is_dir()).then(|| {
             (
                 root.path,
@@ -416,6 +413,7 @@ fn load_document(
                     root.directory,
                     resolved.display(),
                     root.hint
+                        .replace("{directory}", &resolved.display().to_string())
                 ),
             )
         })
@@ -427,6 +425,7 @@ fn load_document(
         for (path, written) in handler.local_paths(spec.as_ref()) {
             match super::local::inspect(base_dir, &written) {
                 Ok(found) => {
+                    data_paths.push((found.resolved.clone(), found.is_dir));
                     local_files.insert(written, found);
                 }
                 Err(message) => match handler.local_path_hint(spec.as_ref(), &written) {
