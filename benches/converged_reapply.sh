@@ -4,6 +4,7 @@
 #   benches/converged_reapply.sh            (debug build)
 #   SDOP_BIN=target/release/sdop benches/converged_reapply.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/local-aws.sh"
+python3 scripts/stand-in-checkout.py manifests/all-in-one-ai
 step "converge manifests/"
 $sdop apply manifests/ > /dev/null || true
 deploy/local-aws/.venv/bin/python scripts/demo-seed.py > /dev/null

@@ -87,7 +87,9 @@ mod layers {
             assert!(!files.is_empty(), "no sources for {layer}");
             for file in files {
                 let text = std::fs::read_to_string(&file).unwrap();
-                for (n, line) in text.lines().enumerate() {
+                // Test modules (last in a file) may use anything: a kind's tests load manifests.
+                let body = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (n, line) in body.lines().enumerate() {
                     let code = line.split("//").next().unwrap_or("");
                     for module in *forbidden {
                         if code.contains(&format!("crate::{module}::"))

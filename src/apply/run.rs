@@ -83,6 +83,7 @@ async fn reconcile_one(
             .load(&manifest.id)?
             .unwrap_or_else(|| ResourceStatus::new(&manifest.id)),
     );
+    let persist = |current: &ResourceStatus| store.save(current);
     let attempt = || async {
         let mut current = status.lock().expect("status lock").clone();
         let outcome = execute::pass(
@@ -92,6 +93,7 @@ async fn reconcile_one(
             &mut current,
             Mode::Apply,
             report,
+            &persist,
         )
         .await;
         // Keep what a failed attempt recorded (objects created before the error).

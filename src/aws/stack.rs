@@ -19,6 +19,13 @@ use crate::error::{Error, Result};
 pub struct StackAdapter;
 
 const TAG_TEMPLATE: &str = "sdop.io/template-fingerprint";
+/// The names of the parameters sdop passed, comma-separated (CloudFormation parameter names
+/// are alphanumeric). DescribeStacks also reports the parameters left to their template
+/// defaults (the all-in-one-ai main template has a dozen: CustomIdentifier, CIDR, ...), which
+/// are not drift; only these are compared.
+const TAG_PARAMETERS: &str = "sdop.io/parameters";
+/// AWS's limit on a tag value; with more parameter names than fit, every parameter is compared.
+const TAG_VALUE_MAX: usize = 256;
 
 fn is_missing(err: &Error) -> bool {
     matches!(err, Error::Aws { message, .. } if message.contains("does not exist"))
@@ -115,12 +122,16 @@ fn template_url(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Strin
     })
 }
 
-fn parameters(object: &DesiredObject) -> Vec<Parameter> {
-    let map: BTreeMap<String, String> = object
+fn parameter_map(object: &DesiredObject) -> BTreeMap<String, String> {
+    object
         .get("parameters")
         .and_then(|p| serde_json::from_value(p.clone()).ok())
-        .unwrap_or_default();
-    map.into_iter()
+        .unwrap_or_default()
+}
+
+fn parameters(object: &DesiredObject) -> Vec<Parameter> {
+    parameter_map(object)
+        .into_iter()
         .map(|(k, v)| {
             Parameter::builder()
                 .parameter_key(k)
@@ -146,6 +157,11 @@ fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
     let mut all = ownership_tags(ctx.resource, ctx.spec_hash, &user);
     if let Some(fingerprint) = object.get("templateFingerprint").and_then(|f| f.as_str()) {
         all.insert(TAG_TEMPLATE.into(), fingerprint.into());
+    }
+    let names: Vec<String> = parameter_map(object).into_keys().collect();
+    let names = names.join(",");
+    if names.len() <= TAG_VALUE_MAX {
+        all.insert(TAG_PARAMETERS.into(), names);
     }
     all.into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -202,9 +218,17 @@ impl Adapter for StackAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
+        let passed: Option<Vec<&str>> = all_tags
+            .get(TAG_PARAMETERS)
+            .map(|names| names.split(',').filter(|n| !n.is_empty()).collect());
         let params: BTreeMap<String, String> = stack
             .parameters()
             .iter()
+            .filter(|p| {
+                passed
+                    .as_ref()
+                    .is_none_or(|passed| passed.contains(&p.parameter_key().unwrap_or_default()))
+            })
             .map(|p| {
                 (
                     p.parameter_key().unwrap_or_default().to_string(),

@@ -84,6 +84,7 @@ pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
             }
         }
     }
+    let persist = |current: &ResourceStatus| ctx.store.save(current);
     let mut result = execute::pass(
         &ctx.cloud,
         manifest,
@@ -91,6 +92,7 @@ pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
         status,
         Mode::Apply,
         &report,
+        &persist,
     )
     .await;
     match &result {

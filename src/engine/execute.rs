@@ -19,6 +19,15 @@ use crate::state::{Phase, ResourceStatus};
 /// A line of progress for the user (`+ Endpoint/base sagemaker:model sd-base-1a2b created`).
 pub type Report<'a> = &'a (dyn Fn(String) + Send + Sync);
 
+/// Saves the status before each mutating call, so what the call is about to do (a create's
+/// intent, a rollout's target) survives a kill -9 during it.
+pub type Persist<'a> = &'a (dyn Fn(&ResourceStatus) -> Result<()> + Send + Sync);
+
+/// For plan mode and tests: nothing is saved.
+pub fn persist_nothing(_: &ResourceStatus) -> Result<()> {
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Observe and decide; never act.
@@ -105,6 +114,7 @@ pub async fn pass(
     status: &mut ResourceStatus,
     mode: Mode,
     report: Report<'_>,
+    persist: Persist<'_>,
 ) -> Result<PassOutcome> {
     let id = &manifest.id;
     let spec = manifest.spec.as_ref();
@@ -213,7 +223,7 @@ pub async fn pass(
             break;
         }
         for action in &due {
-            act(cloud, scope, &desired, action, status, report).await?;
+            act(cloud, scope, &desired, action, status, report, persist).await?;
             carried_out.push(action.clone());
         }
         if decision.next != Next::ActThenLook {
@@ -299,6 +309,7 @@ async fn act(
     action: &Action,
     status: &mut ResourceStatus,
     report: Report<'_>,
+    persist: Persist<'_>,
 ) -> Result<()> {
     let id = status.id();
     let key_type = action.aws_type;
@@ -313,18 +324,21 @@ async fn act(
     // What each call returns as the object's state is not trusted: the next round reads it.
     match (action.operation, object) {
         (Operation::Delete, _) => {
+            persist(status)?;
             cloud.delete(scope, &key).await?;
             status.forget_object(key_type, &action.name);
         }
         (Operation::Create, Some(object)) => {
-            create(cloud, scope, object, status).await?;
+            create(cloud, scope, object, status, persist).await?;
         }
         (Operation::Replace, Some(object)) => {
             // Immutable in AWS: the old object goes, the new one is created under its name.
+            persist(status)?;
             cloud.delete(scope, &key).await?;
-            create(cloud, scope, object, status).await?;
+            create(cloud, scope, object, status, persist).await?;
         }
         (Operation::Update, Some(object)) => {
+            persist(status)?;
             cloud.update(scope, object, &action.changes).await?;
             status
                 .unconfirmed_updates
@@ -332,6 +346,7 @@ async fn act(
         }
         (Operation::Adopt, Some(object)) => {
             status.record_object(key_type, &action.name);
+            persist(status)?;
             if !action.changes.is_empty() {
                 cloud.update(scope, object, &action.changes).await?;
             }
@@ -383,18 +398,21 @@ async fn act(
     Ok(())
 }
 
-/// A create records its intent first: when the create itself succeeds and a later call of it
-/// fails (a throttled PutBucketTagging), the next attempt knows the object is sdop's and
-/// finishes it, instead of reporting it as foreign. A refusal created nothing: forgotten.
+/// A create records its intent first, saved before the call: when the create itself succeeds
+/// and a later call of it fails (a throttled PutBucketTagging) or the process is killed, the
+/// next attempt knows the object is sdop's and finishes it, instead of reporting it as
+/// foreign. A refusal created nothing: forgotten.
 async fn create(
     cloud: &dyn Cloud,
     scope: Scope<'_>,
     object: &DesiredObject,
     status: &mut ResourceStatus,
+    persist: Persist<'_>,
 ) -> Result<ObjectState> {
     let name = object.name.known().unwrap_or_default();
     let recorded_before = status.owns(object.aws_type, name);
     status.record_object(object.aws_type, name);
+    persist(status)?;
     match cloud.create(scope, object).await {
         Ok(state) => Ok(state),
         Err(err) => {

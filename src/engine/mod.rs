@@ -51,6 +51,7 @@ pub async fn plan_all(
             &mut status,
             execute::Mode::Plan,
             &quiet,
+            &execute::persist_nothing,
         )
         .await?;
         actions.extend(outcome.actions);

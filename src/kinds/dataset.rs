@@ -7,11 +7,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::stack::TEMPLATE_OBJECT;
+use super::stack::directory_objects;
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
-use crate::model::object::{DesiredObject, Mutability, ObjectName};
+use crate::model::object::DesiredObject;
 use crate::rules;
 
 pub struct Dataset;
@@ -75,18 +74,6 @@ impl Kind for Dataset {
         let Some(local) = ctx.local_files.get(&spec.directory) else {
             return Vec::new();
         };
-        local
-            .entries
-            .iter()
-            .map(|entry| {
-                DesiredObject::new(
-                    TEMPLATE_OBJECT,
-                    ObjectName::Known(format!("{}/{}{}", prefix.bucket, prefix.key, entry.path)),
-                    Mutability::InPlace,
-                )
-                .field("contentFingerprint", Some(json!(entry.fingerprint)))
-                .input("path", json!(entry.resolved))
-            })
-            .collect()
+        directory_objects(&prefix.bucket, &prefix.key, local)
     }
 }

@@ -78,6 +78,17 @@ pub trait Kind: Send + Sync + 'static {
     fn local_paths(_spec: &Self::Spec) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The local directory every local path lives under (a checkout), if any. The loader
+    /// reports a missing one once, with its hint, instead of one error per path, and reads
+    /// the YAML files under it as data (templates), never as manifests.
+    fn local_root(_spec: &Self::Spec) -> Option<LocalRoot> {
+        None
+    }
+    /// How to get a local path (as written in `local_paths`) that cannot be read, appended to
+    /// the loader's error.
+    fn local_path_hint(_spec: &Self::Spec, _written: &str) -> Option<String> {
+        None
+    }
     /// The AWS objects this resource should consist of.
     fn desired(spec: &Self::Spec, ctx: &DesiredContext) -> Vec<DesiredObject>;
     /// The region its AWS objects live in, when not the operator's (`spec.region`).
@@ -119,6 +130,17 @@ pub const OBJECT_TYPES: &[&str] = &[
 /// The static name of an object type read back from state (`None`: not one this build knows).
 pub fn object_type(name: &str) -> Option<&'static str> {
     OBJECT_TYPES.iter().copied().find(|t| *t == name)
+}
+
+/// A local directory a spec's local paths live under: see [`Kind::local_root`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRoot {
+    /// The spec path that names it, e.g. `spec.checkout`.
+    pub path: &'static str,
+    /// As written, relative to the manifest's directory.
+    pub directory: String,
+    /// How to get it when it is missing; `{directory}` stands for its resolved path.
+    pub hint: String,
 }
 
 /// What `desired` may read: the resource itself and the outputs of what it references.
@@ -561,6 +583,8 @@ pub trait KindHandler: Send + Sync {
     fn uses(&self, spec: &dyn Any) -> Vec<Claim>;
     fn spec_outputs(&self, spec: &dyn Any) -> BTreeMap<String, String>;
     fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)>;
+    fn local_root(&self, spec: &dyn Any) -> Option<LocalRoot>;
+    fn local_path_hint(&self, spec: &dyn Any, written: &str) -> Option<String>;
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
     fn region(&self, spec: &dyn Any) -> Option<String>;
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
@@ -622,6 +646,12 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)> {
         K::local_paths(Self::typed(spec))
+    }
+    fn local_root(&self, spec: &dyn Any) -> Option<LocalRoot> {
+        K::local_root(Self::typed(spec))
+    }
+    fn local_path_hint(&self, spec: &dyn Any, written: &str) -> Option<String> {
+        K::local_path_hint(Self::typed(spec), written)
     }
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject> {
         K::desired(Self::typed(spec), ctx)

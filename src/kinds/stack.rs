@@ -1,5 +1,6 @@
 //! `Stack`: a CloudFormation stack (workshop step 4). A local template (and the nested
-//! templates it points at) is uploaded to S3 first, as the workshop's build script does.
+//! templates it points at) is uploaded to S3 first, as the workshop's build script does, with
+//! the other artifacts the templates read (the Lambda code zips under `codes/`).
 
 use std::collections::BTreeMap;
 
@@ -7,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    Checks, Claim, DeletionPolicy, DesiredContext, Kind, OutputRef, Reference, ValueSource,
+    Checks, Claim, DeletionPolicy, DesiredContext, Kind, LocalRoot, OutputRef, Reference,
+    ValueSource,
 };
+use crate::model::local_file::LocalFile;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -17,7 +20,7 @@ pub struct Stack;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TemplateSource {
-    /// A local template file, relative to this manifest's directory.
+    /// A local template file, relative to this manifest's directory (or to `checkout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// A template already in S3 (`https://BUCKET.s3.REGION.amazonaws.com/KEY`).
@@ -32,6 +35,18 @@ pub struct TemplateUpload {
     pub bucket: String,
     /// Key prefix, e.g. `templates/` (nested stacks' TemplateURLs point here).
     #[serde(default)]
+    pub prefix: String,
+}
+
+/// A local directory uploaded file by file to the template bucket, e.g. the Lambda code zips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArtifactDirectory {
+    /// The local directory, relative to this manifest's directory (or to `checkout`); read
+    /// recursively, hidden files and editor temp files skipped.
+    pub directory: String,
+    /// Key prefix in `upload.bucket`, e.g. `codes/`: each file goes to `<prefix><its path
+    /// in the directory>`. Empty or ending in '/'.
     pub prefix: String,
 }
 
@@ -52,6 +67,12 @@ pub enum Capability {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StackSpec {
     pub stack_name: String,
+    /// A local checkout of the templates' repository (e.g. `all-in-one-ai`, a clone of
+    /// github.com/xieyongliang/all-in-one-ai), relative to this manifest's directory. When set,
+    /// `template.file`, `extraTemplateFiles` and `artifacts[].directory` are relative to it,
+    /// and YAML files under it are never read as manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<String>,
     pub template: TemplateSource,
     /// Where local template files are uploaded; required with `template.file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +81,15 @@ pub struct StackSpec {
     /// file names.
     #[serde(default)]
     pub extra_template_files: Vec<String>,
+    /// Local directories uploaded to `upload.bucket` before the stack is created or updated,
+    /// one owned object per file, only changed files moved: the all-in-one-ai LAMBDA stack
+    /// loads every function from `${S3Key}codes/<name>.zip` (upstream
+    /// deployment/build_and_deploy.sh copies `backend/build/codes` there), and a missing zip
+    /// fails it. They are not part of the template's fingerprint: CloudFormation does not
+    /// redeploy Lambda code for an unchanged template, so a changed zip is uploaded but
+    /// reaches the functions only through upstream's `deployment/update_lambda.sh`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactDirectory>,
     /// Stack parameters: a string, or `{valueFrom: {resource: Kind/name, output: NAME}}`.
     #[serde(default)]
     pub parameters: BTreeMap<String, ValueSource>,
@@ -94,7 +124,37 @@ fn sorted_capabilities(capabilities: &[Capability]) -> Vec<String> {
 }
 pub const TEMPLATE_OBJECT: &str = "s3:object";
 
+/// One owned `s3:object` per file of a local directory, at `BUCKET/<prefix><relative path>`,
+/// compared by content fingerprint (only changed files are uploaded).
+pub fn directory_objects(bucket: &str, prefix: &str, local: &LocalFile) -> Vec<DesiredObject> {
+    local
+        .entries
+        .iter()
+        .map(|entry| {
+            DesiredObject::new(
+                TEMPLATE_OBJECT,
+                ObjectName::Known(format!("{bucket}/{prefix}{}", entry.path)),
+                Mutability::InPlace,
+            )
+            .field("contentFingerprint", Some(json!(entry.fingerprint)))
+            .input("path", json!(entry.resolved))
+        })
+        .collect()
+}
+
 impl StackSpec {
+    /// A local path as written, joined to `checkout` when set: the key of `local_files`.
+    fn local(&self, path: &str) -> String {
+        match &self.checkout {
+            Some(checkout) => std::path::Path::new(checkout)
+                .join(path)
+                .to_string_lossy()
+                .into_owned(),
+            None => path.to_string(),
+        }
+    }
+
+    /// `(spec path, path as written)` of every local template, main first.
     fn local_templates(&self) -> Vec<(String, String)> {
         let mut files = Vec::new();
         if let Some(file) = &self.template.file {
@@ -113,6 +173,59 @@ impl StackSpec {
             .to_string_lossy()
             .into_owned();
         Some(format!("{}/{}{}", upload.bucket, upload.prefix, name))
+    }
+}
+
+/// A key prefix as `upload.prefix` takes it: empty or ending in '/', not starting with '/'.
+fn check_prefix(path: &str, prefix: &str, checks: &mut Checks) {
+    if !(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/') {
+        checks.error(
+            path,
+            format!("prefix {prefix:?} must be empty or end with '/' (and not start with '/')"),
+        );
+    }
+}
+
+/// Every upload (templates under `upload.prefix`, each artifact directory under its prefix)
+/// has a key space of its own: no prefix is a prefix of another, and no two template files
+/// share a file name (their key).
+fn check_keys(spec: &StackSpec, checks: &mut Checks) {
+    let Some(upload) = &spec.upload else {
+        return;
+    };
+    let mut prefixes = vec![("spec.upload.prefix".to_string(), upload.prefix.as_str())];
+    for (i, artifact) in spec.artifacts.iter().enumerate() {
+        let path = format!("spec.artifacts[{i}].prefix");
+        for (other_path, other) in &prefixes {
+            if artifact.prefix.starts_with(other) || other.starts_with(artifact.prefix.as_str()) {
+                checks.error(
+                    path.clone(),
+                    format!(
+                        "prefix {:?} overlaps {other_path} ({other:?}): two uploads could \
+                         write the same key",
+                        artifact.prefix
+                    ),
+                );
+            }
+        }
+        prefixes.push((path, artifact.prefix.as_str()));
+    }
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (path, file) in spec.local_templates() {
+        let Some(key) = spec.upload_key(&file) else {
+            continue;
+        };
+        if let Some(first) = names.get(&key) {
+            checks.error(
+                path,
+                format!(
+                    "{file:?} has the same file name as {first}, so both would be uploaded to \
+                     s3://{key}"
+                ),
+            );
+        } else {
+            names.insert(key, path);
+        }
     }
 }
 
@@ -145,23 +258,38 @@ impl Kind for Stack {
         }
         if let Some(upload) = &spec.upload {
             checks.check("spec.upload.bucket", rules::bucket_name(&upload.bucket));
-            if !(upload.prefix.is_empty() || upload.prefix.ends_with('/'))
-                || upload.prefix.starts_with('/')
-            {
-                checks.error(
-                    "spec.upload.prefix",
-                    format!(
-                        "prefix {:?} must be empty or end with '/' (and not start with '/')",
-                        upload.prefix
-                    ),
-                );
-            }
+            check_prefix("spec.upload.prefix", &upload.prefix, checks);
         }
         if !spec.extra_template_files.is_empty() && spec.upload.is_none() {
             checks.error(
                 "spec.extraTemplateFiles",
                 "extra template files need `upload: {bucket, prefix}`",
             );
+        }
+        if !spec.artifacts.is_empty() && spec.upload.is_none() {
+            checks.error(
+                "spec.artifacts",
+                "artifacts need `upload: {bucket, prefix}` (their bucket)",
+            );
+        }
+        for (i, artifact) in spec.artifacts.iter().enumerate() {
+            if artifact.directory.trim().is_empty() {
+                checks.error(
+                    format!("spec.artifacts[{i}].directory"),
+                    "directory must name a local directory",
+                );
+            }
+            check_prefix(
+                &format!("spec.artifacts[{i}].prefix"),
+                &artifact.prefix,
+                checks,
+            );
+        }
+        check_keys(spec, checks);
+        if let Some(checkout) = &spec.checkout {
+            if checkout.trim().is_empty() {
+                checks.error("spec.checkout", "checkout must name a local directory");
+            }
         }
         for (i, wait) in spec.wait_for.iter().enumerate() {
             ValueSource::From {
@@ -215,7 +343,51 @@ impl Kind for Stack {
     }
 
     fn local_paths(spec: &StackSpec) -> Vec<(String, String)> {
-        spec.local_templates()
+        let templates = spec
+            .local_templates()
+            .into_iter()
+            .map(|(path, file)| (path, spec.local(&file)));
+        let artifacts = spec.artifacts.iter().enumerate().map(|(i, artifact)| {
+            (
+                format!("spec.artifacts[{i}].directory"),
+                spec.local(&artifact.directory),
+            )
+        });
+        templates.chain(artifacts).collect()
+    }
+
+    fn local_root(spec: &StackSpec) -> Option<LocalRoot> {
+        let checkout = spec.checkout.clone()?;
+        Some(LocalRoot {
+            path: "spec.checkout",
+            hint: "clone the all-in-one-ai repository there, `git clone \
+                   https://github.com/xieyongliang/all-in-one-ai {directory}`, or symlink your \
+                   checkout there; then run its `backend/build.sh` once (it builds the Lambda \
+                   code zips in backend/build/codes)"
+                .to_string(),
+            directory: checkout,
+        })
+    }
+
+    fn local_path_hint(spec: &StackSpec, written: &str) -> Option<String> {
+        let checkout = spec.checkout.as_ref()?;
+        if spec
+            .artifacts
+            .iter()
+            .any(|artifact| spec.local(&artifact.directory) == written)
+        {
+            // Upstream deployment/build_and_deploy.sh runs backend/build.sh before it copies
+            // backend/build/codes to ${s3uri}/codes.
+            Some(format!(
+                "build it first: the checkout's `backend/build.sh` (run in {checkout}/backend) \
+                 writes the Lambda code zips to backend/build/codes"
+            ))
+        } else {
+            Some(format!(
+                "is {checkout:?} a checkout of github.com/xieyongliang/all-in-one-ai with this \
+                 file (deployment/templates/ of a commit that has all-in-one-ai-webui-main.yaml)?"
+            ))
+        }
     }
 
     fn region(spec: &StackSpec) -> Option<String> {
@@ -246,12 +418,23 @@ impl Kind for Stack {
 
     fn desired(spec: &StackSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut objects = Vec::new();
+        // The artifacts first: every object is in place before the stack is created (a pass
+        // acts on the desired objects in order), as upstream's build_and_deploy.sh uploads
+        // codes/ before the templates.
+        if let Some(upload) = &spec.upload {
+            for artifact in &spec.artifacts {
+                let Some(local) = ctx.local_files.get(&spec.local(&artifact.directory)) else {
+                    continue;
+                };
+                objects.extend(directory_objects(&upload.bucket, &artifact.prefix, local));
+            }
+        }
         let mut fingerprints = Vec::new();
         for (_, file) in spec.local_templates() {
             let Some(key) = spec.upload_key(&file) else {
                 continue;
             };
-            let local = ctx.local_files.get(&file);
+            let local = ctx.local_files.get(&spec.local(&file));
             fingerprints.push(local.map(|f| f.fingerprint.clone()));
             let mut object =
                 DesiredObject::new(TEMPLATE_OBJECT, ObjectName::Known(key), Mutability::InPlace)
@@ -309,5 +492,216 @@ impl Kind for Stack {
             .field("waitFor", wait_for.map(|w| json!(w))),
         );
         objects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cloud::Offline;
+    use crate::manifest::load::load_paths;
+
+    fn spec(yaml: &str) -> StackSpec {
+        let base = "stackName: webui\ntemplate: {file: main.yaml}\n";
+        yaml_serde::from_str(&format!("{base}{yaml}")).unwrap()
+    }
+
+    fn problems(spec: &StackSpec) -> Vec<(String, String)> {
+        let mut checks = Checks::default();
+        Stack::check(spec, &mut checks);
+        checks.problems
+    }
+
+    fn paths(problems: &[(String, String)]) -> Vec<&str> {
+        problems.iter().map(|(path, _)| path.as_str()).collect()
+    }
+
+    const UPLOAD: &str = "upload: {bucket: assets, prefix: templates/}\n";
+
+    #[test]
+    fn artifacts_need_upload_and_a_key_space_of_their_own() {
+        let ok = spec(&format!(
+            "{UPLOAD}artifacts: [{{directory: codes, prefix: codes/}}, {{directory: x, prefix: extra/}}]\n"
+        ));
+        assert_eq!(problems(&ok), []);
+
+        let no_upload = spec("artifacts: [{directory: codes, prefix: codes/}]\n");
+        assert!(paths(&problems(&no_upload)).contains(&"spec.artifacts"));
+
+        for (prefix, other) in [
+            ("templates/", "spec.upload.prefix"),
+            ("templates/codes/", "spec.upload.prefix"),
+            ("codes/", "spec.artifacts[0].prefix"),
+            ("codes/sub/", "spec.artifacts[0].prefix"),
+            ("", "spec.upload.prefix"),
+        ] {
+            let overlapping = spec(&format!(
+                "{UPLOAD}artifacts: [{{directory: a, prefix: codes/}}, {{directory: b, prefix: \"{prefix}\"}}]\n"
+            ));
+            let found = problems(&overlapping);
+            assert!(
+                found
+                    .iter()
+                    .any(|(path, message)| path == "spec.artifacts[1].prefix"
+                        && message.contains(other)),
+                "{prefix:?}: {found:?}"
+            );
+        }
+        // `templates` and `templates-old/` share characters but no key.
+        let disjoint = spec(&format!(
+            "{UPLOAD}artifacts: [{{directory: a, prefix: templates-old/}}]\n"
+        ));
+        assert_eq!(problems(&disjoint), []);
+
+        for bad in ["codes", "/codes/"] {
+            let bad_prefix = spec(&format!(
+                "{UPLOAD}artifacts: [{{directory: a, prefix: \"{bad}\"}}]\n"
+            ));
+            assert_eq!(
+                paths(&problems(&bad_prefix)),
+                ["spec.artifacts[0].prefix"],
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_templates_with_one_file_name_would_share_a_key() {
+        let same = spec(&format!(
+            "{UPLOAD}extraTemplateFiles: [nested/a.yaml, other/a.yaml, nested/main.yaml]\n"
+        ));
+        let found = problems(&same);
+        assert_eq!(
+            paths(&found),
+            ["spec.extraTemplateFiles[1]", "spec.extraTemplateFiles[2]"]
+        );
+        assert!(
+            found[0].1.contains("s3://assets/templates/a.yaml"),
+            "{found:?}"
+        );
+        assert!(found[1].1.contains("spec.template.file"), "{found:?}");
+    }
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    async fn plan(loaded: &crate::manifest::load::Loaded) -> Vec<crate::engine::Action> {
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        crate::engine::plan_all(
+            &loaded.manifests,
+            &loaded.graph,
+            &Offline,
+            &std::collections::HashMap::new(),
+        )
+        .await
+        .unwrap()
+        .actions
+    }
+
+    fn field(action: &crate::engine::Action, name: &str) -> Option<serde_json::Value> {
+        let change = action.changes.iter().find(|c| c.field == name)?;
+        change.after.clone()
+    }
+
+    #[tokio::test]
+    async fn a_checkout_holds_the_templates_and_artifacts_uploaded_before_the_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("aio");
+        write(&checkout.join("deploy/main.yaml"), "Resources: {}\n");
+        write(&checkout.join("deploy/nested.yaml"), "Resources: {}\n");
+        // A YAML file of the checkout that no manifest names: data, not a broken manifest.
+        write(&checkout.join("other/unrelated.yaml"), "just: data\n");
+        write(&checkout.join("build/codes/a.zip"), "a");
+        write(&checkout.join("build/codes/sub/b.zip"), "b");
+        write(
+            &dir.path().join("stack.yaml"),
+            "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {name: webui}\nspec:\n  stackName: webui\n  checkout: aio\n  template: {file: deploy/main.yaml}\n  extraTemplateFiles: [deploy/nested.yaml]\n  upload: {bucket: assets, prefix: templates/}\n  artifacts: [{directory: build/codes, prefix: codes/}]\n",
+        );
+        let loaded = load_paths(&[dir.path().to_path_buf()]);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let manifest = &loaded.manifests[0];
+        let local_keys: Vec<&str> = manifest.local_files.keys().map(String::as_str).collect();
+        assert_eq!(
+            local_keys,
+            [
+                "aio/build/codes",
+                "aio/deploy/main.yaml",
+                "aio/deploy/nested.yaml"
+            ]
+        );
+        assert_eq!(
+            manifest.local_files["aio/build/codes"].entries[1].resolved,
+            checkout.join("build/codes/sub/b.zip")
+        );
+        let actions = plan(&loaded).await;
+        let names: Vec<(&str, &str)> = actions
+            .iter()
+            .map(|a| (a.aws_type, a.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (TEMPLATE_OBJECT, "assets/codes/a.zip"),
+                (TEMPLATE_OBJECT, "assets/codes/sub/b.zip"),
+                (TEMPLATE_OBJECT, "assets/templates/main.yaml"),
+                (TEMPLATE_OBJECT, "assets/templates/nested.yaml"),
+                (AWS_TYPE, "webui"),
+            ]
+        );
+        assert_eq!(
+            field(&actions[4], "template"),
+            Some(json!("s3://assets/templates/main.yaml"))
+        );
+
+        // A changed zip changes its object, not the stack's template fingerprint.
+        let fingerprint = field(&actions[4], "templateFingerprint");
+        assert!(fingerprint.as_ref().is_some_and(|f| f.is_string()));
+        write(&checkout.join("build/codes/a.zip"), "a2");
+        let again = plan(&load_paths(&[dir.path().to_path_buf()])).await;
+        assert_ne!(
+            field(&again[0], "contentFingerprint"),
+            field(&actions[0], "contentFingerprint")
+        );
+        assert_eq!(
+            field(&again[1], "contentFingerprint"),
+            field(&actions[1], "contentFingerprint")
+        );
+        assert_eq!(field(&again[4], "templateFingerprint"), fingerprint);
+    }
+
+    fn messages(dir: &std::path::Path) -> Vec<String> {
+        load_paths(&[dir.to_path_buf()])
+            .diagnostics
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_checkout_is_one_error_saying_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {name: webui}\nspec:\n  stackName: webui\n  checkout: aio\n  template: {file: deploy/main.yaml}\n  upload: {bucket: assets, prefix: templates/}\n  artifacts: [{directory: backend/build/codes, prefix: codes/}]\n";
+        write(&dir.path().join("stack.yaml"), stack);
+        let messages = self::messages(dir.path());
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].contains("local directory \"aio\"")
+                && messages[0]
+                    .contains("git clone https://github.com/xieyongliang/all-in-one-ai /")
+                && messages[0].contains("backend/build.sh"),
+            "{messages:?}"
+        );
+
+        // The checkout is there but not built: the artifact's error says how to build it.
+        write(&dir.path().join("aio/deploy/main.yaml"), "Resources: {}\n");
+        let messages = self::messages(dir.path());
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].contains("\"aio/backend/build/codes\"")
+                && messages[0].contains("backend/build.sh"),
+            "{messages:?}"
+        );
     }
 }

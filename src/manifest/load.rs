@@ -74,25 +74,25 @@ impl Loaded {
 /// Reads every manifest under `paths` (files, or directories recursively).
 ///
 /// A YAML file found by walking a directory that a manifest uses as a local file (a
-/// CloudFormation template, the `.yaml` beside an SD 2.x checkpoint) and that holds no sdop
+/// CloudFormation template, the `.yaml` beside an SD 2.x checkpoint) or under a manifest's
+/// local root (a checkout), even when that manifest has errors, and that holds no sdop
 /// manifest is data, not a manifest: its parse errors are not reported.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let (files, mut diagnostics) = discover::manifest_files(paths);
     let mut per_file = Vec::with_capacity(files.len());
+    let mut data_paths = Vec::new();
     for file in &files {
         let mut manifests = Vec::new();
         let mut problems = Vec::new();
         match read_text(file) {
-            Ok(text) => load_text(file, &text, &mut manifests, &mut problems),
+            Ok(text) => load_text(file, &text, &mut manifests, &mut problems, &mut data_paths),
             Err(diagnostic) => problems.push(diagnostic),
         }
         per_file.push((file, manifests, problems));
     }
-    let used_locally: Vec<(PathBuf, bool)> = per_file
-        .iter()
-        .flat_map(|(_, manifests, _)| manifests.iter())
-        .flat_map(|m| m.local_files.values())
-        .filter_map(|f| f.resolved.canonicalize().ok().map(|p| (p, f.is_dir)))
+    let used_locally: Vec<(PathBuf, bool)> = data_paths
+        .into_iter()
+        .filter_map(|(path, is_dir)| path.canonicalize().ok().map(|p| (p, is_dir)))
         .collect();
     let is_data_file = |file: &Path| {
         let named = paths.iter().any(|p| p == file);
@@ -123,7 +123,13 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
 pub fn load_str(file: impl AsRef<Path>, text: &str) -> Loaded {
     let mut manifests = Vec::new();
     let mut diagnostics = Vec::new();
-    load_text(file.as_ref(), text, &mut manifests, &mut diagnostics);
+    load_text(
+        file.as_ref(),
+        text,
+        &mut manifests,
+        &mut diagnostics,
+        &mut Vec::new(),
+    );
     finish(manifests, diagnostics)
 }
 
@@ -235,14 +241,22 @@ fn identity_of(text: &str) -> Option<String> {
     }
 }
 
-fn load_text(file: &Path, text: &str, out: &mut Vec<Manifest>, diagnostics: &mut Vec<Diagnostic>) {
+/// Loads every document of `text`; `data_paths` collects the local files and roots its specs
+/// name, resolved, with whether each is a directory (YAML files there are data).
+fn load_text(
+    file: &Path,
+    text: &str,
+    out: &mut Vec<Manifest>,
+    diagnostics: &mut Vec<Diagnostic>,
+    data_paths: &mut Vec<(PathBuf, bool)>,
+) {
     let (documents, syntax_error) = document::split(text);
     if let Some(err) = syntax_error {
         diagnostics.push(syntax_problem(file, text, &err));
     }
     for doc in documents {
         if doc.has_content {
-            load_document(file, doc, out, diagnostics);
+            load_document(file, doc, out, diagnostics, data_paths);
         }
     }
 }
@@ -301,6 +315,7 @@ fn load_document(
     doc: Document<'_>,
     out: &mut Vec<Manifest>,
     diagnostics: &mut Vec<Diagnostic>,
+    data_paths: &mut Vec<(PathBuf, bool)>,
 ) {
     let spans = Arc::new(doc.spans);
     let origin = Origin {
@@ -386,12 +401,38 @@ fn load_document(
     handler.check(spec.as_ref(), &mut checks);
     let base_dir = file.parent().unwrap_or(Path::new("."));
     let mut local_files = std::collections::BTreeMap::new();
-    for (path, written) in handler.local_paths(spec.as_ref()) {
-        match super::local::inspect(base_dir, &written) {
-            Ok(found) => {
-                local_files.insert(written, found);
+    let root = handler.local_root(spec.as_ref());
+    let missing_root = root.as_ref().and_then(|root| {
+        let resolved = base_dir.join(&root.directory);
+        data_paths.push((resolved.clone(), true));
+        (!resolved.is_dir()).then(|| {
+            (
+                root.path,
+                format!(
+                    "local directory {:?} ({}) does not exist: {}",
+                    root.directory,
+                    resolved.display(),
+                    root.hint
+                        .replace("{directory}", &resolved.display().to_string())
+                ),
+            )
+        })
+    });
+    if let Some((path, message)) = missing_root {
+        // Every local path is under it: one error, not one per path.
+        checks.error(path, message);
+    } else {
+        for (path, written) in handler.local_paths(spec.as_ref()) {
+            match super::local::inspect(base_dir, &written) {
+                Ok(found) => {
+                    data_paths.push((found.resolved.clone(), found.is_dir));
+                    local_files.insert(written, found);
+                }
+                Err(message) => match handler.local_path_hint(spec.as_ref(), &written) {
+                    Some(hint) => checks.error(path, format!("{message}; {hint}")),
+                    None => checks.error(path, message),
+                },
             }
-            Err(message) => checks.error(path, message),
         }
     }
     if !checks.problems.is_empty() || !envelope_ok {

@@ -885,6 +885,179 @@ async fn a_dataset_syncs_only_changes_and_never_touches_objects_it_did_not_write
     assert_eq!(&body[..], b"not sdop's");
 }
 
+/// The stand-in all-in-one-ai checkout of scripts/demo (scripts/stand-in-checkout.py) deployed
+/// as manifests/20-webui-stack.yaml deploys the real one: 9 templates and the code zips.
+fn workshop_stack(bucket: &str) -> String {
+    let nested: Vec<String> = [
+        "vpc", "efs", "iam", "dynamodb", "lambda", "ssm", "web", "webui",
+    ]
+    .iter()
+    .map(|n| format!("deployment/templates/all-in-one-ai-{n}.yaml"))
+    .collect();
+    format!(
+        "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {{name: webui}}\nspec:\n  stackName: all-in-one-ai-webui\n  checkout: aio\n  template: {{file: deployment/templates/all-in-one-ai-webui-main.yaml}}\n  upload: {{bucket: {bucket}, prefix: templates/}}\n  extraTemplateFiles: [{}]\n  artifacts: [{{directory: backend/build/codes, prefix: codes/}}]\n  parameters:\n    S3Bucket: {{valueFrom: {{resource: Bucket/assets, output: bucketName}}}}\n    S3Key: \"\"\n    AvailabilityZones: \"us-east-1a,us-east-1b\"\n    DomainName: \"\"\n    Certificate: \"\"\n    WebUIDomainName: \"\"\n    UserPool: \"\"\n    UserPoolClient: \"\"\n    UserPoolDomain: \"\"\n    CognitoRegion: \"\"\n  capabilities: [CAPABILITY_IAM]\n",
+        nested.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn the_code_zips_are_uploaded_owned_and_before_the_stack_whose_lambda_reads_them() {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-codes", ""));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let script = crate::support::local_aws::repo_root().join("scripts/stand-in-checkout.py");
+    let made = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(env.manifests.path().join("aio"))
+        .output()
+        .expect("python3 scripts/stand-in-checkout.py");
+    assert!(made.status.success(), "{made:?}");
+    // An object sdop did not write, at the key of one of the zips.
+    let s3 = env.aws.s3().await;
+    let body = |s3: aws_sdk_s3::Client, key: &'static str| async move {
+        let got = s3
+            .get_object()
+            .bucket("sdop-it-codes")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        got.body.collect().await.unwrap().into_bytes().to_vec()
+    };
+    s3.put_object()
+        .bucket("sdop-it-codes")
+        .key("codes/all_in_one_ai_helper.zip")
+        .body(b"theirs".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    env.write("stack.yaml", &workshop_stack("sdop-it-codes"));
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Stack", "webui")],
+        Phase::Conflict,
+        "{lines:#?}"
+    );
+    let calls = env.aws.calls();
+    assert_eq!(
+        (
+            calls.of("s3:PutObject"),
+            calls.of("cloudformation:CreateStack")
+        ),
+        (0, 0),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        body(s3.clone(), "codes/all_in_one_ai_helper.zip").await,
+        b"theirs"
+    );
+
+    // Once the foreign object is gone: 2 zips and 9 templates, all before CreateStack.
+    s3.delete_object()
+        .bucket("sdop-it-codes")
+        .key("codes/all_in_one_ai_helper.zip")
+        .send()
+        .await
+        .unwrap();
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let log = env.aws.call_log();
+    let create = log
+        .iter()
+        .position(|api| api == "cloudformation:CreateStack")
+        .expect("CreateStack");
+    let puts: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i] == "s3:PutObject")
+        .collect();
+    assert_eq!(puts.len(), 11, "{log:?}");
+    assert!(puts.iter().all(|&i| i < create), "{log:?}");
+    let zip = std::fs::read(
+        env.manifests
+            .path()
+            .join("aio/backend/build/codes/all_in_one_ai_endpoint.zip"),
+    )
+    .unwrap();
+    assert_eq!(
+        body(s3.clone(), "codes/all_in_one_ai_endpoint.zip").await,
+        zip
+    );
+    // The LAMBDA stack's function was created from its zip; the main stack's outputs and the
+    // SSM parameters come from the nested stacks, as with the real templates.
+    let status = env
+        .store()
+        .load(&ResourceId::new("Stack", "webui"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.outputs["nested.LAMBDA.AllInOneAIEndpointFunctionArn"]
+            .ends_with(":function:all_in_one_ai_endpoint"),
+        "{:?}",
+        status.outputs
+    );
+    assert_eq!(
+        status.outputs["outputs.WebPortalUrl"],
+        "http://stand-in-web.us-east-1.example.com"
+    );
+    let ssm = env.aws.ssm().await;
+    let parameter = |name: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            ssm.get_parameter()
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .parameter()
+                .unwrap()
+                .value()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        parameter("/all_in_one_ai/config/meta/api_endpoint").await,
+        status.outputs["nested.LAMBDA.ApiGatewayProdEndpoint"]
+    );
+    assert_eq!(
+        parameter("/all_in_one_ai/config/meta/sagemaker_role_arn").await,
+        status.outputs["nested.IAM.SageMakerRole"]
+    );
+
+    // Converged: nothing is uploaded again.
+    env.aws.reset_calls();
+    let (summary, _) = env.apply().await;
+    assert!(summary.converged());
+    assert_eq!(env.aws.calls().mutations(), 0);
+
+    // A changed zip is uploaded (only it); the template is unchanged, so is the stack.
+    std::fs::write(
+        env.manifests
+            .path()
+            .join("aio/backend/build/codes/all_in_one_ai_endpoint.zip"),
+        b"PK new code",
+    )
+    .unwrap();
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(
+        (
+            calls.of("s3:PutObject"),
+            calls.of("cloudformation:UpdateStack")
+        ),
+        (1, 0),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        body(s3.clone(), "codes/all_in_one_ai_endpoint.zip").await,
+        b"PK new code"
+    );
+}
+
 #[tokio::test]
 async fn a_stack_waits_for_the_images_its_services_run() {
     let env = Env::new();

@@ -923,3 +923,90 @@ async fn stack_create_lifecycle_from_an_s3_template() {
         .collect();
     assert_eq!(outputs, [("WebUIPortalUrl", "https://assets.example")]);
 }
+
+/// As AWS: a Lambda function whose code zip is not in S3 fails its nested stack and the stack
+/// rolls back (all-in-one-ai-lambda.yaml loads every function from ${S3Key}codes/<name>.zip);
+/// with the zips there, the same templates create.
+#[tokio::test]
+async fn a_missing_code_zip_fails_the_nested_lambda_stack() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"stack_seconds": 0.0}));
+    let s3 = aws.s3().await;
+    let cfn = aws.cloudformation().await;
+    let checkout = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("python3")
+        .arg(local_aws::repo_root().join("scripts/stand-in-checkout.py"))
+        .arg(checkout.path().join("aio"))
+        .output()
+        .expect("python3 scripts/stand-in-checkout.py");
+    assert!(made.status.success(), "{made:?}");
+    let bucket = "sdop-codes";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let put = |dir: &str, prefix: &str| {
+        let s3 = s3.clone();
+        let dir = checkout.path().join("aio").join(dir);
+        let prefix = prefix.to_string();
+        async move {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                s3.put_object()
+                    .bucket(bucket)
+                    .key(format!("{prefix}{name}"))
+                    .body(std::fs::read(&path).unwrap().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    put("deployment/templates", "templates/").await;
+    let create = |cfn: aws_sdk_cloudformation::Client, name: &'static str| async move {
+        let mut call = cfn.create_stack().stack_name(name).template_url(format!(
+            "https://{bucket}.s3.us-east-1.amazonaws.com/templates/all-in-one-ai-webui-main.yaml"
+        ));
+        for (key, value) in [
+            ("S3Bucket", bucket),
+            ("S3Key", ""),
+            ("AvailabilityZones", "us-east-1a,us-east-1b"),
+            ("DomainName", ""),
+            ("Certificate", ""),
+            ("WebUIDomainName", ""),
+            ("UserPool", ""),
+            ("UserPoolClient", ""),
+            ("UserPoolDomain", ""),
+            ("CognitoRegion", ""),
+        ] {
+            call = call.parameters(
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(key)
+                    .parameter_value(value)
+                    .build(),
+            );
+        }
+        call.send().await.unwrap();
+        let out = cfn.describe_stacks().stack_name(name).send().await.unwrap();
+        out.stacks()[0].stack_status().unwrap().as_str().to_string()
+    };
+    assert_eq!(create(cfn.clone(), "without").await, "ROLLBACK_COMPLETE");
+    let events = cfn
+        .describe_stack_events()
+        .stack_name("without")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        events.stack_events().iter().any(|e| e
+            .resource_status_reason()
+            .unwrap_or_default()
+            .contains("NoSuchKey")),
+        "{events:?}"
+    );
+    cfn.delete_stack()
+        .stack_name("without")
+        .send()
+        .await
+        .unwrap();
+    put("backend/build/codes", "codes/").await;
+    assert_eq!(create(cfn.clone(), "with").await, "CREATE_COMPLETE");
+}

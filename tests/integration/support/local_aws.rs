@@ -205,21 +205,31 @@ impl LocalAws {
         )
     }
 
-    /// Every mutating call that reached the emulator and was not faulted, oldest first, as
-    /// `sagemaker:CreateModel`.
-    pub fn mutating_calls(&self) -> Vec<String> {
+    fn call_entries(&self) -> Vec<Value> {
         let log: Value = ureq::get(&self.control_url("calls/log"))
             .call()
             .expect("GET calls/log")
             .body_mut()
             .read_json()
             .expect("calls log JSON");
-        log["calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        log["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every mutating call that reached the emulator and was not faulted, oldest first, as
+    /// `sagemaker:CreateModel`.
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.call_entries()
+            .iter()
             .filter(|c| c["read"] == false && c["faulted"] == false)
             .filter_map(|c| c["api"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The APIs called since the last reset, in order (e.g. `s3:PutObject`).
+    pub fn call_log(&self) -> Vec<String> {
+        self.call_entries()
+            .iter()
+            .map(|c| c["api"].as_str().unwrap_or_default().to_string())
             .collect()
     }
 
