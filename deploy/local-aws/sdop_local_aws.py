@@ -693,9 +693,19 @@ class SdopMiddleware:
     def __init__(self, app):
         self.app = app
 
+    @staticmethod
+    def is_kill_point(api):
+        with LOCK:
+            if not KILL_POINT.get("armed") or KILL_POINT.get("reached") or KILL_POINT["api"] != api:
+                return False
+            KILL_POINT["seen"] += 1
+            return KILL_POINT["seen"] == KILL_POINT["nth"]
+
     def __call__(self, environ, start_response):
         arrived = time.time()  # call log time: when the request reached the emulator
         path = environ.get("PATH_INFO", "")
+        if path == "/_sdop/kill-point":
+            return kill_point_control(environ, start_response)
         if path.startswith("/_sdop/"):
             return control(environ, start_response)
         if path.startswith("/moto-api"):
@@ -713,11 +723,44 @@ class SdopMiddleware:
             # A slow network or a slow AWS: the request reaches moto this much later (tests
             # use it to make two callers' creates race).
             time.sleep(float(delay))
+        if not self.is_kill_point(api):
+            return self.forward(api, environ, start_response)
+        # The call takes effect in AWS; its answer is held until the test has killed the
+        # caller (kill -9 between "AWS did it" and "the caller knows"), then released.
+        result = list(self.forward(api, environ, start_response))
+        KILL_POINT["reached"] = True
+        deadline = time.time() + 60
+        while KILL_POINT.get("armed") and time.time() < deadline:
+            time.sleep(0.02)
+        return result
+
+    def forward(self, api, environ, start_response):
         if api in S3_OBJECT_WRITES:
             buffer_body(environ)
             with S3_WRITE_LOCK:  # moto builds the whole response inside this call
                 return self.app(environ, start_response)
         return self.app(environ, start_response)
+
+
+# The kill point: {"api": "sagemaker:CreateModel", "nth": 2} arms it at the 2nd such call.
+KILL_POINT = {}
+
+
+def kill_point_control(environ, start_response):
+    if environ["REQUEST_METHOD"] == "POST":
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        wanted = json.loads(body or b"{}")
+        with LOCK:
+            KILL_POINT.clear()
+            if wanted:
+                KILL_POINT.update({"api": wanted["api"], "nth": int(wanted.get("nth", 1)),
+                                   "seen": 0, "armed": True, "reached": False})
+    elif environ["REQUEST_METHOD"] == "DELETE":
+        KILL_POINT["armed"] = False  # releases a held answer
+    data = json.dumps({k: v for k, v in KILL_POINT.items()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(data)))])
+    return [data]
 
 
 def ticker():

@@ -25,14 +25,14 @@ pub struct ActiveUploads {
 }
 
 impl ActiveUploads {
-    fn start(&self, upload_id: &str, bucket: &str, key: &str) {
+    pub(crate) fn start(&self, upload_id: &str, bucket: &str, key: &str) {
         self.uploads
             .lock()
             .expect("uploads lock")
             .insert(upload_id.into(), (bucket.into(), key.into()));
     }
 
-    fn end(&self, upload_id: &str) {
+    pub(crate) fn end(&self, upload_id: &str) {
         self.uploads.lock().expect("uploads lock").remove(upload_id);
     }
 
@@ -42,6 +42,13 @@ impl ActiveUploads {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn contains(&self, upload_id: &str) -> bool {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .contains_key(upload_id)
     }
 
     /// Aborts every upload still registered; returns how many.
@@ -74,6 +81,7 @@ pub async fn upload<R: AsyncRead + Unpin>(
     progress: &Progress,
     producer: tokio::sync::oneshot::Receiver<Result<()>>,
 ) -> Result<u64> {
+    abort_leftovers(clients, bucket, key).await?;
     let created = clients
         .s3
         .create_multipart_upload()
@@ -140,18 +148,79 @@ async fn upload_started<R: AsyncRead + Unpin>(
     }
 }
 
-/// Best effort: the original error is what matters; a failed abort is logged.
-pub async fn abort(clients: &Clients, bucket: &str, key: &str, upload_id: &str) {
-    if let Err(err) = clients
+/// Multipart uploads to `bucket/key` that this process did not start are leftovers of an sdop
+/// killed mid-upload (package keys are content-addressed and sdop's own, so nobody else writes
+/// there): aborted before a new upload starts, so a restart leaves no billed parts behind. An
+/// upload killed before its ID was known to anyone is caught here too; the buckets sdop creates
+/// also abort incomplete uploads after 7 days (lifecycle rule).
+pub async fn abort_leftovers(clients: &Clients, bucket: &str, key: &str) -> Result<usize> {
+    let listed = clients
         .s3
-        .abort_multipart_upload()
+        .list_multipart_uploads()
         .bucket(bucket)
-        .key(key)
-        .upload_id(upload_id)
+        .prefix(key)
         .send()
         .await
-    {
-        tracing::warn!(bucket, key, upload_id, error = %classify("s3:AbortMultipartUpload", err), "could not abort multipart upload");
+        .map_err(|e| classify("s3:ListMultipartUploads", e))?;
+    let mut aborted = 0;
+    for upload in listed.uploads() {
+        let (Some(found_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+            continue;
+        };
+        if found_key != key || clients.uploads.contains(upload_id) {
+            continue;
+        }
+        tracing::info!(
+            bucket,
+            key,
+            upload_id,
+            "aborting a multipart upload an earlier run left open"
+        );
+        if abort(clients, bucket, key, upload_id).await {
+            aborted += 1;
+        }
+    }
+    Ok(aborted)
+}
+
+/// Aborts an upload, retrying throttling and 5xx with backoff (an upload left open is billed
+/// storage). Already gone (`NoSuchUpload`) is success. Returns false when it could not be
+/// aborted (logged; the next upload to the key, or the bucket's lifecycle rule, sweeps it).
+pub async fn abort(clients: &Clients, bucket: &str, key: &str, upload_id: &str) -> bool {
+    use backon::{ExponentialBuilder, Retryable};
+    let attempt = || async {
+        match clients
+            .s3
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match classify("s3:AbortMultipartUpload", err) {
+                gone if crate::aws::is_not_found(&gone, &["NoSuchUpload"]) => Ok(()),
+                other => Err(other),
+            },
+        }
+    };
+    let outcome = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(200))
+                .with_max_delay(std::time::Duration::from_secs(2))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .when(|e: &Error| e.class() == crate::error::ErrorClass::Retryable)
+        .await;
+    match outcome {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(bucket, key, upload_id, error = %err, "could not abort multipart upload");
+            false
+        }
     }
 }
 

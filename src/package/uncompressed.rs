@@ -42,6 +42,7 @@ async fn copy_large(
     size: u64,
 ) -> Result<()> {
     let s3 = &clients.s3;
+    multipart::abort_leftovers(clients, to.0, to.1).await?;
     let created = s3
         .create_multipart_upload()
         .bucket(to.0)
@@ -50,6 +51,21 @@ async fn copy_large(
         .await
         .map_err(|e| classify("s3:CreateMultipartUpload", e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
+    clients.uploads.start(&upload_id, to.0, to.1);
+    let copied = copy_parts(clients, from, to, size, &upload_id).await;
+    clients.uploads.end(&upload_id);
+    copied
+}
+
+async fn copy_parts(
+    clients: &Clients,
+    from: (&str, &str),
+    to: (&str, &str),
+    size: u64,
+    upload_id: &str,
+) -> Result<()> {
+    let s3 = &clients.s3;
+    let upload_id = upload_id.to_string();
     let mut parts = Vec::new();
     let mut start = 0;
     let mut number = 1;

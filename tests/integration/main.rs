@@ -8,4 +8,5 @@ mod cli;
 mod corpus;
 mod daemon;
 mod emulator;
+mod kill_points;
 mod package;

@@ -183,6 +183,29 @@ impl LocalAws {
         self.post("config", config)
     }
 
+    /// Arms the kill point: the `nth` call of `api` takes effect and its answer is held.
+    pub fn arm_kill_point(&self, api: &str, nth: usize) {
+        self.post("kill-point", serde_json::json!({"api": api, "nth": nth}));
+    }
+
+    /// True once a call is held at the kill point.
+    pub fn kill_point_reached(&self) -> bool {
+        let state: Value = ureq::get(&self.control_url("kill-point"))
+            .call()
+            .expect("GET kill-point")
+            .body_mut()
+            .read_json()
+            .expect("kill-point JSON");
+        state["reached"] == true
+    }
+
+    /// Disarms the kill point and releases a held answer.
+    pub fn release_kill_point(&self) {
+        ureq::delete(&self.control_url("kill-point"))
+            .call()
+            .expect("DELETE kill-point");
+    }
+
     /// Sets fault knobs, e.g. `{"throttle": {"sagemaker:DescribeEndpoint": 0.2}}`.
     pub fn faults(&self, faults: Value) -> Value {
         self.post("faults", faults)

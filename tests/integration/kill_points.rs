@@ -1,0 +1,163 @@
+//! Issue #13's kill-point matrix: `sdop apply --wait` of the train → package → deploy chain
+//! (examples/train-then-deploy) is killed with SIGKILL at every mutating AWS call a clean run
+//! makes (taken from the local AWS's call log, not from sleeps): the call takes effect, its
+//! answer never arrives. A restarted apply must converge, with no duplicate, no leaked object
+//! and no open upload, and the plan after it must be empty.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::daemon::{leak_audit, sdop_bin};
+use crate::support::local_aws::{repo_root, LocalAws};
+
+const ENDPOINT: &str = "sdop-example-portrait";
+
+fn configure(aws: &LocalAws) {
+    aws.configure(json!({
+        "training_seconds": 0.5, "endpoint_create_seconds": 0.3,
+        "endpoint_update_seconds": 0.3, "endpoint_delete_seconds": 0.2
+    }));
+}
+
+fn sdop(aws: &LocalAws, state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(sdop_bin());
+    command
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDKILLPOINTS")
+        .env("AWS_SECRET_ACCESS_KEY", "local-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("SDOP_STATE_DIR", state)
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null());
+    command
+}
+
+fn apply_to_the_end(aws: &LocalAws, state: &Path, example: &str) {
+    let out = sdop(aws, state, &["apply", example, "--wait", "--timeout", "2m"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apply after the kill: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = sdop(aws, state, &["plan", example]).output().unwrap();
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "the plan after convergence is not empty:\n{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+/// A local AWS, and the mutating calls a clean apply of the chain makes there, in order.
+fn clean_run(example: &str) -> (LocalAws, Vec<String>) {
+    let aws = LocalAws::start();
+    configure(&aws);
+    let clean = tempfile::tempdir().unwrap();
+    aws.reset_calls();
+    apply_to_the_end(&aws, clean.path(), example);
+    let calls = aws.mutating_calls();
+    (aws, calls)
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
+    let example = repo_root().join("examples/train-then-deploy");
+    let example = example.to_str().unwrap();
+    let (aws, calls) = clean_run(example);
+    let mut points: Vec<(String, usize)> = Vec::new();
+    for (i, api) in calls.iter().enumerate() {
+        let nth = calls[..=i].iter().filter(|a| *a == api).count();
+        points.push((api.clone(), nth));
+    }
+    assert!(points.len() >= 10, "{calls:?}");
+
+    let mut matrix = Vec::new();
+    for (api, nth) in &points {
+        aws.reset();
+        configure(&aws);
+        let state = tempfile::tempdir().unwrap();
+        aws.arm_kill_point(api, *nth);
+        let child = sdop(
+            &aws,
+            state.path(),
+            &["apply", example, "--wait", "--timeout", "2m"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !aws.kill_point_reached() {
+            assert!(
+                Instant::now() < deadline,
+                "kill point {api} #{nth} never reached"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(child);
+        aws.release_kill_point();
+        apply_to_the_end(&aws, state.path(), example);
+        let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
+        assert_eq!(
+            (models.len(), configs.len()),
+            (1, 1),
+            "duplicates after a kill at {api} #{nth}: {models:?} {configs:?}"
+        );
+        matrix.push(format!(
+            "| {api} #{nth} | converged | 1 model, 1 config | none |"
+        ));
+    }
+    eprintln!(
+        "kill-point matrix ({} calls):\n| call killed at | restart | objects | leaks |\n| --- | --- | --- | --- |\n{}",
+        matrix.len(),
+        matrix.join("\n")
+    );
+}
+
+/// Throttling and 500s on the mutating calls themselves (every 2nd call of each is throttled,
+/// every 3rd answered 500): apply rides them out, converges, leaks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_500s_on_every_mutating_call_of_the_chain_are_ridden_out() {
+    let example = repo_root().join("examples/train-then-deploy");
+    let example = example.to_str().unwrap();
+    let (aws, mut apis) = clean_run(example);
+    apis.sort();
+    apis.dedup();
+    aws.reset();
+    configure(&aws);
+    let throttle: serde_json::Map<String, serde_json::Value> =
+        apis.iter().map(|a| (a.clone(), json!(0.5))).collect();
+    let error500: serde_json::Map<String, serde_json::Value> =
+        apis.iter().map(|a| (a.clone(), json!(0.34))).collect();
+    aws.faults(json!({"throttle": throttle, "error500": error500}));
+    let state = tempfile::tempdir().unwrap();
+    apply_to_the_end(&aws, state.path(), example);
+    let faulted: u64 = apis
+        .iter()
+        .map(|api| {
+            aws.calls().0["by_api"][api]["faulted"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        faulted >= apis.len() as u64,
+        "faults were injected: {faulted}"
+    );
+    aws.clear_faults();
+    let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
+    assert_eq!((models.len(), configs.len()), (1, 1));
+}
