@@ -14,6 +14,7 @@ pub mod apply;
 pub mod aws;
 pub mod cli;
 pub mod contract;
+pub mod cost;
 pub mod daemon;
 pub mod diagnostics;
 pub mod engine;

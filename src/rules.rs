@@ -236,13 +236,33 @@ pub fn instance_type(value: &str) -> Result<(), String> {
                 && p.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "{value:?} is not a SageMaker instance type (expected ml.FAMILY.SIZE, e.g. ml.g4dn.2xlarge)"
-        ))
+        ));
     }
+    // Every accepted type has a price, so every plan can say what it costs.
+    let known = crate::cost::known_instance_types();
+    if known.contains(&value) {
+        return Ok(());
+    }
+    let family = value.rsplit_once('.').map_or(value, |(f, _)| f);
+    let same_family: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with(&format!("{family}.")))
+        .collect();
+    Err(if same_family.is_empty() {
+        format!(
+            "{value:?} is not an instance type in sdop's price table (src/cost/prices.json, recorded {}); add it there with its price",
+            crate::cost::PRICES.recorded
+        )
+    } else {
+        format!(
+            "{value:?} is not an instance type in sdop's price table (known {family}: {}); add it to src/cost/prices.json with its price",
+            same_family.join(", ")
+        )
+    })
 }
 
 /// AWS region names such as `us-east-1`.

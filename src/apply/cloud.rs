@@ -58,6 +58,9 @@ fn context<'a>(clients: &'a Clients, scope: &Scope<'a>) -> ObjectContext<'a> {
 }
 
 impl Cloud for AwsCloud {
+    fn default_region(&self) -> Option<String> {
+        Some(self.clients.region.clone())
+    }
     fn resolve<'a>(
         &'a self,
         scope: Scope<'a>,

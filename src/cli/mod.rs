@@ -107,9 +107,13 @@ pub enum Command {
         /// Delete owned resources whose manifests are gone (honouring deletionPolicy).
         #[arg(long)]
         prune: bool,
-        /// Allow pruning more than half of what sdop owns.
+        /// Allow pruning more than half of what sdop owns, and a plan above --max-hourly-cost.
         #[arg(long)]
         force: bool,
+        /// Refuse (without --force) when the endpoints planned would cost more than this many
+        /// US dollars per hour once applied (on-demand list prices from sdop's price table).
+        #[arg(long, value_name = "DOLLARS")]
+        max_hourly_cost: Option<f64>,
         /// How long to wait for another writer of the state (an apply, a daemon) before
         /// refusing.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -268,7 +272,15 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 engine::plan_all(
                     &loaded.manifests,
                     &loaded.graph,
-                    &cloud::Offline,
+                    &cloud::Offline {
+                        // Prices the plan; nothing else reads it offline.
+                        region: cli
+                            .aws
+                            .region
+                            .clone()
+                            .or_else(|| std::env::var("AWS_REGION").ok())
+                            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
+                    },
                     &nothing_recorded,
                 )
                 .await?
@@ -285,7 +297,14 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 Format::Json => writeln!(
                     stdout,
                     "{:#}",
-                    serde_json::json!({"changes": plan.has_changes(), "actions": plan.actions})
+                    serde_json::json!({
+                        "changes": plan.has_changes(),
+                        "actions": plan.actions,
+                        "hourlyCost": {
+                            "delta": plan.hourly_delta(),
+                            "afterApply": plan.hourly_after(),
+                        },
+                    })
                 ),
             }
             .map_err(write_error)?;
@@ -301,6 +320,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             timeout,
             prune,
             force,
+            max_hourly_cost,
             lock_timeout,
         } => {
             let mut loaded = load_paths(&paths);
@@ -323,6 +343,26 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 lock_timeout,
                 &|holder| eprintln!("waiting for the state lock, held by {holder}"),
             )?;
+            if let Some(limit) = max_hourly_cost {
+                // The same pass in plan mode: what apply is about to do, priced.
+                let plan = crate::apply::plan(&loaded, clients.clone(), &store).await?;
+                let after = plan.hourly_after();
+                let line = render::cost_line(&plan);
+                let over = after.dollars > limit;
+                if (over || !after.unknown.is_empty()) && !force {
+                    eprintln!("{line}");
+                    eprintln!(
+                        "refusing to apply: {} (--max-hourly-cost {limit:.2}); pass --force to apply anyway",
+                        if over {
+                            format!("the endpoints would cost ${:.2}/h", after.dollars)
+                        } else {
+                            "some prices are unknown, so the limit cannot be checked".to_string()
+                        }
+                    );
+                    return Ok(exit::ERROR);
+                }
+                println!("{line}");
+            }
             let options = ApplyOptions {
                 wait,
                 timeout,

@@ -47,6 +47,9 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
                 .as_ref()
                 .map_or(String::new(), |when| format!(" [{when}]"))
         );
+        if let Some(cost) = &action.cost {
+            let _ = writeln!(out, "      cost: {}", cost.describe());
+        }
         for change in &action.changes {
             // An unset optional field (null) on a new object is noise.
             if action.operation == Operation::Create
@@ -70,10 +73,36 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
         count(Operation::Adopt),
         count(Operation::Conflict)
     );
+    let _ = writeln!(out, "{}", cost_line(plan));
     if !note.is_empty() {
         let _ = writeln!(out, "Note: {note}.");
     }
     out
+}
+
+/// `Cost: +$0.94/h by this plan; $1.88/h for the endpoints planned, once applied (...)`.
+pub fn cost_line(plan: &Plan) -> String {
+    let delta = plan.hourly_delta();
+    let after = plan.hourly_after();
+    let mut line = format!(
+        "Cost: {}/h by this plan; ${:.2}/h for the endpoints planned, once applied (on-demand list prices, {} table recorded {})",
+        crate::cost::dollars_signed(delta.dollars),
+        after.dollars,
+        crate::cost::PRICES.regions.keys().cloned().collect::<Vec<_>>().join(", "),
+        crate::cost::PRICES.recorded
+    );
+    let mut unknown = delta.unknown;
+    unknown.extend(after.unknown);
+    unknown.sort();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        line.push_str(&format!(
+            "; not counted, price unknown: {}",
+            unknown.join("; ")
+        ));
+    }
+    line.push('.');
+    line
 }
 
 /// `sdop get` as a table: one line per resource.
@@ -81,20 +110,30 @@ pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:<12} {:<20} MESSAGE",
-        "RESOURCE", "PHASE", "UPDATED"
+        "{:<34} {:<12} {:<20} {:>8} MESSAGE",
+        "RESOURCE", "PHASE", "UPDATED", "COST/H"
     );
     for status in statuses {
         let mut message = status.message.clone();
         if message.chars().count() > 100 {
             message = message.chars().take(97).collect::<String>() + "...";
         }
+        let cost = match status
+            .outputs
+            .get(crate::engine::execute::HOURLY_COST)
+            .map(|c| c.parse::<f64>())
+        {
+            Some(Ok(dollars)) => format!("${dollars:.2}"),
+            Some(Err(_)) => "unknown".to_string(),
+            None => "-".to_string(),
+        };
         let _ = writeln!(
             out,
-            "{:<34} {:<12} {:<20} {}",
+            "{:<34} {:<12} {:<20} {:>8} {}",
             format!("{}/{}", status.kind, status.name),
             format!("{:?}", status.phase),
             status.updated_at,
+            cost,
             message
         );
     }

@@ -407,6 +407,7 @@ impl Controller {
         metrics.in_flight.set(self.queue.in_flight() as i64);
         let mut view = self.view.write().expect("view lock");
         metrics.set_phases(view.statuses.values().map(|s| &s.phase));
+        metrics.set_hourly_costs(view.statuses.values());
         view.synced = self.unsynced.is_empty();
     }
 
@@ -480,6 +481,7 @@ mod tests {
             actions: Vec::new(),
             mutated: false,
             next,
+            capacity: None,
         })
     }
 

@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::aws::transport::{CallObserver, CallOutcome};
 use crate::error::{Error, ErrorClass};
-use crate::state::Phase;
+use crate::state::{Phase, ResourceStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindOutcome {
@@ -43,6 +43,14 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    pub resource: String,
+}
+
+/// A float gauge (dollars).
+pub type DollarGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<KindOutcome, Counter>,
@@ -50,6 +58,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabel, Histogram>,
     pub aws_calls: Family<ApiOutcome, Counter>,
     pub resources: Family<PhaseLabel, Gauge>,
+    pub hourly_cost: Family<ResourceLabel, DollarGauge>,
     pub package_bytes: Counter,
     pub leader: Gauge,
     pub manifest_errors: Gauge,
@@ -69,6 +78,7 @@ impl Metrics {
         });
         let aws_calls = Family::<ApiOutcome, Counter>::default();
         let resources = Family::<PhaseLabel, Gauge>::default();
+        let hourly_cost = Family::<ResourceLabel, DollarGauge>::default();
         let package_bytes = Counter::default();
         let leader = Gauge::default();
         let manifest_errors = Gauge::default();
@@ -95,6 +105,11 @@ impl Metrics {
             aws_calls.clone(),
         );
         registry.register("resources", "Resources by phase", resources.clone());
+        registry.register(
+            "hourly_cost_dollars",
+            "On-demand list price per hour of each converged resource's always-on capacity (sdop's price table)",
+            hourly_cost.clone(),
+        );
         registry.register(
             "package_bytes",
             "Bytes of model packages uploaded (multipart parts)",
@@ -127,6 +142,7 @@ impl Metrics {
             reconcile_duration,
             aws_calls,
             resources,
+            hourly_cost,
             package_bytes,
             leader,
             manifest_errors,
@@ -141,6 +157,25 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// Sets the hourly cost gauge from the statuses' `hourlyCost` outputs (priced ones only).
+    pub fn set_hourly_costs<'a>(&self, statuses: impl Iterator<Item = &'a ResourceStatus>) {
+        self.hourly_cost.clear();
+        for status in statuses {
+            let Some(Ok(dollars)) = status
+                .outputs
+                .get(crate::engine::execute::HOURLY_COST)
+                .map(|c| c.parse::<f64>())
+            else {
+                continue;
+            };
+            self.hourly_cost
+                .get_or_create(&ResourceLabel {
+                    resource: status.id().to_string(),
+                })
+                .set(dollars);
+        }
     }
 
     /// Sets the per-phase gauge from the current phases (every phase present, zero or not).

@@ -32,6 +32,10 @@ pub struct Scope<'a> {
 }
 
 pub trait Cloud: Send + Sync {
+    /// The region of resources that name none (the operator's), for prices.
+    fn default_region(&self) -> Option<String> {
+        None
+    }
     /// Completes a desired object with facts only AWS has (a package's source ETags).
     /// `Err(Waiting)` when a source is not there yet.
     fn resolve<'a>(
@@ -75,8 +79,11 @@ pub trait Cloud: Send + Sync {
 }
 
 /// Observes nothing, so every object is a create: `sdop plan --offline`, CI without
-/// credentials. It never acts.
-pub struct Offline;
+/// credentials. It never acts. `region` (from `--region` or the environment) prices the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Offline {
+    pub region: Option<String>,
+}
 
 fn refuse<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
     Box::pin(async {
@@ -87,6 +94,9 @@ fn refuse<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
 }
 
 impl Cloud for Offline {
+    fn default_region(&self) -> Option<String> {
+        self.region.clone()
+    }
     fn read<'a>(
         &'a self,
         _scope: Scope<'a>,

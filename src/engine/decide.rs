@@ -447,6 +447,7 @@ pub fn decide(input: &Inputs) -> Decision {
                 reason: "superseded: no longer part of the desired state".into(),
                 changes: Vec::new(),
                 deferred: why.map(str::to_string),
+                cost: None,
             })
             .collect()
     };

@@ -47,6 +47,9 @@ pub struct PassOutcome {
     pub actions: Vec<Action>,
     pub mutated: bool,
     pub next: Next,
+    /// The always-on billable capacity the resource's desired objects run, with its region
+    /// (an endpoint's instances): what it costs per hour once applied.
+    pub capacity: Option<(String, crate::cost::Capacity)>,
 }
 
 impl PassOutcome {
@@ -185,6 +188,15 @@ pub async fn pass(
         }
     }
 
+    let price_region = region
+        .clone()
+        .or_else(|| cloud.default_region())
+        .unwrap_or_else(|| "(region unknown)".to_string());
+    let capacity = desired
+        .iter()
+        .filter_map(|d| d.capacity.clone())
+        .find(|c| !c.while_running)
+        .map(|c| (price_region.clone(), c));
     let mut carried_out: Vec<Action> = Vec::new();
     let mut next = Next::WhenWoken;
     for _round in 0..MAX_ROUNDS {
@@ -194,7 +206,7 @@ pub async fn pass(
             Vec::new()
         };
         let memory = memory_of(status);
-        let decision = decide(&Inputs {
+        let mut decision = decide(&Inputs {
             resource: id,
             spec_hash: &manifest.spec_hash,
             facts: decide::SpecFacts { adopt: facts.adopt },
@@ -204,13 +216,21 @@ pub async fn pass(
             memory: &memory,
             spec_outputs: &spec_outputs,
         });
+        super::billing::attach_costs(
+            &mut decision.actions,
+            &desired,
+            &memory.outputs,
+            &price_region,
+        );
         record(status, &decision, report);
+        record_hourly_cost(status, capacity.as_ref());
         next = decision.next;
         if mode == Mode::Plan {
             return Ok(PassOutcome {
                 actions: decision.actions,
                 mutated: false,
                 next,
+                capacity,
             });
         }
         let due: Vec<Action> = decision
@@ -236,6 +256,7 @@ pub async fn pass(
         actions: carried_out,
         mutated,
         next,
+        capacity,
     })
 }
 
@@ -277,6 +298,26 @@ async fn observe(
     }
     Ok(observed)
 }
+
+/// Output `hourlyCost` of a converged resource that runs always-on capacity: USD per hour at
+/// the price table's list price, or `unknown` (read by `sdop get` and the daemon's metric).
+fn record_hourly_cost(
+    status: &mut ResourceStatus,
+    capacity: Option<&(String, crate::cost::Capacity)>,
+) {
+    let Some((region, capacity)) = capacity else {
+        return;
+    };
+    if status.phase != Phase::Ready {
+        return;
+    }
+    let price = crate::cost::hourly(&capacity.instance_type, capacity.instance_count, region)
+        .map_or_else(|| "unknown".to_string(), |dollars| format!("{dollars:.4}"));
+    status.outputs.insert(HOURLY_COST.to_string(), price);
+}
+
+/// The status output with a resource's hourly cost.
+pub const HOURLY_COST: &str = "hourlyCost";
 
 /// Writes a decision into the status: memory, phase, notices.
 fn record(status: &mut ResourceStatus, decision: &Decision, report: Report<'_>) {

@@ -7,6 +7,7 @@
 //! memory, what next) → in apply mode, the due actions through the same seam. `sdop plan` is
 //! [`plan_all`]: that pass in plan mode for every resource in graph order.
 
+pub mod billing;
 pub mod cloud;
 pub mod decide;
 pub mod execute;
@@ -36,6 +37,7 @@ pub async fn plan_all(
     };
     let quiet = |_: String| {};
     let mut actions = Vec::new();
+    let mut capacity = Vec::new();
     for &index in graph.order() {
         let manifest = &manifests[index];
         let dependencies: Vec<ResourceStatus> = graph
@@ -55,8 +57,15 @@ pub async fn plan_all(
         )
         .await?;
         actions.extend(outcome.actions);
+        if let Some((region, planned)) = outcome.capacity {
+            capacity.push(plan::PlannedCapacity {
+                resource: manifest.id.clone(),
+                region,
+                capacity: planned,
+            });
+        }
     }
-    Ok(Plan { actions })
+    Ok(Plan { actions, capacity })
 }
 
 #[cfg(test)]
@@ -90,7 +99,7 @@ spec: {bucketName: sdop-assets, region: us-east-1}
         let plan = plan_all(
             &loaded.manifests,
             &loaded.graph,
-            &cloud::Offline,
+            &cloud::Offline::default(),
             &HashMap::new(),
         )
         .await

@@ -50,14 +50,67 @@ pub struct Action {
     /// serve); `None`: due now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
+    /// The hourly cost of billable capacity it creates, changes or removes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostChange>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// The always-on billable capacity of every resource planned, once applied.
+    pub capacity: Vec<PlannedCapacity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedCapacity {
+    pub resource: ResourceId,
+    pub region: String,
+    pub capacity: crate::cost::Capacity,
+}
+
+/// Dollars per hour, with what could not be priced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyCost {
+    pub dollars: f64,
+    pub unknown: Vec<String>,
 }
 
 impl Plan {
+    /// What the planned resources' always-on capacity costs per hour once applied.
+    pub fn hourly_after(&self) -> HourlyCost {
+        let mut total = HourlyCost::default();
+        for planned in &self.capacity {
+            let c = &planned.capacity;
+            match crate::cost::hourly(&c.instance_type, c.instance_count, &planned.region) {
+                Some(dollars) => total.dollars += dollars,
+                None => total.unknown.push(format!(
+                    "{}: no price for {} in {}",
+                    planned.resource, c.instance_type, planned.region
+                )),
+            }
+        }
+        total
+    }
+
+    /// How much the actions change the hourly cost (always-on capacity; training jobs are
+    /// listed with their rate while they run, not summed).
+    pub fn hourly_delta(&self) -> HourlyCost {
+        let mut total = HourlyCost::default();
+        for cost in self.actions.iter().filter_map(|a| a.cost.as_ref()) {
+            if cost.after.as_ref().is_some_and(|c| c.while_running) {
+                continue;
+            }
+            match cost.delta() {
+                crate::cost::Price::Hourly(d) => total.dollars += d,
+                crate::cost::Price::Unknown(why) => total.unknown.push(why),
+            }
+        }
+        total
+    }
+
     /// True when applying would change something (conflicts are not changes).
     pub fn has_changes(&self) -> bool {
         self.actions
@@ -84,6 +137,7 @@ pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String
             })
             .collect(),
         deferred: None,
+        cost: None,
     }
 }
 
@@ -113,6 +167,7 @@ pub fn plan_resource(
             reason,
             changes,
             deferred: None,
+            cost: None,
         };
         let Some(found) = found else {
             let reason = match want.name {

@@ -644,6 +644,11 @@ impl Kind for DreamboothJob {
         };
         let (checkpoint, yaml) = spec.expected_checkpoint();
         let job = job
+            .capacity(crate::cost::Capacity {
+                instance_type: spec.instance_type.clone(),
+                instance_count: spec.instance_count,
+                while_running: true,
+            })
             .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
             .input("expectedCheckpoint", json!(checkpoint))
             .input("expectedCheckpointYaml", json!(yaml))

@@ -202,6 +202,9 @@ impl Kind for Endpoint {
         "endpointConfigName",
         "modelName",
         "webuiRegistration",
+        "instanceType",
+        "instanceCount",
+        "hourlyCost",
     ];
     type Spec = EndpointSpec;
 
@@ -334,7 +337,13 @@ impl Kind for Endpoint {
     }
 
     fn spec_outputs(spec: &EndpointSpec) -> BTreeMap<String, String> {
-        [("endpointName".to_string(), spec.endpoint_name.clone())].into()
+        // The capacity it serves on, recorded in its status once converged: what it bills for.
+        [
+            ("endpointName".to_string(), spec.endpoint_name.clone()),
+            ("instanceType".to_string(), spec.instance_type.clone()),
+            ("instanceCount".to_string(), spec.instance_count.to_string()),
+        ]
+        .into()
     }
 
     fn facts(spec: &EndpointSpec) -> super::SpecFacts {
@@ -418,7 +427,12 @@ impl Kind for Endpoint {
             Mutability::InPlace,
         )
         .field("endpointConfigName", config.name.known().map(|n| json!(n)))
-        .field("tags", Some(json!(spec.tags)));
+        .field("tags", Some(json!(spec.tags)))
+        .capacity(crate::cost::Capacity {
+            instance_type: spec.instance_type.clone(),
+            instance_count: spec.instance_count,
+            while_running: false,
+        });
         let mut objects = vec![model, config, endpoint];
         if let Some(registration) = &spec.webui_registration {
             objects.push(registration_object(registration, &spec.endpoint_name, ctx));

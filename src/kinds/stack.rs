@@ -592,7 +592,7 @@ mod tests {
         crate::engine::plan_all(
             &loaded.manifests,
             &loaded.graph,
-            &Offline,
+            &Offline::default(),
             &std::collections::HashMap::new(),
         )
         .await

@@ -75,6 +75,9 @@ pub struct DesiredObject {
     /// The name is a hash of the fields: an existing object of that name has this content.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub content_named: bool,
+    /// The billable capacity this object runs (an endpoint's instances, a training job's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::cost::Capacity>,
 }
 
 impl DesiredObject {
@@ -86,7 +89,14 @@ impl DesiredObject {
             fields: BTreeMap::new(),
             inputs: BTreeMap::new(),
             content_named: false,
+            capacity: None,
         }
+    }
+
+    /// Says what capacity the object bills for.
+    pub fn capacity(mut self, capacity: crate::cost::Capacity) -> Self {
+        self.capacity = Some(capacity);
+        self
     }
 
     /// Adds an input: used by the AWS adapter, never diffed.

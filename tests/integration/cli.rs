@@ -100,22 +100,7 @@ fn apply_goes_on_with_valid_manifests_when_one_is_broken_and_get_reports_status(
         "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: broken\n",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sdop"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &aws.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("AWS_REGION", "us-east-1")
-            .env("SDOP_STATE_DIR", state.path())
-            .output()
-            .expect("run sdop");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| against_local_aws(&aws, state.path(), args);
     let (code, stdout, stderr) = run(&["apply", dir.path().to_str().unwrap(), "--wait", "--prune"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("broken.yaml:3:"), "{stderr}");
@@ -134,6 +119,28 @@ fn apply_goes_on_with_valid_manifests_when_one_is_broken_and_get_reports_status(
 }
 
 /// `sdop` with a clean environment plus `env` (no credentials, region or profile of the host).
+/// Runs the sdop binary against `aws` with its state in `state`: (exit code, stdout, stderr).
+fn against_local_aws(
+    aws: &crate::support::local_aws::LocalAws,
+    state: &std::path::Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sdop"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1")
+        .env("SDOP_STATE_DIR", state)
+        .output()
+        .expect("run sdop");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn sdop_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_sdop"));
@@ -215,4 +222,85 @@ fn unknown_kind_broken_pipe_and_no_manifests() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue #14 item 4: every plan says what it costs; `apply --max-hourly-cost` refuses a plan
+/// above the limit without --force; `sdop get` shows each endpoint's hourly cost.
+#[test]
+fn plans_are_priced_and_apply_refuses_a_plan_above_the_cost_limit() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    aws.configure(
+        serde_json::json!({"endpoint_create_seconds": 0.3, "endpoint_update_seconds": 0.3}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let endpoint = |instance: &str| {
+        format!(
+            r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-base
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "s3://sdop-cli-cost/model.tar.gz"}}
+  instanceType: {instance}
+  instanceCount: 2
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {{api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}}
+"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("endpoint.yaml"),
+        endpoint("ml.g4dn.2xlarge"),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let run = |args: &[&str]| against_local_aws(&aws, state.path(), args);
+    let (code, stdout, _) = run(&["plan", &path]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.contains("cost: +$1.88/h, none -> ml.g4dn.2xlarge x2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Cost: +$1.88/h by this plan; $1.88/h for the endpoints planned"),
+        "{stdout}"
+    );
+    // Above the limit: refused, nothing created.
+    let (code, stdout, stderr) = run(&["apply", &path, "--wait", "--max-hourly-cost", "1.50"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "refusing to apply: the endpoints would cost $1.88/h (--max-hourly-cost 1.50)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(aws.calls().mutations(), 0);
+    // Within it: applied; get shows the cost.
+    let (code, stdout, stderr) = run(&["apply", &path, "--wait", "--max-hourly-cost", "2"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (_, table, _) = run(&["get", "Endpoint/base"]);
+    assert!(
+        table.contains("COST/H") && table.contains("$1.88"),
+        "{table}"
+    );
+    // A change of instance type: the plan shows the difference.
+    std::fs::write(dir.path().join("endpoint.yaml"), endpoint("ml.g4dn.xlarge")).unwrap();
+    let (code, stdout, _) = run(&["plan", &path]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.contains("cost: -$0.41/h, ml.g4dn.2xlarge x2 -> ml.g4dn.xlarge x2"),
+        "{stdout}"
+    );
+    // --force overrides the limit.
+    let (code, _, stderr) = run(&[
+        "apply",
+        &path,
+        "--wait",
+        "--max-hourly-cost",
+        "0.5",
+        "--force",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -137,7 +137,7 @@ async fn every_object_a_kind_emits_has_an_adapter() {
     let plan = sdop::engine::plan_all(
         &loaded.manifests,
         &loaded.graph,
-        &sdop::engine::cloud::Offline,
+        &sdop::engine::cloud::Offline::default(),
         &nothing,
     )
     .await

@@ -276,6 +276,12 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
         assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Its hourly cost is exported (ml.g4dn.2xlarge x1 in the example, sdop's price table).
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("sdop_hourly_cost_dollars{resource=\"Endpoint/portrait\"} 0.94"),
+        "{metrics}"
+    );
     let (models, configs) = leak_audit(&aws, &["sdop-example-portrait"], &[]).await;
     assert_eq!(
         (models.len(), configs.len()),
