@@ -2,6 +2,7 @@
 //! and one adapter per AWS object type (read one; create; update with a delta; delete).
 
 pub mod adapters;
+pub mod audit;
 pub mod dynamodb_registration;
 pub mod ecr_repository;
 pub mod s3_bucket;

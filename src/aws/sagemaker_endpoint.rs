@@ -57,6 +57,30 @@ pub(super) fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> 
         .collect()
 }
 
+/// A SageMaker resource's tags (ListTags).
+pub(super) async fn sagemaker_tags(
+    clients: &super::Clients,
+    arn: &str,
+) -> Result<BTreeMap<String, String>> {
+    let out = clients
+        .sagemaker
+        .list_tags()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| classify("sagemaker:ListTags", e))?;
+    Ok(out
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
 /// Ownership of an ARN: trusted from sdop's state, else read from its tags (one more call).
 pub(super) async fn ownership(
     ctx: &ObjectContext<'_>,
@@ -70,24 +94,7 @@ pub(super) async fn ownership(
             None,
         ));
     }
-    let out = ctx
-        .clients
-        .sagemaker
-        .list_tags()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(|e| classify("sagemaker:ListTags", e))?;
-    let tags: BTreeMap<String, String> = out
-        .tags()
-        .iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let tags = sagemaker_tags(ctx.clients, arn).await?;
     let (owner, user) = read_ownership(&tags);
     Ok(match owner {
         Some(owner) => (Ownership::Owned { resource: owner }, Some(user)),

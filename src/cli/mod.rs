@@ -127,6 +127,12 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: GetFormat,
     },
+    /// List billable AWS objects with sdop's ownership that no state accounts for, and open
+    /// multipart uploads, across the regions the manifests use. Exit 1 if any.
+    Audit {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print the JSON Schema of all manifest kinds.
     Schema,
 }
@@ -437,6 +443,17 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             }
             .map_err(write_error)?;
             Ok(exit::OK)
+        }
+        Command::Audit { paths } => {
+            let loaded = load_paths(&paths).valid_subset();
+            let clients = connect(&cli.aws).await?;
+            let findings = crate::apply::audit::audit(&loaded, &clients, &store(&cli.aws)?).await?;
+            write!(stdout, "{}", render::audit_table(&findings)).map_err(write_error)?;
+            Ok(if findings.is_empty() {
+                exit::OK
+            } else {
+                exit::ERROR
+            })
         }
         Command::Schema => {
             writeln!(stdout, "{:#}", crate::schema::manifest_schema()).map_err(write_error)?;

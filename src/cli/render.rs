@@ -139,3 +139,42 @@ pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
     }
     out
 }
+
+/// `sdop audit` as a table, with the hourly total of what it found.
+pub fn audit_table(findings: &[crate::apply::audit::Finding]) -> String {
+    use crate::cost::Price;
+    let mut out = String::new();
+    if findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "audit: nothing sdop owns is unaccounted for, and no multipart upload is open."
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<28} {:<56} {:<10} {:>9} WHY",
+        "TYPE", "NAME", "REGION", "COST/H"
+    );
+    let mut total = 0.0;
+    for finding in findings {
+        let cost = match &finding.hourly {
+            Price::Hourly(d) => {
+                total += d;
+                format!("${d:.2}")
+            }
+            Price::Unknown(_) => "unknown".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<28} {:<56} {:<10} {:>9} {}",
+            finding.object.aws_type, finding.object.name, finding.object.region, cost, finding.why
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\naudit: {} object(s) unaccounted for, ${total:.2}/h.",
+        findings.len()
+    );
+    out
+}

@@ -304,3 +304,67 @@ spec:
     ]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Issue #14 item 5: `sdop audit` finds what sdop owns that no state accounts for (here: the
+/// state is lost after a converge) and open multipart uploads, with the hourly cost; exit 1.
+#[tokio::test]
+async fn audit_lists_what_no_state_accounts_for_with_its_cost() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    aws.configure(serde_json::json!({"endpoint_create_seconds": 0.3}));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("all.yaml"),
+        r#"apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {name: assets}
+spec: {bucketName: sdop-cli-audit, region: us-east-1}
+---
+apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: base}
+spec:
+  endpointName: sd-audit
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-cli-audit/model.tar.gz"}
+  instanceType: ml.g4dn.xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let (code, stdout, stderr) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, _) = against_local_aws(&aws, state.path(), &["audit", &path]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("nothing sdop owns is unaccounted for"),
+        "{stdout}"
+    );
+    // The state is lost, and an upload is left open.
+    let lost = tempfile::tempdir().unwrap();
+    aws.s3()
+        .await
+        .create_multipart_upload()
+        .bucket("sdop-cli-audit")
+        .key("left/behind.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, _) = against_local_aws(&aws, lost.path(), &["audit", &path]);
+    assert_eq!(code, 1, "{stdout}");
+    for needle in [
+        "sagemaker:endpoint",
+        "sd-audit",
+        "$0.74",
+        "sagemaker:endpoint-config",
+        "sagemaker:model",
+        "tagged for Endpoint/base (declared) but recorded in no state",
+        "s3:multipart-upload",
+        "left/behind.tar.gz",
+        "audit: 4 object(s) unaccounted for, $0.74/h.",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
+    }
+}
