@@ -19,8 +19,7 @@ pub static PRICES: LazyLock<PriceTable> = LazyLock::new(|| {
     serde_json::from_str(include_str!("prices.json")).expect("src/cost/prices.json is valid")
 });
 
-/// Every instance type the table knows (in any region): what validation accepts.
-pub fn known_instance_types() -> Vec<&'static str> {
+static KNOWN: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     let mut all: Vec<&'static str> = PRICES
         .regions
         .values()
@@ -29,6 +28,11 @@ pub fn known_instance_types() -> Vec<&'static str> {
     all.sort();
     all.dedup();
     all
+});
+
+/// Every instance type the table knows (in any region), sorted: what validation accepts.
+pub fn known_instance_types() -> &'static [&'static str] {
+    &KNOWN
 }
 
 /// USD per hour of `count` instances of `instance_type` in `region`; `None`: not in the table.

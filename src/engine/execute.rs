@@ -222,10 +222,9 @@ pub async fn pass(
             &memory.outputs,
             &price_region,
         );
-        record(status, &decision, report);
-        record_hourly_cost(status, capacity.as_ref());
         next = decision.next;
         if mode == Mode::Plan {
+            // Nothing is recorded: a plan's status is thrown away.
             return Ok(PassOutcome {
                 actions: decision.actions,
                 mutated: false,
@@ -233,6 +232,8 @@ pub async fn pass(
                 capacity,
             });
         }
+        record(status, &decision, report);
+        record_hourly_cost(status, capacity.as_ref());
         let due: Vec<Action> = decision
             .due()
             .filter(|a| a.operation != Operation::Conflict)

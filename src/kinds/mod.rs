@@ -576,6 +576,11 @@ pub trait KindHandler: Send + Sync {
     fn outputs(&self) -> &'static [&'static str];
     /// Parses one YAML document as this kind, strictly. Errors carry yaml_serde positions.
     fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error>;
+    /// As [`KindHandler::parse`], from a document already parsed (errors carry no position).
+    fn parse_tree(
+        &self,
+        document: &yaml_serde::Value,
+    ) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error>;
     fn to_json(&self, spec: &dyn Any) -> serde_json::Value;
     fn check(&self, spec: &dyn Any, checks: &mut Checks);
     fn references(&self, spec: &dyn Any) -> Vec<Reference>;
@@ -624,6 +629,13 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error> {
         let doc: TypedDocument<K::Spec> = yaml_serde::from_str(document)?;
+        Ok(Arc::new(doc.spec))
+    }
+    fn parse_tree(
+        &self,
+        document: &yaml_serde::Value,
+    ) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error> {
+        let doc = TypedDocument::<K::Spec>::deserialize(document)?;
         Ok(Arc::new(doc.spec))
     }
     fn to_json(&self, spec: &dyn Any) -> serde_json::Value {

@@ -350,12 +350,19 @@ fn load_document(
         }
         return;
     }
-    let envelope: Envelope = match yaml_serde::from_str(doc.text) {
-        Ok(envelope) => envelope,
-        Err(err) => {
-            diagnostics.push(yaml_problem(&err, identity_of(doc.text)));
-            return;
-        }
+    // The document is parsed once; the envelope and the spec are read from that tree. When
+    // the tree cannot be built (an alias bomb stops it) or rejects a part, the text is parsed
+    // the typed way, which stops at the first error and gives its position.
+    let tree: Option<yaml_serde::Value> = yaml_serde::from_str(doc.text).ok();
+    let envelope = match tree.as_ref().map(Envelope::deserialize) {
+        Some(Ok(envelope)) => envelope,
+        _ => match yaml_serde::from_str::<Envelope>(doc.text) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                diagnostics.push(yaml_problem(&err, identity_of(doc.text)));
+                return;
+            }
+        },
     };
     let id = ResourceId::new(envelope.kind.clone(), envelope.metadata.name.clone());
     let at = |path: &str, message: String| Diagnostic {
@@ -390,7 +397,11 @@ fn load_document(
         ));
         return;
     };
-    let spec = match handler.parse(doc.text) {
+    let parsed = match tree.as_ref().map(|tree| handler.parse_tree(tree)) {
+        Some(Ok(spec)) => Ok(spec),
+        _ => handler.parse(doc.text),
+    };
+    let spec = match parsed {
         Ok(spec) => spec,
         Err(err) => {
             diagnostics.push(yaml_problem(&err, Some(id.to_string())));
