@@ -61,7 +61,7 @@ def clear_state():
     with LOCK:
         CONFIG.clear(); CONFIG.update(env_config())
         FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
-        BY_CALLER.clear(); CALL_LOG.clear()
+        BY_CALLER.clear(); CALL_LOG.clear(); ROLLOUTS.clear()
         containers.clear()
 
 
@@ -94,6 +94,15 @@ def finish_endpoint(e):
         ep.last_modified_time = utcnow()
         return
     if e["phase"] == "update":
+        alarm = None if fail else tripped_alarm(be, e.get("alarms") or [])
+        if alarm:
+            # The exact FailureReason text AWS writes is not pinned here; sdop reads only that
+            # one is set while the endpoint is InService on the old config.
+            fail = f"Rolled back: CloudWatch alarm {alarm} went into ALARM during the update"
+        rollout = next((r for r in reversed(ROLLOUTS.get(ep.endpoint_name, []))
+                        if r["config"] == e["config"]), None)
+        if rollout is not None:
+            rollout["outcome"] = f"rolled back: {fail}" if fail else "completed"
         if fail:
             ep.failure_reason = fail  # rollback: old config stays
         else:
@@ -235,7 +244,43 @@ def create_endpoint(self, orig, endpoint_name, endpoint_config_name, tags):
     return ep
 
 
-def update_endpoint(self, endpoint_name, endpoint_config_name):
+# Rollouts as the traffic shifts, per endpoint (GET /_sdop/rollouts).
+ROLLOUTS = {}
+
+
+def traffic_steps(deployment, variants):
+    """The traffic-shifting steps of a blue/green update (SageMaker developer guide, "Use
+    canary / linear / all at once traffic shifting"): a canary step then the rest; linear steps
+    of LinearStepSize until all traffic moved; one step for all at once (also the default)."""
+    routing = ((deployment or {}).get("BlueGreenUpdatePolicy") or {}).get(
+        "TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE"}
+    count = sum(int(v.get("InitialInstanceCount") or 1) for v in variants) or 1
+
+    def percent(size):
+        if size["Type"] == "CAPACITY_PERCENT":
+            return int(size["Value"])
+        return min(100, int(size["Value"]) * 100 // count)
+    kind = routing.get("Type")
+    if kind == "CANARY":
+        if not routing.get("CanarySize"):
+            raise ValidationError("CanarySize is required for CANARY traffic routing.")
+        return [f"{percent(routing['CanarySize'])}%", "100%"]
+    if kind == "LINEAR":
+        if not routing.get("LinearStepSize"):
+            raise ValidationError("LinearStepSize is required for LINEAR traffic routing.")
+        step, steps, done = percent(routing["LinearStepSize"]), [], 0
+        while done < 100:
+            done = min(100, done + max(step, 1))
+            steps.append(f"{done}%")
+        return steps
+    if kind not in ("ALL_AT_ONCE", None):
+        raise ValidationError(f"Value '{kind}' at 'trafficRoutingConfiguration.type' failed to "
+                              "satisfy constraint: Member must satisfy enum value set: "
+                              "[ALL_AT_ONCE, CANARY, LINEAR]")
+    return ["100%"]
+
+
+def update_endpoint(self, endpoint_name, endpoint_config_name, deployment_config=None):
     with LOCK:
         ep = self.endpoints.get(endpoint_name)
         if ep is None:
@@ -247,13 +292,34 @@ def update_endpoint(self, endpoint_name, endpoint_config_name):
         if cfg is None:
             a = arn(self, "endpoint-config", endpoint_config_name)
             raise ValidationError(f'Could not find endpoint configuration "{a}".')
+        steps = traffic_steps(deployment_config, cfg.production_variants)
         fail = FAULTS.pop("fail_next_update_endpoint", None)
         ep.endpoint_status, ep.last_modified_time = "Updating", utcnow()
+        if deployment_config:
+            ep.last_deployment_config = deployment_config  # DescribeEndpoint's LastDeploymentConfig
+        alarms = [a["AlarmName"] for a in
+                  ((deployment_config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms")
+                  or []]
+        ROLLOUTS.setdefault(endpoint_name, []).append(
+            {"config": endpoint_config_name, "steps": steps, "alarms": alarms, "outcome": None})
         TRACK[ep.arn] = {"kind": "endpoint", "phase": "update", "obj": ep, "backend": self,
-                         "config": endpoint_config_name, "fail": fail,
+                         "config": endpoint_config_name, "fail": fail, "alarms": alarms,
                          "variants": list(cfg.production_variants),
                          "until": time.time() + dur("endpoint_update_seconds")}
         return ep.arn
+
+
+def tripped_alarm(be, alarms):
+    """The first auto-rollback alarm in ALARM (moto's CloudWatch), if any: "If any of the
+    pre-specified alarms trip during any baking period, then all endpoint traffic rolls back to
+    the blue fleet" (developer guide, "Blue/Green Deployments")."""
+    from moto.cloudwatch.models import cloudwatch_backends
+    cw = cloudwatch_backends[be.account_id][be.region_name]
+    for name in alarms:
+        alarm = cw.alarms.get(name)
+        if alarm is not None and alarm.state_value == "ALARM":
+            return name
+    return None
 
 
 SageMakerModelBackend.update_endpoint = update_endpoint
@@ -336,7 +402,8 @@ def delete_tags(self, orig, resource_arn, tag_keys):
 
 def _update_endpoint_response(self):
     return ActionResult({"EndpointArn": self.sagemaker_backend.update_endpoint(
-        self._get_param("EndpointName"), self._get_param("EndpointConfigName"))})
+        self._get_param("EndpointName"), self._get_param("EndpointConfigName"),
+        self._get_param("DeploymentConfig"))})
 
 
 def _stop_training_job_response(self):
@@ -656,12 +723,13 @@ def control(environ, start_response):
                 clear_state()
             elif not (method == "GET" and path in ("/_sdop/config", "/_sdop/faults", "/_sdop/calls",
                                                     "/_sdop/calls/log", "/_sdop/health",
-                                                    "/_sdop/containers")):
+                                                    "/_sdop/containers", "/_sdop/rollouts")):
                 raise LookupError(f"no route {method} {path}")
             out = (calls_log(environ) if path == "/_sdop/calls/log" else
                    {"/_sdop/config": CONFIG, "/_sdop/faults": FAULTS,
                     "/_sdop/calls": calls_report(),
-                    "/_sdop/containers": containers.report()}.get(path, {"status": "ok"}))
+                    "/_sdop/containers": containers.report(),
+                    "/_sdop/rollouts": ROLLOUTS}.get(path, {"status": "ok"}))
             data, status = json.dumps(out).encode(), "200 OK"
     except LookupError as err:
         data, status = json.dumps({"error": str(err)}).encode(), "404 Not Found"

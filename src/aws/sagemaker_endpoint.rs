@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::kinds::deployment::Deployment;
 use async_trait::async_trait;
 use aws_sdk_sagemaker::types::{
     AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig,
-    ContainerDefinition, EndpointStatus, ModelCompressionType, ModelDataSource, ProductionVariant,
-    ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType, Tag, VpcConfig,
+    ContainerDefinition, DeploymentConfig, EndpointStatus, ModelCompressionType, ModelDataSource,
+    ProductionVariant, ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType, Tag,
+    VpcConfig,
 };
 use serde_json::{json, Value};
 
@@ -55,6 +57,76 @@ pub(super) fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> 
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+/// UpdateEndpoint's `DeploymentConfig` from the manifest's guardrails.
+fn deployment_config(d: &Deployment) -> DeploymentConfig {
+    use crate::kinds::deployment::{CapacityUnit, TrafficShift};
+    use aws_sdk_sagemaker::types::{
+        Alarm, AutoRollbackConfig, BlueGreenUpdatePolicy, CapacitySize, CapacitySizeType,
+        RollingUpdatePolicy, TrafficRoutingConfig, TrafficRoutingConfigType,
+    };
+    let size = |s: &crate::kinds::deployment::CapacitySize| {
+        CapacitySize::builder()
+            .r#type(match s.unit {
+                CapacityUnit::InstanceCount => CapacitySizeType::InstanceCount,
+                CapacityUnit::CapacityPercent => CapacitySizeType::CapacityPercent,
+            })
+            .value(i32::try_from(s.value).unwrap_or(i32::MAX))
+            .build()
+    };
+    let seconds = |s: u32| i32::try_from(s).unwrap_or(i32::MAX);
+    let mut config = DeploymentConfig::builder();
+    if let Some(bg) = &d.blue_green {
+        let routing = &bg.traffic_routing;
+        let mut traffic = TrafficRoutingConfig::builder()
+            .r#type(match routing.shift {
+                TrafficShift::AllAtOnce => TrafficRoutingConfigType::AllAtOnce,
+                TrafficShift::Canary => TrafficRoutingConfigType::Canary,
+                TrafficShift::Linear => TrafficRoutingConfigType::Linear,
+            })
+            .wait_interval_in_seconds(seconds(routing.wait_interval_seconds));
+        if let Some(canary) = &routing.canary_size {
+            traffic = traffic.canary_size(size(canary));
+        }
+        if let Some(step) = &routing.linear_step_size {
+            traffic = traffic.linear_step_size(size(step));
+        }
+        let mut policy =
+            BlueGreenUpdatePolicy::builder().traffic_routing_configuration(traffic.build());
+        if let Some(wait) = bg.termination_wait_seconds {
+            policy = policy.termination_wait_in_seconds(seconds(wait));
+        }
+        if let Some(max) = bg.maximum_execution_timeout_seconds {
+            policy = policy.maximum_execution_timeout_in_seconds(seconds(max));
+        }
+        config = config.blue_green_update_policy(policy.build());
+    }
+    if let Some(rolling) = &d.rolling {
+        let mut policy = RollingUpdatePolicy::builder()
+            .maximum_batch_size(size(&rolling.maximum_batch_size))
+            .wait_interval_in_seconds(seconds(rolling.wait_interval_seconds));
+        if let Some(max) = rolling.maximum_execution_timeout_seconds {
+            policy = policy.maximum_execution_timeout_in_seconds(seconds(max));
+        }
+        if let Some(back) = &rolling.rollback_maximum_batch_size {
+            policy = policy.rollback_maximum_batch_size(size(back));
+        }
+        config = config.rolling_update_policy(policy.build());
+    }
+    if !d.auto_rollback_alarms.is_empty() {
+        let alarms = d
+            .auto_rollback_alarms
+            .iter()
+            .map(|name| Alarm::builder().alarm_name(name).build())
+            .collect();
+        config = config.auto_rollback_configuration(
+            AutoRollbackConfig::builder()
+                .set_alarms(Some(alarms))
+                .build(),
+        );
+    }
+    config.build()
 }
 
 /// A SageMaker resource's tags (ListTags).
@@ -444,10 +516,18 @@ impl Adapter for EndpointAdapter {
                 .map_err(|e| classify("sagemaker:AddTags", e))?;
         }
         if changes.iter().any(|c| c.field == "endpointConfigName") {
+            let guardrails = object
+                .inputs
+                .get("deployment")
+                .map(|d| serde_json::from_value::<Deployment>(d.clone()))
+                .transpose()
+                .map_err(|e| Error::Terminal(format!("spec.deployment: {e}")))?
+                .map(|d| deployment_config(&d));
             sagemaker
                 .update_endpoint()
                 .endpoint_name(name)
                 .endpoint_config_name(str_field(object, "endpointConfigName").unwrap_or_default())
+                .set_deployment_config(guardrails)
                 .send()
                 .await
                 .map_err(|e| classify("sagemaker:UpdateEndpoint", e))?;

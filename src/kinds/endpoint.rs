@@ -74,6 +74,11 @@ pub struct EndpointSpec {
     /// the record is removed when the endpoint is pruned. Opt-in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webui_registration: Option<WebuiRegistration>,
+    /// Deployment guardrails for rollouts (UpdateEndpoint's `DeploymentConfig`): blue/green
+    /// with all-at-once, canary or linear traffic shifting, or rolling, and auto-rollback on
+    /// CloudWatch alarms. A rollback AWS makes is reported as `RolloutRolledBack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<super::deployment::Deployment>,
     /// Seconds SageMaker waits for the container's health check (large models load slowly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_startup_health_check_timeout_seconds: Option<u32>,
@@ -213,6 +218,14 @@ impl Kind for Endpoint {
             "spec.endpointName",
             rules::sagemaker_name(&spec.endpoint_name),
         );
+        if let Some(deployment) = &spec.deployment {
+            deployment.check(
+                "spec.deployment",
+                spec.instance_count,
+                &spec.instance_type,
+                checks,
+            );
+        }
         spec.image.check("spec.image", checks);
         match (&spec.model_data.model_package, &spec.model_data.s3_uri) {
             (Some(_), None) => {}
@@ -433,6 +446,11 @@ impl Kind for Endpoint {
             instance_count: spec.instance_count,
             while_running: false,
         });
+        // How a rollout goes, not what the endpoint is: sent with UpdateEndpoint, not compared.
+        let endpoint = match &spec.deployment {
+            Some(deployment) => endpoint.input("deployment", json!(deployment)),
+            None => endpoint,
+        };
         let mut objects = vec![model, config, endpoint];
         if let Some(registration) = &spec.webui_registration {
             objects.push(registration_object(registration, &spec.endpoint_name, ctx));

@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod dataset;
+pub mod deployment;
 pub mod dreambooth_job;
 pub mod endpoint;
 pub mod image_repository;

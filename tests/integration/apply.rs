@@ -1630,3 +1630,63 @@ async fn two_applies_racing_both_converge_without_duplicates() {
     assert_eq!(models.models().len(), 1, "{lines:#?}");
     assert_eq!(config_names(&sm).await.len(), 1);
 }
+
+/// Issue #14 item 1: deployment guardrails. A canary rollout is sent as UpdateEndpoint's
+/// DeploymentConfig and shifts traffic in the local AWS (50%, then 100%); with its auto-rollback
+/// alarm in ALARM the next rollout is rolled back by AWS and reported as RolloutRolledBack.
+#[tokio::test]
+async fn a_canary_rollout_shifts_traffic_and_an_alarm_rolls_it_back() {
+    let env = Env::new();
+    let guardrails = "  instanceCount: 2\n  deployment:\n    blueGreen:\n      trafficRouting: {type: Canary, waitIntervalSeconds: 300, canarySize: {type: CapacityPercent, value: 50}}\n      terminationWaitSeconds: 120\n      maximumExecutionTimeoutSeconds: 1800\n    autoRollbackAlarms: [sd-base-errors]\n";
+    env.aws.cloudwatch_alarm("sd-base-errors", "OK");
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", guardrails));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.2xlarge", guardrails));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let rollouts = env.aws.rollouts();
+    let first = &rollouts["sd-base"][0];
+    assert_eq!(first["steps"], json!(["50%", "100%"]), "{rollouts:#}");
+    assert_eq!(first["outcome"], "completed", "{rollouts:#}");
+    let sm = env.aws.sagemaker().await;
+    let described = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    let sent = described
+        .last_deployment_config()
+        .and_then(|d| d.blue_green_update_policy())
+        .and_then(|b| b.traffic_routing_configuration())
+        .and_then(|t| t.r#type())
+        .map(|t| t.as_str().to_string());
+    assert_eq!(sent.as_deref(), Some("CANARY"));
+    let served = endpoint_config(&sm).await;
+
+    // The alarm fires: the next rollout is rolled back, loudly, and the old config serves.
+    env.aws.cloudwatch_alarm("sd-base-errors", "ALARM");
+    env.write("endpoint.yaml", &endpoint("ml.g4dn.4xlarge", guardrails));
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Endpoint", "base")],
+        Phase::Degraded,
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ROLLOUT ROLLED BACK") && l.contains("sd-base-errors")),
+        "{lines:#?}"
+    );
+    assert_eq!(endpoint_config(&sm).await, served);
+    let rollouts = env.aws.rollouts();
+    assert!(
+        rollouts["sd-base"][1]["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("rolled back"),
+        "{rollouts:#}"
+    );
+}

@@ -263,6 +263,50 @@ impl LocalAws {
     }
 
     /// What the emulated containers did: `{"logs": {name: [line]}, "loaded": {endpoint: ckpt}}`.
+    /// Rollouts as the local AWS shifted their traffic: `{endpoint: [{config, steps, alarms,
+    /// outcome}]}`.
+    pub fn rollouts(&self) -> Value {
+        ureq::get(&self.control_url("rollouts"))
+            .call()
+            .expect("GET rollouts")
+            .body_mut()
+            .read_json()
+            .expect("rollouts JSON")
+    }
+
+    /// Creates a CloudWatch alarm `name` in `state` (`OK`, `ALARM`) through the CloudWatch
+    /// query API, as an alarm on the endpoint's errors would be.
+    pub fn cloudwatch_alarm(&self, name: &str, state: &str) {
+        let call = |form: &[(&str, &str)]| {
+            ureq::post(&self.endpoint)
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/monitoring/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .send_form(form.iter().copied())
+                .unwrap_or_else(|e| panic!("CloudWatch {form:?}: {e}"));
+        };
+        call(&[
+            ("Action", "PutMetricAlarm"),
+            ("Version", "2010-08-01"),
+            ("AlarmName", name),
+            ("MetricName", "Invocation5XXErrors"),
+            ("Namespace", "AWS/SageMaker"),
+            ("Statistic", "Sum"),
+            ("Period", "60"),
+            ("EvaluationPeriods", "1"),
+            ("Threshold", "1"),
+            ("ComparisonOperator", "GreaterThanOrEqualToThreshold"),
+        ]);
+        call(&[
+            ("Action", "SetAlarmState"),
+            ("Version", "2010-08-01"),
+            ("AlarmName", name),
+            ("StateValue", state),
+            ("StateReason", "test"),
+        ]);
+    }
+
     pub fn containers(&self) -> Value {
         ureq::get(&self.control_url("containers"))
             .call()
