@@ -27,3 +27,17 @@ pub async fn plan(
         .collect();
     crate::engine::plan_all(&loaded.manifests, &loaded.graph, &aws, &recorded).await
 }
+
+/// The IAM policy the operator needs for exactly `loaded` (`sdop iam-policy`): every kind's own
+/// permissions, S3 on every bucket the specs name, SSM reads of every parameter they read.
+pub fn iam_policy(loaded: &crate::manifest::Loaded) -> serde_json::Value {
+    let resources: Vec<_> = loaded
+        .manifests
+        .iter()
+        .map(|m| {
+            let (grants, buckets) = m.handler.permissions(m.spec.as_ref());
+            (grants, &m.spec_json, buckets)
+        })
+        .collect();
+    crate::kinds::iam::policy(&resources)
+}

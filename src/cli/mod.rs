@@ -133,6 +133,12 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Print the IAM policy the operator needs for exactly these manifests (resources scoped to
+    /// their names; nested stacks included; what the stack's templates create is not).
+    IamPolicy {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print the JSON Schema of all manifest kinds.
     Schema,
 }
@@ -454,6 +460,12 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             } else {
                 exit::ERROR
             })
+        }
+        Command::IamPolicy { paths } => {
+            let loaded = load_valid(&paths)?;
+            let policy = crate::apply::iam_policy(&loaded);
+            writeln!(stdout, "{policy:#}").map_err(write_error)?;
+            Ok(exit::OK)
         }
         Command::Schema => {
             writeln!(stdout, "{:#}", crate::schema::manifest_schema()).map_err(write_error)?;

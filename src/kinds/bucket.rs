@@ -72,6 +72,23 @@ impl Kind for Bucket {
         .into()
     }
 
+    fn permissions(spec: &BucketSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        (
+            vec![super::iam::Grant::new(
+                &[
+                    "s3:CreateBucket",
+                    "s3:DeleteBucket",
+                    "s3:PutBucketTagging",
+                    "s3:PutBucketPublicAccessBlock",
+                    "s3:PutEncryptionConfiguration",
+                    "s3:PutLifecycleConfiguration",
+                ],
+                vec![format!("arn:aws:s3:::{}", spec.bucket_name)],
+            )],
+            vec![spec.bucket_name.clone()],
+        )
+    }
+
     fn facts(spec: &BucketSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

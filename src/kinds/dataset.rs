@@ -60,6 +60,11 @@ impl Kind for Dataset {
         vec![("spec.directory".to_string(), spec.directory.clone())]
     }
 
+    /// Only S3, on the buckets its URIs name (added for every kind).
+    fn permissions(_spec: &DatasetSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
+
     fn facts(spec: &DatasetSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: false,

@@ -531,6 +531,30 @@ impl Kind for DreamboothJob {
         outputs
     }
 
+    fn permissions(spec: &DreamboothJobSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        (
+            vec![
+                super::iam::Grant::new(
+                    &[
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                        "sagemaker:AddTags",
+                        "sagemaker:ListTags",
+                    ],
+                    // Jobs are named `<trainingJobName>-<content hash>`.
+                    vec![super::iam::sagemaker_arn(
+                        None,
+                        "training-job",
+                        &format!("{}-*", spec.training_job_name),
+                    )],
+                ),
+                super::iam::pass_role(&spec.role_arn),
+            ],
+            Vec::new(),
+        )
+    }
+
     fn facts(spec: &DreamboothJobSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

@@ -359,6 +359,53 @@ impl Kind for Endpoint {
         .into()
     }
 
+    fn permissions(spec: &EndpointSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        let name = &spec.endpoint_name;
+        let mut grants = vec![
+            super::iam::Grant::new(
+                &[
+                    "sagemaker:CreateModel",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:DeleteModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:DeleteEndpoint",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                // Models and configs are named `<endpoint>-<content hash>`.
+                vec![
+                    super::iam::sagemaker_arn(None, "model", &format!("{name}-*")),
+                    super::iam::sagemaker_arn(None, "endpoint-config", &format!("{name}-*")),
+                    super::iam::sagemaker_arn(None, "endpoint", name),
+                ],
+            ),
+            super::iam::pass_role(&spec.execution_role_arn),
+        ];
+        if let Some(registration) = &spec.webui_registration {
+            grants.push(super::iam::Grant::new(
+                &[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:DeleteItem",
+                ],
+                vec![format!("arn:aws:dynamodb:*:*:table/{}", registration.table)],
+            ));
+            grants.push(super::iam::Grant::new(
+                &["dynamodb:Scan"],
+                vec![format!(
+                    "arn:aws:dynamodb:*:*:table/{}",
+                    registration.industrial_model_table
+                )],
+            ));
+        }
+        (grants, Vec::new())
+    }
+
     fn facts(spec: &EndpointSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

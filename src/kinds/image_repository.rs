@@ -97,6 +97,29 @@ impl Kind for ImageRepository {
         spec.region.clone()
     }
 
+    fn permissions(spec: &ImageRepositorySpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        (
+            vec![super::iam::Grant::new(
+                &[
+                    "ecr:CreateRepository",
+                    "ecr:DeleteRepository",
+                    "ecr:DescribeRepositories",
+                    "ecr:DescribeImages",
+                    "ecr:ListTagsForResource",
+                    "ecr:TagResource",
+                    "ecr:PutImageTagMutability",
+                    "ecr:PutImageScanningConfiguration",
+                ],
+                vec![format!(
+                    "arn:aws:ecr:{}:*:repository/{}",
+                    spec.region.as_deref().unwrap_or("*"),
+                    spec.repository_name
+                )],
+            )],
+            Vec::new(),
+        )
+    }
+
     fn facts(spec: &ImageRepositorySpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

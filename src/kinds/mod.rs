@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod deployment;
 pub mod dreambooth_job;
 pub mod endpoint;
+pub mod iam;
 pub mod image_repository;
 pub mod model_package;
 pub mod stack;
@@ -103,6 +104,10 @@ pub trait Kind: Send + Sync + 'static {
     }
     /// What the spec says about taking over and letting go of AWS objects (every kind says it).
     fn facts(spec: &Self::Spec) -> SpecFacts;
+    /// The IAM permissions the operator needs for this resource, beyond S3 on the buckets its
+    /// spec names and SSM reads of the parameters it reads (`sdop iam-policy`; every kind says
+    /// it). Returns the grants and any bucket named other than by an `s3://` URI.
+    fn permissions(spec: &Self::Spec) -> (Vec<iam::Grant>, Vec<String>);
 }
 
 /// The spec's say on ownership, typed.
@@ -595,6 +600,7 @@ pub trait KindHandler: Send + Sync {
     fn region(&self, spec: &dyn Any) -> Option<String>;
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
     fn facts(&self, spec: &dyn Any) -> SpecFacts;
+    fn permissions(&self, spec: &dyn Any) -> (Vec<iam::Grant>, Vec<String>);
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -677,6 +683,9 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn facts(&self, spec: &dyn Any) -> SpecFacts {
         K::facts(Self::typed(spec))
+    }
+    fn permissions(&self, spec: &dyn Any) -> (Vec<iam::Grant>, Vec<String>) {
+        K::permissions(Self::typed(spec))
     }
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::Spec>()

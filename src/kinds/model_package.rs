@@ -186,6 +186,11 @@ impl Kind for ModelPackage {
 
     /// The package identity (a hash of its inputs, including the S3 sources' ETags) is
     /// completed by the AWS adapter; here go the sources, resolved as far as possible without I/O.
+    /// Only S3, on the buckets its URIs name (added for every kind).
+    fn permissions(_spec: &ModelPackageSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
+
     fn facts(spec: &ModelPackageSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

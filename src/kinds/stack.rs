@@ -409,6 +409,35 @@ impl Kind for Stack {
             .collect()
     }
 
+    fn permissions(spec: &StackSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+        let region = spec.region.as_deref().unwrap_or("*");
+        (
+            vec![super::iam::Grant::new(
+                &[
+                    "cloudformation:CreateStack",
+                    "cloudformation:UpdateStack",
+                    "cloudformation:DeleteStack",
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:DescribeStackEvents",
+                    "cloudformation:ListStackResources",
+                    "cloudformation:TagResource",
+                ],
+                // The stack, and its nested stacks (named `<stack>-<Logical>-<random>`).
+                vec![
+                    format!(
+                        "arn:aws:cloudformation:{region}:*:stack/{}/*",
+                        spec.stack_name
+                    ),
+                    format!(
+                        "arn:aws:cloudformation:{region}:*:stack/{}-*/*",
+                        spec.stack_name
+                    ),
+                ],
+            )],
+            spec.upload.iter().map(|u| u.bucket.clone()).collect(),
+        )
+    }
+
     fn facts(spec: &StackSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,

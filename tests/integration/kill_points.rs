@@ -161,3 +161,34 @@ async fn throttling_and_500s_on_every_mutating_call_of_the_chain_are_ridden_out(
     let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
     assert_eq!((models.len(), configs.len()), (1, 1));
 }
+
+/// Issue #14 item 6: `sdop iam-policy` for the chain's manifests allows every call a full
+/// apply of the chain makes (each API's IAM action, from the local AWS's call log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_iam_policy_allows_every_call_the_chain_makes() {
+    let example = repo_root().join("examples/train-then-deploy");
+    let out = Command::new(sdop_bin())
+        .args(["iam-policy", example.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let aws = LocalAws::start();
+    configure(&aws);
+    let state = tempfile::tempdir().unwrap();
+    aws.reset_calls();
+    apply_to_the_end(&aws, state.path(), example.to_str().unwrap());
+    let mut apis = aws.call_log();
+    apis.sort();
+    apis.dedup();
+    let missing: Vec<String> = apis
+        .iter()
+        .filter_map(|api| sdop::kinds::iam::iam_action(api))
+        .filter(|action| !sdop::kinds::iam::allows_action(&policy, action))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the policy: {missing:?}\n{policy:#}"
+    );
+    assert!(apis.len() >= 20, "{apis:?}");
+}
