@@ -13,11 +13,7 @@ use sha2::{Digest, Sha256};
 pub const CONTENT_HASH_MAX_BYTES: u64 = 1024 * 1024;
 
 fn hex(hasher: Sha256) -> String {
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::model::naming::hex(&hasher.finalize())
 }
 
 /// Resolves `written` against `base_dir` and fingerprints it.

@@ -14,8 +14,16 @@ pub fn content_hash<T: serde::Serialize + ?Sized>(value: &T) -> String {
     hex(&Sha256::digest(&bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex, without a `format!` per byte (hashes are taken for every object of every
+/// manifest on every pass).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 /// `<base>-<first HASH_LEN hex of hash>`, the base cut so the result fits in `max_len`.
