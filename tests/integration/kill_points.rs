@@ -127,6 +127,94 @@ async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
     );
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The same matrix for a retrain and redeploy: the chain converged on 800 steps, then the
+/// manifest asks for 900 (a new training job, its checkpoint packaged, a new model and config,
+/// UpdateEndpoint). Killed at every mutating call of that second apply, a restart converges on
+/// the new config with no duplicate and no leak; the first rollout's model and config stay,
+/// kept for rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_every_mutating_call_of_a_retrain_and_redeploy_then_restart_converges() {
+    let work = tempfile::tempdir().unwrap();
+    let example = work.path().join("chain");
+    copy_dir(&repo_root().join("examples/train-then-deploy"), &example);
+    let manifest = example.join("train-then-deploy.yaml");
+    let v1 = std::fs::read_to_string(&manifest).unwrap();
+    assert!(v1.contains("maxTrainSteps: 800"));
+    let v2 = v1.replace("maxTrainSteps: 800", "maxTrainSteps: 900");
+    let path = example.to_str().unwrap().to_string();
+    let converged_on_v1 = |aws: &LocalAws| {
+        std::fs::write(&manifest, &v1).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        apply_to_the_end(aws, state.path(), &path);
+        std::fs::write(&manifest, &v2).unwrap();
+        state
+    };
+    let aws = LocalAws::start();
+    configure(&aws);
+    let state = converged_on_v1(&aws);
+    aws.reset_calls();
+    apply_to_the_end(&aws, state.path(), &path);
+    let calls = aws.mutating_calls();
+    assert!(
+        calls.contains(&"sagemaker:UpdateEndpoint".to_string()),
+        "{calls:?}"
+    );
+    let mut matrix = Vec::new();
+    for (i, api) in calls.iter().enumerate() {
+        let nth = calls[..=i].iter().filter(|a| *a == api).count();
+        aws.reset();
+        configure(&aws);
+        let state = converged_on_v1(&aws);
+        aws.arm_kill_point(api, nth);
+        let child = sdop(
+            &aws,
+            state.path(),
+            &["apply", &path, "--wait", "--timeout", "2m"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !aws.kill_point_reached() {
+            assert!(
+                Instant::now() < deadline,
+                "kill point {api} #{nth} never reached"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(child);
+        aws.release_kill_point();
+        apply_to_the_end(&aws, state.path(), &path);
+        let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
+        assert_eq!(
+            (models.len(), configs.len()),
+            (2, 2),
+            "after a kill at {api} #{nth}: {models:?} {configs:?}"
+        );
+        matrix.push(format!(
+            "| {api} #{nth} | converged | 2 models, 2 configs (1 kept for rollback) | none |"
+        ));
+    }
+    eprintln!(
+        "kill-point matrix, retrain and redeploy ({} calls):\n{}",
+        matrix.len(),
+        matrix.join("\n")
+    );
+}
+
 /// Throttling and 500s on the mutating calls themselves (every 2nd call of each is throttled,
 /// every 3rd answered 500): apply rides them out, converges, leaks nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
