@@ -46,6 +46,43 @@ pub fn prune_candidates(
     Ok(orphans)
 }
 
+/// What `apply --prune` would do, as plan actions (pure over the state): a Delete of every
+/// object a pruned resource recorded (deletionPolicy Delete, newest first), nothing for Retain
+/// (listed in the plan's notes as forgotten). `Err` is the guard's refusal, as apply gives it.
+pub fn planned_prune(
+    loaded: &Loaded,
+    statuses: &[crate::state::ResourceStatus],
+    force: bool,
+) -> Result<(Vec<crate::engine::Action>, Vec<ResourceId>), String> {
+    let declared: Vec<ResourceId> = loaded.manifests.iter().map(|m| m.id.clone()).collect();
+    let owned: Vec<ResourceId> = statuses.iter().map(|s| s.id()).collect();
+    let candidates = prune_candidates(&declared, &owned, !loaded.failed_files.is_empty(), force)?;
+    let mut actions = Vec::new();
+    let mut forgotten = Vec::new();
+    for status in statuses.iter().filter(|s| candidates.contains(&s.id())) {
+        if status.deletion_policy == DeletionPolicy::Retain {
+            forgotten.push(status.id());
+            continue;
+        }
+        for record in status.objects.iter().rev() {
+            let Some(aws_type) = crate::kinds::object_type(&record.aws_type) else {
+                continue;
+            };
+            actions.push(crate::engine::Action {
+                resource: status.id(),
+                operation: crate::engine::Operation::Delete,
+                aws_type,
+                name: record.name.clone(),
+                reason: "pruned: no manifest declares this resource (deletionPolicy Delete)".into(),
+                changes: Vec::new(),
+                deferred: None,
+                cost: None,
+            });
+        }
+    }
+    Ok((actions, forgotten))
+}
+
 pub async fn prune(
     loaded: &Loaded,
     clients: &Clients,

@@ -93,6 +93,12 @@ pub enum Command {
         /// Do not read AWS: every object shows as a create (CI without credentials).
         #[arg(long)]
         offline: bool,
+        /// Also show what `apply --prune` would delete (resources no manifest declares).
+        #[arg(long)]
+        prune: bool,
+        /// As `apply --prune --force`: plan pruning beyond the guard's limit.
+        #[arg(long)]
+        force: bool,
     },
     /// Converge AWS to the manifests. Exit 0: converged (or progressing without --wait), 1: problems.
     Apply {
@@ -277,9 +283,11 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             paths,
             output,
             offline,
+            prune,
+            force,
         } => {
             let loaded = load_valid(&paths)?;
-            let plan = if offline {
+            let mut plan = if offline {
                 let nothing_recorded = std::collections::HashMap::new();
                 engine::plan_all(
                     &loaded.manifests,
@@ -299,7 +307,30 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             } else {
                 crate::apply::plan(&loaded, connect(&cli.aws).await?, &store(&cli.aws)?).await?
             };
-            let note = if offline {
+            let mut pruning = String::new();
+            if prune && !offline {
+                match crate::apply::prune::planned_prune(
+                    &loaded,
+                    &store(&cli.aws)?.load_all()?,
+                    force,
+                ) {
+                    Ok((actions, forgotten)) => {
+                        plan.actions.extend(actions);
+                        if !forgotten.is_empty() {
+                            let names: Vec<String> =
+                                forgotten.iter().map(|id| id.to_string()).collect();
+                            pruning = format!(
+                                "pruning forgets {} (deletionPolicy Retain: their AWS objects are kept)",
+                                names.join(", ")
+                            );
+                        }
+                    }
+                    Err(refusal) => pruning = format!("apply --prune would refuse: {refusal}"),
+                }
+            }
+            let note = if !pruning.is_empty() {
+                pruning.as_str()
+            } else if offline {
                 "offline: AWS was not read, so everything shows as a create"
             } else {
                 ""

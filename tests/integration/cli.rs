@@ -368,3 +368,54 @@ spec:
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
     }
 }
+
+/// Issue #12: `plan --prune` shows what `apply --prune` deletes, object by object.
+#[test]
+fn plan_prune_lists_the_deletions_apply_prune_makes() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    aws.configure(
+        serde_json::json!({"endpoint_create_seconds": 0.3, "endpoint_delete_seconds": 0.2}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let bucket = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-cli-prune, region: us-east-1}\n";
+    std::fs::write(dir.path().join("bucket.yaml"), bucket).unwrap();
+    std::fs::write(
+        dir.path().join("endpoint.yaml"),
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: base}
+spec:
+  endpointName: sd-prune
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-cli-prune/model.tar.gz"}
+  instanceType: ml.g4dn.xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let (code, out, err) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_file(dir.path().join("endpoint.yaml")).unwrap();
+    let (code, plan, _) = against_local_aws(&aws, state.path(), &["plan", &path, "--prune"]);
+    assert_eq!(code, 2, "{plan}");
+    let planned: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- sagemaker:"))
+        .collect();
+    assert_eq!(planned.len(), 3, "{plan}");
+    aws.reset_calls();
+    let (code, out, err) =
+        against_local_aws(&aws, state.path(), &["apply", &path, "--wait", "--prune"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let deletes = aws
+        .mutating_calls()
+        .into_iter()
+        .filter(|api| api.starts_with("sagemaker:Delete"))
+        .count();
+    assert_eq!(deletes, planned.len(), "{out}");
+    let (code, plan, _) = against_local_aws(&aws, state.path(), &["plan", &path, "--prune"]);
+    assert_eq!(code, 0, "{plan}");
+}
