@@ -5,6 +5,7 @@
 #   SDOP_BIN=target/release/sdop benches/converged_reapply.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/local-aws.sh"
 python3 scripts/stand-in-checkout.py manifests/all-in-one-ai
+python3 scripts/stand-in-checkpoints.py manifests/checkpoints
 step "converge manifests/"
 $sdop apply manifests/ > /dev/null || true
 deploy/local-aws/.venv/bin/python scripts/demo-seed.py > /dev/null

@@ -1,7 +1,6 @@
 """Does what the workshop's people do by hand around sdop, against the local AWS:
-build_and_push.sh (images pushed to the ECR repositories sdop created), prepare.sh
-(checkpoints uploaded to S3) and the training images upload. Small fake files stand in for
-multi-GB weights. Uses boto3 from the emulator's virtualenv; AWS_* env points at the emulator."""
+build_and_push.sh (images pushed to the ECR repositories sdop created) and the training
+images on the build box (the checkpoints on its disk are scripts/stand-in-checkpoints.py's). Uses boto3 from the emulator's virtualenv; AWS_* env points at the emulator."""
 import hashlib
 import json
 import pathlib
@@ -37,12 +36,6 @@ def blob(name, size):
     seed = hashlib.sha256(name.encode()).digest()
     return (seed * (size // len(seed) + 1))[:size]
 
-size = int(os.environ.get("SDOP_DEMO_CHECKPOINT_BYTES", 2 * 1024 * 1024))
-for key in ["v1-5-pruned.ckpt", "v2-1_768-ema-pruned.ckpt"]:
-    s3.put_object(Bucket=BUCKET, Key=f"stable-diffusion-webui/checkpoints/{key}", Body=blob(key, size))
-s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/v2-1_768-ema-pruned.yaml",
-              Body=b"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    parameterization: v\n")
-s3.put_object(Bucket=BUCKET, Key="stable-diffusion-webui/checkpoints/ControlNet/control_sd15_canny.pth", Body=blob("canny", size // 4))
 for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-stable-diffusion-webui",
              "all-in-one-ai-stable-diffusion-webui-training", "all-in-one-ai-web"]:
     config_digest = "sha256:" + hashlib.sha256(repo.encode()).hexdigest()
@@ -54,4 +47,4 @@ for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-st
 dataset = pathlib.Path(__file__).resolve().parent.parent / "manifests" / "dataset" / "jpstyle"
 for i in range(20):
     (dataset / f"image{i:02d}.jpg").write_bytes(blob(f"img{i}", 4096))
-print("seeded: checkpoints, ControlNet, 4 images pushed, 20 training images in manifests/dataset/jpstyle/")
+print("seeded: 4 images pushed, 20 training images in manifests/dataset/jpstyle/")
