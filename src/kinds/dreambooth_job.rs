@@ -115,9 +115,10 @@ pub struct DreamboothJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_config: Option<VpcConfig>,
     /// Other train.py options sdop does not set itself (`embeddings-s3uri`,
-    /// `hypernetwork-s3uri`); any other key is refused: train.py exits on it.
+    /// `hypernetwork-s3uri`); any other key is refused: train.py exits on it. A value may be
+    /// `{valueFrom: ...}` (another resource's output, an SSM parameter).
     #[serde(default)]
-    pub hyperparameters: BTreeMap<String, String>,
+    pub hyperparameters: BTreeMap<String, ValueSource>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// Pruning the manifest: `Delete` (default) stops the job if it is still running (SageMaker
@@ -405,8 +406,10 @@ impl Kind for DreamboothJob {
                         TRAIN_PY_ARGUMENTS.join(", --")
                     ),
                 );
+            } else if let ValueSource::Literal(text) = value {
+                checks.check(at, training::unquoted_shell_word(text));
             } else {
-                checks.check(at, training::unquoted_shell_word(value));
+                value.check(&at, checks);
             }
         }
         if let Some(ValueSource::Literal(api)) = &spec.api_endpoint {
@@ -489,6 +492,11 @@ impl Kind for DreamboothJob {
                 .and_then(|api| api.reference("spec.apiEndpoint")),
         );
         refs.extend(spec.role_arn.reference("spec.roleArn"));
+        refs.extend(
+            spec.hyperparameters
+                .iter()
+                .filter_map(|(key, value)| value.reference(&format!("spec.hyperparameters.{key}"))),
+        );
         if let Some(vpc) = &spec.vpc_config {
             refs.extend(vpc.references("spec.vpcConfig"));
         }
@@ -584,10 +592,11 @@ impl Kind for DreamboothJob {
             Some(api) => api.resolve(ctx.outputs),
             None => Some(inference::NOTEBOOK_STAND_IN.to_string()),
         };
+        // A value from elsewhere not known yet leaves the job waiting (known after apply).
         let mut hyperparameters: BTreeMap<String, Option<String>> = spec
             .hyperparameters
             .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .map(|(k, v)| (k.clone(), v.resolve(ctx.outputs)))
             .collect();
         let mut set = |key: &str, value: Option<String>| {
             hyperparameters.insert(key.to_string(), value);
