@@ -20,7 +20,7 @@ pub struct BucketSpec {
     pub region: String,
     /// Tags on the bucket, besides sdop's ownership tags.
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     /// What pruning does when the manifest is deleted: `Retain` (default) or `Delete`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -52,8 +52,8 @@ impl Kind for Bucket {
         checks.tags("spec.tags", &spec.tags);
     }
 
-    fn references(_spec: &BucketSpec) -> Vec<Reference> {
-        Vec::new()
+    fn references(spec: &BucketSpec) -> Vec<Reference> {
+        super::tag_references(&spec.tags, "spec.tags")
     }
 
     fn claims(spec: &BucketSpec) -> Vec<(&'static str, Claim)> {
@@ -96,7 +96,7 @@ impl Kind for Bucket {
         }
     }
 
-    fn desired(spec: &BucketSpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
+    fn desired(spec: &BucketSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         vec![DesiredObject::new(
             AWS_TYPE,
             ObjectName::Known(spec.bucket_name.clone()),
@@ -107,7 +107,10 @@ impl Kind for Bucket {
             json!(spec.abort_incomplete_uploads_after_days),
         )
         .field("region", Some(json!(spec.region)))
-        .field("tags", Some(json!(spec.tags)))
+        .field(
+            "tags",
+            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
+        )
         // sdop's ownership tags present: a bucket whose create was interrupted after
         // CreateBucket (a throttled PutBucketTagging, a crash) is finished by an update.
         .field("ownershipTagged", Some(json!(true)))

@@ -120,7 +120,7 @@ pub struct DreamboothJobSpec {
     #[serde(default)]
     pub hyperparameters: BTreeMap<String, ValueSource>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     /// Pruning the manifest: `Delete` (default) stops the job if it is still running (SageMaker
     /// keeps finished jobs; they cannot be deleted); `Retain` lets it run.
     #[serde(default = "stop_on_delete")]
@@ -509,6 +509,7 @@ impl Kind for DreamboothJob {
                 ));
             }
         }
+        refs.extend(super::tag_references(&spec.tags, "spec.tags"));
         refs
     }
 
@@ -664,7 +665,9 @@ impl Kind for DreamboothJob {
         .field("outputS3Uri", Some(json!(output)))
         .field("maxRuntimeSeconds", Some(json!(spec.max_runtime_seconds)))
         .field("vpcConfig", super::vpc_field(&spec.vpc_config, ctx.outputs));
-        let name = if job.fully_known() {
+        // Training jobs keep the tags they were created with: the job waits for every value.
+        let tags = super::resolve_tags(&spec.tags, ctx.outputs);
+        let name = if job.fully_known() && tags.is_some() {
             ObjectName::Known(hashed_name(
                 &spec.training_job_name,
                 &content_hash(&job.fields),
@@ -685,7 +688,7 @@ impl Kind for DreamboothJob {
             .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
             .input("expectedCheckpoint", json!(checkpoint))
             .input("expectedCheckpointYaml", json!(yaml))
-            .input("tags", json!(spec.tags));
+            .input("tags", json!(tags.unwrap_or_default()));
         vec![
             // Its key is its content address: an owned object of that name has this content.
             DesiredObject {

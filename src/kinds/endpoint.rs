@@ -83,7 +83,7 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_startup_health_check_timeout_seconds: Option<u32>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     /// Endpoints bill by the hour: pruning deletes them unless this says `Retain`.
     #[serde(default = "delete")]
     pub deletion_policy: DeletionPolicy,
@@ -339,6 +339,7 @@ impl Kind for Endpoint {
                 .iter()
                 .filter_map(|(name, value)| value.reference(&format!("spec.environment.{name}"))),
         );
+        refs.extend(super::tag_references(&spec.tags, "spec.tags"));
         refs
     }
 
@@ -487,7 +488,10 @@ impl Kind for Endpoint {
             Mutability::InPlace,
         )
         .field("endpointConfigName", config.name.known().map(|n| json!(n)))
-        .field("tags", Some(json!(spec.tags)))
+        .field(
+            "tags",
+            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
+        )
         .capacity(crate::cost::Capacity {
             instance_type: spec.instance_type.clone(),
             instance_count: spec.instance_count,

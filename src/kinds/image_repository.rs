@@ -38,7 +38,7 @@ pub struct ImageRepositorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     #[serde(default)]
@@ -78,8 +78,8 @@ impl Kind for ImageRepository {
         checks.tags("spec.tags", &spec.tags);
     }
 
-    fn references(_spec: &ImageRepositorySpec) -> Vec<Reference> {
-        Vec::new()
+    fn references(spec: &ImageRepositorySpec) -> Vec<Reference> {
+        super::tag_references(&spec.tags, "spec.tags")
     }
 
     fn claims(spec: &ImageRepositorySpec) -> Vec<(&'static str, Claim)> {
@@ -127,7 +127,7 @@ impl Kind for ImageRepository {
         }
     }
 
-    fn desired(spec: &ImageRepositorySpec, _ctx: &DesiredContext) -> Vec<DesiredObject> {
+    fn desired(spec: &ImageRepositorySpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         vec![DesiredObject::new(
             AWS_TYPE,
             ObjectName::Known(spec.repository_name.clone()),
@@ -135,7 +135,10 @@ impl Kind for ImageRepository {
         )
         .field("scanOnPush", Some(json!(spec.scan_on_push)))
         .field("imageTagMutability", Some(json!(spec.image_tag_mutability)))
-        .field("tags", Some(json!(spec.tags)))
+        .field(
+            "tags",
+            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
+        )
         .input("imageTag", json!(spec.image_tag))]
     }
 }

@@ -227,11 +227,37 @@ impl Checks {
         self.problems.push((path.into(), message.into()));
     }
 
-    pub fn tags(&mut self, path: &str, tags: &BTreeMap<String, String>) {
+    pub fn tags(&mut self, path: &str, tags: &Tags) {
         for (key, value) in tags {
-            self.check(format!("{path}.{key}"), crate::rules::tag(key, value));
+            let at = format!("{path}.{key}");
+            match value {
+                ValueSource::Literal(text) => {
+                    self.check(at, crate::rules::tag(key, text));
+                }
+                from => {
+                    self.check(at.clone(), crate::rules::tag(key, ""));
+                    from.check(&at, self);
+                }
+            }
         }
     }
+}
+
+/// A resource's own tags (besides sdop's ownership tags); a value may be `{valueFrom: ...}`.
+pub type Tags = BTreeMap<String, ValueSource>;
+
+/// The resources tag values are read from.
+pub fn tag_references(tags: &Tags, path: &str) -> Vec<Reference> {
+    tags.iter()
+        .filter_map(|(key, value)| value.reference(&format!("{path}.{key}")))
+        .collect()
+}
+
+/// The tags with every value known, or `None` (known after apply).
+pub fn resolve_tags(tags: &Tags, outputs: &Outputs) -> Option<BTreeMap<String, String>> {
+    tags.iter()
+        .map(|(key, value)| value.resolve(outputs).map(|v| (key.clone(), v)))
+        .collect()
 }
 
 /// A manifest value that is literal, read from another resource's status output, or read
@@ -748,5 +774,33 @@ impl ImageRef {
             (None, Some(uri)) => Some(uri.clone()),
             (None, None) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_values_come_from_elsewhere_and_wait_until_known() {
+        let tags: Tags = yaml_serde::from_str(
+            "team: ml\nowner: {valueFrom: {resource: Stack/webui, output: outputs.Owner}}\n",
+        )
+        .unwrap();
+        assert_eq!(tag_references(&tags, "spec.tags").len(), 1);
+        let mut outputs = Outputs::default();
+        assert_eq!(resolve_tags(&tags, &outputs), None);
+        outputs.insert(
+            ResourceId::new("Stack", "webui"),
+            [("outputs.Owner".to_string(), "ops".to_string())].into(),
+        );
+        let resolved = resolve_tags(&tags, &outputs).unwrap();
+        assert_eq!(
+            (resolved["team"].as_str(), resolved["owner"].as_str()),
+            ("ml", "ops")
+        );
+        let mut checks = Checks::default();
+        checks.tags("spec.tags", &tags);
+        assert!(checks.problems.is_empty(), "{:?}", checks.problems);
     }
 }

@@ -103,7 +103,7 @@ pub struct StackSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     #[serde(default)]
@@ -321,6 +321,7 @@ impl Kind for Stack {
                     value.reference(&format!("spec.parameters.{name}"))
                 }),
             )
+            .chain(super::tag_references(&spec.tags, "spec.tags"))
             .collect()
     }
 
@@ -515,7 +516,10 @@ impl Kind for Stack {
                 "capabilities",
                 Some(json!(sorted_capabilities(&spec.capabilities))),
             )
-            .field("tags", Some(json!(spec.tags)))
+            .field(
+                "tags",
+                super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
+            )
             // Not sent to CloudFormation: unknown until every output waited for exists, which
             // holds the create back (and is not compared, so a new digest updates nothing).
             .field("waitFor", wait_for.map(|w| json!(w))),
