@@ -36,6 +36,76 @@ impl SpanIndex {
     }
 }
 
+impl SpanIndex {
+    /// The same index with every position `lines` lines further down.
+    fn shifted(mut self, lines: usize) -> SpanIndex {
+        let shift = |p: &mut Position| p.line += lines;
+        self.positions.values_mut().for_each(shift);
+        for (_, first, again) in &mut self.duplicate_keys {
+            shift(first);
+            shift(again);
+        }
+        self
+    }
+}
+
+/// A document's span index, built when the document is split (the careful path) or only when a
+/// position is first asked for (the fast path: most documents never need one).
+#[derive(Debug)]
+pub struct Spans {
+    eager: Option<SpanIndex>,
+    lazy: std::sync::OnceLock<SpanIndex>,
+    text: String,
+    first_line: usize,
+}
+
+impl Spans {
+    fn eager(index: SpanIndex) -> Spans {
+        Spans {
+            eager: Some(index),
+            lazy: std::sync::OnceLock::new(),
+            text: String::new(),
+            first_line: 1,
+        }
+    }
+
+    fn lazy(text: &str, first_line: usize) -> Spans {
+        Spans {
+            eager: None,
+            lazy: std::sync::OnceLock::new(),
+            text: text.to_string(),
+            first_line,
+        }
+    }
+
+    pub fn index(&self) -> &SpanIndex {
+        match &self.eager {
+            Some(index) => index,
+            None => self.lazy.get_or_init(|| {
+                let (docs, _) = split(&self.text);
+                docs.into_iter()
+                    .next()
+                    .and_then(|d| d.spans.eager)
+                    .unwrap_or_default()
+                    .shifted(self.first_line - 1)
+            }),
+        }
+    }
+
+    /// Keys repeated in one mapping. A lazily indexed document has none: its tree parsed,
+    /// and the tree parser refuses duplicate keys.
+    pub fn duplicate_keys(&self) -> &[(String, Position, Position)] {
+        match &self.eager {
+            Some(index) => &index.duplicate_keys,
+            None => &[],
+        }
+    }
+
+    pub fn position_of(&self, path: &str) -> Option<Position> {
+        self.index().position_of(path)
+    }
+}
+
 /// One document of a multi-document file.
 #[derive(Debug)]
 pub struct Document<'a> {
@@ -47,7 +117,7 @@ pub struct Document<'a> {
     pub start: Position,
     /// False for documents with no content (a stray `---`, comments only).
     pub has_content: bool,
-    pub spans: SpanIndex,
+    pub spans: Spans,
 }
 
 /// A YAML syntax error, at its position in the file.
@@ -229,10 +299,110 @@ pub fn split(source: &str) -> (Vec<Document<'_>>, Option<SyntaxError>) {
                 column: 1,
             }),
             has_content: doc.start.is_some(),
-            spans: doc.spans,
+            spans: Spans::eager(doc.spans),
         })
         .collect();
     (documents, error)
+}
+
+/// Longest line the fast split takes.
+const FAST_LINE_MAX: usize = 16 * 1024;
+/// Deepest flow nesting (brackets counted, quotes not parsed) the fast split takes.
+const FAST_FLOW_DEPTH_MAX: i64 = 64;
+
+/// Splits `source` at its `---` lines without parsing it, for the common shape of manifests
+/// (no `...`, no directives, nothing after a `---` on its line); `None` for any other shape,
+/// which [`split`] handles. Documents, first lines and starts are what [`split`] gives (a test
+/// checks it over every shipped YAML file); span indexes are built only when asked for.
+pub fn split_fast(source: &str) -> Option<Vec<Document<'_>>> {
+    struct Open {
+        from: usize,
+        first_line: usize,
+        start: Option<Position>,
+        explicit: bool,
+    }
+    let mut docs: Vec<(Open, usize)> = Vec::new();
+    let mut open: Option<Open> = None;
+    let mut offset = 0;
+    // Hostile shapes (very long lines, deep flow nesting) go the careful way: the tree parser
+    // is slow on them before it finds the error, saphyr is not.
+    let mut flow_depth: i64 = 0;
+    for (i, line) in source.split_inclusive('\n').enumerate() {
+        let number = i + 1;
+        if line.len() > FAST_LINE_MAX {
+            return None;
+        }
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => flow_depth += 1,
+                b']' | b'}' => flow_depth -= 1,
+                _ => {}
+            }
+        }
+        if flow_depth > FAST_FLOW_DEPTH_MAX {
+            return None;
+        }
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare.starts_with("...") || bare.starts_with('%') || bare.starts_with('\u{feff}') {
+            return None;
+        }
+        if let Some(rest) = bare.strip_prefix("---") {
+            let rest = rest.trim_start_matches(' ');
+            if !(rest.is_empty() || rest.starts_with('#')) {
+                return None;
+            }
+            if let Some(doc) = open.take() {
+                docs.push((doc, offset));
+            }
+            open = Some(Open {
+                from: offset,
+                first_line: number,
+                start: None,
+                explicit: true,
+            });
+        } else {
+            let content = bare.trim_start_matches(' ');
+            if !content.is_empty() && !content.starts_with('#') {
+                if content.starts_with('\t') {
+                    return None;
+                }
+                let doc = open.get_or_insert(Open {
+                    from: offset,
+                    first_line: number,
+                    start: None,
+                    explicit: false,
+                });
+                if doc.start.is_none() {
+                    doc.start = Some(Position {
+                        line: number,
+                        column: bare.len() - content.len() + 1,
+                    });
+                }
+            }
+        }
+        offset += line.len();
+    }
+    if let Some(doc) = open.take() {
+        docs.push((doc, source.len()));
+    }
+    Some(
+        docs.into_iter()
+            .filter(|(doc, _)| doc.explicit || doc.start.is_some())
+            .map(|(doc, to)| {
+                let text = &source[doc.from..to];
+                Document {
+                    text,
+                    first_line: doc.first_line,
+                    start: doc.start.unwrap_or(Position {
+                        line: doc.first_line,
+                        column: 1,
+                    }),
+                    has_content: doc.start.is_some(),
+                    spans: Spans::lazy(text, doc.first_line),
+                }
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -284,13 +454,76 @@ mod tests {
     fn duplicate_keys_are_found_where_they_repeat() {
         let (docs, _) = split("spec:\n  region: a\n  name: b\n  region: c\n");
         assert_eq!(
-            docs[0].spans.duplicate_keys,
-            vec![(
+            docs[0].spans.duplicate_keys(),
+            &[(
                 "spec.region".to_string(),
                 Position { line: 2, column: 3 },
                 Position { line: 4, column: 3 }
             )]
         );
+    }
+
+    /// The fast split gives what the careful one gives, over every YAML file the repository
+    /// ships (manifests, examples, the corpus) and some shapes of its own; positions of the
+    /// lazily built index match the eager one's.
+    #[test]
+    fn the_fast_split_agrees_with_the_careful_one() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["manifests", "examples", "tests/corpus"] {
+            collect(&root.join(dir), &mut files);
+        }
+        let mut texts: Vec<String> = files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect();
+        texts.extend(
+            [
+                "# c\n\napiVersion: v\n---\n# only a comment\n---\nkind: B\nspec:\n  a: [1, 2]\n",
+                "---\nkind: A\n--- # x\nkind: B\n---\n",
+                "a: |\n  text\n  more\nb: 2\n",
+            ]
+            .map(String::from),
+        );
+        let mut compared = 0;
+        for text in &texts {
+            let Some(fast) = split_fast(text) else {
+                continue;
+            };
+            let (careful, error) = split(text);
+            if error.is_some() {
+                continue;
+            }
+            assert_eq!(fast.len(), careful.len(), "{text}");
+            for (f, c) in fast.iter().zip(&careful) {
+                assert_eq!(
+                    (f.text, f.first_line, f.start, f.has_content),
+                    (c.text, c.first_line, c.start, c.has_content),
+                    "{text}"
+                );
+                assert_eq!(
+                    f.spans.index().positions,
+                    c.spans.index().positions,
+                    "{text}"
+                );
+            }
+            compared += 1;
+        }
+        assert!(compared > 50, "{compared}");
+    }
+
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
     }
 
     #[test]

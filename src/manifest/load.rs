@@ -250,13 +250,37 @@ fn load_text(
     diagnostics: &mut Vec<Diagnostic>,
     data_paths: &mut Vec<(PathBuf, bool)>,
 ) {
+    // The fast path: split at `---` lines and parse each document's tree; positions are
+    // indexed only if a diagnostic asks. Any document the tree parser refuses (a syntax error,
+    // a duplicate key, an alias bomb) sends the whole file down the careful path, which
+    // reports it exactly.
+    if let Some(documents) = document::split_fast(text) {
+        let trees: Option<Vec<Option<yaml_serde::Value>>> = documents
+            .iter()
+            .map(|doc| {
+                if doc.has_content {
+                    yaml_serde::from_str(doc.text).ok().map(Some)
+                } else {
+                    Some(None)
+                }
+            })
+            .collect();
+        if let Some(trees) = trees {
+            for (doc, tree) in documents.into_iter().zip(trees) {
+                if let Some(tree) = tree {
+                    load_document(file, doc, Some(tree), out, diagnostics, data_paths);
+                }
+            }
+            return;
+        }
+    }
     let (documents, syntax_error) = document::split(text);
     if let Some(err) = syntax_error {
         diagnostics.push(syntax_problem(file, text, &err));
     }
     for doc in documents {
         if doc.has_content {
-            load_document(file, doc, out, diagnostics, data_paths);
+            load_document(file, doc, None, out, diagnostics, data_paths);
         }
     }
 }
@@ -313,6 +337,7 @@ fn syntax_problem(file: &Path, text: &str, err: &document::SyntaxError) -> Diagn
 fn load_document(
     file: &Path,
     doc: Document<'_>,
+    tree: Option<yaml_serde::Value>,
     out: &mut Vec<Manifest>,
     diagnostics: &mut Vec<Diagnostic>,
     data_paths: &mut Vec<(PathBuf, bool)>,
@@ -335,8 +360,8 @@ fn load_document(
         resource,
         message: clean_yaml_message(&err.to_string(), doc.first_line - 1),
     };
-    if !origin.spans.duplicate_keys.is_empty() {
-        for (path, first, again) in &origin.spans.duplicate_keys {
+    if !origin.spans.duplicate_keys().is_empty() {
+        for (path, first, again) in origin.spans.duplicate_keys() {
             let key = path.rsplit('.').next().unwrap_or(path);
             diagnostics.push(Diagnostic {
                 file: file.to_path_buf(),
@@ -353,7 +378,7 @@ fn load_document(
     // The document is parsed once; the envelope and the spec are read from that tree. When
     // the tree cannot be built (an alias bomb stops it) or rejects a part, the text is parsed
     // the typed way, which stops at the first error and gives its position.
-    let tree: Option<yaml_serde::Value> = yaml_serde::from_str(doc.text).ok();
+    let tree: Option<yaml_serde::Value> = tree.or_else(|| yaml_serde::from_str(doc.text).ok());
     let envelope = match tree.as_ref().map(Envelope::deserialize) {
         Some(Ok(envelope)) => envelope,
         _ => match yaml_serde::from_str::<Envelope>(doc.text) {

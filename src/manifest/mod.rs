@@ -31,7 +31,7 @@ pub struct Origin {
     pub file: PathBuf,
     /// Position of the document's first line.
     pub document: Position,
-    pub spans: Arc<document::SpanIndex>,
+    pub spans: Arc<document::Spans>,
 }
 
 impl Origin {
