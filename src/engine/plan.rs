@@ -149,16 +149,14 @@ pub fn plan_resource(
     desired: &[DesiredObject],
     observed: &[ObservedObject],
 ) -> Vec<Action> {
-    let by_key: std::collections::HashMap<(&str, &str), &ObservedObject> = observed
-        .iter()
-        .map(|o| ((o.key.aws_type, o.key.name.as_str()), o))
-        .collect();
+    // A resource has a handful of objects: a scan beats building a map for each one.
     let mut actions = Vec::new();
     for want in desired {
-        let found = want
-            .name
-            .known()
-            .and_then(|name| by_key.get(&(want.aws_type, name)).copied());
+        let found = want.name.known().and_then(|name| {
+            observed
+                .iter()
+                .find(|o| o.key.aws_type == want.aws_type && o.key.name == name)
+        });
         let action = |operation, reason: String, changes| Action {
             resource: resource.clone(),
             operation,
