@@ -44,117 +44,113 @@ async fn config_capacity(clients: &Clients, config: &str) -> Result<Option<Capac
     }))
 }
 
-/// SageMaker objects sdop's tags claim in `clients`' region.
+/// `(name, arn)` of every object a SageMaker list call pages through.
+type Listed = Vec<(String, String)>;
+
+/// The objects among `listed` whose tags name an sdop owner.
+async fn owned_among(
+    clients: &Clients,
+    aws_type: &'static str,
+    listed: Listed,
+) -> Result<Vec<Owned>> {
+    let mut found = Vec::new();
+    for (name, arn) in listed {
+        if let Some(owner) = owner_of(clients, &arn).await? {
+            found.push(Owned {
+                aws_type,
+                name,
+                region: clients.region.clone(),
+                owner: Some(owner),
+                capacity: None,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// SageMaker objects sdop's tags claim in `clients`' region (every page of each list).
 pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
     let sm = &clients.sagemaker;
-    let region = clients.region.clone();
+    let mut listed: Listed = Vec::new();
+    let mut pages = sm.list_endpoints().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("sagemaker:ListEndpoints", e))?;
+        listed.extend(page.endpoints().iter().filter_map(|e| {
+            Some((
+                e.endpoint_name()?.to_string(),
+                e.endpoint_arn()?.to_string(),
+            ))
+        }));
+    }
     let mut found = Vec::new();
-    let endpoints = sm
-        .list_endpoints()
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| classify("sagemaker:ListEndpoints", e))?;
-    for endpoint in endpoints.endpoints() {
-        let (Some(name), Some(arn)) = (endpoint.endpoint_name(), endpoint.endpoint_arn()) else {
-            continue;
-        };
-        let Some(owner) = owner_of(clients, arn).await? else {
-            continue;
-        };
+    for mut endpoint in owned_among(clients, crate::kinds::endpoint::ENDPOINT, listed).await? {
         let described = sm
             .describe_endpoint()
-            .endpoint_name(name)
+            .endpoint_name(&endpoint.name)
             .send()
             .await
             .map_err(|e| classify("sagemaker:DescribeEndpoint", e))?;
-        let capacity = match described.endpoint_config_name() {
-            Some(config) => config_capacity(clients, config).await?,
-            None => None,
-        };
-        found.push(Owned {
-            aws_type: crate::kinds::endpoint::ENDPOINT,
-            name: name.to_string(),
-            region: region.clone(),
-            owner: Some(owner),
-            capacity,
-        });
-    }
-    let configs = sm
-        .list_endpoint_configs()
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| classify("sagemaker:ListEndpointConfigs", e))?;
-    for config in configs.endpoint_configs() {
-        let (Some(name), Some(arn)) = (config.endpoint_config_name(), config.endpoint_config_arn())
-        else {
-            continue;
-        };
-        if let Some(owner) = owner_of(clients, arn).await? {
-            found.push(Owned {
-                aws_type: crate::kinds::endpoint::ENDPOINT_CONFIG,
-                name: name.to_string(),
-                region: region.clone(),
-                owner: Some(owner),
-                capacity: None,
-            });
+        if let Some(config) = described.endpoint_config_name() {
+            endpoint.capacity = config_capacity(clients, config).await?;
         }
+        found.push(endpoint);
     }
-    let models = sm
-        .list_models()
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| classify("sagemaker:ListModels", e))?;
-    for model in models.models() {
-        let (Some(name), Some(arn)) = (model.model_name(), model.model_arn()) else {
-            continue;
-        };
-        if let Some(owner) = owner_of(clients, arn).await? {
-            found.push(Owned {
-                aws_type: crate::kinds::endpoint::MODEL,
-                name: name.to_string(),
-                region: region.clone(),
-                owner: Some(owner),
-                capacity: None,
-            });
-        }
+
+    let mut listed: Listed = Vec::new();
+    let mut pages = sm.list_endpoint_configs().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("sagemaker:ListEndpointConfigs", e))?;
+        listed.extend(page.endpoint_configs().iter().filter_map(|c| {
+            Some((
+                c.endpoint_config_name()?.to_string(),
+                c.endpoint_config_arn()?.to_string(),
+            ))
+        }));
     }
-    let jobs = sm
+    found.extend(owned_among(clients, crate::kinds::endpoint::ENDPOINT_CONFIG, listed).await?);
+
+    let mut listed: Listed = Vec::new();
+    let mut pages = sm.list_models().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("sagemaker:ListModels", e))?;
+        listed.extend(
+            page.models()
+                .iter()
+                .filter_map(|m| Some((m.model_name()?.to_string(), m.model_arn()?.to_string()))),
+        );
+    }
+    found.extend(owned_among(clients, crate::kinds::endpoint::MODEL, listed).await?);
+
+    let mut listed: Listed = Vec::new();
+    let mut pages = sm
         .list_training_jobs()
         .status_equals(TrainingJobStatus::InProgress)
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| classify("sagemaker:ListTrainingJobs", e))?;
-    for job in jobs.training_job_summaries() {
-        let (Some(name), Some(arn)) = (job.training_job_name(), job.training_job_arn()) else {
-            continue;
-        };
-        let Some(owner) = owner_of(clients, arn).await? else {
-            continue;
-        };
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("sagemaker:ListTrainingJobs", e))?;
+        listed.extend(page.training_job_summaries().iter().filter_map(|j| {
+            Some((
+                j.training_job_name()?.to_string(),
+                j.training_job_arn()?.to_string(),
+            ))
+        }));
+    }
+    for mut job in owned_among(clients, crate::kinds::dreambooth_job::AWS_TYPE, listed).await? {
         let described = sm
             .describe_training_job()
-            .training_job_name(name)
+            .training_job_name(&job.name)
             .send()
             .await
             .map_err(|e| classify("sagemaker:DescribeTrainingJob", e))?;
-        let capacity = described.resource_config().and_then(|r| {
+        job.capacity = described.resource_config().and_then(|r| {
             Some(Capacity {
                 instance_type: r.instance_type()?.as_str().to_string(),
                 instance_count: u32::try_from(r.instance_count()?).ok()?,
                 while_running: true,
             })
         });
-        found.push(Owned {
-            aws_type: crate::kinds::dreambooth_job::AWS_TYPE,
-            name: name.to_string(),
-            region: region.clone(),
-            owner: Some(owner),
-            capacity,
-        });
+        found.push(job);
     }
     Ok(found)
 }
@@ -162,27 +158,28 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
 /// Package objects under `bucket/prefix` that carry sdop's owner metadata, one per
 /// content-addressed package (`<prefix><identity>/...`), named as sdop records them.
 pub async fn package_objects(clients: &Clients, bucket: &str, prefix: &str) -> Result<Vec<Owned>> {
-    let listed = clients
+    let mut keys = Vec::new();
+    let mut pages = clients
         .s3
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
-        .send()
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed,
-        Err(err) => {
-            let err = classify("s3:ListObjectsV2", err);
-            if super::is_not_found(&err, &["NoSuchBucket"]) {
-                return Ok(Vec::new());
-            }
-            return Err(err);
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page.map_err(|e| classify("s3:ListObjectsV2", e)) {
+            Ok(page) => keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            ),
+            Err(err) if super::is_not_found(&err, &["NoSuchBucket"]) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
         }
-    };
+    }
     let mut found: Vec<Owned> = Vec::new();
-    for object in listed.contents() {
-        let Some(key) = object.key() else { continue };
-        let Some(head) = super::head_s3_object(clients, bucket, key).await? else {
+    for key in keys {
+        let Some(head) = super::head_s3_object(clients, bucket, &key).await? else {
             continue;
         };
         let owner = head
@@ -205,26 +202,23 @@ pub async fn package_objects(clients: &Clients, bucket: &str, prefix: &str) -> R
 
 /// Every open multipart upload in `bucket` (billed storage until aborted).
 pub async fn open_uploads(clients: &Clients, bucket: &str) -> Result<Vec<Owned>> {
-    let listed = clients
-        .s3
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed,
-        Err(err) => {
-            let err = classify("s3:ListMultipartUploads", err);
-            if super::is_not_found(&err, &["NoSuchBucket"]) {
-                return Ok(Vec::new());
-            }
-            return Err(err);
-        }
-    };
-    Ok(listed
-        .uploads()
-        .iter()
-        .map(|u| Owned {
+    let mut found = Vec::new();
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let listed = clients
+            .s3
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await;
+        let listed = match listed.map_err(|e| classify("s3:ListMultipartUploads", e)) {
+            Ok(listed) => listed,
+            Err(err) if super::is_not_found(&err, &["NoSuchBucket"]) => return Ok(found),
+            Err(err) => return Err(err),
+        };
+        found.extend(listed.uploads().iter().map(|u| Owned {
             aws_type: "s3:multipart-upload",
             name: format!(
                 "{bucket}/{} ({})",
@@ -234,6 +228,12 @@ pub async fn open_uploads(clients: &Clients, bucket: &str) -> Result<Vec<Owned>>
             region: clients.region.clone(),
             owner: None,
             capacity: None,
-        })
-        .collect())
+        }));
+        // Truncated listings continue after the markers S3 returns.
+        if listed.is_truncated() != Some(true) {
+            return Ok(found);
+        }
+        key_marker = listed.next_key_marker().map(str::to_string);
+        id_marker = listed.next_upload_id_marker().map(str::to_string);
+    }
 }

@@ -16,36 +16,26 @@ fn sdop(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// manifests/ deploys the templates and code zips of an all-in-one-ai checkout at
-/// manifests/all-in-one-ai: a real one if the developer put one there, else the stand-in the
-/// demo uses (scripts/stand-in-checkout.py, refreshed in place, safe to run in parallel).
+/// manifests/ reads two things from the build box: an all-in-one-ai checkout at
+/// manifests/all-in-one-ai and the checkpoints at manifests/checkpoints. Real ones if the
+/// developer put them there, else the stand-ins the demo uses (each script refreshes its
+/// stand-in in place, is safe to run in parallel and never overwrites real files).
 fn with_checkout() {
+    stand_in("scripts/stand-in-checkout.py", "manifests/all-in-one-ai");
+    stand_in("scripts/stand-in-checkpoints.py", "manifests/checkpoints");
+}
+
+fn stand_in(script: &str, dest: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let checkout = root.join("manifests/all-in-one-ai");
-    if checkout.exists() && !checkout.join(".sdop-stand-in").exists() {
+    let target = root.join(dest);
+    if target.exists() && !target.join(".sdop-stand-in").exists() {
         return;
     }
     let out = Command::new("python3")
-        .args(["scripts/stand-in-checkout.py", "manifests/all-in-one-ai"])
+        .args([script, dest])
         .current_dir(root)
         .output()
-        .expect("run python3 scripts/stand-in-checkout.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // ...and reads the build box's checkpoints from manifests/checkpoints (stand-ins, unless
-    // real ones are there: the script never overwrites those).
-    let checkpoints = root.join("manifests/checkpoints");
-    if checkpoints.exists() && !checkpoints.join(".sdop-stand-in").exists() {
-        return;
-    }
-    let out = Command::new("python3")
-        .args(["scripts/stand-in-checkpoints.py", "manifests/checkpoints"])
-        .current_dir(root)
-        .output()
-        .expect("run python3 scripts/stand-in-checkpoints.py");
+        .unwrap_or_else(|e| panic!("run python3 {script}: {e}"));
     assert!(
         out.status.success(),
         "{}",

@@ -67,6 +67,42 @@ fn clean_run(example: &str) -> (LocalAws, Vec<String>) {
     (aws, calls)
 }
 
+/// Every mutating call of `calls` as (API, its n-th occurrence): the kill points.
+fn points_of(calls: &[String]) -> Vec<(String, usize)> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, api)| {
+            (
+                api.clone(),
+                calls[..=i].iter().filter(|a| *a == api).count(),
+            )
+        })
+        .collect()
+}
+
+/// Starts `sdop apply --wait` of `path`, kills it with SIGKILL once the `nth` call of `api`
+/// took effect in AWS (its answer held), then applies again to the end.
+fn kill_at_then_restart(aws: &LocalAws, state: &Path, path: &str, api: &str, nth: usize) {
+    aws.arm_kill_point(api, nth);
+    let child = sdop(aws, state, &["apply", path, "--wait", "--timeout", "2m"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !aws.kill_point_reached() {
+        assert!(
+            Instant::now() < deadline,
+            "kill point {api} #{nth} never reached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(child);
+    aws.release_kill_point();
+    apply_to_the_end(aws, state, path);
+}
+
 fn kill(mut child: Child) {
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
@@ -77,11 +113,7 @@ async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
     let example = repo_root().join("examples/train-then-deploy");
     let example = example.to_str().unwrap();
     let (aws, calls) = clean_run(example);
-    let mut points: Vec<(String, usize)> = Vec::new();
-    for (i, api) in calls.iter().enumerate() {
-        let nth = calls[..=i].iter().filter(|a| *a == api).count();
-        points.push((api.clone(), nth));
-    }
+    let points = points_of(&calls);
     assert!(points.len() >= 10, "{calls:?}");
 
     let mut matrix = Vec::new();
@@ -89,27 +121,7 @@ async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
         aws.reset();
         configure(&aws);
         let state = tempfile::tempdir().unwrap();
-        aws.arm_kill_point(api, *nth);
-        let child = sdop(
-            &aws,
-            state.path(),
-            &["apply", example, "--wait", "--timeout", "2m"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !aws.kill_point_reached() {
-            assert!(
-                Instant::now() < deadline,
-                "kill point {api} #{nth} never reached"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        kill(child);
-        aws.release_kill_point();
-        apply_to_the_end(&aws, state.path(), example);
+        kill_at_then_restart(&aws, state.path(), example, api, *nth);
         let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
         assert_eq!(
             (models.len(), configs.len()),
@@ -172,32 +184,11 @@ async fn kill_9_at_every_mutating_call_of_a_retrain_and_redeploy_then_restart_co
         "{calls:?}"
     );
     let mut matrix = Vec::new();
-    for (i, api) in calls.iter().enumerate() {
-        let nth = calls[..=i].iter().filter(|a| *a == api).count();
+    for (api, nth) in points_of(&calls) {
         aws.reset();
         configure(&aws);
         let state = converged_on_v1(&aws);
-        aws.arm_kill_point(api, nth);
-        let child = sdop(
-            &aws,
-            state.path(),
-            &["apply", &path, "--wait", "--timeout", "2m"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !aws.kill_point_reached() {
-            assert!(
-                Instant::now() < deadline,
-                "kill point {api} #{nth} never reached"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        kill(child);
-        aws.release_kill_point();
-        apply_to_the_end(&aws, state.path(), &path);
+        kill_at_then_restart(&aws, state.path(), &path, &api, nth);
         let (models, configs) = leak_audit(&aws, &[ENDPOINT], &[]).await;
         assert_eq!(
             (models.len(), configs.len()),
