@@ -74,6 +74,9 @@ pub struct ResourceStatus {
     /// The endpoint config an update was started towards.
     #[serde(default)]
     pub rollout_target: Option<String>,
+    /// What the object a smoke check verifies was before the rollout (to roll back to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<crate::model::object::RollbackTarget>,
     /// In-place updates made but not yet seen converged. The same update planned again before
     /// that means AWS does not keep the value: reported, not repeated in a loop.
     #[serde(default)]
@@ -116,6 +119,7 @@ impl ResourceStatus {
             failed_spec_hash: None,
             failed_rollout: None,
             rollout_target: None,
+            rollback_to: None,
             unconfirmed_updates: Vec::new(),
             objects: Vec::new(),
             outputs: BTreeMap::new(),

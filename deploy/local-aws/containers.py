@@ -419,3 +419,237 @@ def report():
 def clear():
     LOGS.clear()
     LOADED.clear()
+
+
+# --------------------------------------------------------------- invocations
+# The inference image's POST /invocations, as fork 9f7dec70 serves it (47dd0bbc has the same
+# handler): modules/api/api.py invocations() L402-453 with the request model
+# modules/api/models.py InvocationsRequest L244-250, run by FastAPI 0.90.1
+# (requirements_versions.txt). Returns (HTTP status, response body) as the container answers.
+#
+# Sampler names the handler accepts: fork 9f7dec70 modules/sd_samplers.py all_samplers_map is
+# keyed by SamplerData.name only (aliases such as k_euler_a are not accepted), over
+# samplers_k_diffusion plus DDIM and PLMS; api.py validate_sampler_name() raises
+# HTTPException(404, "Sampler not found") for any other name.
+SAMPLERS = frozenset([
+    "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE",
+    "DPM fast", "DPM adaptive", "LMS Karras", "DPM2 Karras", "DPM2 a Karras",
+    "DPM++ 2S a Karras", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "PLMS"])
+# api.py invocations(): the tasks it dispatches; anything else raises NotImplementedError.
+INVOCATION_TASKS = ("text-to-image", "image-to-image", "extras-single-image",
+                    "extras-batch-images", "sd-models")
+# Starlette's ServerErrorMiddleware answer to an exception FastAPI does not handle.
+SERVER_ERROR = (500, b"Internal Server Error")
+# botocore handlers.validate_bucket_name (VALID_BUCKET): the client-side check boto3 makes
+# before any S3 call inside the container.
+VALID_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
+
+
+class HandlerError(Exception):
+    """An exception inside invocations()' try block: printed (traceback.print_exc) and the
+    handler returns None."""
+
+
+def _unprocessable(errors):
+    # FastAPI 0.90.1 RequestValidationError -> 422 {"detail": [...]} (the default handler;
+    # webui() mounts the API on gradio's app without webui.py's api_only() 422 handler).
+    return 422, json.dumps({"detail": errors}).encode()
+
+
+def _str_field(value):
+    """pydantic 1.10 str_validator: str, or int/float/Decimal coerced; else 'str type expected'."""
+    return isinstance(value, (str, int, float))
+
+
+def _request_errors(req):
+    """pydantic validation of InvocationsRequest (only the fields the handler reads)."""
+    if not isinstance(req, dict):
+        if req is None:
+            return [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
+        return [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
+    errors = []
+
+    def bad(loc, msg, typ):
+        errors.append({"loc": ["body", *loc], "msg": msg, "type": typ})
+    # task: str (required); username: Optional[str]
+    if "task" not in req:
+        bad(["task"], "field required", "value_error.missing")
+    elif req["task"] is None:
+        bad(["task"], "none is not an allowed value", "type_error.none.not_allowed")
+    elif not _str_field(req["task"]):
+        bad(["task"], "str type expected", "type_error.str")
+    if req.get("username") is not None and not _str_field(req["username"]):
+        bad(["username"], "str type expected", "type_error.str")
+    payload = req.get("txt2img_payload")
+    if payload is not None and not isinstance(payload, dict):
+        bad(["txt2img_payload"], "value is not a valid dict", "type_error.dict")
+    elif isinstance(payload, dict):
+        # StableDiffusionTxt2ImgProcessingAPI: the processing.py __init__ parameters
+        # (script_args: str = None, sampler_name: str = None, ints with defaults) plus
+        # sampler_index: str = "Euler" (models.py L101-105, not Optional).
+        for key in ("script_args", "sampler_name"):
+            if payload.get(key) is not None and not _str_field(payload[key]):
+                bad(["txt2img_payload", key], "str type expected", "type_error.str")
+        if "sampler_index" in payload:
+            if payload["sampler_index"] is None:
+                bad(["txt2img_payload", "sampler_index"], "none is not an allowed value",
+                    "type_error.none.not_allowed")
+            elif not _str_field(payload["sampler_index"]):
+                bad(["txt2img_payload", "sampler_index"], "str type expected", "type_error.str")
+        for key in ("width", "height", "batch_size", "n_iter", "steps", "seed"):
+            value = payload.get(key)
+            if value is None:
+                continue
+            try:
+                int(value)
+            except (TypeError, ValueError):
+                bad(["txt2img_payload", key], "value is not a valid integer",
+                    "type_error.integer")
+    return errors
+
+
+def _png(width, height):
+    """A black greyscale PNG of width x height: the stand-in for a generated image."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    raw = (b"\x00" + b"\x00" * width) * height  # filter byte 0 per row, grey level 0
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def _txt2img(req, env, s3, seed_source):
+    """invocations() for task text-to-image, then api.py text2imgapi()."""
+    import base64
+    # download_s3files(cmd_opts.embeddings_s3uri, ...): serve passes --embeddings-s3uri only
+    # when the model env has embeddings_s3uri (all-in-one-ai sagemaker/stable-diffusion-webui/
+    # serve), else the default '' (modules/shared.py L97). download_s3files slices the URI as
+    # bucket = s3uri[5:s3uri.find('/', 5)], then lists the bucket with boto3.
+    uri = str(env.get("embeddings_s3uri", ""))
+    bucket = uri[5:uri.find("/", 5)]
+    if not VALID_BUCKET.match(bucket):
+        raise HandlerError(f"botocore.exceptions.ParamValidationError: Invalid bucket name "
+                           f"\"{bucket}\" (download_s3files(embeddings_s3uri={uri!r}); the "
+                           "model env has no usable embeddings_s3uri)")
+    if s3.buckets.get(bucket) is None:
+        raise HandlerError(f"botocore.exceptions.ClientError: NoSuchBucket when calling "
+                           f"ListObjects (download_s3files(embeddings_s3uri={uri!r}))")
+    payload = req.get("txt2img_payload")
+    if payload is None:
+        raise HandlerError("AttributeError: 'NoneType' object has no attribute 'sampler_name' "
+                           "(no txt2img_payload)")
+    # text2imgapi: validate_sampler_name(sampler_name or sampler_index); sampler_index
+    # defaults to "Euler" (models.py L101-105). Its HTTPException is inside invocations()' try.
+    sampler = payload.get("sampler_name") or str(payload.get("sampler_index", "Euler"))
+    if sampler not in SAMPLERS:
+        raise HandlerError(f"fastapi.HTTPException: 404 Sampler not found ({sampler!r})")
+    # processing.py L124: script_args = json.loads(script_args) if not None; text2imgapi then
+    # calls p.scripts.run(p, *p.script_args); ScriptRunner.run (modules/scripts.py L305-309)
+    # returns None for script index args[0] == 0, and process_images() runs.
+    raw_args = payload.get("script_args")
+    if raw_args is None:
+        raise HandlerError("TypeError: modules.scripts.ScriptRunner.run() argument after * must "
+                           "be an iterable, not NoneType (txt2img_payload.script_args omitted)")
+    try:
+        script_args = json.loads(str(raw_args))
+    except ValueError as err:
+        raise HandlerError(f"json.decoder.JSONDecodeError: {err} (txt2img_payload.script_args)")
+    if not isinstance(script_args, list):
+        raise HandlerError(f"TypeError: script_args {raw_args!r} is not a JSON list")
+    if not script_args:
+        raise HandlerError("IndexError: tuple index out of range (script_args is [])")
+    if script_args[0] != 0:
+        # Known gap (README): the fork's selectable scripts are not modelled.
+        raise HandlerError(f"script index {script_args[0]!r}: selectable scripts are not "
+                           "modelled by the emulator (use 0)")
+    # StableDiffusionProcessing defaults (processing.py L81): 512x512, 50 steps, batch 1.
+    width, height = int(payload.get("width") or 512), int(payload.get("height") or 512)
+    batch, n_iter = int(payload.get("batch_size") or 1), int(payload.get("n_iter") or 1)
+    if width < 1 or height < 1 or batch < 1 or n_iter < 1:
+        raise HandlerError(f"RuntimeError: cannot generate {batch}x{n_iter} images of "
+                           f"{width}x{height}")
+    seed = payload.get("seed")
+    seed = -1 if seed is None else int(float(seed))
+    if seed == -1:
+        seed = random.Random(seed_source).randrange(2**32)
+    prompt = str(payload.get("prompt", ""))
+    png = base64.b64encode(_png(width, height)).decode()
+    count = batch * n_iter  # text2imgapi sets do_not_save_grid: no grid image is added
+    # processing.py Processed.js(): a JSON string (a subset of its keys here).
+    info = {"prompt": prompt, "all_prompts": [prompt] * count,
+            "negative_prompt": str(payload.get("negative_prompt") or ""),
+            "seed": seed, "all_seeds": [seed + i for i in range(count)],
+            "width": width, "height": height, "sampler_name": sampler,
+            "cfg_scale": payload.get("cfg_scale", 7.0), "steps": int(payload.get("steps") or 50),
+            "batch_size": batch}
+    # TextToImageResponse(images=b64images, parameters=vars(txt2imgreq), info=processed.js())
+    return {"images": [png] * count, "parameters": payload, "info": json.dumps(info)}
+
+
+def invoke_async(endpoint_name, model, body, content_type, s3, ecr_backends, account,
+                 external_revision, seed_source=""):
+    """POST /invocations with `body` on the inference container of `model` (the endpoint's
+    serving variant). Returns (HTTP status, response bytes); 2xx is a success."""
+    log = LOGS[endpoint_name]
+    container = model.primary_container or {}
+    env = container.get("Environment") or {}
+    revision = image_revision(container.get("Image"), ecr_backends, account, external_revision)
+    # FastAPI 0.90.1 routing.get_request_handler: the body is parsed as JSON when there is no
+    # Content-Type or it is application/json (or */*+json); otherwise the raw bytes go to
+    # validation. SageMaker forwards the invocation's ContentType; when the caller sends none
+    # (the SageMaker Python SDK's predict_async, which all-in-one-ai's notebook and backend
+    # use) the container gets none.
+    req = None
+    if body:
+        kind = (content_type or "").split(";")[0].strip().lower()
+        if kind and not (kind == "application/json" or
+                         (kind.startswith("application/") and kind.endswith("+json"))):
+            req = bytes(body)
+        else:
+            try:
+                req = json.loads(body)
+            except UnicodeDecodeError:
+                log.append("invocation: 400 There was an error parsing the body")
+                return 400, json.dumps({"detail": "There was an error parsing the body"}).encode()
+            except ValueError as err:
+                log.append(f"invocation: 422 JSONDecodeError {err}")
+                return _unprocessable([{"loc": ["body", getattr(err, "pos", 0)],
+                                        "msg": str(err), "type": "value_error.jsondecode"}])
+    errors = _request_errors(req)
+    if errors:
+        log.append(f"invocation: 422 {errors}")
+        return _unprocessable(errors)
+    try:
+        username = req.get("username")
+        # api.py L411: `if username != ''` (an omitted username is None): the user lookup
+        # os.environ['api_endpoint'] and requests.post(f'{api_endpoint}/sd/user').
+        if username != "":
+            api = env.get("api_endpoint")
+            if api is None:
+                raise HandlerError("KeyError: 'api_endpoint' (user lookup for username "
+                                   f"{username!r})")
+            if not re.match(r"https?://[^/]", str(api)):
+                raise HandlerError(f"requests.exceptions.MissingSchema: Invalid URL "
+                                   f"'{api}/sd/user': No scheme supplied (username {username!r})")
+            # Known gap (README): the emulator serves no all-in-one-ai API.
+            raise HandlerError(f"requests.exceptions.ConnectionError: {api}/sd/user (the "
+                               f"emulator serves no all-in-one-ai API; username {username!r})")
+        task = str(req["task"])
+        if task not in INVOCATION_TASKS:
+            raise HandlerError(f"NotImplementedError (task {task!r})")
+        if task != "text-to-image":
+            raise HandlerError(f"task {task!r} is not modelled by the emulator")
+        response = _txt2img(req, env, s3, seed_source)
+    except HandlerError as err:
+        # The handler printed the traceback and returned None; FastAPI 0.90.1
+        # serialize_response() validates None against the non-Optional response_model Union
+        # (create_response_field(required=True)), raises ValidationError, and Starlette answers
+        # 500.
+        log.append(f"invocation (fork {revision}): Traceback: {err}")
+        return SERVER_ERROR
+    log.append(f"invocation (fork {revision}): text-to-image, {len(response['images'])} image(s)")
+    return 200, json.dumps(response).encode()

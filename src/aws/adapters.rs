@@ -62,6 +62,8 @@ static ADAPTERS: &[&dyn Adapter] = &[
     &super::sagemaker_training_job::TrainingJobAdapter,
     &super::s3_model_package::ModelPackageAdapter,
     &super::dynamodb_registration::RegistrationAdapter,
+    &super::autoscaling_endpoint::EndpointScalingAdapter,
+    &super::sagemaker_smoke_check::SmokeCheckAdapter,
 ];
 
 pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {

@@ -3,12 +3,14 @@
 
 pub mod adapters;
 pub mod audit;
+pub mod autoscaling_endpoint;
 pub mod dynamodb_registration;
 pub mod ecr_repository;
 pub mod s3_bucket;
 pub mod s3_model_package;
 pub mod s3_object;
 pub mod sagemaker_endpoint;
+pub mod sagemaker_smoke_check;
 pub mod sagemaker_training_job;
 pub mod stack;
 pub mod transport;
@@ -102,6 +104,9 @@ pub struct Clients {
     pub sagemaker: aws_sdk_sagemaker::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sagemaker_runtime: aws_sdk_sagemakerruntime::Client,
     pub region: String,
     /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
     pub endpoint_url: Option<String>,
@@ -163,6 +168,15 @@ impl Clients {
         let ssm = aws_sdk_ssm::config::Builder::from(config)
             .interceptor(transport::OperationName)
             .build();
+        let autoscaling = aws_sdk_applicationautoscaling::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
+        let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
+        let sagemaker_runtime = aws_sdk_sagemakerruntime::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ecr: aws_sdk_ecr::Client::from_conf(ecr),
@@ -170,6 +184,9 @@ impl Clients {
             sagemaker: aws_sdk_sagemaker::Client::from_conf(sagemaker),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             ssm: aws_sdk_ssm::Client::from_conf(ssm),
+            autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(autoscaling),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            sagemaker_runtime: aws_sdk_sagemakerruntime::Client::from_conf(sagemaker_runtime),
             region: config
                 .region()
                 .map(|r| r.to_string())
@@ -331,6 +348,22 @@ pub async fn head_s3_object(
             .map_err(|e| classify("s3:HeadObject", e)),
         |err| is_not_found(err, &["NotFound", "NoSuchKey", "NoSuchBucket"]),
     )
+}
+
+/// Deletes an S3 object; already gone (or its bucket) is success.
+pub async fn delete_s3_object(clients: &Clients, bucket: &str, key: &str) -> Result<(), Error> {
+    absent_if(
+        clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3:DeleteObject", e)),
+        |err| is_not_found(err, &["NoSuchKey", "NoSuchBucket", "NotFound"]),
+    )
+    .map(|_| ())
 }
 
 /// An SSM parameter's value (decrypted), `None` when there is no such parameter.

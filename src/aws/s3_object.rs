@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::json;
 
-use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
-use super::{classify, head_s3_object, is_not_found};
+use super::{classify, head_s3_object};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -111,17 +110,6 @@ impl Adapter for TemplateObjectAdapter {
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
         let (bucket, key) = split(name)?;
-        absent_if(
-            ctx.clients
-                .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| classify("s3:DeleteObject", e)),
-            |err| is_not_found(err, &["NoSuchKey", "NoSuchBucket", "NotFound"]),
-        )
-        .map(|_| ())
+        super::delete_s3_object(ctx.clients, bucket, key).await
     }
 }

@@ -61,7 +61,13 @@ impl Intercept for OperationName {
 /// The SDK's service names (`S3`, `SageMaker`, `ECR`, `CloudFormation`) in the short form
 /// AWS uses in IAM actions and the emulator's call counter.
 fn service_prefix(service: &str) -> String {
-    service.to_ascii_lowercase().replace(' ', "")
+    let short = service.to_ascii_lowercase().replace(' ', "");
+    // IAM's prefixes where they differ from the SDK's names (Service Authorization Reference).
+    match short.as_str() {
+        "applicationautoscaling" => "application-autoscaling".into(),
+        "sagemakerruntime" => "sagemaker".into(),
+        _ => short,
+    }
 }
 
 /// How one HTTP attempt ended, for metrics.

@@ -39,6 +39,8 @@ pub struct Memory {
     pub failed_rollout: Option<String>,
     /// The in-place change last started (to recognise AWS rolling it back).
     pub rollout_target: Option<String>,
+    /// What the object a check verifies was before the rollout started (to roll back to).
+    pub rollback_to: Option<plan::RollbackTarget>,
     /// In-place changes made but not yet seen converged.
     pub unconfirmed_updates: Vec<String>,
     /// Objects sdop created or adopted for the resource, oldest first.
@@ -85,6 +87,7 @@ pub enum Reason {
     Progressing,
     Degraded,
     RolloutRolledBack,
+    SmokeCheckFailed,
     DriftPersists,
     Failed,
 }
@@ -101,6 +104,7 @@ impl Reason {
             Reason::Progressing => "Progressing",
             Reason::Degraded => "Degraded",
             Reason::RolloutRolledBack => "RolloutRolledBack",
+            Reason::SmokeCheckFailed => "SmokeCheckFailed",
             Reason::DriftPersists => "DriftPersists",
             Reason::Failed => "Failed",
         }
@@ -357,10 +361,26 @@ pub fn decide(input: &Inputs) -> Decision {
         }
     }
 
-    // Guards: in-progress objects finish first; a rolled-back or unkept change is reported,
-    // not repeated in a loop.
+    // A failed check of a rollout rolls it back (once); after that the rollout is not retried
+    // until the spec changes.
+    if let Some(decision) = roll_back_failed_check(input, &observed, &mut memory, &mut notices) {
+        return decision;
+    }
+
+    // Objects whose sibling changes now (created, updated, replaced) wait for it.
+    let changing_now: Vec<(&'static str, String)> = actions
+        .iter()
+        .filter(|a| a.deferred.is_none() && a.operation != Operation::Delete)
+        .map(|a| (a.aws_type, a.name.clone()))
+        .collect();
+    // Guards: in-progress objects finish first, and objects that need a sibling settled wait
+    // for it; a rolled-back or unkept change is reported, not repeated in a loop.
     for action in actions.iter_mut() {
         if action.deferred.is_some() {
+            continue;
+        }
+        if let Some(why) = waits_for_sibling(action, input.desired, &changing_now, &state_of) {
+            action.deferred = Some(why);
             continue;
         }
         match state_of(action.aws_type, &action.name) {
@@ -432,6 +452,18 @@ pub fn decide(input: &Inputs) -> Decision {
                 notices,
                 next: Next::WhenWoken,
             };
+        }
+        if is_verified(input.desired, action.aws_type, &action.name) {
+            memory.rollback_to = action
+                .changes
+                .iter()
+                .map(|c| c.before.clone().map(|v| (c.field.clone(), v)))
+                .collect::<Option<BTreeMap<String, serde_json::Value>>>()
+                .map(|fields| plan::RollbackTarget {
+                    aws_type: action.aws_type.to_string(),
+                    name: action.name.clone(),
+                    fields,
+                });
         }
         memory.rollout_target = Some(target);
     }
@@ -521,6 +553,7 @@ pub fn decide(input: &Inputs) -> Decision {
     }
     memory.outputs = outputs;
     memory.rollout_target = None;
+    memory.rollback_to = None;
     memory.observed_spec_hash = Some(spec_hash.to_string());
     if memory.phase != Phase::Ready {
         notices.push(Notice {
@@ -540,6 +573,130 @@ pub fn decide(input: &Inputs) -> Decision {
         notices,
         next: Next::WhenWoken,
     }
+}
+
+/// Whether a desired object checks the rollout of `aws_type` `name`.
+fn is_verified(desired: &[DesiredObject], aws_type: &str, name: &str) -> bool {
+    desired.iter().any(|d| {
+        d.verifies
+            && d.after_ready
+                .as_ref()
+                .is_some_and(|(t, n)| *t == aws_type && n == name)
+    })
+}
+
+/// A check that failed (`verifies`, observed Failed): with what the checked object was before
+/// the rollout, a rollback to it (Degraded, loud); when the rollback was made already, Degraded
+/// until the spec changes. `None`: no failed check, or nothing to roll back to (the first
+/// create: the failure is the resource's, as any failed object's).
+fn roll_back_failed_check(
+    input: &Inputs,
+    observed: &[ObservedObject],
+    memory: &mut Memory,
+    notices: &mut Vec<Notice>,
+) -> Option<Decision> {
+    let (check, reason) = input.desired.iter().filter(|d| d.verifies).find_map(|d| {
+        observed.iter().find_map(|o| match &o.state {
+            ObjectState::Failed(reason)
+                if o.key.aws_type == d.aws_type && d.name.known() == Some(o.key.name.as_str()) =>
+            {
+                Some((d, reason.clone()))
+            }
+            _ => None,
+        })
+    })?;
+    let (checked_type, checked_name) = check.after_ready.as_ref()?;
+    let checked_state = observed
+        .iter()
+        .find(|o| o.key.aws_type == *checked_type && o.key.name == *checked_name)
+        .map(|o| &o.state);
+    let check_name = check.name.display();
+    let back = memory
+        .rollback_to
+        .clone()
+        .filter(|b| b.aws_type == *checked_type && b.name == *checked_name);
+    match (back, memory.rollout_target.clone()) {
+        (Some(back), Some(target)) => {
+            memory.rollback_to = None;
+            memory.failed_rollout = Some(target.clone());
+            let changes: Vec<plan::FieldChange> = back
+                .fields
+                .iter()
+                .map(|(field, before)| plan::FieldChange {
+                    field: field.clone(),
+                    before: None,
+                    after: Some(before.clone()),
+                })
+                .collect();
+            let message = format!(
+                "smoke check {check_name} failed: {reason}; rolling {checked_type} {checked_name} back"
+            );
+            notices.push(Notice {
+                loud: true,
+                line: format!("SMOKE CHECK FAILED, ROLLING BACK: {target}: {reason}"),
+            });
+            Some(Decision {
+                actions: vec![Action {
+                    resource: input.resource.clone(),
+                    operation: Operation::Rollback,
+                    aws_type: checked_type,
+                    name: checked_name.clone(),
+                    reason: format!("smoke check {check_name} failed: {reason}"),
+                    changes,
+                    deferred: None,
+                    cost: None,
+                }],
+                status: status(Phase::Degraded, Reason::SmokeCheckFailed, message),
+                memory: memory.clone(),
+                notices: std::mem::take(notices),
+                next: Next::ActThenLook,
+            })
+        }
+        (None, _) if memory.failed_rollout.is_some() => {
+            let rolling_back = matches!(checked_state, Some(ObjectState::Progressing(_)));
+            Some(Decision {
+                actions: Vec::new(),
+                status: status(
+                    Phase::Degraded,
+                    Reason::SmokeCheckFailed,
+                    format!(
+                        "smoke check {check_name} failed: {reason}; {checked_type} {checked_name} {}; not retried until the spec changes",
+                        if rolling_back { "is rolling back" } else { "was rolled back" }
+                    ),
+                ),
+                memory: memory.clone(),
+                notices: std::mem::take(notices),
+                next: if rolling_back { Next::Poll } else { Next::WhenWoken },
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Why a create or change of an object waits for the sibling it names (`after_ready`): the
+/// sibling is missing, still changing in AWS, or changed by this very decision. `None`: it may go.
+fn waits_for_sibling<'a>(
+    action: &Action,
+    desired: &[DesiredObject],
+    changing_now: &[(&'static str, String)],
+    state_of: &impl Fn(&str, &str) -> Option<&'a ObjectState>,
+) -> Option<String> {
+    if action.operation == Operation::Delete {
+        return None;
+    }
+    let (sibling_type, sibling) = desired
+        .iter()
+        .find(|d| d.aws_type == action.aws_type && d.name.known() == Some(action.name.as_str()))?
+        .after_ready
+        .as_ref()?;
+    let changing = changing_now
+        .iter()
+        .any(|(t, n)| t == sibling_type && n == sibling);
+    let settled = matches!(
+        state_of(sibling_type, sibling),
+        Some(ObjectState::Ready | ObjectState::Degraded(_))
+    );
+    (changing || !settled).then(|| format!("after {sibling_type} {sibling} is in service"))
 }
 
 /// Objects the resource recorded that it no longer wants, to delete. The newest superseded
@@ -920,5 +1077,136 @@ mod tests {
         assert_eq!(phase(&decision), (Phase::Failed, Reason::Failed));
         assert_eq!(decision.memory.failed_spec_hash.as_deref(), Some("spec"));
         assert!(decision.notices.iter().any(|n| n.loud));
+    }
+
+    const SCALING: &str = "application-autoscaling:endpoint-scaling";
+    const CHECK: &str = "sagemaker:smoke-check";
+
+    /// Rollout `n` with a smoke check of `c<n>` (or autoscaling) that waits for the endpoint.
+    fn checked(n: u32) -> Vec<DesiredObject> {
+        let mut objects = desired(n);
+        let mut check = DesiredObject::new(
+            CHECK,
+            ObjectName::Known(format!("check-c{n}")),
+            Mutability::Replace,
+        )
+        .field("payloadHash", Some(json!("p")))
+        .after_ready(ENDPOINT, "sd-base");
+        check.verifies = true;
+        objects.push(check);
+        objects
+    }
+
+    fn scaled(n: u32) -> Vec<DesiredObject> {
+        let mut objects = desired(n);
+        objects.push(
+            DesiredObject::new(
+                SCALING,
+                ObjectName::Known("endpoint/sd-base/variant/AllTraffic".into()),
+                Mutability::InPlace,
+            )
+            .field("minCapacity", Some(json!(0)))
+            .after_ready(ENDPOINT, "sd-base"),
+        );
+        objects
+    }
+
+    #[test]
+    fn autoscaling_waits_for_the_endpoint_to_serve() {
+        // First create: the endpoint is created now, its scaling after it is InService.
+        let decision = Case::new(scaled(1), vec![], Memory::default()).decide();
+        assert_eq!(
+            lines(&decision),
+            [
+                "Create sagemaker:model m1",
+                "Create sagemaker:endpoint-config c1",
+                "Create sagemaker:endpoint sd-base",
+                "Create application-autoscaling:endpoint-scaling endpoint/sd-base/variant/AllTraffic (later)",
+            ]
+        );
+        let scaling = decision.actions.last().unwrap();
+        assert_eq!(
+            scaling.deferred.as_deref(),
+            Some("after sagemaker:endpoint sd-base is in service")
+        );
+        // Creating: still waits.
+        let mut observed = serving(1);
+        observed[2].state = ObjectState::Progressing("Creating".into());
+        let decision = Case::new(scaled(1), observed, memory_after(&[1])).decide();
+        assert_eq!(decision.due().count(), 0);
+        assert_eq!(decision.next, Next::Poll);
+        // InService: now.
+        let decision = Case::new(scaled(1), serving(1), memory_after(&[1])).decide();
+        assert_eq!(
+            lines(&decision),
+            ["Create application-autoscaling:endpoint-scaling endpoint/sd-base/variant/AllTraffic"]
+        );
+    }
+
+    #[test]
+    fn a_failed_smoke_check_rolls_the_rollout_back_once() {
+        // Rollout 2 starts: what the endpoint was is remembered.
+        let mut observed = serving(1);
+        observed.push(seen(CHECK, "check-c1", &[("payloadHash", "p")]));
+        let started = Case::new(checked(2), observed, memory_after(&[1])).decide();
+        let back = started.memory.rollback_to.clone().expect("rollback target");
+        assert_eq!(back.fields["endpointConfigName"], json!("c1"));
+        assert!(
+            lines(&started).contains(&"Create sagemaker:smoke-check check-c2 (later)".to_string())
+        );
+
+        // The endpoint serves c2; its check failed.
+        let mut observed = serving(2);
+        let mut failed = seen(CHECK, "check-c2", &[("payloadHash", "p")]);
+        failed.state = ObjectState::Failed("the result has no images".into());
+        observed.push(failed);
+        let mut memory = started.memory.clone();
+        memory.record(&ObjectKey::new(MODEL, "m2"));
+        memory.record(&ObjectKey::new(CONFIG, "c2"));
+        memory.record(&ObjectKey::new(CHECK, "check-c2"));
+        let decision = Case::new(checked(2), observed.clone(), memory).decide();
+        assert_eq!(lines(&decision), ["Rollback sagemaker:endpoint sd-base"]);
+        assert_eq!(
+            decision.actions[0].changes[0].after,
+            Some(json!("c1")),
+            "back to the config served before"
+        );
+        assert_eq!(
+            phase(&decision),
+            (Phase::Degraded, Reason::SmokeCheckFailed)
+        );
+        assert!(decision
+            .notices
+            .iter()
+            .any(|n| n.loud && n.line.contains("SMOKE CHECK FAILED")));
+        assert!(decision.memory.failed_rollout.is_some());
+        assert_eq!(decision.memory.rollback_to, None);
+
+        // Rolled back (the endpoint on c1 again): Degraded, nothing retried, said once.
+        observed[2] = seen(ENDPOINT, "sd-base", &[("endpointConfigName", "c1")]);
+        observed.extend(serving(1).into_iter().take(2));
+        let after = Case::new(checked(2), observed, decision.memory).decide();
+        assert!(
+            after
+                .actions
+                .iter()
+                .all(|a| a.deferred.is_some() || a.operation == Operation::Delete)
+                && after.due().count() == 0,
+            "{:?}",
+            lines(&after)
+        );
+        assert_eq!(phase(&after), (Phase::Degraded, Reason::SmokeCheckFailed));
+        assert!(after.notices.is_empty());
+    }
+
+    #[test]
+    fn a_failed_smoke_check_of_the_first_create_is_a_failure() {
+        let mut observed = serving(1);
+        let mut failed = seen(CHECK, "check-c1", &[("payloadHash", "p")]);
+        failed.state = ObjectState::Failed("no result within 60 s".into());
+        observed.push(failed);
+        let decision = Case::new(checked(1), observed, memory_after(&[1])).decide();
+        assert!(decision.due().count() == 0);
+        assert_eq!(phase(&decision), (Phase::Failed, Reason::Failed));
     }
 }

@@ -76,6 +76,7 @@ pub fn memory_of(status: &ResourceStatus) -> Memory {
         failed_spec_hash: status.failed_spec_hash.clone(),
         failed_rollout: status.failed_rollout.clone(),
         rollout_target: status.rollout_target.clone(),
+        rollback_to: status.rollback_to.clone(),
         unconfirmed_updates: status.unconfirmed_updates.clone(),
         objects: status
             .objects
@@ -95,6 +96,7 @@ fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
     status.failed_spec_hash = memory.failed_spec_hash.clone();
     status.failed_rollout = memory.failed_rollout.clone();
     status.rollout_target = memory.rollout_target.clone();
+    status.rollback_to = memory.rollback_to.clone();
     status.unconfirmed_updates = memory.unconfirmed_updates.clone();
     status.outputs = memory.outputs.clone();
     status.objects.retain(|r| {
@@ -386,6 +388,12 @@ async fn act(
                 .unconfirmed_updates
                 .push(decide::rollout_target(action));
         }
+        (Operation::Rollback, Some(object)) => {
+            persist(status)?;
+            cloud
+                .update(scope, &object.rolled_back(&action.changes), &action.changes)
+                .await?;
+        }
         (Operation::Adopt, Some(object)) => {
             status.record_object(key_type, &action.name);
             persist(status)?;
@@ -404,6 +412,7 @@ async fn act(
     let verb = match action.operation {
         Operation::Create => "created",
         Operation::Update => "updated",
+        Operation::Rollback => "rolled back",
         Operation::Replace => "replaced",
         Operation::Delete => "deleted",
         Operation::Adopt => "adopted",

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 pub use crate::model::object::{
     DesiredObject, FieldChange, Mutability, ObjectKey, ObjectName, ObjectState, ObservedObject,
-    Ownership,
+    Ownership, RollbackTarget,
 };
 use crate::model::resource::ResourceId;
 
@@ -15,6 +15,8 @@ use crate::model::resource::ResourceId;
 pub enum Operation {
     Create,
     Update,
+    /// An in-place change back to what served before a rollout its check failed.
+    Rollback,
     Replace,
     Delete,
     /// An existing object without sdop's tags that `adopt: true` takes over (updated when it
@@ -30,6 +32,7 @@ impl Operation {
         match self {
             Operation::Create => "+",
             Operation::Update => "~",
+            Operation::Rollback => "<-",
             Operation::Replace => "-/+",
             Operation::Delete => "-",
             Operation::Adopt => "<=",

@@ -79,6 +79,14 @@ pub struct EndpointSpec {
     /// CloudWatch alarms. A rollback AWS makes is reported as `RolloutRolledBack`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<super::deployment::Deployment>,
+    /// Autoscaling of an asynchronous endpoint on its backlog, down to zero instances when
+    /// `minInstances` is 0 (Application Auto Scaling; see `kinds::autoscaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<super::autoscaling::Autoscaling>,
+    /// After each rollout, one asynchronous invocation whose result must appear in the output
+    /// path in time; a failed check rolls the endpoint back (see `kinds::smoke_check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_check: Option<super::smoke_check::SmokeCheck>,
     /// Seconds SageMaker waits for the container's health check (large models load slowly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_startup_health_check_timeout_seconds: Option<u32>,
@@ -263,6 +271,23 @@ impl Kind for Endpoint {
                 checks.check("spec.asyncInference.failurePath", rules::s3_uri(path));
             }
         }
+        if let Some(autoscaling) = &spec.autoscaling {
+            autoscaling.check(
+                "spec.autoscaling",
+                spec.async_inference.is_some(),
+                spec.instance_count,
+                checks,
+            );
+        }
+        if let Some(smoke_check) = &spec.smoke_check {
+            smoke_check.check(
+                "spec.smokeCheck",
+                spec.async_inference
+                    .as_ref()
+                    .map(|a| a.output_path.as_str()),
+                checks,
+            );
+        }
         if let Some(vpc) = &spec.vpc_config {
             vpc.check("spec.vpcConfig", checks);
         }
@@ -404,6 +429,15 @@ impl Kind for Endpoint {
                 )],
             ));
         }
+        if spec.autoscaling.is_some() {
+            grants.extend(super::autoscaling::grants(name));
+        }
+        if spec.smoke_check.is_some() {
+            grants.push(super::iam::Grant::new(
+                &["sagemaker:InvokeEndpointAsync"],
+                vec![super::iam::sagemaker_arn(None, "endpoint", name)],
+            ));
+        }
         (grants, Vec::new())
     }
 
@@ -505,6 +539,19 @@ impl Kind for Endpoint {
         let mut objects = vec![model, config, endpoint];
         if let Some(registration) = &spec.webui_registration {
             objects.push(registration_object(registration, &spec.endpoint_name, ctx));
+        }
+        if let (Some(check), Some(async_inference)) = (&spec.smoke_check, &spec.async_inference) {
+            let config_name = objects[1].name.known().map(str::to_string);
+            objects.push(check.desired(
+                &spec.endpoint_name,
+                config_name.as_deref(),
+                &async_inference.output_path,
+                async_inference.failure_path.as_deref(),
+            ));
+        }
+        if let Some(autoscaling) = &spec.autoscaling {
+            let tags = super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t));
+            objects.push(autoscaling.desired(&spec.endpoint_name, tags));
         }
         objects
     }

@@ -4,6 +4,7 @@
 //! which other resources it references, which status outputs it exposes, and which AWS objects
 //! it should consist of for given outputs of its references. The engine does the rest.
 
+pub mod autoscaling;
 pub mod bucket;
 pub mod dataset;
 pub mod deployment;
@@ -12,6 +13,7 @@ pub mod endpoint;
 pub mod iam;
 pub mod image_repository;
 pub mod model_package;
+pub mod smoke_check;
 pub mod stack;
 
 use std::any::Any;
@@ -130,6 +132,8 @@ pub const OBJECT_TYPES: &[&str] = &[
     endpoint::ENDPOINT_CONFIG,
     endpoint::ENDPOINT,
     endpoint::REGISTRATION,
+    smoke_check::AWS_TYPE,
+    autoscaling::AWS_TYPE,
     dreambooth_job::AWS_TYPE,
 ];
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::resource::ResourceId;
@@ -78,6 +78,14 @@ pub struct DesiredObject {
     /// The billable capacity this object runs (an endpoint's instances, a training job's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<crate::cost::Capacity>,
+    /// A sibling object (type, name) that must exist and be settled before this one is created
+    /// or changed (a scalable target needs its endpoint InService).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_ready: Option<(&'static str, String)>,
+    /// The object checks the rollout of its `after_ready` sibling (a smoke check): when it
+    /// fails, the sibling is rolled back to the values it had before the rollout.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verifies: bool,
 }
 
 impl DesiredObject {
@@ -90,7 +98,30 @@ impl DesiredObject {
             inputs: BTreeMap::new(),
             content_named: false,
             capacity: None,
+            after_ready: None,
+            verifies: false,
         }
+    }
+
+    /// The object as a rollback sends it: the changes' values in place of the desired ones, and
+    /// no inputs (they say how a rollout goes, e.g. its guardrails; a rollback is the plain
+    /// change back).
+    pub fn rolled_back(&self, changes: &[FieldChange]) -> DesiredObject {
+        let mut object = self.clone();
+        for change in changes {
+            object
+                .fields
+                .insert(change.field.clone(), change.after.clone());
+        }
+        object.inputs.clear();
+        object
+    }
+
+    /// Says the object is acted on only once `aws_type` `name` (of the same resource) exists
+    /// and is settled.
+    pub fn after_ready(mut self, aws_type: &'static str, name: &str) -> Self {
+        self.after_ready = Some((aws_type, name.to_string()));
+        self
     }
 
     /// Says what capacity the object bills for.
@@ -170,6 +201,16 @@ impl ObservedObject {
             outputs: BTreeMap::new(),
         }
     }
+}
+
+/// What an object was before a rollout that a check verifies, to roll back to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackTarget {
+    pub aws_type: String,
+    pub name: String,
+    /// The fields the rollout changed, with their values before it.
+    pub fields: BTreeMap<String, Value>,
 }
 
 /// `field: before -> after`; `after: None` means known after apply.

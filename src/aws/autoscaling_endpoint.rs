@@ -1,0 +1,451 @@
+//! `application-autoscaling:endpoint-scaling`: an asynchronous endpoint's autoscaling as the
+//! SageMaker developer guide sets it up (see `kinds::autoscaling`): the scalable target (tagged
+//! as sdop's), the target-tracking policy on the backlog per instance, and, when it may scale
+//! to zero, the step policy and the CloudWatch alarm on `HasBacklogWithoutCapacity` that scale
+//! it out again. Read, created, updated and deleted together; the scalable target's tags say
+//! whose it is (policies cannot be tagged; the alarm is tagged too).
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_applicationautoscaling::types::{
+    AdjustmentType, CustomizedMetricSpecification, MetricAggregationType, MetricDimension,
+    MetricStatistic, PolicyType, ScalableDimension, ScalingPolicy, ServiceNamespace,
+    StepAdjustment, StepScalingPolicyConfiguration, TargetTrackingScalingPolicyConfiguration,
+};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use serde_json::{json, Value};
+
+use super::adapters::{Adapter, ObjectContext};
+use super::{classify, is_not_found, ownership_tags, read_ownership};
+use crate::engine::plan::{
+    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+};
+use crate::error::{Error, Result};
+use crate::kinds::autoscaling::{
+    backlog_alarm, endpoint_of, step_policy, target_tracking_policy, AWS_TYPE,
+};
+
+pub struct EndpointScalingAdapter;
+
+/// The guide's metric names (AWS/SageMaker, dimension EndpointName).
+const NAMESPACE: &str = "AWS/SageMaker";
+const BACKLOG_PER_INSTANCE: &str = "ApproximateBacklogSizePerInstance";
+const BACKLOG_WITHOUT_CAPACITY: &str = "HasBacklogWithoutCapacity";
+/// The guide's step policy: +1 instance, 300 s cooldown; its alarm: Average over 60 s, 2 of 2
+/// periods at >= 1, missing data treated as missing.
+const STEP_COOLDOWN: i32 = 300;
+const ALARM_PERIOD: i32 = 60;
+const ALARM_EVALUATION_PERIODS: i32 = 2;
+const ALARM_THRESHOLD: f64 = 1.0;
+
+fn dimension() -> ScalableDimension {
+    ScalableDimension::SageMakerVariantDesiredInstanceCount
+}
+
+fn endpoint(name: &str) -> Result<&str> {
+    endpoint_of(name).ok_or_else(|| {
+        Error::Terminal(format!(
+            "{name:?} is not endpoint/NAME/variant/{}",
+            crate::kinds::autoscaling::VARIANT
+        ))
+    })
+}
+
+fn number(object: &DesiredObject, field: &str) -> Result<f64> {
+    object
+        .get(field)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| Error::Terminal(format!("{AWS_TYPE}: {field} is not known")))
+}
+
+fn tags_of(object: &DesiredObject, ctx: &ObjectContext<'_>) -> BTreeMap<String, String> {
+    let user: BTreeMap<String, String> = object
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    ownership_tags(ctx.resource, ctx.spec_hash, &user)
+}
+
+/// Registers (or re-registers) the target and puts its policies and alarm; the target's ARN.
+async fn put_all(
+    ctx: &ObjectContext<'_>,
+    object: &DesiredObject,
+    tag: bool,
+) -> Result<Option<String>> {
+    let name = object
+        .name
+        .known()
+        .ok_or_else(|| Error::Terminal("scalable target name not known yet".into()))?;
+    let endpoint_name = endpoint(name)?;
+    let tags = tags_of(object, ctx);
+    let register = ctx
+        .clients
+        .autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .resource_id(name)
+        .scalable_dimension(dimension())
+        .min_capacity(number(object, "minCapacity")? as i32)
+        .max_capacity(number(object, "maxCapacity")? as i32);
+    let register = if tag {
+        register.set_tags(Some(tags.clone().into_iter().collect::<HashMap<_, _>>()))
+    } else {
+        register
+    };
+    let registered = register
+        .send()
+        .await
+        .map_err(|e| classify("application-autoscaling:RegisterScalableTarget", e))?;
+    let arn = registered.scalable_target_arn().map(str::to_string);
+
+    let metric = CustomizedMetricSpecification::builder()
+        .metric_name(BACKLOG_PER_INSTANCE)
+        .namespace(NAMESPACE)
+        .dimensions(
+            MetricDimension::builder()
+                .name("EndpointName")
+                .value(endpoint_name)
+                .build()
+                .map_err(build_error)?,
+        )
+        .statistic(MetricStatistic::Average)
+        .build();
+    let tracking = TargetTrackingScalingPolicyConfiguration::builder()
+        .target_value(number(object, "targetBacklogPerInstance")?)
+        .customized_metric_specification(metric)
+        .scale_in_cooldown(number(object, "scaleInCooldownSeconds")? as i32)
+        .scale_out_cooldown(number(object, "scaleOutCooldownSeconds")? as i32)
+        .build()
+        .map_err(build_error)?;
+    ctx.clients
+        .autoscaling
+        .put_scaling_policy()
+        .policy_name(target_tracking_policy(endpoint_name))
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .resource_id(name)
+        .scalable_dimension(dimension())
+        .policy_type(PolicyType::TargetTrackingScaling)
+        .target_tracking_scaling_policy_configuration(tracking)
+        .send()
+        .await
+        .map_err(|e| classify("application-autoscaling:PutScalingPolicy", e))?;
+
+    if object.get("scaleOutFromZero") == Some(&json!(true)) {
+        let step = StepScalingPolicyConfiguration::builder()
+            .adjustment_type(AdjustmentType::ChangeInCapacity)
+            .metric_aggregation_type(MetricAggregationType::Average)
+            .cooldown(STEP_COOLDOWN)
+            .step_adjustments(
+                StepAdjustment::builder()
+                    .metric_interval_lower_bound(0.0)
+                    .scaling_adjustment(1)
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build();
+        let policy = ctx
+            .clients
+            .autoscaling
+            .put_scaling_policy()
+            .policy_name(step_policy(endpoint_name))
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_id(name)
+            .scalable_dimension(dimension())
+            .policy_type(PolicyType::StepScaling)
+            .step_scaling_policy_configuration(step)
+            .send()
+            .await
+            .map_err(|e| classify("application-autoscaling:PutScalingPolicy", e))?;
+        let policy_arn = policy.policy_arn().to_string();
+        let alarm = ctx
+            .clients
+            .cloudwatch
+            .put_metric_alarm()
+            .alarm_name(backlog_alarm(endpoint_name))
+            .alarm_description(format!(
+                "sdop {}: scales {endpoint_name} out from zero instances when requests wait",
+                ctx.resource
+            ))
+            .namespace(NAMESPACE)
+            .metric_name(BACKLOG_WITHOUT_CAPACITY)
+            .dimensions(
+                Dimension::builder()
+                    .name("EndpointName")
+                    .value(endpoint_name)
+                    .build(),
+            )
+            .statistic(Statistic::Average)
+            .period(ALARM_PERIOD)
+            .evaluation_periods(ALARM_EVALUATION_PERIODS)
+            .datapoints_to_alarm(ALARM_EVALUATION_PERIODS)
+            .threshold(ALARM_THRESHOLD)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .treat_missing_data("missing")
+            .alarm_actions(policy_arn);
+        let alarm = tags.iter().fold(alarm, |a, (k, v)| {
+            a.tags(Tag::builder().key(k).value(v).build())
+        });
+        alarm
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:PutMetricAlarm", e))?;
+    } else {
+        delete_scale_out_from_zero(ctx, name, endpoint_name).await?;
+    }
+    Ok(arn)
+}
+
+fn build_error(err: aws_smithy_types::error::operation::BuildError) -> Error {
+    Error::Terminal(format!("{AWS_TYPE}: {err}"))
+}
+
+/// Removes the step policy and its alarm (already gone is success).
+async fn delete_scale_out_from_zero(
+    ctx: &ObjectContext<'_>,
+    name: &str,
+    endpoint_name: &str,
+) -> Result<()> {
+    ctx.clients
+        .cloudwatch
+        .delete_alarms()
+        .alarm_names(backlog_alarm(endpoint_name))
+        .send()
+        .await
+        .map_err(|e| classify("cloudwatch:DeleteAlarms", e))?;
+    delete_policy(ctx, name, &step_policy(endpoint_name)).await
+}
+
+async fn delete_policy(ctx: &ObjectContext<'_>, name: &str, policy: &str) -> Result<()> {
+    let deleted = ctx
+        .clients
+        .autoscaling
+        .delete_scaling_policy()
+        .policy_name(policy)
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .resource_id(name)
+        .scalable_dimension(dimension())
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = classify("application-autoscaling:DeleteScalingPolicy", err);
+            // "No scaling policy found" is a ValidationException or ObjectNotFoundException.
+            if is_not_found(&err, &["ObjectNotFoundException", "ValidationException"]) {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// What the policies say, as the desired object's fields.
+fn policy_fields(
+    policies: &[ScalingPolicy],
+    endpoint_name: &str,
+    fields: &mut BTreeMap<String, Value>,
+) {
+    let tracking = policies
+        .iter()
+        .find(|p| p.policy_name() == target_tracking_policy(endpoint_name))
+        .and_then(ScalingPolicy::target_tracking_scaling_policy_configuration);
+    if let Some(tracking) = tracking {
+        fields.insert(
+            "targetBacklogPerInstance".into(),
+            json!(tracking.target_value()),
+        );
+        if let Some(seconds) = tracking.scale_in_cooldown() {
+            fields.insert("scaleInCooldownSeconds".into(), json!(seconds));
+        }
+        if let Some(seconds) = tracking.scale_out_cooldown() {
+            fields.insert("scaleOutCooldownSeconds".into(), json!(seconds));
+        }
+    }
+}
+
+#[async_trait]
+impl Adapter for EndpointScalingAdapter {
+    fn aws_type(&self) -> &'static str {
+        AWS_TYPE
+    }
+
+    async fn read(
+        &self,
+        ctx: &ObjectContext<'_>,
+        name: &str,
+        _desired: Option<&DesiredObject>,
+    ) -> Result<Option<ObservedObject>> {
+        let endpoint_name = endpoint(name)?;
+        let targets = ctx
+            .clients
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_ids(name)
+            .scalable_dimension(dimension())
+            .send()
+            .await
+            .map_err(|e| classify("application-autoscaling:DescribeScalableTargets", e))?;
+        let Some(target) = targets
+            .scalable_targets()
+            .iter()
+            .find(|t| t.resource_id() == name)
+        else {
+            return Ok(None);
+        };
+        let tags: BTreeMap<String, String> = match target.scalable_target_arn() {
+            Some(arn) => ctx
+                .clients
+                .autoscaling
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| classify("application-autoscaling:ListTagsForResource", e))?
+                .tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        let (owner, user_tags) = read_ownership(&tags);
+        let ownership = match owner {
+            Some(resource) => Ownership::Owned { resource },
+            None => Ownership::Foreign,
+        };
+        let mut fields = BTreeMap::from([
+            ("minCapacity".to_string(), json!(target.min_capacity())),
+            ("maxCapacity".to_string(), json!(target.max_capacity())),
+            ("tags".to_string(), json!(user_tags)),
+        ]);
+        let policies = ctx
+            .clients
+            .autoscaling
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_id(name)
+            .scalable_dimension(dimension())
+            .send()
+            .await
+            .map_err(|e| classify("application-autoscaling:DescribeScalingPolicies", e))?;
+        // moto matches ResourceId as a substring: keep only this target's policies.
+        let policies: Vec<ScalingPolicy> = policies
+            .scaling_policies()
+            .iter()
+            .filter(|p| p.resource_id() == name)
+            .cloned()
+            .collect();
+        policy_fields(&policies, endpoint_name, &mut fields);
+        let step_arn = policies
+            .iter()
+            .find(|p| p.policy_name() == step_policy(endpoint_name))
+            .map(|p| p.policy_arn().to_string());
+        let alarms = ctx
+            .clients
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(backlog_alarm(endpoint_name))
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:DescribeAlarms", e))?;
+        // Scaling out from zero works only when the alarm exists and fires the step policy.
+        let from_zero = step_arn.is_some_and(|arn| {
+            alarms
+                .metric_alarms()
+                .iter()
+                .any(|a| a.alarm_actions().contains(&arn))
+        });
+        fields.insert("scaleOutFromZero".into(), json!(from_zero));
+        let mut observed = ObservedObject::new(ObjectKey::new(AWS_TYPE, name), fields, ownership);
+        observed.outputs.insert(
+            "autoscaling".into(),
+            format!(
+                "{} to {} instances{}",
+                target.min_capacity(),
+                target.max_capacity(),
+                if from_zero {
+                    ", out from zero on backlog"
+                } else {
+                    ""
+                }
+            ),
+        );
+        Ok(Some(observed))
+    }
+
+    async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
+        put_all(ctx, object, true).await?;
+        Ok(ObjectState::Ready)
+    }
+
+    async fn update(
+        &self,
+        ctx: &ObjectContext<'_>,
+        object: &DesiredObject,
+        changes: &[FieldChange],
+    ) -> Result<ObjectState> {
+        // RegisterScalableTarget updates a registered target in place but refuses Tags for
+        // one ("use the TagResource API"): tags go through TagResource and UntagResource.
+        let arn = put_all(ctx, object, false).await?;
+        if let (Some(change), Some(arn)) = (changes.iter().find(|c| c.field == "tags"), arn) {
+            let tags = tags_of(object, ctx);
+            ctx.clients
+                .autoscaling
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(tags.clone().into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| classify("application-autoscaling:TagResource", e))?;
+            let removed: Vec<String> = change
+                .before
+                .as_ref()
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.keys()
+                        .filter(|k| !tags.contains_key(*k))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !removed.is_empty() {
+                ctx.clients
+                    .autoscaling
+                    .untag_resource()
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(removed))
+                    .send()
+                    .await
+                    .map_err(|e| classify("application-autoscaling:UntagResource", e))?;
+            }
+        }
+        Ok(ObjectState::Ready)
+    }
+
+    async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
+        let endpoint_name = endpoint(name)?;
+        delete_scale_out_from_zero(ctx, name, endpoint_name).await?;
+        delete_policy(ctx, name, &target_tracking_policy(endpoint_name)).await?;
+        let deregistered = ctx
+            .clients
+            .autoscaling
+            .deregister_scalable_target()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .resource_id(name)
+            .scalable_dimension(dimension())
+            .send()
+            .await;
+        match deregistered {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = classify("application-autoscaling:DeregisterScalableTarget", err);
+                if is_not_found(&err, &["ObjectNotFoundException", "ValidationException"]) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
