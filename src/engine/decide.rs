@@ -646,7 +646,9 @@ fn roll_back_failed_check(
                     deferred: None,
                     cost: None,
                 }],
-                status: status(Phase::Degraded, Reason::SmokeCheckFailed, message),
+                // Progressing while it rolls back (so `apply --wait` waits for it); Degraded
+                // once the old config serves again.
+                status: status(Phase::Progressing, Reason::SmokeCheckFailed, message),
                 memory: memory.clone(),
                 notices: std::mem::take(notices),
                 next: Next::ActThenLook,
@@ -657,7 +659,11 @@ fn roll_back_failed_check(
             Some(Decision {
                 actions: Vec::new(),
                 status: status(
-                    Phase::Degraded,
+                    if rolling_back {
+                        Phase::Progressing
+                    } else {
+                        Phase::Degraded
+                    },
                     Reason::SmokeCheckFailed,
                     format!(
                         "smoke check {check_name} failed: {reason}; {checked_type} {checked_name} {}; not retried until the spec changes",
@@ -1167,13 +1173,14 @@ mod tests {
         let decision = Case::new(checked(2), observed.clone(), memory).decide();
         assert_eq!(lines(&decision), ["Rollback sagemaker:endpoint sd-base"]);
         assert_eq!(
+            phase(&decision),
+            (Phase::Progressing, Reason::SmokeCheckFailed),
+            "rolling back"
+        );
+        assert_eq!(
             decision.actions[0].changes[0].after,
             Some(json!("c1")),
             "back to the config served before"
-        );
-        assert_eq!(
-            phase(&decision),
-            (Phase::Degraded, Reason::SmokeCheckFailed)
         );
         assert!(decision
             .notices

@@ -151,6 +151,8 @@ const PRIMARY_CALLS: &[&str] = &[
     "sagemaker:DeleteEndpoint",
     "s3:CreateBucket",
     "s3:DeleteBucket",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:DeregisterScalableTarget",
 ];
 
 /// The call of [`PRIMARY_CALLS`] an action stands for.
@@ -166,6 +168,12 @@ fn primary_call(action: &sdop::engine::Action) -> Option<String> {
         (Delete, "sagemaker:endpoint") => "sagemaker:DeleteEndpoint",
         (Create, "s3:bucket") => "s3:CreateBucket",
         (Delete, "s3:bucket") => "s3:DeleteBucket",
+        (Create | Update, "application-autoscaling:endpoint-scaling") => {
+            "application-autoscaling:RegisterScalableTarget"
+        }
+        (Delete, "application-autoscaling:endpoint-scaling") => {
+            "application-autoscaling:DeregisterScalableTarget"
+        }
         _ => return None,
     };
     Some(api.to_string())
@@ -1689,4 +1697,285 @@ async fn a_canary_rollout_shifts_traffic_and_an_alarm_rolls_it_back() {
             .starts_with("rolled back"),
         "{rollouts:#}"
     );
+}
+
+/// An asynchronous endpoint whose WebUI image can answer a text-to-image request (the fork
+/// lists `embeddings_s3uri` first; the emulator's container needs that bucket).
+fn async_endpoint(instance: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-base
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "s3://sdop-it-assets/model.tar.gz"}}
+  instanceType: {instance}
+  executionRoleArn: {ROLE}
+  environment:
+    api_endpoint: "{API}"
+    embeddings_s3uri: s3://sdop-it-out/embeddings/
+  asyncInference: {{outputPath: "s3://sdop-it-out/out/", failurePath: "s3://sdop-it-out/failed/"}}
+{extra}"#
+    )
+}
+
+const SCALABLE_TARGET: &str = "endpoint/sd-base/variant/AllTraffic";
+
+async fn scalable_target(
+    aas: &aws_sdk_applicationautoscaling::Client,
+) -> Option<aws_sdk_applicationautoscaling::types::ScalableTarget> {
+    aas.describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Sagemaker)
+        .resource_ids(SCALABLE_TARGET)
+        .send()
+        .await
+        .unwrap()
+        .scalable_targets()
+        .first()
+        .cloned()
+}
+
+async fn scaling_policies(
+    aas: &aws_sdk_applicationautoscaling::Client,
+) -> Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy> {
+    aas.describe_scaling_policies()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Sagemaker)
+        .resource_id(SCALABLE_TARGET)
+        .send()
+        .await
+        .unwrap()
+        .scaling_policies()
+        .to_vec()
+}
+
+async fn backlog_alarms(
+    cw: &aws_sdk_cloudwatch::Client,
+) -> Vec<aws_sdk_cloudwatch::types::MetricAlarm> {
+    cw.describe_alarms()
+        .alarm_names("sdop-sd-base-has-backlog-without-capacity")
+        .send()
+        .await
+        .unwrap()
+        .metric_alarms()
+        .to_vec()
+}
+
+/// Issue #14 item 3: autoscaling of an asynchronous endpoint down to zero, as the SageMaker
+/// guide sets it up, created once the endpoint is InService, owned, changed in place, pruned.
+#[tokio::test]
+async fn an_async_endpoint_scales_to_zero_and_its_scaling_is_owned_changed_and_pruned() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket()
+        .bucket("sdop-it-out")
+        .send()
+        .await
+        .unwrap();
+    let scaling = |min: u32, max: u32| {
+        format!(
+            "  autoscaling: {{minInstances: {min}, maxInstances: {max}}}\n  tags: {{team: ml}}\n"
+        )
+    };
+    env.write(
+        "endpoint.yaml",
+        &async_endpoint("ml.g4dn.xlarge", &scaling(0, 2)),
+    );
+    let actions = env.plan_then_apply().await;
+    assert!(
+        actions.contains(&format!(
+            "Create application-autoscaling:endpoint-scaling {SCALABLE_TARGET}"
+        )),
+        "{actions:#?}"
+    );
+    let config = env.aws.sdk_config().await;
+    let aas = aws_sdk_applicationautoscaling::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let target = scalable_target(&aas).await.expect("registered");
+    assert_eq!((target.min_capacity(), target.max_capacity()), (0, 2));
+    let tags = aas
+        .list_tags_for_resource()
+        .resource_arn(target.scalable_target_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        tags.get("sdop.io/managed-by").map(String::as_str),
+        Some("sdop")
+    );
+    assert_eq!(
+        tags.get("sdop.io/resource").map(String::as_str),
+        Some("Endpoint/base")
+    );
+    assert_eq!(tags.get("team").map(String::as_str), Some("ml"));
+    let policies = scaling_policies(&aas).await;
+    let tracking = policies
+        .iter()
+        .find_map(|p| p.target_tracking_scaling_policy_configuration())
+        .expect("target tracking");
+    assert_eq!(tracking.target_value(), 5.0);
+    let metric = tracking.customized_metric_specification().unwrap();
+    assert_eq!(
+        metric.metric_name(),
+        Some("ApproximateBacklogSizePerInstance")
+    );
+    assert_eq!(
+        (tracking.scale_in_cooldown(), tracking.scale_out_cooldown()),
+        (Some(600), Some(300))
+    );
+    let step = policies
+        .iter()
+        .find(|p| p.step_scaling_policy_configuration().is_some())
+        .expect("step policy");
+    let alarms = backlog_alarms(&cw).await;
+    assert_eq!(alarms.len(), 1);
+    let alarm = &alarms[0];
+    assert_eq!(alarm.metric_name(), Some("HasBacklogWithoutCapacity"));
+    assert_eq!(alarm.alarm_actions(), [step.policy_arn().to_string()]);
+    assert_eq!(
+        (
+            alarm.period(),
+            alarm.evaluation_periods(),
+            alarm.threshold()
+        ),
+        (Some(60), Some(2), Some(1.0))
+    );
+
+    // Converged: nothing changes.
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(
+        env.aws.calls().mutations(),
+        0,
+        "{:#?}",
+        env.aws.mutating_calls()
+    );
+
+    // 1 to 3: changed in place; scaling out from zero is no longer needed, so it goes.
+    env.write(
+        "endpoint.yaml",
+        &async_endpoint("ml.g4dn.xlarge", &scaling(1, 3)),
+    );
+    let actions = env.plan_then_apply().await;
+    assert_eq!(
+        actions,
+        [format!(
+            "Update application-autoscaling:endpoint-scaling {SCALABLE_TARGET}"
+        )]
+    );
+    let target = scalable_target(&aas).await.expect("still registered");
+    assert_eq!((target.min_capacity(), target.max_capacity()), (1, 3));
+    let policies = scaling_policies(&aas).await;
+    assert_eq!(policies.len(), 1, "{policies:#?}");
+    assert!(backlog_alarms(&cw).await.is_empty());
+
+    // Pruned with the endpoint: deregistered first, then the endpoint goes.
+    env.remove("endpoint.yaml");
+    let (result, lines) = env
+        .apply_with(ApplyOptions {
+            prune: true,
+            force: true,
+            wait: true,
+            timeout: Duration::from_secs(60),
+            min_poll: Duration::from_millis(100),
+            max_poll: Duration::from_millis(500),
+        })
+        .await;
+    result.unwrap_or_else(|e| panic!("{e}: {lines:#?}"));
+    assert!(scalable_target(&aas).await.is_none(), "{lines:#?}");
+    assert!(scaling_policies(&aas).await.is_empty());
+}
+
+/// Issue #14 item 2: a smoke check after every rollout; a failed one rolls the endpoint back to
+/// the config it served, marks it Degraded and is not retried until the spec changes.
+#[tokio::test]
+async fn a_failed_smoke_check_rolls_the_endpoint_back() {
+    let env = Env::new();
+    let s3 = env.aws.s3().await;
+    s3.create_bucket()
+        .bucket("sdop-it-out")
+        .send()
+        .await
+        .unwrap();
+    let check = "  smokeCheck: {timeoutSeconds: 20}\n";
+    env.write("endpoint.yaml", &async_endpoint("ml.g4dn.xlarge", check));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let served = endpoint_config(&sm).await;
+    let id = sdop::kinds::smoke_check::inference_id(&served);
+    let result = s3
+        .get_object()
+        .bucket("sdop-it-out")
+        .key(format!("out/{id}.out"))
+        .send()
+        .await
+        .expect("the check's result in the output path");
+    let body: serde_json::Value =
+        serde_json::from_slice(&result.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert!(!body["images"].as_array().unwrap().is_empty(), "{body}");
+
+    // The image fails every request: the new config's check fails, the endpoint goes back.
+    env.aws.configure(json!({"invocation_outcome": "error"}));
+    env.write("endpoint.yaml", &async_endpoint("ml.g4dn.2xlarge", check));
+    let (summary, lines) = env.apply().await;
+    let id_base = ResourceId::new("Endpoint", "base");
+    assert_eq!(summary.phases[&id_base], Phase::Degraded, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("SMOKE CHECK FAILED")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("rolled back")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        endpoint_config(&sm).await,
+        served,
+        "serving the old config again"
+    );
+    let status = env.store().load(&id_base).unwrap().unwrap();
+    assert!(status.message.contains("smoke check"), "{}", status.message);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.reason == "SmokeCheckFailed"),
+        "{:?}",
+        status.conditions
+    );
+
+    // Not retried until the spec changes.
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert_eq!(summary.phases[&id_base], Phase::Degraded, "{lines:#?}");
+    assert_eq!(
+        env.aws.calls().mutations(),
+        0,
+        "{:#?}",
+        env.aws.mutating_calls()
+    );
+
+    // A check that never answers times out the same way.
+    env.aws.configure(json!({"invocation_outcome": "silent"}));
+    env.write(
+        "endpoint.yaml",
+        &async_endpoint("ml.g4dn.4xlarge", "  smokeCheck: {timeoutSeconds: 2}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert_eq!(summary.phases[&id_base], Phase::Degraded, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("no result")), "{lines:#?}");
+    assert_eq!(endpoint_config(&sm).await, served);
+
+    // A good image again and a new spec: the rollout goes through and the old objects go.
+    env.aws
+        .configure(json!({"invocation_outcome": "container"}));
+    env.write("endpoint.yaml", &async_endpoint("ml.g4dn.8xlarge", check));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_ne!(endpoint_config(&sm).await, served);
 }
