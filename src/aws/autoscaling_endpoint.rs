@@ -59,12 +59,19 @@ fn number(object: &DesiredObject, field: &str) -> Result<f64> {
         .ok_or_else(|| Error::Terminal(format!("{AWS_TYPE}: {field} is not known")))
 }
 
+/// The tag that records the instance type the variant was registered with.
+const TAG_INSTANCE_TYPE: &str = "sdop.io/instance-type";
+
 fn tags_of(object: &DesiredObject, ctx: &ObjectContext<'_>) -> BTreeMap<String, String> {
     let user: BTreeMap<String, String> = object
         .get("tags")
         .and_then(|t| serde_json::from_value(t.clone()).ok())
         .unwrap_or_default();
-    ownership_tags(ctx.resource, ctx.spec_hash, &user)
+    let mut tags = ownership_tags(ctx.resource, ctx.spec_hash, &user);
+    if let Some(instance_type) = object.get("instanceType").and_then(Value::as_str) {
+        tags.insert(TAG_INSTANCE_TYPE.into(), instance_type.into());
+    }
+    tags
 }
 
 /// Registers (or re-registers) the target and puts its policies and alarm; the target's ARN.
@@ -310,6 +317,7 @@ impl Adapter for EndpointScalingAdapter {
             None => BTreeMap::new(),
         };
         let (owner, user_tags) = read_ownership(&tags);
+        let instance_type = tags.get(TAG_INSTANCE_TYPE).cloned();
         let ownership = match owner {
             Some(resource) => Ownership::Owned { resource },
             None => Ownership::Foreign,
@@ -319,6 +327,9 @@ impl Adapter for EndpointScalingAdapter {
             ("maxCapacity".to_string(), json!(target.max_capacity())),
             ("tags".to_string(), json!(user_tags)),
         ]);
+        if let Some(instance_type) = instance_type {
+            fields.insert("instanceType".into(), json!(instance_type));
+        }
         let policies = ctx
             .clients
             .autoscaling

@@ -259,6 +259,7 @@ pub fn decide(input: &Inputs) -> Decision {
             }
         }
     }
+    get_out_of_the_way(&mut actions, input.desired);
     let superseded = superseded(input.desired, &memory);
 
     // Dependencies first: nothing is done before what this resource reads is Ready.
@@ -572,6 +573,65 @@ pub fn decide(input: &Inputs) -> Decision {
         memory,
         notices,
         next: Next::WhenWoken,
+    }
+}
+
+/// An object that waits for a sibling and must be replaced while something it waits for
+/// (transitively) is about to change goes first: deleted now, at the front (the executor runs
+/// due actions in order), and created again once its sibling serves. (A variant registered for
+/// autoscaling must be deregistered before its instance type changes.)
+fn get_out_of_the_way(actions: &mut Vec<Action>, desired: &[DesiredObject]) {
+    let sibling_of = |aws_type: &str, name: &str| {
+        desired
+            .iter()
+            .find(|d| d.aws_type == aws_type && d.name.known() == Some(name))
+            .and_then(|d| d.after_ready.clone())
+    };
+    let changing = |aws_type: &str, name: &str| {
+        actions.iter().any(|a| {
+            a.aws_type == aws_type
+                && a.name == name
+                && !matches!(a.operation, Operation::Delete | Operation::Conflict)
+        })
+    };
+    let mut first = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        if action.operation != Operation::Replace || action.deferred.is_some() {
+            continue;
+        }
+        let mut next = sibling_of(action.aws_type, &action.name);
+        let mut hops = 0;
+        while let Some((aws_type, name)) = next {
+            if changing(aws_type, &name) {
+                first.push((i, aws_type, name));
+                break;
+            }
+            hops += 1;
+            next = if hops < 8 {
+                sibling_of(aws_type, &name)
+            } else {
+                None
+            };
+        }
+    }
+    for (i, sibling_type, sibling) in first.into_iter().rev() {
+        let replace = actions.remove(i);
+        let delete = Action {
+            operation: Operation::Delete,
+            reason: format!(
+                "{}; first, as {sibling_type} {sibling} changes",
+                replace.reason
+            ),
+            changes: Vec::new(),
+            cost: None,
+            ..replace.clone()
+        };
+        let create = Action {
+            operation: Operation::Create,
+            ..replace
+        };
+        actions.insert(0, delete);
+        actions.push(create);
     }
 }
 
@@ -1215,5 +1275,33 @@ mod tests {
         let decision = Case::new(checked(1), observed, memory_after(&[1])).decide();
         assert!(decision.due().count() == 0);
         assert_eq!(phase(&decision), (Phase::Failed, Reason::Failed));
+    }
+
+    #[test]
+    fn a_registration_that_must_be_replaced_goes_before_its_endpoint_changes() {
+        let mut want = scaled(2);
+        want[3] = want[3].clone().field("instanceType", Some(json!("big")));
+        want[3].replaced_on = &["instanceType"];
+        let mut observed = serving(1);
+        observed.push(seen(
+            SCALING,
+            "endpoint/sd-base/variant/AllTraffic",
+            &[("minCapacity", "0"), ("instanceType", "small")],
+        ));
+        observed[3].fields.insert("minCapacity".into(), json!(0));
+        let decision = Case::new(want, observed, memory_after(&[1])).decide();
+        assert_eq!(
+            lines(&decision)[..4],
+            [
+                "Delete application-autoscaling:endpoint-scaling endpoint/sd-base/variant/AllTraffic",
+                "Create sagemaker:model m2",
+                "Create sagemaker:endpoint-config c2",
+                "Update sagemaker:endpoint sd-base",
+            ]
+        );
+        assert!(lines(&decision).contains(
+            &"Create application-autoscaling:endpoint-scaling endpoint/sd-base/variant/AllTraffic (later)"
+                .to_string()
+        ));
     }
 }

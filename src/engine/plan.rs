@@ -231,7 +231,20 @@ pub fn plan_resource(
         if changes.is_empty() {
             continue;
         }
+        let replaced_on: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| want.replaced_on.contains(f))
+            .collect();
         match want.mutability {
+            Mutability::InPlace if !replaced_on.is_empty() => actions.push(action(
+                Operation::Replace,
+                format!(
+                    "{} cannot change in place: replaced",
+                    replaced_on.join(", ")
+                ),
+                changes,
+            )),
             Mutability::InPlace => actions.push(action(
                 Operation::Update,
                 format!(

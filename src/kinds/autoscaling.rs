@@ -120,9 +120,22 @@ impl Autoscaling {
         self.min_instances == 0
     }
 
-    /// The desired object: named by the scalable target's resource id.
-    pub fn desired(&self, endpoint_name: &str, tags: Option<serde_json::Value>) -> DesiredObject {
-        DesiredObject::new(
+    /// The desired object: named by the scalable target's resource id. `instance_type` is the
+    /// variant's: SageMaker refuses an UpdateEndpoint that changes the instance type of a
+    /// variant registered for autoscaling ("If the update would change the instance type for
+    /// any model that is a target for auto scaling, the update fails",
+    /// https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html), so a new
+    /// instance type replaces the registration: deregistered before the update, registered
+    /// again after. `after` is what it waits for: the endpoint, or the rollout's smoke check
+    /// (a rollback to another instance type then needs no deregistration).
+    pub fn desired(
+        &self,
+        endpoint_name: &str,
+        instance_type: &str,
+        tags: Option<serde_json::Value>,
+        after: (&'static str, String),
+    ) -> DesiredObject {
+        let mut object = DesiredObject::new(
             AWS_TYPE,
             ObjectName::Known(resource_id(endpoint_name)),
             Mutability::InPlace,
@@ -142,9 +155,12 @@ impl Autoscaling {
             Some(json!(self.scale_out_cooldown_seconds)),
         )
         .field("scaleOutFromZero", Some(json!(self.scales_from_zero())))
+        .field("instanceType", Some(json!(instance_type)))
         .field("tags", tags)
         .input("endpointName", json!(endpoint_name))
-        .after_ready(super::endpoint::ENDPOINT, endpoint_name)
+        .after_ready(after.0, &after.1);
+        object.replaced_on = &["instanceType"];
+        object
     }
 }
 
@@ -263,11 +279,10 @@ mod tests {
             Some("sd-a")
         );
         assert_eq!(endpoint_of("endpoint/sd-a/variant/Other"), None);
-        let object = scaling(0, 2).desired("sd-a", None);
+        let endpoint = (super::super::endpoint::ENDPOINT, "sd-a".to_string());
+        let object = scaling(0, 2).desired("sd-a", "ml.g4dn.xlarge", None, endpoint.clone());
         assert_eq!(object.get("scaleOutFromZero"), Some(&json!(true)));
-        assert_eq!(
-            object.after_ready,
-            Some((super::super::endpoint::ENDPOINT, "sd-a".to_string()))
-        );
+        assert_eq!(object.after_ready, Some(endpoint));
+        assert_eq!(object.replaced_on, ["instanceType"]);
     }
 }

@@ -551,7 +551,17 @@ impl Kind for Endpoint {
         }
         if let Some(autoscaling) = &spec.autoscaling {
             let tags = super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t));
-            objects.push(autoscaling.desired(&spec.endpoint_name, tags));
+            // After the rollout's smoke check passed, when there is one.
+            let after = match objects.last() {
+                Some(check) if check.verifies => (check.aws_type, check.name.display()),
+                _ => (ENDPOINT, spec.endpoint_name.clone()),
+            };
+            objects.push(autoscaling.desired(
+                &spec.endpoint_name,
+                &spec.instance_type,
+                tags,
+                after,
+            ));
         }
         objects
     }

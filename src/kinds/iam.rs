@@ -169,6 +169,10 @@ pub fn iam_action(api: &str) -> Option<String> {
         "s3:DeleteBucketTagging" => "s3:PutBucketTagging",
         other => other,
     };
+    // CloudWatch signs as `monitoring`; its IAM prefix is `cloudwatch`.
+    if let Some(action) = mapped.strip_prefix("monitoring:") {
+        return Some(format!("cloudwatch:{action}"));
+    }
     Some(mapped.to_string())
 }
 

@@ -86,6 +86,10 @@ pub struct DesiredObject {
     /// fails, the sibling is rolled back to the values it had before the rollout.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub verifies: bool,
+    /// Fields of a mutable object that cannot change in place: a change replaces it (and an
+    /// object that waits for a sibling then goes before the sibling changes).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub replaced_on: &'static [&'static str],
 }
 
 impl DesiredObject {
@@ -100,6 +104,7 @@ impl DesiredObject {
             capacity: None,
             after_ready: None,
             verifies: false,
+            replaced_on: &[],
         }
     }
 

@@ -1873,6 +1873,36 @@ async fn an_async_endpoint_scales_to_zero_and_its_scaling_is_owned_changed_and_p
     assert_eq!(policies.len(), 1, "{policies:#?}");
     assert!(backlog_alarms(&cw).await.is_empty());
 
+    // A new instance type: SageMaker refuses to change it under a registered variant, so the
+    // registration goes first and comes back once the endpoint serves the new config.
+    env.write(
+        "endpoint.yaml",
+        &async_endpoint("ml.g4dn.2xlarge", &scaling(1, 3)),
+    );
+    let actions = env.plan_then_apply().await;
+    assert_eq!(
+        actions.first().map(String::as_str),
+        Some(format!("Delete application-autoscaling:endpoint-scaling {SCALABLE_TARGET}").as_str()),
+        "{actions:#?}"
+    );
+    assert!(actions.contains(&format!(
+        "Create application-autoscaling:endpoint-scaling {SCALABLE_TARGET}"
+    )));
+    let target = scalable_target(&aas).await.expect("registered again");
+    let tags = aas
+        .list_tags_for_resource()
+        .resource_arn(target.scalable_target_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        tags.get("sdop.io/instance-type").map(String::as_str),
+        Some("ml.g4dn.2xlarge")
+    );
+
     // Pruned with the endpoint: deregistered first, then the endpoint goes.
     env.remove("endpoint.yaml");
     let (result, lines) = env
