@@ -432,7 +432,11 @@ async fn act(
         })
         .collect();
     let why = if action.operation == Operation::Delete {
-        " (superseded)".to_string()
+        // Superseded objects, or one that gets out of the way of a change (its reason).
+        match action.reason.split_once(';') {
+            Some((_, why)) => format!(" ({})", why.trim()),
+            None => " (superseded)".to_string(),
+        }
     } else if detail.is_empty() {
         String::new()
     } else {
