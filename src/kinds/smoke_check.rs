@@ -129,6 +129,9 @@ impl SmokeCheck {
             object = object.input("failurePath", json!(with_slash(path)));
         }
         object.verifies = true;
+        // Named by the config it checks: once passed for this spec, it stays passed (a
+        // converged re-apply does not read it again; a new payload is a new spec).
+        object.content_named = true;
         object
     }
 }
