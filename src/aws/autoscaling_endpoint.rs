@@ -258,17 +258,21 @@ fn policy_fields(
         .iter()
         .find(|p| p.policy_name() == target_tracking_policy(endpoint_name))
         .and_then(ScalingPolicy::target_tracking_scaling_policy_configuration);
-    if let Some(tracking) = tracking {
-        fields.insert(
-            "targetBacklogPerInstance".into(),
-            json!(tracking.target_value()),
-        );
-        if let Some(seconds) = tracking.scale_in_cooldown() {
-            fields.insert("scaleInCooldownSeconds".into(), json!(seconds));
-        }
-        if let Some(seconds) = tracking.scale_out_cooldown() {
-            fields.insert("scaleOutCooldownSeconds".into(), json!(seconds));
-        }
+    let Some(tracking) = tracking else {
+        // Registered but never given its policy (a kill between the calls): a difference, so
+        // the next pass puts it.
+        fields.insert("targetBacklogPerInstance".into(), Value::Null);
+        return;
+    };
+    fields.insert(
+        "targetBacklogPerInstance".into(),
+        json!(tracking.target_value()),
+    );
+    if let Some(seconds) = tracking.scale_in_cooldown() {
+        fields.insert("scaleInCooldownSeconds".into(), json!(seconds));
+    }
+    if let Some(seconds) = tracking.scale_out_cooldown() {
+        fields.insert("scaleOutCooldownSeconds".into(), json!(seconds));
     }
 }
 

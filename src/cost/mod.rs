@@ -63,6 +63,18 @@ pub struct CostChange {
     pub region: String,
     pub before: Option<Capacity>,
     pub after: Option<Capacity>,
+    /// Autoscaling an action sets up: the bill moves between its bounds (shown, not summed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaled: Option<Autoscaled>,
+}
+
+/// Capacity that autoscaling moves between `min` and `max` instances of `instance_type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaled {
+    pub instance_type: String,
+    pub min: u32,
+    pub max: u32,
 }
 
 /// A price, or why there is none.
@@ -119,6 +131,20 @@ impl CostChange {
                 }
             ),
         };
+        if let Some(scaled) = &self.autoscaled {
+            let at = |count: u32| match hourly(&scaled.instance_type, count, &self.region) {
+                Some(price) => format!("${price:.2}/h"),
+                None => "price unknown".to_string(),
+            };
+            return format!(
+                "autoscaled between {} at {} and {} at {} x {} (not in the totals)",
+                at(scaled.min),
+                scaled.min,
+                at(scaled.max),
+                scaled.max,
+                scaled.instance_type
+            );
+        }
         let what = format!("{} -> {}", side(&self.before), side(&self.after));
         match self.delta() {
             Price::Hourly(d) => format!("{}/h, {what}", dollars_signed(d)),
@@ -156,6 +182,7 @@ mod tests {
     #[test]
     fn deltas_and_unknowns() {
         let change = CostChange {
+            autoscaled: None,
             region: "us-east-1".into(),
             before: capacity("ml.g4dn.xlarge", 1),
             after: capacity("ml.g4dn.2xlarge", 1),
@@ -166,6 +193,7 @@ mod tests {
             change.describe()
         );
         let gone = CostChange {
+            autoscaled: None,
             after: None,
             ..change.clone()
         };
@@ -175,12 +203,32 @@ mod tests {
             gone.describe()
         );
         let elsewhere = CostChange {
+            autoscaled: None,
             region: "eu-west-3".into(),
             ..change
         };
         assert!(
             matches!(elsewhere.delta(), Price::Unknown(why) if why.contains("eu-west-3")),
             "{elsewhere:?}"
+        );
+    }
+
+    #[test]
+    fn autoscaling_shows_its_range_and_adds_nothing() {
+        let change = CostChange {
+            region: "us-east-1".into(),
+            before: None,
+            after: None,
+            autoscaled: Some(Autoscaled {
+                instance_type: "ml.g4dn.2xlarge".into(),
+                min: 0,
+                max: 2,
+            }),
+        };
+        assert_eq!(change.delta(), Price::Hourly(0.0));
+        assert_eq!(
+            change.describe(),
+            "autoscaled between $0.00/h at 0 and $1.88/h at 2 x ml.g4dn.2xlarge (not in the totals)"
         );
     }
 }

@@ -25,11 +25,24 @@ pub fn attach_costs(
     region: &str,
 ) {
     for action in actions.iter_mut() {
-        let Some(capacity) = desired
+        let want = desired
             .iter()
-            .find(|d| d.aws_type == action.aws_type && d.name.display() == action.name)
-            .and_then(|d| d.capacity.clone())
-        else {
+            .find(|d| d.aws_type == action.aws_type && d.name.display() == action.name);
+        if let Some(scaled) = want.and_then(|d| d.autoscaled.clone()) {
+            if matches!(
+                action.operation,
+                Operation::Create | Operation::Update | Operation::Replace
+            ) {
+                action.cost = Some(CostChange {
+                    region: region.to_string(),
+                    before: None,
+                    after: None,
+                    autoscaled: Some(scaled),
+                });
+            }
+            continue;
+        }
+        let Some(capacity) = want.and_then(|d| d.capacity.clone()) else {
             continue;
         };
         let before = match action.operation {
@@ -48,6 +61,7 @@ pub fn attach_costs(
             region: region.to_string(),
             before,
             after,
+            autoscaled: None,
         });
     }
 }

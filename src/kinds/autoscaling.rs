@@ -160,6 +160,11 @@ impl Autoscaling {
         .input("endpointName", json!(endpoint_name))
         .after_ready(after.0, &after.1);
         object.replaced_on = &["instanceType"];
+        object.autoscaled = Some(crate::cost::Autoscaled {
+            instance_type: instance_type.to_string(),
+            min: self.min_instances,
+            max: self.max_instances,
+        });
         object
     }
 }

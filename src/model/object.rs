@@ -90,6 +90,9 @@ pub struct DesiredObject {
     /// object that waits for a sibling then goes before the sibling changes).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub replaced_on: &'static [&'static str],
+    /// Capacity this object scales between (an endpoint's autoscaling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaled: Option<crate::cost::Autoscaled>,
 }
 
 impl DesiredObject {
@@ -105,6 +108,7 @@ impl DesiredObject {
             after_ready: None,
             verifies: false,
             replaced_on: &[],
+            autoscaled: None,
         }
     }
 
