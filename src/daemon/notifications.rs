@@ -60,8 +60,13 @@ pub fn events_of(
     let new_content = !converged_before || created_objects;
     match after.kind.as_str() {
         "Endpoint" => {
-            // A rollout: the endpoint changes towards new content and is not serving it yet.
-            if mutated && new_content && after.phase == Phase::Progressing {
+            // A rollout: the endpoint changes towards new content and is not serving it yet
+            // (going back after a failed smoke check is not one).
+            let rolling_back = after.conditions.iter().any(|c| {
+                c.kind == "Ready"
+                    && c.reason == crate::engine::decide::Reason::SmokeCheckFailed.as_str()
+            });
+            if mutated && new_content && after.phase == Phase::Progressing && !rolling_back {
                 events.push(EventKind::RolloutStarted);
             }
             if entered(Phase::Ready) && before.phase != Phase::Pending {
@@ -209,6 +214,22 @@ mod tests {
         assert_eq!(
             events_of(&before, &restoring, "h", true),
             [EventKind::DriftCorrected]
+        );
+    }
+
+    #[test]
+    fn a_smoke_check_rollback_is_announced_once_it_is_rolled_back() {
+        // Rolling out, the check fails and the endpoint rolls back (Progressing), then it
+        // serves the old config again (Degraded): one rollout.failed, when it is Degraded.
+        let checking = status("Endpoint", Phase::Progressing, Some("old"));
+        let mut rolling_back = checking.clone();
+        rolling_back.set_phase(Phase::Progressing, "SmokeCheckFailed", "smoke check failed");
+        let mut degraded = rolling_back.clone();
+        degraded.set_phase(Phase::Degraded, "SmokeCheckFailed", "smoke check failed");
+        assert!(events_of(&checking, &rolling_back, "new", true).is_empty());
+        assert_eq!(
+            events_of(&rolling_back, &degraded, "new", false),
+            [EventKind::RolloutFailed]
         );
     }
 
