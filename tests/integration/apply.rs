@@ -1979,7 +1979,12 @@ async fn a_failed_smoke_check_rolls_the_endpoint_back() {
         status.conditions
     );
 
-    // Not retried until the spec changes.
+    // The plan proposes nothing apply would not do, and nothing is retried until the spec changes.
+    assert!(
+        !env.plan().await.has_changes(),
+        "{:#?}",
+        env.plan().await.actions
+    );
     env.aws.reset_calls();
     let (summary, lines) = env.apply().await;
     assert_eq!(summary.phases[&id_base], Phase::Degraded, "{lines:#?}");

@@ -654,3 +654,101 @@ async fn an_apply_beside_a_running_daemon_refuses_naming_it() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("is in use by sdop run"));
     drop(daemon);
 }
+
+fn checked_endpoint(instance: &str) -> String {
+    format!(
+        r#"apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {{name: out}}
+spec: {{bucketName: sdop-it-out, region: us-east-1}}
+---
+apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-base
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "s3://sdop-it-out/model.tar.gz"}}
+  instanceType: {instance}
+  executionRoleArn: {ROLE}
+  environment:
+    api_endpoint: "{API}"
+    embeddings_s3uri: s3://sdop-it-out/embeddings/
+  asyncInference: {{outputPath: "s3://sdop-it-out/out/", failurePath: "s3://sdop-it-out/failed/"}}
+  smokeCheck: {{timeoutSeconds: 30}}
+"#
+    )
+}
+
+/// Issue #14 item 2: under the daemon, a rollout whose smoke check fails is rolled back,
+/// Degraded with the reason, and the webhook hears `rollout.failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_smoke_check_under_the_daemon_rolls_back_and_is_announced() {
+    let aws = LocalAws::start();
+    aws.configure(json!({"endpoint_create_seconds": 0.3, "endpoint_update_seconds": 0.3, "invocation_seconds": 0.3}));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "endpoint.yaml",
+        &checked_endpoint("ml.g4dn.xlarge"),
+    );
+    let hook = WebhookSink::start();
+    let daemon = Daemon::start(
+        &aws,
+        &[dir.path()],
+        &state.path().join("a"),
+        "AKIDSMOKE",
+        &["--notify-webhook", &hook.url],
+    );
+    daemon.wait_ready(&["Bucket/out", "Endpoint/base"], WAIT);
+    aws.configure(json!({"invocation_outcome": "error"}));
+    write(
+        dir.path(),
+        "endpoint.yaml",
+        &checked_endpoint("ml.g4dn.2xlarge"),
+    );
+    let status = daemon.wait_for("Endpoint Degraded", WAIT, |status| {
+        status["resources"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|r| r["kind"] == "Endpoint" && r["phase"] == "Degraded")
+        })
+    });
+    let endpoint = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Endpoint")
+        .unwrap()
+        .to_string();
+    assert!(endpoint.contains("smoke check"), "{endpoint}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hook
+        .events()
+        .iter()
+        .any(|e| e == "rollout.failed Endpoint/base")
+    {
+        assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sm = aws.sagemaker().await;
+    let serving = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    let config = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(serving.endpoint_config_name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        config.production_variants()[0]
+            .instance_type()
+            .map(|t| t.as_str()),
+        Some("ml.g4dn.xlarge"),
+        "rolled back to the config it served"
+    );
+}
