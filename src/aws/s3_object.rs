@@ -19,8 +19,8 @@ pub struct TemplateObjectAdapter;
 const META_FINGERPRINT: &str = "sdop-fingerprint";
 const META_RESOURCE: &str = "sdop-resource";
 
-/// `bucket/key` → (bucket, key).
-fn split(name: &str) -> Result<(&str, &str)> {
+/// `bucket/key` → (bucket, key): the name of an S3 object an adapter manages.
+pub(super) fn split(name: &str) -> Result<(&str, &str)> {
     name.split_once('/')
         .ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
 }

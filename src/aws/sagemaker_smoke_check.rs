@@ -13,6 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
 use super::adapters::{Adapter, ObjectContext};
+use super::s3_object::split;
 use super::{absent_if, classify, head_s3_object, is_not_found};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
@@ -32,11 +33,6 @@ const META_ENDPOINT: &str = "sdop-endpoint";
 /// The most of a result or failure body that is read (and quoted in a failure).
 const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 const QUOTED_BYTES: usize = 300;
-
-fn split(name: &str) -> Result<(&str, &str)> {
-    name.split_once('/')
-        .ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
-}
 
 fn s3_parts(uri: &str) -> Option<(&str, &str)> {
     uri.strip_prefix("s3://")?.split_once('/')

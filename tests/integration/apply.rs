@@ -1736,6 +1736,20 @@ async fn scalable_target(
         .cloned()
 }
 
+async fn target_tags(
+    aas: &aws_sdk_applicationautoscaling::Client,
+    target: &aws_sdk_applicationautoscaling::types::ScalableTarget,
+) -> std::collections::HashMap<String, String> {
+    aas.list_tags_for_resource()
+        .resource_arn(target.scalable_target_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .cloned()
+        .unwrap_or_default()
+}
+
 async fn scaling_policies(
     aas: &aws_sdk_applicationautoscaling::Client,
 ) -> Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy> {
@@ -1793,15 +1807,7 @@ async fn an_async_endpoint_scales_to_zero_and_its_scaling_is_owned_changed_and_p
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     let target = scalable_target(&aas).await.expect("registered");
     assert_eq!((target.min_capacity(), target.max_capacity()), (0, 2));
-    let tags = aas
-        .list_tags_for_resource()
-        .resource_arn(target.scalable_target_arn().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .cloned()
-        .unwrap_or_default();
+    let tags = target_tags(&aas, &target).await;
     assert_eq!(
         tags.get("sdop.io/managed-by").map(String::as_str),
         Some("sdop")
@@ -1889,15 +1895,7 @@ async fn an_async_endpoint_scales_to_zero_and_its_scaling_is_owned_changed_and_p
         "Create application-autoscaling:endpoint-scaling {SCALABLE_TARGET}"
     )));
     let target = scalable_target(&aas).await.expect("registered again");
-    let tags = aas
-        .list_tags_for_resource()
-        .resource_arn(target.scalable_target_arn().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .cloned()
-        .unwrap_or_default();
+    let tags = target_tags(&aas, &target).await;
     assert_eq!(
         tags.get("sdop.io/instance-type").map(String::as_str),
         Some("ml.g4dn.2xlarge")
