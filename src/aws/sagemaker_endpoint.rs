@@ -476,6 +476,17 @@ impl Adapter for EndpointAdapter {
             .insert("endpointName".into(), name.to_string());
         observed.outputs.insert("endpointArn".into(), arn);
         observed.outputs.insert("endpointConfigName".into(), config);
+        // What runs now (autoscaling moves it, down to 0): what `sdop get` prices.
+        if let Some(count) = endpoint
+            .production_variants()
+            .first()
+            .and_then(|v| v.current_instance_count())
+        {
+            observed.outputs.insert(
+                crate::model::outputs::CURRENT_INSTANCE_COUNT.into(),
+                count.to_string(),
+            );
+        }
         Ok(Some(observed))
     }
 

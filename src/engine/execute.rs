@@ -314,7 +314,13 @@ fn record_hourly_cost(
     if status.phase != Phase::Ready {
         return;
     }
-    let price = crate::cost::hourly(&capacity.instance_type, capacity.instance_count, region)
+    // What runs now when AWS says (an autoscaled endpoint at 0 costs nothing), else the spec's.
+    let count = status
+        .outputs
+        .get(crate::model::outputs::CURRENT_INSTANCE_COUNT)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(capacity.instance_count);
+    let price = crate::cost::hourly(&capacity.instance_type, count, region)
         .map_or_else(|| "unknown".to_string(), |dollars| format!("{dollars:.4}"));
     status.outputs.insert(HOURLY_COST.to_string(), price);
 }
@@ -476,5 +482,34 @@ async fn create(
             }
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::resource::ResourceId;
+
+    #[test]
+    fn the_hourly_cost_is_what_runs_now() {
+        let capacity = (
+            "us-east-1".to_string(),
+            crate::cost::Capacity {
+                instance_type: "ml.g4dn.2xlarge".into(),
+                instance_count: 1,
+                while_running: false,
+            },
+        );
+        let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "e"));
+        status.phase = Phase::Ready;
+        record_hourly_cost(&mut status, Some(&capacity));
+        assert_eq!(status.outputs[HOURLY_COST], "0.9400");
+        // Scaled to zero instances: nothing is billed now.
+        status.outputs.insert(
+            crate::model::outputs::CURRENT_INSTANCE_COUNT.into(),
+            "0".into(),
+        );
+        record_hourly_cost(&mut status, Some(&capacity));
+        assert_eq!(status.outputs[HOURLY_COST], "0.0000");
     }
 }

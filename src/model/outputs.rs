@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use super::resource::ResourceId;
 
+/// The status output with the instances an endpoint runs now (autoscaling moves it, down to
+/// 0): what `sdop get` and the cost metric price.
+pub const CURRENT_INSTANCE_COUNT: &str = "currentInstanceCount";
+
 /// `Kind/name` → output name → value. Missing means "known after apply".
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
