@@ -54,7 +54,9 @@ pub fn attach_costs(
             Operation::Delete | Operation::Conflict => None,
             _ => Some(capacity),
         };
-        if action.operation == Operation::Conflict || before == after {
+        // A rollback goes back to capacity the recorded state does not describe: not priced.
+        if matches!(action.operation, Operation::Conflict | Operation::Rollback) || before == after
+        {
             continue;
         }
         action.cost = Some(CostChange {
