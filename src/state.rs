@@ -1,7 +1,14 @@
-//! Resource status, persisted crash-safely in a state directory: one JSON file per resource,
-//! written to a temporary file, fsynced, then renamed over the old one (atomic on POSIX), so a
-//! crash leaves either the old or the new status, never half of one. Plain files need no
-//! extra dependency, are readable with `cat`/`jq`, and one writer per resource is all sdop needs.
+//! Resource status, persisted crash-safely, in one of two places:
+//!
+//! - a **state directory** (the default): one JSON file per resource, written to a temporary
+//!   file, fsynced, then renamed over the old one (atomic on POSIX), so a crash leaves either
+//!   the old or the new status, never half of one. Readable with `cat`/`jq`; the writer lock
+//!   is an advisory file lock.
+//! - a **shared state** in S3 (`--state s3://BUCKET/PREFIX`, [`shared`]): one object per
+//!   resource written with conditional writes, and the daemon's lease as the writer lock, so
+//!   several daemons and CI applies share one inventory.
+
+pub mod shared;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -222,29 +229,139 @@ impl ResourceStatus {
     }
 }
 
-/// The state directory.
+/// Where the user said statuses are kept (`--state-dir DIR` or `--state s3://BUCKET/PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    Dir(PathBuf),
+    Shared(String),
+}
+
+/// Where statuses are kept: a state directory or a shared state in S3.
 #[derive(Debug, Clone)]
 pub struct StateStore {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Dir(StateDir),
+    Shared(std::sync::Arc<shared::SharedState>),
+}
+
+/// A state directory.
+#[derive(Debug, Clone)]
+struct StateDir {
     dir: PathBuf,
 }
 
-/// The writer lock of a state directory: an advisory lock on `<dir>/.lock` (flock), held
-/// until dropped or the process dies (kill -9 included: the kernel releases it). The file
-/// names its holder, for the message a second writer gets.
+/// The one writer's hold on the state, released when dropped: for a state directory an
+/// advisory lock on `<dir>/.lock` (flock), which the kernel releases when the process dies
+/// (kill -9 included), the file naming its holder; for a shared state, its lease.
 #[derive(Debug)]
-pub struct StateLock {
-    _file: std::fs::File,
+pub enum StateLock {
+    Dir { _file: std::fs::File },
+    Shared(shared::SharedLock),
 }
 
 /// How long a second writer waits for the lock before it refuses.
 pub const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl StateStore {
+    /// A state directory, created if missing.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
-        Ok(StateStore { dir })
+        Ok(StateStore {
+            backend: Backend::Dir(StateDir { dir }),
+        })
+    }
+
+    pub fn open_at(location: &StateLocation, connection: &crate::aws::Connection) -> Result<Self> {
+        match location {
+            StateLocation::Dir(dir) => Self::open(dir.clone()),
+            StateLocation::Shared(uri) => Self::open_shared(uri, connection),
+        }
+    }
+
+    /// A shared state in S3 (`s3://BUCKET/PREFIX`); its bucket must exist.
+    pub fn open_shared(uri: &str, connection: &crate::aws::Connection) -> Result<Self> {
+        let location = shared::SharedLocation::parse(uri)?;
+        Ok(StateStore {
+            backend: Backend::Shared(std::sync::Arc::new(shared::SharedState::open(
+                location, connection,
+            )?)),
+        })
+    }
+
+    /// A shared state reached through `s3` (a client configured elsewhere: tests, embedding).
+    pub fn shared_with_client(uri: &str, s3: aws_sdk_s3::Client) -> Result<Self> {
+        let location = shared::SharedLocation::parse(uri)?;
+        Ok(StateStore {
+            backend: Backend::Shared(std::sync::Arc::new(shared::SharedState::with_client(
+                location, s3,
+            )?)),
+        })
+    }
+
+    /// The state directory, when the state is one.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Dir(d) => Some(&d.dir),
+            Backend::Shared(_) => None,
+        }
+    }
+
+    /// The shared state, when the state is one.
+    pub fn shared(&self) -> Option<&shared::SharedState> {
+        match &self.backend {
+            Backend::Dir(_) => None,
+            Backend::Shared(s) => Some(s),
+        }
+    }
+
+    /// Takes the writer lock, waiting up to `wait` for another writer (`holder` says who this
+    /// one is: `sdop apply (pid 42)`). `waiting` is told once who holds it.
+    pub fn lock(
+        &self,
+        holder: &str,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<StateLock> {
+        match &self.backend {
+            Backend::Dir(d) => d.lock(holder, wait, waiting),
+            Backend::Shared(s) => s.lock(holder, wait, waiting).map(StateLock::Shared),
+        }
+    }
+
+    pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
+        match &self.backend {
+            Backend::Dir(d) => d.load(id),
+            Backend::Shared(s) => s.load(id),
+        }
+    }
+
+    /// Every stored status, sorted by kind and name.
+    pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
+        match &self.backend {
+            Backend::Dir(d) => d.load_all(),
+            Backend::Shared(s) => s.load_all(),
+        }
+    }
+
+    /// Saves crash-safely (a shared state: only while this process holds its lease).
+    pub fn save(&self, status: &ResourceStatus) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(d) => d.save(status),
+            Backend::Shared(s) => s.save(status),
+        }
+    }
+
+    pub fn remove(&self, id: &ResourceId) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(d) => d.remove(id),
+            Backend::Shared(s) => s.remove(id),
+        }
     }
 
     /// `--state-dir` default: `$SDOP_STATE_DIR`, else `$XDG_STATE_HOME/sdop`, else `~/.local/state/sdop`.
@@ -260,10 +377,10 @@ impl StateStore {
             None => PathBuf::from(".sdop-state"),
         }
     }
+}
 
-    /// Takes the writer lock, waiting up to `wait` for another writer (`holder` says who this
-    /// one is: `sdop apply (pid 42)`). `waiting` is told once who holds it.
-    pub fn lock(
+impl StateDir {
+    fn lock(
         &self,
         holder: &str,
         wait: std::time::Duration,
@@ -314,14 +431,14 @@ impl StateStore {
                 file.write_all(stamp.as_bytes())
             })
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(StateLock { _file: file })
+        Ok(StateLock::Dir { _file: file })
     }
 
     fn path(&self, id: &ResourceId) -> PathBuf {
         self.dir.join(&id.kind).join(format!("{}.json", id.name))
     }
 
-    pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
+    fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
         let path = self.path(id);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -332,8 +449,7 @@ impl StateStore {
         }
     }
 
-    /// Every stored status, sorted by kind and name.
-    pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
+    fn load_all(&self) -> Result<Vec<ResourceStatus>> {
         let mut all = Vec::new();
         let Ok(kinds) = std::fs::read_dir(&self.dir) else {
             return Ok(all);
@@ -359,7 +475,7 @@ impl StateStore {
     }
 
     /// Atomic replace: temp file in the same directory, fsync, rename, fsync the directory.
-    pub fn save(&self, status: &ResourceStatus) -> Result<()> {
+    fn save(&self, status: &ResourceStatus) -> Result<()> {
         let path = self.path(&status.id());
         let dir = path.parent().expect("status path has a parent");
         std::fs::create_dir_all(dir)
@@ -376,7 +492,7 @@ impl StateStore {
         write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
-    pub fn remove(&self, id: &ResourceId) -> Result<()> {
+    fn remove(&self, id: &ResourceId) -> Result<()> {
         match std::fs::remove_file(self.path(id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -350,6 +350,22 @@ pub async fn head_s3_object(
     )
 }
 
+/// Reads a GetObject body to the end (a connection cut mid-body is retryable).
+pub async fn read_s3_body(
+    body: aws_sdk_s3::primitives::ByteStream,
+    uri: &str,
+) -> Result<bytes::Bytes, Error> {
+    body.collect()
+        .await
+        .map(|b| b.into_bytes())
+        .map_err(|e| Error::Aws {
+            operation: "s3:GetObject".into(),
+            code: None,
+            message: format!("reading {uri}: {e}"),
+            retryable: true,
+        })
+}
+
 /// Deletes an S3 object; already gone (or its bucket) is success.
 pub async fn delete_s3_object(clients: &Clients, bucket: &str, key: &str) -> Result<(), Error> {
     absent_if(

@@ -66,17 +66,7 @@ async fn fetch(ctx: &ObjectContext<'_>, uri: &str) -> Result<Option<Vec<u8>>> {
             br#"{"error": "result larger than sdop reads"}"#.to_vec(),
         ));
     }
-    let bytes = got
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Aws {
-            operation: "s3:GetObject".into(),
-            code: None,
-            message: format!("reading {uri}: {e}"),
-            retryable: true,
-        })?
-        .into_bytes();
+    let bytes = crate::aws::read_s3_body(got.body, uri).await?;
     Ok(Some(bytes.to_vec()))
 }
 

@@ -12,7 +12,7 @@ use crate::aws::{Clients, Connection};
 use crate::engine::{self, cloud};
 use crate::error::{Error, Result};
 use crate::manifest::{load_paths, Loaded};
-use crate::state::StateStore;
+use crate::state::{StateLocation, StateStore};
 
 /// Exit codes shared by subcommands.
 pub mod exit {
@@ -42,6 +42,16 @@ pub struct AwsArgs {
     /// Status directory (default: $SDOP_STATE_DIR, $XDG_STATE_HOME/sdop, ~/.local/state/sdop).
     #[arg(long, global = true, env = "SDOP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// A shared state instead of the state directory: `s3://BUCKET/PREFIX` (the bucket must exist).
+    /// Every daemon and CI apply using it sees one inventory; its lease
+    /// (`PREFIX/lease.json`) is the one writer's lock and the daemons' leader election.
+    #[arg(
+        long,
+        global = true,
+        env = "SDOP_STATE",
+        value_name = "s3://BUCKET/PREFIX"
+    )]
+    pub state: Option<String>,
     /// AWS region (default: from the environment or profile).
     #[arg(long, global = true, env = "AWS_REGION")]
     pub region: Option<String>,
@@ -194,7 +204,8 @@ impl RunArgs {
         crate::daemon::RunOptions {
             paths: self.paths,
             connection: connection(aws),
-            state_dir: state_dir(aws),
+            state: state_location(aws),
+            local_dir: state_dir(aws),
             listen: self.listen,
             prune: self.prune,
             force: self.force,
@@ -287,6 +298,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             force,
         } => {
             let loaded = load_valid(&paths)?;
+            let mut opened: Option<StateStore> = None;
             let mut plan = if offline {
                 let nothing_recorded = std::collections::HashMap::new();
                 engine::plan_all(
@@ -305,15 +317,15 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 )
                 .await?
             } else {
-                crate::apply::plan(&loaded, connect(&cli.aws).await?, &store(&cli.aws)?).await?
+                let clients = connect(&cli.aws).await?;
+                let store = store(&cli.aws)?;
+                let plan = crate::apply::plan(&loaded, clients, &store).await?;
+                opened = Some(store);
+                plan
             };
             let mut pruning = String::new();
-            if prune && !offline {
-                match crate::apply::prune::planned_prune(
-                    &loaded,
-                    &store(&cli.aws)?.load_all()?,
-                    force,
-                ) {
+            if let (true, Some(store)) = (prune, &opened) {
+                match crate::apply::prune::planned_prune(&loaded, &store.load_all()?, force) {
                     Ok((actions, forgotten)) => {
                         plan.actions.extend(actions);
                         if !forgotten.is_empty() {
@@ -523,13 +535,24 @@ fn state_dir(args: &AwsArgs) -> PathBuf {
         .unwrap_or_else(StateStore::default_dir)
 }
 
+fn state_location(args: &AwsArgs) -> StateLocation {
+    match &args.state {
+        Some(uri) => StateLocation::Shared(uri.clone()),
+        None => StateLocation::Dir(state_dir(args)),
+    }
+}
+
 fn store(args: &AwsArgs) -> Result<StateStore> {
-    StateStore::open(state_dir(args))
+    StateStore::open_at(&state_location(args), &connection(args))
 }
 
 /// Statuses for `sdop get`: from the daemon running on this state directory (it also knows
 /// what is in flight), else from the state directory itself.
 fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>> {
+    // A shared state is what its leader writes as it goes: read it directly.
+    if args.state.is_some() {
+        return store(args)?.load_all();
+    }
     let dir = state_dir(args);
     if let Some(url) = crate::daemon::daemon_url(&dir) {
         let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -63,6 +63,8 @@ pub struct Settings {
     pub force: bool,
     pub shutdown_timeout: Duration,
     pub holder: String,
+    /// On a shared state: how often a standby reads what the leader recorded.
+    pub refresh_standby: Option<Duration>,
 }
 
 pub struct Controller {
@@ -138,13 +140,19 @@ impl Controller {
             self.wake_all();
         }
         let mut leadership_open = true;
+        let mut refresh_at = Instant::now();
         loop {
             self.dispatch();
             self.publish();
             let next_due = self.queue.next_due();
             let pruning = self.pruning.is_some();
+            let refreshing = self.settings.refresh_standby.is_some() && !self.is_leader();
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = sleep_until(refresh_at.into()), if refreshing => {
+                    self.refresh_statuses();
+                    refresh_at = Instant::now() + self.settings.refresh_standby.unwrap_or_default();
+                }
                 Some(mut touched) = files.recv() => {
                     // Take everything that queued up: one reload for a burst of saves.
                     while let Ok(more) = files.try_recv() {
@@ -175,6 +183,10 @@ impl Controller {
                     self.set_role();
                     if self.is_leader() {
                         tracing::info!("leading: reconciling everything");
+                        if self.settings.refresh_standby.is_some() {
+                            // What the last leader recorded is this one's inventory now.
+                            self.refresh_statuses();
+                        }
                         self.wake_all();
                     } else {
                         tracing::warn!("standby: not mutating AWS");
@@ -257,6 +269,17 @@ impl Controller {
             .map(|(id, why)| (id.to_string(), why.clone()))
             .collect();
         view.last_load = crate::state::now();
+    }
+
+    /// Shows the statuses the shared state holds (written by whichever daemon leads).
+    fn refresh_statuses(&mut self) {
+        match self.ctx.store.load_all() {
+            Ok(statuses) => {
+                self.view.write().expect("view lock").statuses =
+                    statuses.into_iter().map(|s| (s.id(), s)).collect();
+            }
+            Err(err) => tracing::warn!(error = %err, "reading the shared state failed"),
+        }
     }
 
     fn wake_all(&mut self) {

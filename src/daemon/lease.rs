@@ -202,30 +202,36 @@ pub async fn run(
     if let Some(etag) = held {
         gate.lead_until(None);
         changed.send_replace(false);
-        match s3
-            .delete_object()
-            .bucket(&config.bucket)
-            .key(&config.key)
-            .if_match(&etag)
-            .send()
-            .await
-        {
-            Ok(_) => tracing::info!("released the lease"),
-            Err(err) => {
-                tracing::warn!(error = %classify("s3:DeleteObject", err), "could not release the lease; it expires after its TTL")
-            }
+        release(&s3, &config, &etag).await;
+    }
+}
+
+/// Deletes the lease if it is still the one this process wrote, so a standby (or the next
+/// writer) takes over at once instead of after the TTL.
+pub(crate) async fn release(s3: &aws_sdk_s3::Client, config: &LeaseConfig, etag: &str) {
+    match s3
+        .delete_object()
+        .bucket(&config.bucket)
+        .key(&config.key)
+        .if_match(etag)
+        .send()
+        .await
+    {
+        Ok(_) => tracing::info!("released the lease"),
+        Err(err) => {
+            tracing::warn!(error = %classify("s3:DeleteObject", err), "could not release the lease; it expires after its TTL")
         }
     }
 }
 
-enum Condition<'a> {
+pub(crate) enum Condition<'a> {
     Absent,
     Match(&'a str),
 }
 
 /// Writes the lease under a condition: `Ok(Some(etag))` when it took, `Ok(None)` when the
 /// condition did not hold (someone else won).
-async fn put(
+pub(crate) async fn put(
     s3: &aws_sdk_s3::Client,
     config: &LeaseConfig,
     condition: Condition<'_>,
@@ -266,7 +272,7 @@ async fn put(
     }
 }
 
-async fn read(s3: &aws_sdk_s3::Client, config: &LeaseConfig) -> Result<Observed> {
+pub(crate) async fn read(s3: &aws_sdk_s3::Client, config: &LeaseConfig) -> Result<Observed> {
     match s3
         .get_object()
         .bucket(&config.bucket)

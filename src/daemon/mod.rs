@@ -30,13 +30,16 @@ use std::time::Duration;
 use crate::aws::transport::{CallObserver, MutationGate, Transport};
 use crate::aws::{Clients, Connection};
 use crate::error::{Error, Result};
-use crate::state::StateStore;
+use crate::state::{StateLocation, StateStore};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub paths: Vec<PathBuf>,
     pub connection: Connection,
-    pub state_dir: PathBuf,
+    pub state: StateLocation,
+    /// This host's state directory: where the daemon says it listens (`daemon.json`), with a
+    /// shared state too.
+    pub local_dir: PathBuf,
     pub listen: SocketAddr,
     pub prune: bool,
     pub force: bool,
@@ -70,15 +73,29 @@ pub async fn run(options: RunOptions) -> Result<()> {
     if let Some(url) = &options.webhook {
         notifications::check_url(url)?;
     }
-    let store = StateStore::open(&options.state_dir)?;
+    let store = StateStore::open_at(&options.state, &options.connection)?;
     // The daemon is the state's one writer while it runs: an apply beside it waits, then
-    // refuses, naming it.
-    let _writer = store.lock(
-        &format!("sdop run (pid {}, {holder})", std::process::id()),
-        std::time::Duration::ZERO,
-        &|_| {},
-    )?;
-    let lease = match &options.lease {
+    // refuses, naming it. A state directory has its file lock; a shared state's lock is its
+    // lease, which the daemons elect their leader with.
+    let _writer = match store.dir() {
+        Some(_) => Some(store.lock(
+            &format!("sdop run (pid {}, {holder})", std::process::id()),
+            std::time::Duration::ZERO,
+            &|_| {},
+        )?),
+        None => None,
+    };
+    let lease_uri = match (store.shared(), &options.lease) {
+        (Some(shared), Some(uri)) if *uri != shared.location().lease_uri() => {
+            return Err(Error::Terminal(format!(
+                "--lease {uri}: a shared state's daemons elect their leader with its own lease, {}; drop --lease",
+                shared.location().lease_uri()
+            )))
+        }
+        (Some(shared), _) => Some(shared.location().lease_uri()),
+        (None, lease) => lease.clone(),
+    };
+    let lease = match &lease_uri {
         Some(uri) => Some(lease::LeaseConfig::new(
             uri,
             options.lease_ttl,
@@ -91,6 +108,12 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let gate = lease
         .as_ref()
         .map(|_| Arc::new(lease::LeaderGate::default()));
+    if let (Some(shared), Some(gate)) = (store.shared(), &gate) {
+        // Only the leader writes the shared state.
+        shared.write_while(gate.clone());
+    }
+    // A standby on a shared state shows what the leader records, read this often.
+    let refresh_standby = store.shared().map(|_| options.lease_renew);
     let transport = Transport::new(
         gate.clone().map(|g| g as Arc<dyn MutationGate>),
         Some(metrics.clone() as Arc<dyn CallObserver>),
@@ -125,7 +148,9 @@ pub async fn run(options: RunOptions) -> Result<()> {
             .with_graceful_shutdown(stopped)
             .await
     });
-    write_daemon_file(&options.state_dir, address)?;
+    std::fs::create_dir_all(&options.local_dir)
+        .map_err(|e| Error::io(format!("creating {}", options.local_dir.display()), e))?;
+    write_daemon_file(&options.local_dir, address)?;
     tracing::info!(listen = %address, holder = %holder, paths = ?options.paths, "sdop daemon started");
 
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(gate.is_none());
@@ -164,6 +189,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
             force: options.force,
             shutdown_timeout: options.shutdown_timeout,
             holder,
+            refresh_standby,
         },
         ctx,
         view,
@@ -182,7 +208,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     signals.abort();
-    let _ = std::fs::remove_file(options.state_dir.join(DAEMON_FILE));
+    let _ = std::fs::remove_file(options.local_dir.join(DAEMON_FILE));
     tracing::info!("sdop daemon stopped");
     Ok(())
 }

@@ -85,16 +85,6 @@ async fn wait_for_tag(aws: &LocalAws, bucket: &str, key: &str, value: &str, daem
     }
 }
 
-async fn bucket_exists(aws: &LocalAws, bucket: &str) -> bool {
-    aws.s3()
-        .await
-        .head_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_converges_edits_survives_bad_edits_and_prunes() {
     let aws = LocalAws::start();
@@ -118,7 +108,7 @@ async fn run_converges_edits_survives_bad_edits_and_prunes() {
     );
     write(m, "repo.yaml", &repository("inference", "sd-inference"));
     daemon.wait_ready(&["Bucket/assets", "ImageRepository/inference"], WAIT);
-    assert!(bucket_exists(&aws, "sdop-run-assets").await);
+    assert!(aws.bucket_exists("sdop-run-assets").await);
     daemon.wait_for("readyz 200", WAIT, |_| {
         daemon.get("/readyz").unwrap().0 == 200
     });
@@ -189,7 +179,7 @@ async fn run_converges_edits_survives_bad_edits_and_prunes() {
     // Delete a file with pruning on: its resource is deleted (deletionPolicy Delete).
     std::fs::remove_file(m.join("bucket.yaml")).unwrap();
     let deadline = Instant::now() + WAIT;
-    while bucket_exists(&aws, "sdop-run-assets").await {
+    while aws.bucket_exists("sdop-run-assets").await {
         assert!(Instant::now() < deadline, "not pruned:\n{}", daemon.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

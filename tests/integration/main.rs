@@ -10,3 +10,4 @@ mod daemon;
 mod emulator;
 mod kill_points;
 mod package;
+mod shared_state;

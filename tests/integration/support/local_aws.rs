@@ -145,6 +145,16 @@ impl LocalAws {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    pub async fn bucket_exists(&self, bucket: &str) -> bool {
+        self.s3()
+            .await
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .is_ok()
+    }
+
     pub async fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
         aws_sdk_sagemaker::Client::new(&self.sdk_config().await)
     }
