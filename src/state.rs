@@ -4,11 +4,10 @@
 //!   file, fsynced, then renamed over the old one (atomic on POSIX), so a crash leaves either
 //!   the old or the new status, never half of one. Readable with `cat`/`jq`; the writer lock
 //!   is an advisory file lock.
-//! - a **shared state** in S3 (`--state s3://BUCKET/PREFIX`, [`shared`]): one object per
-//!   resource written with conditional writes, and the daemon's lease as the writer lock, so
-//!   several daemons and CI applies share one inventory.
-
-pub mod shared;
+//! - a **shared state** in S3 (`--state s3://BUCKET/PREFIX`, `daemon::shared_state`, a
+//!   [`StatusBackend`] from a layer above): one object per resource written with conditional
+//!   writes, and the daemon's lease as the writer lock, so several daemons and CI applies
+//!   share one inventory.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -239,13 +238,28 @@ pub enum StateLocation {
 /// Where statuses are kept: a state directory or a shared state in S3.
 #[derive(Debug, Clone)]
 pub struct StateStore {
-    backend: Backend,
+    backend: std::sync::Arc<dyn StatusBackend>,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Dir(StateDir),
-    Shared(std::sync::Arc<shared::SharedState>),
+/// What keeps statuses: one read, all reads, a crash-safe save, a removal, and the one
+/// writer's lock.
+pub trait StatusBackend: std::fmt::Debug + Send + Sync + 'static {
+    fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>>;
+    /// Every stored status, sorted by kind and name.
+    fn load_all(&self) -> Result<Vec<ResourceStatus>>;
+    fn save(&self, status: &ResourceStatus) -> Result<()>;
+    fn remove(&self, id: &ResourceId) -> Result<()>;
+    fn lock(
+        &self,
+        holder: &str,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<StateLock>;
+    /// The state directory, when this is one.
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A state directory.
@@ -257,10 +271,18 @@ struct StateDir {
 /// The one writer's hold on the state, released when dropped: for a state directory an
 /// advisory lock on `<dir>/.lock` (flock), which the kernel releases when the process dies
 /// (kill -9 included), the file naming its holder; for a shared state, its lease.
-#[derive(Debug)]
-pub enum StateLock {
-    Dir { _file: std::fs::File },
-    Shared(shared::SharedLock),
+pub struct StateLock(#[allow(dead_code)] Box<dyn Send>);
+
+impl std::fmt::Debug for StateLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateLock")
+    }
+}
+
+impl StateLock {
+    pub fn new(hold: impl Send + 'static) -> StateLock {
+        StateLock(Box::new(hold))
+    }
 }
 
 /// How long a second writer waits for the lock before it refuses.
@@ -272,52 +294,23 @@ impl StateStore {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
-        Ok(StateStore {
-            backend: Backend::Dir(StateDir { dir }),
-        })
+        Ok(StateStore::with_backend(StateDir { dir }))
     }
 
-    pub fn open_at(location: &StateLocation, connection: &crate::aws::Connection) -> Result<Self> {
-        match location {
-            StateLocation::Dir(dir) => Self::open(dir.clone()),
-            StateLocation::Shared(uri) => Self::open_shared(uri, connection),
+    pub fn with_backend(backend: impl StatusBackend) -> Self {
+        StateStore {
+            backend: std::sync::Arc::new(backend),
         }
-    }
-
-    /// A shared state in S3 (`s3://BUCKET/PREFIX`); its bucket must exist.
-    pub fn open_shared(uri: &str, connection: &crate::aws::Connection) -> Result<Self> {
-        let location = shared::SharedLocation::parse(uri)?;
-        Ok(StateStore {
-            backend: Backend::Shared(std::sync::Arc::new(shared::SharedState::open(
-                location, connection,
-            )?)),
-        })
-    }
-
-    /// A shared state reached through `s3` (a client configured elsewhere: tests, embedding).
-    pub fn shared_with_client(uri: &str, s3: aws_sdk_s3::Client) -> Result<Self> {
-        let location = shared::SharedLocation::parse(uri)?;
-        Ok(StateStore {
-            backend: Backend::Shared(std::sync::Arc::new(shared::SharedState::with_client(
-                location, s3,
-            )?)),
-        })
     }
 
     /// The state directory, when the state is one.
     pub fn dir(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Dir(d) => Some(&d.dir),
-            Backend::Shared(_) => None,
-        }
+        self.backend.dir()
     }
 
-    /// The shared state, when the state is one.
-    pub fn shared(&self) -> Option<&shared::SharedState> {
-        match &self.backend {
-            Backend::Dir(_) => None,
-            Backend::Shared(s) => Some(s),
-        }
+    /// The backend, for a layer above that knows its type (the daemon's shared state).
+    pub fn backend(&self) -> &dyn std::any::Any {
+        self.backend.as_any()
     }
 
     /// Takes the writer lock, waiting up to `wait` for another writer (`holder` says who this
@@ -328,40 +321,25 @@ impl StateStore {
         wait: std::time::Duration,
         waiting: &dyn Fn(&str),
     ) -> Result<StateLock> {
-        match &self.backend {
-            Backend::Dir(d) => d.lock(holder, wait, waiting),
-            Backend::Shared(s) => s.lock(holder, wait, waiting).map(StateLock::Shared),
-        }
+        self.backend.lock(holder, wait, waiting)
     }
 
     pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
-        match &self.backend {
-            Backend::Dir(d) => d.load(id),
-            Backend::Shared(s) => s.load(id),
-        }
+        self.backend.load(id)
     }
 
     /// Every stored status, sorted by kind and name.
     pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
-        match &self.backend {
-            Backend::Dir(d) => d.load_all(),
-            Backend::Shared(s) => s.load_all(),
-        }
+        self.backend.load_all()
     }
 
     /// Saves crash-safely (a shared state: only while this process holds its lease).
     pub fn save(&self, status: &ResourceStatus) -> Result<()> {
-        match &self.backend {
-            Backend::Dir(d) => d.save(status),
-            Backend::Shared(s) => s.save(status),
-        }
+        self.backend.save(status)
     }
 
     pub fn remove(&self, id: &ResourceId) -> Result<()> {
-        match &self.backend {
-            Backend::Dir(d) => d.remove(id),
-            Backend::Shared(s) => s.remove(id),
-        }
+        self.backend.remove(id)
     }
 
     /// `--state-dir` default: `$SDOP_STATE_DIR`, else `$XDG_STATE_HOME/sdop`, else `~/.local/state/sdop`.
@@ -380,6 +358,20 @@ impl StateStore {
 }
 
 impl StateDir {
+    fn path(&self, id: &ResourceId) -> PathBuf {
+        self.dir.join(&id.kind).join(format!("{}.json", id.name))
+    }
+}
+
+impl StatusBackend for StateDir {
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn lock(
         &self,
         holder: &str,
@@ -431,11 +423,7 @@ impl StateDir {
                 file.write_all(stamp.as_bytes())
             })
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(StateLock::Dir { _file: file })
-    }
-
-    fn path(&self, id: &ResourceId) -> PathBuf {
-        self.dir.join(&id.kind).join(format!("{}.json", id.name))
+        Ok(StateLock::new(file))
     }
 
     fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {

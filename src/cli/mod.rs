@@ -543,7 +543,7 @@ fn state_location(args: &AwsArgs) -> StateLocation {
 }
 
 fn store(args: &AwsArgs) -> Result<StateStore> {
-    StateStore::open_at(&state_location(args), &connection(args))
+    crate::daemon::shared_state::open(&state_location(args), &connection(args))
 }
 
 /// Statuses for `sdop get`: from the daemon running on this state directory (it also knows

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod poll;
 pub mod queue;
+pub mod shared_state;
 pub mod watch;
 pub mod worker;
 
@@ -30,7 +31,7 @@ use std::time::Duration;
 use crate::aws::transport::{CallObserver, MutationGate, Transport};
 use crate::aws::{Clients, Connection};
 use crate::error::{Error, Result};
-use crate::state::{StateLocation, StateStore};
+use crate::state::StateLocation;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -73,7 +74,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     if let Some(url) = &options.webhook {
         notifications::check_url(url)?;
     }
-    let store = StateStore::open_at(&options.state, &options.connection)?;
+    let store = shared_state::open(&options.state, &options.connection)?;
     // The daemon is the state's one writer while it runs: an apply beside it waits, then
     // refuses, naming it. A state directory has its file lock; a shared state's lock is its
     // lease, which the daemons elect their leader with.
@@ -85,7 +86,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         )?),
         None => None,
     };
-    let lease_uri = match (store.shared(), &options.lease) {
+    let lease_uri = match (shared_state::of(&store), &options.lease) {
         (Some(shared), Some(uri)) if *uri != shared.location().lease_uri() => {
             return Err(Error::Terminal(format!(
                 "--lease {uri}: a shared state's daemons elect their leader with its own lease, {}; drop --lease",
@@ -108,12 +109,12 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let gate = lease
         .as_ref()
         .map(|_| Arc::new(lease::LeaderGate::default()));
-    if let (Some(shared), Some(gate)) = (store.shared(), &gate) {
+    if let (Some(shared), Some(gate)) = (shared_state::of(&store), &gate) {
         // Only the leader writes the shared state.
         shared.write_while(gate.clone());
     }
     // A standby on a shared state shows what the leader records, read this often.
-    let refresh_standby = store.shared().map(|_| options.lease_renew);
+    let refresh_standby = shared_state::of(&store).map(|_| options.lease_renew);
     let transport = Transport::new(
         gate.clone().map(|g| g as Arc<dyn MutationGate>),
         Some(metrics.clone() as Arc<dyn CallObserver>),

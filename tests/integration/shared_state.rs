@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use sdop::manifest::ResourceId;
-use sdop::state::{Phase, ResourceStatus, StateStore};
+use sdop::state::{Phase, ResourceStatus};
 
 use crate::support::daemon::{leak_audit, mutations_by, sdop_bin, Daemon};
 use crate::support::local_aws::LocalAws;
@@ -209,8 +209,8 @@ async fn applies_and_daemons_share_one_inventory_and_a_new_leader_cleans_up_the_
 async fn a_stale_writer_never_overwrites_a_newer_status() {
     let aws = LocalAws::start();
     state_bucket(&aws).await;
-    let ci = StateStore::shared_with_client(STATE, aws.s3().await).unwrap();
-    let other = StateStore::shared_with_client(STATE, aws.s3().await).unwrap();
+    let ci = sdop::daemon::shared_state::open_with_client(STATE, aws.s3().await).unwrap();
+    let other = sdop::daemon::shared_state::open_with_client(STATE, aws.s3().await).unwrap();
     let id = ResourceId::new("Bucket", "assets");
     let mut status = ResourceStatus::new(&id);
 

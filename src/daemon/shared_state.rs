@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::ResourceStatus;
+use super::lease::{self, Elector, LeaderGate, LeaseConfig, Step};
 use crate::aws::transport::MutationGate;
 use crate::aws::{absent_if, classify, is_not_found, read_s3_body, Clients, Connection};
-use crate::daemon::lease::{self, Elector, LeaderGate, LeaseConfig, Step};
 use crate::error::{Error, Result};
 use crate::model::resource::ResourceId;
+use crate::state::{ResourceStatus, StateLocation, StateLock, StateStore, StatusBackend};
 
 /// How long an apply's hold on the shared state lasts without renewal, and how often it renews
 /// (the daemon's defaults).
@@ -226,7 +226,7 @@ impl SharedState {
             .insert(key.to_string(), known);
     }
 
-    pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
+    fn load_one(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
         let key = self.location.status_key(id);
         let found = self.io.run(get(
             self.s3.clone(),
@@ -245,8 +245,7 @@ impl SharedState {
         })
     }
 
-    /// Every stored status, sorted by kind and name.
-    pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
+    fn load_every(&self) -> Result<Vec<ResourceStatus>> {
         let s3 = self.s3.clone();
         let bucket = self.location.bucket.clone();
         let prefix = self.location.status_prefix();
@@ -311,7 +310,7 @@ impl SharedState {
         })
     }
 
-    pub fn save(&self, status: &ResourceStatus) -> Result<()> {
+    fn save_one(&self, status: &ResourceStatus) -> Result<()> {
         self.refuse_without_lease("s3:PutObject")?;
         let key = self.location.status_key(&status.id());
         let body = serde_json::to_vec_pretty(status).map_err(|e| Error::Terminal(e.to_string()))?;
@@ -362,7 +361,7 @@ impl SharedState {
         }
     }
 
-    pub fn remove(&self, id: &ResourceId) -> Result<()> {
+    fn remove_one(&self, id: &ResourceId) -> Result<()> {
         self.refuse_without_lease("s3:DeleteObject")?;
         let key = self.location.status_key(id);
         let known = self.known.lock().expect("known lock").get(&key).cloned();
@@ -401,8 +400,8 @@ impl SharedState {
     /// Takes the shared state's lease for a one-shot writer (`sdop apply`), waiting up to `wait`
     /// for its holder (a daemon, another apply) to release it or for it to expire on this
     /// process's clock. Renewed in the background while held; released when dropped.
-    pub fn lock(
-        self: &Arc<Self>,
+    fn take_lease(
+        &self,
         holder: &str,
         wait: Duration,
         waiting: &dyn Fn(&str),
@@ -456,7 +455,7 @@ impl SharedState {
                 waiting(&other);
                 told = true;
             }
-            std::thread::sleep(super::LOCK_POLL.min(wait.saturating_sub(started.elapsed())));
+            std::thread::sleep(crate::state::LOCK_POLL.min(wait.saturating_sub(started.elapsed())));
         };
         let gate = Arc::new(LeaderGate::default());
         gate.lead_until(Some(taken_at + config.ttl - config.margin()));
@@ -468,12 +467,54 @@ impl SharedState {
             hold(s3, config, etag, gate, stopped).await;
             let _ = released_tx.send(());
         });
-        Ok(SharedLock {
-            stop,
-            released,
-            _state: self.clone(),
-        })
+        Ok(SharedLock { stop, released })
     }
+}
+
+impl StatusBackend for SharedState {
+    fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
+        self.load_one(id)
+    }
+    fn load_all(&self) -> Result<Vec<ResourceStatus>> {
+        self.load_every()
+    }
+    fn save(&self, status: &ResourceStatus) -> Result<()> {
+        self.save_one(status)
+    }
+    fn remove(&self, id: &ResourceId) -> Result<()> {
+        self.remove_one(id)
+    }
+    fn lock(&self, holder: &str, wait: Duration, waiting: &dyn Fn(&str)) -> Result<StateLock> {
+        self.take_lease(holder, wait, waiting).map(StateLock::new)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The store at `location`: a state directory, or a shared state (connected, its bucket
+/// checked).
+pub fn open(location: &StateLocation, connection: &Connection) -> Result<StateStore> {
+    match location {
+        StateLocation::Dir(dir) => StateStore::open(dir.clone()),
+        StateLocation::Shared(uri) => Ok(StateStore::with_backend(SharedState::open(
+            SharedLocation::parse(uri)?,
+            connection,
+        )?)),
+    }
+}
+
+/// A shared state reached through `s3` (a client configured elsewhere: tests, embedding).
+pub fn open_with_client(uri: &str, s3: aws_sdk_s3::Client) -> Result<StateStore> {
+    Ok(StateStore::with_backend(SharedState::with_client(
+        SharedLocation::parse(uri)?,
+        s3,
+    )?))
+}
+
+/// The shared state behind `store`, if it is one.
+pub fn of(store: &StateStore) -> Option<&SharedState> {
+    store.backend().downcast_ref::<SharedState>()
 }
 
 /// Renews the apply's lease until told to stop (then releases it) or until it is lost.
@@ -512,7 +553,6 @@ async fn hold(
 pub struct SharedLock {
     stop: tokio::sync::watch::Sender<bool>,
     released: std::sync::mpsc::Receiver<()>,
-    _state: Arc<SharedState>,
 }
 
 impl std::fmt::Debug for SharedLock {
