@@ -349,18 +349,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             };
             match output {
                 Format::Text => write!(stdout, "{}", render::plan_text(&plan, note)),
-                Format::Json => writeln!(
-                    stdout,
-                    "{:#}",
-                    serde_json::json!({
-                        "changes": plan.has_changes(),
-                        "actions": plan.actions,
-                        "hourlyCost": {
-                            "delta": plan.hourly_delta(),
-                            "afterApply": plan.hourly_after(),
-                        },
-                    })
-                ),
+                Format::Json => writeln!(stdout, "{:#}", plan.to_json()),
             }
             .map_err(write_error)?;
             Ok(if plan.has_changes() {

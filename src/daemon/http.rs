@@ -1,5 +1,7 @@
 //! The daemon's HTTP listener (axum): `/healthz`, `/readyz`, `/metrics`, and a JSON status API
-//! (`/api/v1/status`, `/api/v1/status/{kind}/{name}`) that `sdop get` reads.
+//! (`/api/v1/status`, `/api/v1/status/{kind}/{name}`) that `sdop get` reads, and
+//! `/api/v1/plan`: what an apply of the watched manifests would do now, read-only (a standby
+//! serves it too: it only reads AWS and the state).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -63,6 +65,14 @@ impl View {
 pub struct HttpState {
     pub view: Arc<RwLock<View>>,
     pub metrics: Arc<Metrics>,
+    pub planner: Arc<Planner>,
+}
+
+/// What `/api/v1/plan` plans with: the manifests on disk, the daemon's clients and state.
+pub struct Planner {
+    pub paths: Vec<std::path::PathBuf>,
+    pub clients: crate::aws::Clients,
+    pub store: crate::state::StateStore,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -72,6 +82,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status_all))
         .route("/api/v1/status/{kind}/{name}", get(status_one))
+        .route("/api/v1/plan", get(plan))
         .with_state(state)
 }
 
@@ -113,6 +124,26 @@ async fn status_all(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "daemon": &*view,
         "resources": view.statuses.values().collect::<Vec<_>>(),
     }))
+}
+
+/// `sdop plan -o json` of the watched paths, as this daemon sees AWS and the state now.
+async fn plan(State(state): State<HttpState>) -> Response {
+    let planner = &state.planner;
+    let loaded = crate::manifest::load_paths(&planner.paths);
+    let diagnostics: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    let loaded = loaded.valid_subset();
+    match crate::apply::plan(&loaded, planner.clients.clone(), &planner.store).await {
+        Ok(plan) => {
+            let mut body = plan.to_json();
+            body["diagnostics"] = serde_json::json!(diagnostics);
+            Json(body).into_response()
+        }
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("plan failed: {err}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn status_one(

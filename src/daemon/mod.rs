@@ -139,6 +139,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let router = http::router(http::HttpState {
         view: view.clone(),
         metrics: metrics.clone(),
+        planner: Arc::new(http::Planner {
+            paths: options.paths.clone(),
+            clients: clients.clone(),
+            store: store.clone(),
+        }),
     });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {

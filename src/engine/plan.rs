@@ -115,6 +115,18 @@ impl Plan {
     }
 
     /// True when applying would change something (conflicts are not changes).
+    /// `sdop plan -o json` (and the daemon's `/api/v1/plan`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "changes": self.has_changes(),
+            "actions": self.actions,
+            "hourlyCost": {
+                "delta": self.hourly_delta(),
+                "afterApply": self.hourly_after(),
+            },
+        })
+    }
+
     pub fn has_changes(&self) -> bool {
         self.actions
             .iter()

@@ -137,6 +137,12 @@ async fn applies_and_daemons_share_one_inventory_and_a_new_leader_cleans_up_the_
     b.wait_for("B standing by", WAIT, |s| s["daemon"]["role"] == "standby");
     // The standby shows the inventory it reads from the shared state.
     b.wait_ready(&["Bucket/assets", "ImageRepository/inference"], WAIT);
+    // ...and serves a read-only plan of it: nothing to do.
+    let (code, body) = b.get("/api/v1/plan").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["changes"], false, "{plan:#}");
+    assert_eq!(plan["actions"], serde_json::json!([]), "{plan:#}");
 
     // A CI apply beside the leader waits for the lease, then refuses naming it, having
     // changed nothing.
