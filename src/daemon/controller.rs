@@ -140,7 +140,8 @@ impl Controller {
             self.wake_all();
         }
         let mut leadership_open = true;
-        let mut refresh_at = Instant::now();
+        // `new` has just loaded the statuses: the first refresh is one interval away.
+        let mut refresh_at = Instant::now() + self.settings.refresh_standby.unwrap_or_default();
         loop {
             self.dispatch();
             self.publish();

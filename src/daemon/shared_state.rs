@@ -35,6 +35,10 @@ use crate::state::{ResourceStatus, StateLocation, StateLock, StateStore, StatusB
 pub const APPLY_LEASE_TTL: Duration = Duration::from_secs(30);
 pub const APPLY_LEASE_RENEW: Duration = Duration::from_secs(10);
 
+/// How often a waiting apply reads the lease: each read is a GetObject, and a holder changes
+/// it only once per renewal, so the directory lock's 200 ms would be needless calls.
+const LEASE_POLL: Duration = Duration::from_secs(1);
+
 /// `s3://BUCKET/PREFIX` of a shared state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedLocation {
@@ -455,7 +459,7 @@ impl SharedState {
                 waiting(&other);
                 told = true;
             }
-            std::thread::sleep(crate::state::LOCK_POLL.min(wait.saturating_sub(started.elapsed())));
+            std::thread::sleep(LEASE_POLL.min(wait.saturating_sub(started.elapsed())));
         };
         let gate = Arc::new(LeaderGate::default());
         gate.lead_until(Some(taken_at + config.ttl - config.margin()));
