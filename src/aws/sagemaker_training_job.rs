@@ -19,6 +19,7 @@ use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::sagemaker_endpoint::{is_missing, ownership, vpc_config};
 use super::{classify, head_s3_object, ownership_tags};
+use crate::contract::training;
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject};
 use crate::error::{Error, Result};
 use crate::kinds::dreambooth_job::AWS_TYPE;
@@ -43,16 +44,16 @@ fn channel(name: &str, uri: &str) -> Result<Channel> {
         .build())
 }
 
-/// The checkpoint (and `.yaml`) a Completed job must have uploaded: outputs when present, the
-/// reason it failed when not.
+/// The checkpoint (and `.yaml`) a Completed job must have uploaded under `prefix` (where the
+/// job was told to upload): outputs when present, the reason it failed when not.
 async fn checkpoint_outputs(
     ctx: &ObjectContext<'_>,
     desired: &DesiredObject,
+    prefix: &str,
     outputs: &mut BTreeMap<String, String>,
 ) -> Result<Option<String>> {
     let text = |name: &str| desired.inputs.get(name).and_then(Value::as_str);
-    let (Some(prefix), Some(checkpoint)) = (text("checkpointS3Uri"), text("expectedCheckpoint"))
-    else {
+    let Some(checkpoint) = text("expectedCheckpoint") else {
         return Ok(None);
     };
     let uri = rules::s3_uri(prefix).map_err(Error::Terminal)?;
@@ -139,10 +140,27 @@ impl Adapter for TrainingJobAdapter {
             .outputs
             .insert("trainingJobName".into(), name.to_string());
         observed.outputs.insert("trainingJobArn".into(), arn);
+        // Where this job uploads: its own `sd-models-s3uri` as SageMaker keeps it (a job
+        // named before per-job prefixes keeps the shared one), else the desired prefix.
+        let prefix = job
+            .hyper_parameters()
+            .and_then(|h| h.get("sd-models-s3uri"))
+            .map(|stored| training::hyperparameter_text(stored))
+            .or_else(|| {
+                desired
+                    .and_then(|d| d.inputs.get("checkpointS3Uri"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+        if let Some(prefix) = &prefix {
+            observed
+                .outputs
+                .insert("checkpointS3Uri".into(), prefix.clone());
+        }
         if observed.state == ObjectState::Ready {
-            if let Some(desired) = desired {
+            if let (Some(desired), Some(prefix)) = (desired, &prefix) {
                 if let Some(reason) =
-                    checkpoint_outputs(ctx, desired, &mut observed.outputs).await?
+                    checkpoint_outputs(ctx, desired, prefix, &mut observed.outputs).await?
                 {
                     observed.state = ObjectState::Failed(reason);
                 }

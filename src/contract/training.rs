@@ -294,10 +294,28 @@ impl TrainingContract {
     }
 }
 
+/// A job's own prefix under `base` (a prefix ending in `/`): `<base><job name>/`. train.py
+/// uploads to `sd-models-s3uri` by string concatenation (`upload_s3files(sd_models_s3uri, ...)`),
+/// and the WebUI's S3 model sync lists `Stable-diffusion/` recursively and mirrors sub-folders
+/// (fork `modules/sync_models.py`), so a per-job folder stays visible to it.
+pub fn job_prefix(base: &str, job_name: &str) -> String {
+    format!("{base}{job_name}/")
+}
+
 /// A hyperparameter value as SageMaker must carry it: JSON-encoded once, so that the toolkit's
 /// `json.loads` gives back exactly `value` (as upstream's notebook does with `json.dumps`).
 pub fn hyperparameter_value(value: &str) -> String {
     Value::String(value.to_string()).to_string()
+}
+
+/// What train.py receives for a hyperparameter as SageMaker stores it: the toolkit's
+/// `json.loads`, or the raw text when that fails (`environment.py` `read_hyperparameters`).
+pub fn hyperparameter_text(stored: &str) -> String {
+    match serde_json::from_str::<Value>(stored) {
+        Ok(Value::String(text)) => text,
+        Ok(other) => other.to_string(),
+        Err(_) => stored.to_string(),
+    }
 }
 
 /// Values train.py pastes into its shell line unquoted (`--api-endpoint {v}`, `--ckpt {v}`...):

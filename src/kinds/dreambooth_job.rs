@@ -91,7 +91,8 @@ pub struct DreamboothJobSpec {
     #[serde(default = "one")]
     pub train_batch_size: u32,
     pub concepts: Vec<Concept>,
-    /// Where the container uploads checkpoints (`sd-models-s3uri`), a prefix ending in `/`.
+    /// Where checkpoints go, a prefix ending in `/`: each job uploads under its own
+    /// `<checkpointS3Uri><job name>/` (its `sd-models-s3uri`; status output `checkpointS3Uri`).
     pub checkpoint_s3_uri: String,
     /// SageMaker's own output path; defaults to `s3://<checkpoint bucket>/sdop/training-output/`
     /// (outside the checkpoint prefix, so it never looks like a checkpoint).
@@ -99,8 +100,9 @@ pub struct DreamboothJobSpec {
     pub output_s3_uri: Option<String>,
     #[serde(default = "default_max_runtime")]
     pub max_runtime_seconds: u32,
-    /// Where the container uploads the DreamBooth model folder (`db-models-s3uri`); defaults
-    /// to `s3://<checkpoint bucket>/stable-diffusion-webui/dreambooth/` (the backend's default).
+    /// Where the container uploads the DreamBooth model folder, under `<this><job name>/` (its
+    /// `db-models-s3uri`); defaults to `s3://<checkpoint bucket>/stable-diffusion-webui/dreambooth/`
+    /// (the backend's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_models_s3_uri: Option<String>,
     /// The all-in-one-ai API URL (`api-endpoint`); train.py needs a value. Defaults to the
@@ -522,11 +524,8 @@ impl Kind for DreamboothJob {
 
     fn spec_outputs(spec: &DreamboothJobSpec) -> BTreeMap<String, String> {
         let (checkpoint, yaml) = spec.expected_checkpoint();
+        // `checkpointS3Uri` is the job's own prefix, known once the job is named (read back).
         let mut outputs: BTreeMap<String, String> = [
-            (
-                "checkpointS3Uri".to_string(),
-                spec.checkpoint_s3_uri.clone(),
-            ),
             (
                 "modelCheckpointPath".to_string(),
                 format!("{}Stable-diffusion/{checkpoint}", inference::MODEL_DIR),
@@ -678,6 +677,33 @@ impl Kind for DreamboothJob {
                 base: spec.training_job_name.clone(),
             }
         };
+        // Each job uploads under a prefix of its own, `<checkpointS3Uri><job name>/` (and its
+        // DreamBooth folder under `<dbModelsS3Uri><job name>/`), so two jobs of one model and
+        // step count never write one key. The name is hashed over the base prefixes: the
+        // per-job part is the name itself, never an input of its own hash.
+        let mut job = job;
+        let checkpoint_prefix = match name.known() {
+            Some(job_name) => {
+                let prefix = training::job_prefix(&spec.checkpoint_s3_uri, job_name);
+                if let Some(Some(serde_json::Value::Object(hp))) =
+                    job.fields.get_mut("hyperparameters")
+                {
+                    hp.insert(
+                        "sd-models-s3uri".into(),
+                        json!(hyperparameter_value(&prefix)),
+                    );
+                    hp.insert(
+                        "db-models-s3uri".into(),
+                        json!(hyperparameter_value(&training::job_prefix(
+                            &spec.db_models_uri(),
+                            job_name
+                        ))),
+                    );
+                }
+                prefix
+            }
+            None => spec.checkpoint_s3_uri.clone(),
+        };
         let (checkpoint, yaml) = spec.expected_checkpoint();
         let job = job
             .capacity(crate::cost::Capacity {
@@ -685,7 +711,7 @@ impl Kind for DreamboothJob {
                 instance_count: spec.instance_count,
                 while_running: true,
             })
-            .input("checkpointS3Uri", json!(spec.checkpoint_s3_uri))
+            .input("checkpointS3Uri", json!(checkpoint_prefix))
             .input("expectedCheckpoint", json!(checkpoint))
             .input("expectedCheckpointYaml", json!(yaml))
             .input("tags", json!(tags.unwrap_or_default()));
@@ -701,5 +727,90 @@ impl Kind for DreamboothJob {
                 ..job
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::outputs::Outputs;
+    use crate::model::resource::Metadata;
+
+    const SPEC: &str = r#"
+trainingJobName: jpstyle
+image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}
+instanceType: ml.g4dn.2xlarge
+roleArn: arn:aws:iam::123456789012:role/sdop
+sourceCheckpoint: {s3Uri: "s3://inputs/checkpoints/v2-1_768-ema-pruned.ckpt"}
+modelName: jp-style-model
+resolution: 768
+maxTrainSteps: 2500
+concepts:
+  - {datasetS3Uri: "s3://inputs/dataset/", instanceToken: jpstyle girl, classToken: girl}
+checkpointS3Uri: s3://out/models/Stable-diffusion/
+"#;
+
+    fn job_of(spec: &DreamboothJobSpec) -> DesiredObject {
+        let id = ResourceId::new(DreamboothJob::KIND, "jpstyle");
+        let metadata = Metadata {
+            name: "jpstyle".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let outputs = Outputs::default();
+        let local_files = BTreeMap::new();
+        let ctx = DesiredContext {
+            id: &id,
+            metadata: &metadata,
+            spec_hash: "h",
+            outputs: &outputs,
+            local_files: &local_files,
+        };
+        DreamboothJob::desired(spec, &ctx)
+            .into_iter()
+            .find(|o| o.aws_type == AWS_TYPE)
+            .unwrap()
+    }
+
+    fn hyperparameter(job: &DesiredObject, key: &str) -> String {
+        training::hyperparameter_text(job.get("hyperparameters").unwrap()[key].as_str().unwrap())
+    }
+
+    #[test]
+    fn two_jobs_of_one_model_and_step_count_upload_under_their_own_prefixes() {
+        let first: DreamboothJobSpec = yaml_serde::from_str(SPEC).unwrap();
+        let mut second = first.clone();
+        second.learning_rate *= 2.0;
+        let (a, b) = (job_of(&first), job_of(&second));
+        let (name_a, name_b) = (a.name.known().unwrap(), b.name.known().unwrap());
+        assert_ne!(name_a, name_b);
+        // Same model and steps: the same file name, under two prefixes.
+        assert_eq!(first.expected_checkpoint(), second.expected_checkpoint());
+        for (job, name) in [(&a, name_a), (&b, name_b)] {
+            let prefix = format!("s3://out/models/Stable-diffusion/{name}/");
+            assert_eq!(hyperparameter(job, "sd-models-s3uri"), prefix);
+            assert_eq!(job.inputs["checkpointS3Uri"], json!(prefix));
+            assert_eq!(
+                hyperparameter(job, "db-models-s3uri"),
+                format!("s3://out/stable-diffusion-webui/dreambooth/{name}/")
+            );
+        }
+        // The name does not depend on itself: derived again, it is the same.
+        assert_eq!(job_of(&first).name, a.name);
+        // A prefix outside the job's hash: changing only the base prefix still renames.
+        let mut moved = first.clone();
+        moved.checkpoint_s3_uri = "s3://out/other/".into();
+        assert_ne!(job_of(&moved).name, a.name);
+    }
+
+    #[test]
+    fn stored_hyperparameters_read_back_as_train_py_gets_them() {
+        let sent = hyperparameter_value("s3://out/models/job-1/");
+        assert_eq!(
+            training::hyperparameter_text(&sent),
+            "s3://out/models/job-1/"
+        );
+        // A value stored raw (not JSON) is what the toolkit passes when json.loads fails.
+        assert_eq!(training::hyperparameter_text("s3://raw/"), "s3://raw/");
     }
 }

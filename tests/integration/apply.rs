@@ -507,6 +507,72 @@ spec:
     )
 }
 
+/// Issue #13: a retrain of one model and step count (here a new learning rate) writes
+/// `<model>_<steps>.ckpt` again; under the job's own prefix it never replaces the checkpoint
+/// the earlier job wrote (which a package, and through it a model kept for rollback, may hold).
+#[tokio::test]
+async fn a_retrain_of_one_model_and_step_count_keeps_the_earlier_checkpoint() {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
+    env.write("job.yaml", &dreambooth(2500));
+    env.aws.seed_training_inputs("sdop-it-train-inputs").await;
+    env.aws.configure(json!({"training_seconds": 0.5}));
+    let id = ResourceId::new("DreamboothJob", "jpstyle");
+    let converge = || async {
+        for _ in 0..5 {
+            let (summary, lines) = env.apply().await;
+            if summary.converged() {
+                return env.store().load(&id).unwrap().unwrap();
+            }
+            assert!(summary.phases[&id] != Phase::Failed, "{lines:#?}");
+        }
+        panic!("the job did not converge");
+    };
+    let first = converge().await.outputs;
+    let s3 = env.aws.s3().await;
+    let etag_of = |uri: &str| {
+        let (bucket, key) = uri.trim_start_matches("s3://").split_once('/').unwrap();
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let s3 = s3.clone();
+        async move {
+            s3.head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map(|h| h.e_tag().unwrap_or_default().to_string())
+                .ok()
+        }
+    };
+    let first_etag = etag_of(&first["latestCheckpoint"])
+        .await
+        .expect("first checkpoint");
+    env.write(
+        "job.yaml",
+        &dreambooth(2500).replace(
+            "maxTrainSteps: 2500",
+            "maxTrainSteps: 2500\n  learningRate: 0.000005",
+        ),
+    );
+    let second = converge().await.outputs;
+    assert_ne!(first["trainingJobName"], second["trainingJobName"]);
+    let file = |uri: &str| uri.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        file(&first["latestCheckpoint"]),
+        file(&second["latestCheckpoint"])
+    );
+    assert_ne!(first["latestCheckpoint"], second["latestCheckpoint"]);
+    assert_eq!(
+        etag_of(&first["latestCheckpoint"]).await.as_deref(),
+        Some(first_etag.as_str()),
+        "the retrain overwrote the earlier job's checkpoint"
+    );
+    assert!(etag_of(&second["latestCheckpoint"]).await.is_some());
+    for outputs in [&first, &second] {
+        assert!(etag_of(&outputs["latestCheckpointYaml"]).await.is_some());
+    }
+}
+
 #[tokio::test]
 async fn training_runs_once_per_spec_even_after_losing_state() {
     let env = Env::new();
@@ -532,9 +598,18 @@ async fn training_runs_once_per_spec_even_after_losing_state() {
         .load(&ResourceId::new("DreamboothJob", "jpstyle"))
         .unwrap()
         .unwrap();
+    // Under the job's own prefix: `<checkpointS3Uri><job name>/`.
+    let job = &status.outputs["trainingJobName"];
     assert_eq!(
         status.outputs.get("latestCheckpoint").map(String::as_str),
-        Some("s3://sdop-it-train/models/Stable-diffusion/jp-style-model_2500.ckpt")
+        Some(
+            format!("s3://sdop-it-train/models/Stable-diffusion/{job}/jp-style-model_2500.ckpt")
+                .as_str()
+        )
+    );
+    assert_eq!(
+        status.outputs["checkpointS3Uri"],
+        format!("s3://sdop-it-train/models/Stable-diffusion/{job}/")
     );
     assert!(status.outputs.contains_key("latestCheckpointYaml"));
     // A spec change trains again; the same spec never does.
