@@ -797,7 +797,7 @@ checkpointS3Uri: s3://out/models/Stable-diffusion/
         }
         // The name does not depend on itself: derived again, it is the same.
         assert_eq!(job_of(&first).name, a.name);
-        // A prefix outside the job's hash: changing only the base prefix still renames.
+        // The base prefix is part of the hash: moving it starts a new job.
         let mut moved = first.clone();
         moved.checkpoint_s3_uri = "s3://out/other/".into();
         assert_ne!(job_of(&moved).name, a.name);
