@@ -507,16 +507,22 @@ spec:
     )
 }
 
+/// A bucket and a DreamBooth job of 2,500 steps, its inputs seeded; jobs train for `seconds`.
+async fn training_env(seconds: f64) -> Env {
+    let env = Env::new();
+    env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
+    env.write("job.yaml", &dreambooth(2500));
+    env.aws.seed_training_inputs("sdop-it-train-inputs").await;
+    env.aws.configure(json!({"training_seconds": seconds}));
+    env
+}
+
 /// Issue #13: a retrain of one model and step count (here a new learning rate) writes
 /// `<model>_<steps>.ckpt` again; under the job's own prefix it never replaces the checkpoint
 /// the earlier job wrote (which a package, and through it a model kept for rollback, may hold).
 #[tokio::test]
 async fn a_retrain_of_one_model_and_step_count_keeps_the_earlier_checkpoint() {
-    let env = Env::new();
-    env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
-    env.write("job.yaml", &dreambooth(2500));
-    env.aws.seed_training_inputs("sdop-it-train-inputs").await;
-    env.aws.configure(json!({"training_seconds": 0.5}));
+    let env = training_env(0.5).await;
     let id = ResourceId::new("DreamboothJob", "jpstyle");
     let converge = || async {
         for _ in 0..5 {
@@ -575,11 +581,7 @@ async fn a_retrain_of_one_model_and_step_count_keeps_the_earlier_checkpoint() {
 
 #[tokio::test]
 async fn training_runs_once_per_spec_even_after_losing_state() {
-    let env = Env::new();
-    env.write("bucket.yaml", &bucket("train", "sdop-it-train", ""));
-    env.write("job.yaml", &dreambooth(2500));
-    env.aws.seed_training_inputs("sdop-it-train-inputs").await;
-    env.aws.configure(json!({"training_seconds": 1.5}));
+    let env = training_env(1.5).await;
     // Start, then forget everything sdop knew (a crash right after CreateTrainingJob).
     let (result, _) = env.apply_with(ApplyOptions::default()).await;
     result.unwrap();
