@@ -129,10 +129,15 @@ fn cpu_seconds() -> f64 {
 }
 
 fn peak_rss_mib() -> f64 {
+    rss_mib("VmHWM:")
+}
+
+/// Resident memory now (`VmRSS`) or at its peak (`VmHWM`), MiB.
+fn rss_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
@@ -216,8 +221,16 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12}",
-        "n", "input_KiB", "parse+val", "plan", "total_cpu", "wall", "actions", "peak_rss_MiB"
+        "{:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>12}",
+        "n",
+        "input_KiB",
+        "parse+val",
+        "plan",
+        "total_cpu",
+        "wall",
+        "actions",
+        "rss_load_MiB",
+        "peak_rss_MiB"
     );
     for n in sizes {
         let text: String = (0..n / 10).map(group).collect::<Vec<_>>().join("---\n");
@@ -226,6 +239,7 @@ fn main() {
         let loaded = load_str("bench.yaml", &text);
         let parsed = wall0.elapsed();
         let cpu_load = cpu_seconds() - cpu0;
+        let rss_after_load = rss_mib("VmRSS:");
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics.first());
         assert_eq!(loaded.manifests.len(), n);
         let cloud = InMemory::default();
@@ -244,13 +258,14 @@ fn main() {
         let planned = plan_start.elapsed();
         let cpu = cpu_load + (cpu_seconds() - cpu1);
         println!(
-            "{n:>6} {:>9} {:>9.3}s {:>9.3}s {:>9.2}s {:>9.3}s {:>9} {:>12.1}",
+            "{n:>6} {:>9} {:>9.3}s {:>9.3}s {:>9.2}s {:>9.3}s {:>9} {:>12.1} {:>12.1}",
             text.len() / 1024,
             parsed.as_secs_f64(),
             planned.as_secs_f64(),
             cpu,
             (parsed + planned).as_secs_f64(),
             plan.actions.len(),
+            rss_after_load,
             peak_rss_mib()
         );
     }

@@ -9,6 +9,7 @@
 //! - [`apply`]: one-shot convergence (`sdop apply`, `sdop plan`); [`daemon`]: `sdop run`.
 //! - [`cli`]: the `sdop` command line (thin wrapper over the library).
 //! - [`error`]: the one error type and its retry classification.
+//! - [`unique_keys`]: a serde wrapper refusing repeated YAML keys (a leaf: uses nothing of sdop).
 
 pub mod apply;
 pub mod aws;
@@ -26,6 +27,7 @@ pub mod package;
 pub mod rules;
 pub mod schema;
 pub mod state;
+pub mod unique_keys;
 
 pub use error::{Error, ErrorClass};
 
@@ -72,6 +74,12 @@ mod layers {
         ("aws", &["apply", "daemon", "cli"]),
         ("apply", &["daemon", "cli"]),
         ("daemon", &["cli"]),
+        (
+            "unique_keys.rs",
+            &[
+                "model", "kinds", "state", "manifest", "engine", "aws", "apply", "daemon", "cli",
+            ],
+        ),
     ];
 
     fn sources(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -76,11 +76,11 @@ impl Cloud for AwsCloud {
     fn external_values<'a>(
         &'a self,
         scope: Scope<'a>,
-        spec: &'a serde_json::Value,
+        parameters: &'a std::collections::BTreeSet<String>,
     ) -> BoxFuture<'a, Result<ExternalValues>> {
         Box::pin(async move {
             let clients = self.clients_in(scope.region);
-            crate::aws::ssm_outputs(&clients, spec).await
+            crate::aws::ssm_outputs(&clients, parameters).await
         })
     }
 

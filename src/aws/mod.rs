@@ -402,13 +402,13 @@ pub async fn ssm_parameter(clients: &Clients, name: &str) -> Result<Option<Strin
 /// parameter is left out (known after apply).
 pub async fn ssm_outputs(
     clients: &Clients,
-    spec: &serde_json::Value,
+    parameters: &std::collections::BTreeSet<String>,
 ) -> Result<crate::engine::cloud::ExternalValues, Error> {
     let mut found = Vec::new();
-    for name in crate::kinds::ssm_parameters(spec) {
-        if let Some(value) = ssm_parameter(clients, &name).await? {
+    for name in parameters {
+        if let Some(value) = ssm_parameter(clients, name).await? {
             found.push((
-                crate::kinds::ssm_parameter_id(&name),
+                crate::kinds::ssm_parameter_id(name),
                 [("value".to_string(), value)].into(),
             ));
         }

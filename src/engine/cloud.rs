@@ -45,11 +45,11 @@ pub trait Cloud: Send + Sync {
     ) -> BoxFuture<'a, Result<DesiredObject>> {
         Box::pin(async move { Ok(object) })
     }
-    /// Values read from outside any resource (SSM parameters) that `spec` reads, as outputs.
+    /// Values read from outside any resource (the SSM parameters a spec reads), as outputs.
     fn external_values<'a>(
         &'a self,
         _scope: Scope<'a>,
-        _spec: &'a serde_json::Value,
+        _parameters: &'a std::collections::BTreeSet<String>,
     ) -> BoxFuture<'a, Result<ExternalValues>> {
         Box::pin(async { Ok(Vec::new()) })
     }

@@ -3,6 +3,7 @@
 //! on the actions that are due, then look again. `sdop plan` is the same pass in plan mode;
 //! `sdop apply` and the daemon drive it in apply mode.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::cloud::{Cloud, Scope};
@@ -111,11 +112,12 @@ fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
     }
 }
 
-/// One pass over one resource. `dependencies` are the statuses of what it references.
-pub async fn pass(
+/// One pass over one resource. `dependencies` are the statuses of what it references (owned
+/// or borrowed).
+pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
     cloud: &dyn Cloud,
     manifest: &Manifest,
-    dependencies: &[ResourceStatus],
+    dependencies: &[D],
     status: &mut ResourceStatus,
     mode: Mode,
     report: Report<'_>,
@@ -133,6 +135,7 @@ pub async fn pass(
         region: region.as_deref(),
         owned_per_memory: false,
     };
+    let dependencies: Vec<&ResourceStatus> = dependencies.iter().map(Borrow::borrow).collect();
     let deps: Vec<Dependency> = dependencies
         .iter()
         .map(|d| Dependency {
@@ -146,12 +149,15 @@ pub async fn pass(
 
     // Inputs: what the references give, and the desired objects derived from them.
     let mut outputs = Outputs::default();
-    for dep in dependencies {
+    for dep in &dependencies {
         outputs.insert(dep.id(), dep.outputs.clone());
     }
     outputs.insert(id.clone(), spec_outputs.clone());
     if dependencies_ready || mode == Mode::Plan {
-        for (value_id, values) in cloud.external_values(scope, &manifest.spec_json).await? {
+        for (value_id, values) in cloud
+            .external_values(scope, &manifest.ssm_parameters)
+            .await?
+        {
             outputs.insert(value_id, values);
         }
     }

@@ -13,6 +13,7 @@ pub mod decide;
 pub mod execute;
 pub mod plan;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::Result;
@@ -29,23 +30,22 @@ pub async fn plan_all(
     cloud: &dyn cloud::Cloud,
     statuses: &HashMap<ResourceId, ResourceStatus>,
 ) -> Result<Plan> {
-    let status_of = |id: &ResourceId| {
-        statuses
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| ResourceStatus::new(id))
+    // Borrowed where recorded: a plan reads the statuses, it never keeps them.
+    let status_of = |id: &ResourceId| match statuses.get(id) {
+        Some(status) => Cow::Borrowed(status),
+        None => Cow::Owned(ResourceStatus::new(id)),
     };
     let quiet = |_: String| {};
     let mut actions = Vec::new();
     let mut capacity = Vec::new();
     for &index in graph.order() {
         let manifest = &manifests[index];
-        let dependencies: Vec<ResourceStatus> = graph
+        let dependencies: Vec<Cow<ResourceStatus>> = graph
             .dependencies(index)
             .iter()
             .map(|&dep| status_of(&manifests[dep].id))
             .collect();
-        let mut status = status_of(&manifest.id);
+        let mut status = status_of(&manifest.id).into_owned();
         let outcome = execute::pass(
             cloud,
             manifest,

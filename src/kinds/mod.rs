@@ -617,6 +617,9 @@ pub trait KindHandler: Send + Sync {
         &self,
         document: &yaml_serde::Value,
     ) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error>;
+    /// Parses a whole document (envelope and spec) as this kind straight from its text, with no
+    /// tree between, refusing a key repeated in any mapping (the loader's fast path).
+    fn parse_document(&self, document: &str) -> Result<ParsedDocument, yaml_serde::Error>;
     fn to_json(&self, spec: &dyn Any) -> serde_json::Value;
     fn check(&self, spec: &dyn Any, checks: &mut Checks);
     fn references(&self, spec: &dyn Any) -> Vec<Reference>;
@@ -650,6 +653,25 @@ struct TypedDocument<S> {
     spec: S,
 }
 
+/// A document read whole by [`KindHandler::parse_document`]: the envelope as written (still to
+/// be checked) and the typed spec.
+pub struct ParsedDocument {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Arc<dyn Any + Send + Sync>,
+}
+
+/// The document shape of the one-pass parse.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WholeDocument<S> {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: S,
+}
+
 impl<K: Kind> Registered<K> {
     fn typed(spec: &dyn Any) -> &K::Spec {
         spec.downcast_ref::<K::Spec>()
@@ -674,6 +696,16 @@ impl<K: Kind> KindHandler for Registered<K> {
     ) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error> {
         let doc = TypedDocument::<K::Spec>::deserialize(document)?;
         Ok(Arc::new(doc.spec))
+    }
+    fn parse_document(&self, document: &str) -> Result<ParsedDocument, yaml_serde::Error> {
+        let doc: WholeDocument<K::Spec> =
+            crate::unique_keys::deserialize(yaml_serde::Deserializer::from_str(document))?;
+        Ok(ParsedDocument {
+            api_version: doc.api_version,
+            kind: doc.kind,
+            metadata: doc.metadata,
+            spec: Arc::new(doc.spec),
+        })
     }
     fn to_json(&self, spec: &dyn Any) -> serde_json::Value {
         serde_json::to_value(Self::typed(spec)).unwrap_or(serde_json::Value::Null)

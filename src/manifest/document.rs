@@ -6,6 +6,7 @@
 //! nothing here), and records the position of every mapping key and sequence item by path.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser};
 
@@ -55,7 +56,9 @@ impl SpanIndex {
 pub struct Spans {
     eager: Option<SpanIndex>,
     lazy: std::sync::OnceLock<SpanIndex>,
-    text: String,
+    /// The whole file, shared by its documents, and where this document is in it.
+    source: Arc<str>,
+    range: std::ops::Range<usize>,
     first_line: usize,
 }
 
@@ -64,16 +67,18 @@ impl Spans {
         Spans {
             eager: Some(index),
             lazy: std::sync::OnceLock::new(),
-            text: String::new(),
+            source: Arc::from(""),
+            range: 0..0,
             first_line: 1,
         }
     }
 
-    fn lazy(text: &str, first_line: usize) -> Spans {
+    fn lazy(source: &Arc<str>, range: std::ops::Range<usize>, first_line: usize) -> Spans {
         Spans {
             eager: None,
             lazy: std::sync::OnceLock::new(),
-            text: text.to_string(),
+            source: Arc::clone(source),
+            range,
             first_line,
         }
     }
@@ -82,7 +87,7 @@ impl Spans {
         match &self.eager {
             Some(index) => index,
             None => self.lazy.get_or_init(|| {
-                let (docs, _) = split(&self.text);
+                let (docs, _) = split(&self.source[self.range.clone()]);
                 docs.into_iter()
                     .next()
                     .and_then(|d| d.spans.eager)
@@ -385,6 +390,7 @@ pub fn split_fast(source: &str) -> Option<Vec<Document<'_>>> {
     if let Some(doc) = open.take() {
         docs.push((doc, source.len()));
     }
+    let shared: Arc<str> = Arc::from(source);
     Some(
         docs.into_iter()
             .filter(|(doc, _)| doc.explicit || doc.start.is_some())
@@ -398,7 +404,7 @@ pub fn split_fast(source: &str) -> Option<Vec<Document<'_>>> {
                         column: 1,
                     }),
                     has_content: doc.start.is_some(),
-                    spans: Spans::lazy(text, doc.first_line),
+                    spans: Spans::lazy(&shared, doc.from..to, doc.first_line),
                 }
             })
             .collect(),

@@ -251,7 +251,12 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
 /// Claims this manifest mentions: S3 URIs in its spec whose bucket another manifest may own.
 fn referenced_claims(manifest: &Manifest) -> Vec<Claim> {
     let mut found = manifest.handler.uses(manifest.spec.as_ref());
-    collect_s3_buckets(&manifest.spec_json, &mut found);
+    for bucket in &manifest.s3_buckets {
+        let claim = Claim::S3Bucket(bucket.clone());
+        if !found.contains(&claim) {
+            found.push(claim);
+        }
+    }
     let own: Vec<Claim> = manifest
         .handler
         .claims(manifest.spec.as_ref())
@@ -262,21 +267,26 @@ fn referenced_claims(manifest: &Manifest) -> Vec<Claim> {
     found
 }
 
-fn collect_s3_buckets(value: &serde_json::Value, found: &mut Vec<Claim>) {
-    match value {
-        serde_json::Value::String(text) => {
-            if let Some(rest) = text.strip_prefix("s3://") {
-                let bucket = rest.split('/').next().unwrap_or_default().to_string();
-                let claim = Claim::S3Bucket(bucket);
-                if !found.contains(&claim) {
-                    found.push(claim);
+/// The buckets of the `s3://` URIs anywhere in a spec's JSON, each once, in order of appearance.
+pub fn s3_buckets(spec: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut stack = vec![spec];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(rest) = text.strip_prefix("s3://") {
+                    let bucket = rest.split('/').next().unwrap_or_default();
+                    if !found.iter().any(|b| b == bucket) {
+                        found.push(bucket.to_string());
+                    }
                 }
             }
+            serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
+            serde_json::Value::Object(map) => stack.extend(map.values().rev()),
+            _ => {}
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_s3_buckets(v, found)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| collect_s3_buckets(v, found)),
-        _ => {}
     }
+    found
 }
 
 /// Kahn's algorithm; stable (lower index first among ready nodes).

@@ -250,29 +250,36 @@ fn load_text(
     diagnostics: &mut Vec<Diagnostic>,
     data_paths: &mut Vec<(PathBuf, bool)>,
 ) {
-    // The fast path: split at `---` lines and parse each document's tree; positions are
-    // indexed only if a diagnostic asks. Any document the tree parser refuses (a syntax error,
-    // a duplicate key, an alias bomb) sends the whole file down the careful path, which
-    // reports it exactly.
+    // The fast path: split at `---` lines and read each document in one typed pass (its kind
+    // peeked from its `kind:` line), or as a tree when that pass refuses it (the tree path
+    // gives the same result and, for a bad field, the same message); positions are indexed
+    // only if a diagnostic asks. A document the tree parser refuses too (a syntax error, a
+    // repeated key, an alias bomb) sends the whole file down the careful path, which reports
+    // it exactly; what the fast path found in this file is then dropped.
     if let Some(documents) = document::split_fast(text) {
-        let trees: Option<Vec<Option<yaml_serde::Value>>> = documents
-            .iter()
-            .map(|doc| {
-                if doc.has_content {
-                    yaml_serde::from_str(doc.text).ok().map(Some)
-                } else {
-                    Some(None)
-                }
-            })
-            .collect();
-        if let Some(trees) = trees {
-            for (doc, tree) in documents.into_iter().zip(trees) {
-                if let Some(tree) = tree {
-                    load_document(file, doc, Some(tree), out, diagnostics, data_paths);
-                }
-            }
+        let (out_before, diagnostics_before, data_before) =
+            (out.len(), diagnostics.len(), data_paths.len());
+        out.reserve(documents.len());
+        let mut refused = false;
+        for doc in documents.into_iter().filter(|doc| doc.has_content) {
+            let parsed = match parse_whole(doc.text) {
+                Some(parsed) => Parsed::Whole(parsed),
+                None => match yaml_serde::from_str(doc.text) {
+                    Ok(tree) => Parsed::Tree(tree),
+                    Err(_) => {
+                        refused = true;
+                        break;
+                    }
+                },
+            };
+            load_document(file, doc, parsed, out, diagnostics, data_paths);
+        }
+        if !refused {
             return;
         }
+        out.truncate(out_before);
+        diagnostics.truncate(diagnostics_before);
+        data_paths.truncate(data_before);
     }
     let (documents, syntax_error) = document::split(text);
     if let Some(err) = syntax_error {
@@ -280,9 +287,32 @@ fn load_text(
     }
     for doc in documents {
         if doc.has_content {
-            load_document(file, doc, None, out, diagnostics, data_paths);
+            load_document(file, doc, Parsed::Text, out, diagnostics, data_paths);
         }
     }
+}
+
+/// How far a document was read before [`load_document`].
+enum Parsed {
+    /// Envelope and spec, in one typed pass.
+    Whole(kinds::ParsedDocument),
+    /// A tree (the envelope and the spec are read from it).
+    Tree(yaml_serde::Value),
+    /// Only split: the careful path, with its span index.
+    Text,
+}
+
+/// The one-pass typed read of a document whose `kind:` line names a known kind, or `None`
+/// (no such line, an unknown kind, a field the kind refuses, a repeated key): the document is
+/// then read the other ways, which say what is wrong.
+fn parse_whole(text: &str) -> Option<kinds::ParsedDocument> {
+    let kind = text.lines().find_map(|line| {
+        let value = line.strip_prefix("kind:")?;
+        Some(value.split(" #").next().unwrap_or_default().trim())
+    })?;
+    let handler = kinds::handler(kind)?;
+    let parsed = handler.parse_document(text).ok()?;
+    (parsed.kind == kind).then_some(parsed)
 }
 
 /// Largest file whose syntax error is re-read with libyaml for a better message.
@@ -337,7 +367,7 @@ fn syntax_problem(file: &Path, text: &str, err: &document::SyntaxError) -> Diagn
 fn load_document(
     file: &Path,
     doc: Document<'_>,
-    tree: Option<yaml_serde::Value>,
+    parsed: Parsed,
     out: &mut Vec<Manifest>,
     diagnostics: &mut Vec<Diagnostic>,
     data_paths: &mut Vec<(PathBuf, bool)>,
@@ -375,18 +405,36 @@ fn load_document(
         }
         return;
     }
-    // The document is parsed once; the envelope and the spec are read from that tree. When
-    // the tree cannot be built (an alias bomb stops it) or rejects a part, the text is parsed
-    // the typed way, which stops at the first error and gives its position.
-    let tree: Option<yaml_serde::Value> = tree.or_else(|| yaml_serde::from_str(doc.text).ok());
-    let envelope = match tree.as_ref().map(Envelope::deserialize) {
-        Some(Ok(envelope)) => envelope,
-        _ => match yaml_serde::from_str::<Envelope>(doc.text) {
-            Ok(envelope) => envelope,
-            Err(err) => {
-                diagnostics.push(yaml_problem(&err, identity_of(doc.text)));
-                return;
-            }
+    // Read once: the envelope and the spec come from the one-pass read or from one tree.
+    // When the tree cannot be built (an alias bomb stops it) or rejects a part, the text is
+    // parsed the typed way, which stops at the first error and gives its position.
+    let (whole, tree) = match parsed {
+        Parsed::Whole(whole) => (Some(whole), None),
+        Parsed::Tree(tree) => (None, Some(tree)),
+        Parsed::Text => (
+            None,
+            yaml_serde::from_str::<yaml_serde::Value>(doc.text).ok(),
+        ),
+    };
+    let (envelope, whole_spec) = match whole {
+        Some(whole) => (
+            Envelope {
+                api_version: whole.api_version,
+                kind: whole.kind,
+                metadata: whole.metadata,
+                spec: IgnoredAny,
+            },
+            Some(whole.spec),
+        ),
+        None => match tree.as_ref().map(Envelope::deserialize) {
+            Some(Ok(envelope)) => (envelope, None),
+            _ => match yaml_serde::from_str::<Envelope>(doc.text) {
+                Ok(envelope) => (envelope, None),
+                Err(err) => {
+                    diagnostics.push(yaml_problem(&err, identity_of(doc.text)));
+                    return;
+                }
+            },
         },
     };
     let id = ResourceId::new(envelope.kind.clone(), envelope.metadata.name.clone());
@@ -422,8 +470,11 @@ fn load_document(
         ));
         return;
     };
-    let parsed = match tree.as_ref().map(|tree| handler.parse_tree(tree)) {
-        Some(Ok(spec)) => Ok(spec),
+    let parsed = match (
+        whole_spec,
+        tree.as_ref().map(|tree| handler.parse_tree(tree)),
+    ) {
+        (Some(spec), _) | (None, Some(Ok(spec))) => Ok(spec),
         _ => handler.parse(doc.text),
     };
     let spec = match parsed {
@@ -479,13 +530,16 @@ fn load_document(
     }
     let spec_json = handler.to_json(spec.as_ref());
     let spec_hash = content_hash(&spec_json);
+    let s3_buckets = graph::s3_buckets(&spec_json);
+    let ssm_parameters = kinds::ssm_parameters(&spec_json);
     out.push(Manifest {
         id,
         metadata: envelope.metadata,
         handler,
         spec,
-        spec_json,
         spec_hash,
+        s3_buckets,
+        ssm_parameters,
         origin,
         local_files,
     });

@@ -48,10 +48,13 @@ pub struct Manifest {
     pub metadata: Metadata,
     pub handler: &'static dyn KindHandler,
     pub spec: Arc<dyn Any + Send + Sync>,
-    /// The spec as canonical JSON (serialized from the typed spec, defaults applied).
-    pub spec_json: serde_json::Value,
-    /// Content hash of `spec_json`: the identity of this desired state.
+    /// Content hash of the spec's canonical JSON ([`Manifest::spec_json`]): the identity of
+    /// this desired state.
     pub spec_hash: String,
+    /// Buckets of the `s3://` URIs anywhere in the spec (their owners are dependencies).
+    pub s3_buckets: Vec<String>,
+    /// SSM parameters the spec reads (`{valueFrom: {ssmParameter: NAME}}` anywhere in it).
+    pub ssm_parameters: std::collections::BTreeSet<String>,
     pub origin: Origin,
     /// Local files the spec names, by the path as written.
     pub local_files: BTreeMap<String, local::LocalFile>,
@@ -61,13 +64,19 @@ impl fmt::Debug for Manifest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manifest")
             .field("id", &self.id)
-            .field("spec", &self.spec_json)
+            .field("spec", &self.spec_json())
             .field("file", &self.origin.file)
             .finish()
     }
 }
 
 impl Manifest {
+    /// The spec as canonical JSON (serialized from the typed spec, defaults applied), made
+    /// when asked: a manifest keeps only what was read off it at load.
+    pub fn spec_json(&self) -> serde_json::Value {
+        self.handler.to_json(self.spec.as_ref())
+    }
+
     /// The typed spec, for code that knows the kind (kind files and tests).
     pub fn spec_as<S: 'static>(&self) -> Option<&S> {
         self.spec.downcast_ref::<S>()

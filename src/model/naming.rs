@@ -10,8 +10,13 @@ pub const HASH_LEN: usize = 10;
 
 /// SHA-256 of the canonical JSON of `value`, hex. Maps must be ordered (BTreeMap) to be canonical.
 pub fn content_hash<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    hex(&Sha256::digest(&bytes))
+    // Serialized straight into the hasher: the same bytes as `to_vec`, without the buffer.
+    let mut hasher = Sha256::new();
+    if serde_json::to_writer(&mut hasher, value).is_err() {
+        // As before: what cannot be serialized hashes as nothing.
+        hasher = Sha256::new();
+    }
+    hex(&hasher.finalize())
 }
 
 /// Lowercase hex, without a `format!` per byte (hashes are taken for every object of every
