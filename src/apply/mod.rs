@@ -31,14 +31,12 @@ pub async fn plan(
 /// The IAM policy the operator needs for exactly `loaded` (`sdop iam-policy`): every kind's own
 /// permissions, S3 on every bucket the specs name, SSM reads of every parameter they read.
 pub fn iam_policy(loaded: &crate::manifest::Loaded) -> serde_json::Value {
-    let specs: Vec<serde_json::Value> = loaded.manifests.iter().map(|m| m.spec_json()).collect();
     let resources: Vec<_> = loaded
         .manifests
         .iter()
-        .zip(&specs)
-        .map(|(m, spec)| {
+        .map(|m| {
             let (grants, buckets) = m.handler.permissions(m.spec.as_ref());
-            (grants, spec, buckets)
+            (grants, m.s3_buckets.as_slice(), &m.ssm_parameters, buckets)
         })
         .collect();
     crate::kinds::iam::policy(&resources)

@@ -66,33 +66,23 @@ pub fn pass_role(role: &ValueSource) -> Grant {
 }
 
 /// Every bucket an `s3://` URI in `spec` names.
-fn buckets_named(spec: &Value, out: &mut BTreeSet<String>) {
-    match spec {
-        Value::String(text) => {
-            if let Some(rest) = text.strip_prefix("s3://") {
-                let bucket = rest.split('/').next().unwrap_or_default();
-                if !bucket.is_empty() {
-                    out.insert(bucket.to_string());
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| buckets_named(v, out)),
-        Value::Object(map) => map.values().for_each(|v| buckets_named(v, out)),
-        _ => {}
-    }
-}
+/// What one resource needs: its kind's grants, the buckets its spec names, the SSM parameters
+/// it reads, and the buckets its kind adds.
+pub type ResourcePermissions<'a> = (Vec<Grant>, &'a [String], &'a BTreeSet<String>, Vec<String>);
 
 /// The policy document for these resources: one statement per distinct set of actions and
-/// condition, resources merged, sorted (stable output for review).
-pub fn policy(resources: &[(Vec<Grant>, &Value, Vec<String>)]) -> Value {
+/// condition, resources merged, sorted (stable output for review). Each resource gives its
+/// own grants, the buckets its spec names ([`super::s3_buckets`]), the SSM parameters it reads
+/// ([`super::ssm_parameters`]) and buckets its kind adds.
+pub fn policy(resources: &[ResourcePermissions<'_>]) -> Value {
     let mut grants: Vec<Grant> = Vec::new();
     let mut buckets = BTreeSet::new();
     let mut parameters = BTreeSet::new();
-    for (own, spec, extra_buckets) in resources {
+    for (own, named, reads, extra_buckets) in resources {
         grants.extend(own.iter().cloned());
-        buckets_named(spec, &mut buckets);
+        buckets.extend(named.iter().cloned());
         buckets.extend(extra_buckets.iter().cloned());
-        parameters.extend(super::ssm_parameters(spec));
+        parameters.extend(reads.iter().cloned());
     }
     if !buckets.is_empty() {
         grants.push(Grant::new(
@@ -203,7 +193,12 @@ mod tests {
             &["sagemaker:CreateModel"],
             vec![sagemaker_arn(None, "model", "sd-*")],
         )];
-        let policy = policy(&[(grants, &spec, vec![])]);
+        let policy = policy(&[(
+            grants,
+            &crate::kinds::s3_buckets(&spec),
+            &crate::kinds::ssm_parameters(&spec),
+            vec![],
+        )]);
         let text = policy.to_string();
         for needle in [
             "arn:aws:s3:::b1/*",

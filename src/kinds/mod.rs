@@ -296,6 +296,28 @@ pub fn ssm_parameter_id(name: &str) -> ResourceId {
     ResourceId::new("SSMParameter", name)
 }
 
+/// The buckets of the `s3://` URIs anywhere in a spec's JSON, each once, in order of appearance.
+pub fn s3_buckets(spec: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut stack = vec![spec];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(rest) = text.strip_prefix("s3://") {
+                    let bucket = rest.split('/').next().unwrap_or_default();
+                    if !bucket.is_empty() && !found.iter().any(|b| b == bucket) {
+                        found.push(bucket.to_string());
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
+            serde_json::Value::Object(map) => stack.extend(map.values().rev()),
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Every SSM parameter a spec reads (`{valueFrom: {ssmParameter: NAME}}` anywhere in it).
 pub fn ssm_parameters(spec: &serde_json::Value) -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();

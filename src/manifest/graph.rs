@@ -267,28 +267,6 @@ fn referenced_claims(manifest: &Manifest) -> Vec<Claim> {
     found
 }
 
-/// The buckets of the `s3://` URIs anywhere in a spec's JSON, each once, in order of appearance.
-pub fn s3_buckets(spec: &serde_json::Value) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    let mut stack = vec![spec];
-    while let Some(value) = stack.pop() {
-        match value {
-            serde_json::Value::String(text) => {
-                if let Some(rest) = text.strip_prefix("s3://") {
-                    let bucket = rest.split('/').next().unwrap_or_default();
-                    if !found.iter().any(|b| b == bucket) {
-                        found.push(bucket.to_string());
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
-            serde_json::Value::Object(map) => stack.extend(map.values().rev()),
-            _ => {}
-        }
-    }
-    found
-}
-
 /// Kahn's algorithm; stable (lower index first among ready nodes).
 fn topological_order(dependencies: &[Vec<usize>]) -> Vec<usize> {
     let n = dependencies.len();

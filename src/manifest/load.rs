@@ -530,7 +530,7 @@ fn load_document(
     }
     let spec_json = handler.to_json(spec.as_ref());
     let spec_hash = content_hash(&spec_json);
-    let s3_buckets = graph::s3_buckets(&spec_json);
+    let s3_buckets = kinds::s3_buckets(&spec_json);
     let ssm_parameters = kinds::ssm_parameters(&spec_json);
     out.push(Manifest {
         id,
