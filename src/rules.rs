@@ -78,32 +78,6 @@ pub fn bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// ECR repository names: 2-256 characters,
-/// `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`.
-pub fn ecr_repository_name(name: &str) -> Result<(), String> {
-    if name.len() < 2 || name.len() > 256 {
-        return Err(format!(
-            "ECR repository name {name:?} must be 2 to 256 characters long"
-        ));
-    }
-    let component_ok = |part: &str| {
-        !part.is_empty()
-            && part.split(['.', '_', '-']).all(|piece| {
-                !piece.is_empty()
-                    && piece
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            })
-    };
-    if name.split('/').all(component_ok) {
-        Ok(())
-    } else {
-        Err(format!(
-            "ECR repository name {name:?} must be lowercase letters and digits, separated by single '.', '_', '-' or '/'"
-        ))
-    }
-}
-
 /// ECR image tags: 1-128 characters of `[a-zA-Z0-9_.-]`, not starting with '.' or '-'.
 pub fn image_tag(tag: &str) -> Result<(), String> {
     let ok = !tag.is_empty()
@@ -356,11 +330,14 @@ mod tests {
     }
 
     #[test]
-    fn ecr_names() {
-        assert!(ecr_repository_name("all-in-one-ai-stable-diffusion-webui").is_ok());
-        assert!(ecr_repository_name("team/sd_webui.v2").is_ok());
-        for bad in ["A", "Upper/x", "a//b", "a--b", "trailing-", "/lead"] {
-            assert!(ecr_repository_name(bad).is_err(), "{bad}");
+    fn ecr_names_follow_the_model() {
+        let name = crate::model::aws_models::ECR_REPOSITORY_NAME;
+        // ECR's model allows repeated hyphens and a double underscore between components.
+        for good in ["all-in-one-ai-stable-diffusion-webui", "team/sd_webui.v2", "a--b", "a__b"] {
+            assert!(name.check("name", good).is_ok(), "{good}");
+        }
+        for bad in ["A", "Upper/x", "a//b", "a___b", "trailing-", "/lead"] {
+            assert!(name.check("name", bad).is_err(), "{bad}");
         }
     }
 

@@ -54,52 +54,8 @@ impl Adapter for RepositoryAdapter {
         desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let ecr = &ctx.clients.ecr;
-        // A repository sdop created: one call tells existence and the digest of the tag.
-        // (Settings drift is then checked only when the spec changes.)
-        let tag = desired
-            .and_then(|d| d.inputs.get("imageTag"))
-            .and_then(|t| t.as_str());
-        if let (true, Some(tag)) = (ctx.owned_per_state, tag) {
-            let images = ecr
-                .describe_images()
-                .repository_name(name)
-                .image_ids(ImageIdentifier::builder().image_tag(tag).build())
-                .send()
-                .await;
-            let digest = match images {
-                Ok(out) => out.image_details().first().and_then(|d| {
-                    Some((d.registry_id()?.to_string(), d.image_digest()?.to_string()))
-                }),
-                Err(err) => {
-                    let err = classify("ecr:DescribeImages", err);
-                    if is_not_found(&err, &["RepositoryNotFoundException"]) {
-                        return Ok(None);
-                    }
-                    if !is_not_found(&err, &["ImageNotFoundException"]) {
-                        return Err(err);
-                    }
-                    None
-                }
-            };
-            let mut observed = ObservedObject::new(
-                ObjectKey::new(self.aws_type(), name),
-                BTreeMap::new(),
-                Ownership::Owned {
-                    resource: ctx.resource.clone(),
-                },
-            );
-            if let Some((account, digest)) = digest {
-                let uri = format!(
-                    "{account}.dkr.ecr.{}.amazonaws.com/{name}",
-                    ctx.clients.region
-                );
-                observed
-                    .outputs
-                    .insert("imageUri".into(), format!("{uri}@{digest}"));
-                observed.outputs.insert("imageDigest".into(), digest);
-            }
-            return Ok(Some(observed));
-        }
+        // Every pass reads the settings and the tags (spec fields: a change behind sdop's back
+        // is seen and undone), then the followed tag's digest.
         let Some(described) = absent_if(
             ecr.describe_repositories()
                 .repository_names(name)
@@ -235,18 +191,35 @@ impl Adapter for RepositoryAdapter {
                         .await
                         .map_err(|e| classify("ecr:PutImageTagMutability", e))?;
                 }
-                _ => {
+                "tags" => {
                     let arn = self
                         .read(ctx, name, None)
                         .await?
                         .and_then(|o| o.outputs.get("repositoryArn").cloned())
-                        .unwrap_or_default();
+                        .ok_or_else(|| {
+                            Error::Terminal(format!("repository {name} disappeared while tagging"))
+                        })?;
+                    // TagResource upserts; a tag the spec no longer has is untagged.
+                    let removed = super::removed_tag_keys(change);
+                    if !removed.is_empty() {
+                        ecr.untag_resource()
+                            .resource_arn(&arn)
+                            .set_tag_keys(Some(removed))
+                            .send()
+                            .await
+                            .map_err(|e| classify("ecr:UntagResource", e))?;
+                    }
                     ecr.tag_resource()
                         .resource_arn(arn)
                         .set_tags(Some(tags_of(ctx, object)?))
                         .send()
                         .await
                         .map_err(|e| classify("ecr:TagResource", e))?;
+                }
+                other => {
+                    return Err(Error::Terminal(format!(
+                        "ecr:repository has no update for field {other}"
+                    )))
                 }
             }
         }

@@ -15,12 +15,13 @@ pub mod sagemaker_training_job;
 pub mod stack;
 pub mod transport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::engine::plan::FieldChange;
 use crate::error::Error;
 use crate::manifest::ResourceId;
 
@@ -241,6 +242,23 @@ pub fn ownership_tags(
     tags
 }
 
+/// The user's tag keys a change of the `tags` field removes (in AWS before, not in the spec):
+/// the tagging APIs upsert, so these are untagged explicitly.
+pub fn removed_tag_keys(change: &FieldChange) -> Vec<String> {
+    let keys = |value: &Option<serde_json::Value>| -> BTreeSet<String> {
+        value
+            .as_ref()
+            .and_then(serde_json::Value::as_object)
+            .map(|tags| tags.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let wanted = keys(&change.after);
+    keys(&change.before)
+        .into_iter()
+        .filter(|key| !wanted.contains(key) && !key.starts_with("sdop.io/"))
+        .collect()
+}
+
 /// Splits tags read from AWS into the ownership they express and the user's tags.
 pub fn read_ownership(
     tags: &BTreeMap<String, String>,
@@ -458,4 +476,29 @@ pub fn already_exists(err: &Error) -> bool {
 /// True when an error means the object does not exist.
 pub fn is_not_found(err: &Error, codes: &[&str]) -> bool {
     matches!(err, Error::Aws { code: Some(code), .. } if codes.contains(&code.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_counts_the_ownership_tags_sdop_adds() {
+        let user: BTreeMap<String, String> = [("team".to_string(), "ml".to_string())].into();
+        let tags = ownership_tags(&ResourceId::new("Endpoint", "base"), "abc", &user);
+        assert_eq!(
+            tags.len(),
+            user.len() + crate::model::aws_rules::OWNERSHIP_TAG_COUNT
+        );
+    }
+
+    #[test]
+    fn a_tag_removed_from_the_spec_is_untagged_and_ownership_tags_never_are() {
+        let change = FieldChange {
+            field: "tags".into(),
+            before: Some(serde_json::json!({"team": "ml", "cost": "a", "sdop.io/resource": "x"})),
+            after: Some(serde_json::json!({"team": "ops"})),
+        };
+        assert_eq!(removed_tag_keys(&change), vec!["cost".to_string()]);
+    }
 }

@@ -447,16 +447,23 @@ impl Adapter for EndpointAdapter {
             return Ok(None);
         };
         let arn = endpoint.endpoint_arn().unwrap_or_default().to_string();
-        let (ownership, user_tags) = ownership(ctx, &arn).await?;
+        // The tags are a spec field: read on every pass (one ListTags), so a tag changed or
+        // removed behind sdop's back is seen and put back.
+        let tags = sagemaker_tags(ctx.clients, &arn).await?;
+        let (owner, user_tags) = read_ownership(&tags);
+        let ownership = match owner {
+            Some(owner) => Ownership::Owned { resource: owner },
+            None => Ownership::Foreign,
+        };
         let config = endpoint
             .endpoint_config_name()
             .unwrap_or_default()
             .to_string();
-        let mut fields: BTreeMap<String, Value> =
-            [("endpointConfigName".to_string(), json!(config))].into();
-        if let Some(user) = user_tags {
-            fields.insert("tags".into(), json!(user));
-        }
+        let fields: BTreeMap<String, Value> = [
+            ("endpointConfigName".to_string(), json!(config)),
+            ("tags".to_string(), json!(user_tags)),
+        ]
+        .into();
         let mut observed = ObservedObject::new(ObjectKey::new(ENDPOINT, name), fields, ownership);
         let reason = endpoint.failure_reason().map(str::to_string);
         observed.state = match endpoint.endpoint_status() {
@@ -512,12 +519,28 @@ impl Adapter for EndpointAdapter {
         let name = known_name(object)?;
         let sagemaker = &ctx.clients.sagemaker;
         let mut state = ObjectState::Ready;
-        if changes.iter().any(|c| c.field == "tags") {
-            let arn = format!("arn:aws:sagemaker:{}:endpoint/{name}", ctx.clients.region);
-            let arn = match self.read(ctx, name, None).await? {
-                Some(found) => found.outputs.get("endpointArn").cloned().unwrap_or(arn),
-                None => arn,
-            };
+        if let Some(change) = changes.iter().find(|c| c.field == "tags") {
+            // The ARN as AWS reports it (it holds the account id).
+            let arn = sagemaker
+                .describe_endpoint()
+                .endpoint_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("sagemaker:DescribeEndpoint", e))?
+                .endpoint_arn()
+                .map(str::to_string)
+                .ok_or_else(|| Error::Terminal(format!("endpoint {name} has no ARN")))?;
+            // AddTags upserts; a tag the spec no longer has is deleted.
+            let removed = super::removed_tag_keys(change);
+            if !removed.is_empty() {
+                sagemaker
+                    .delete_tags()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(removed))
+                    .send()
+                    .await
+                    .map_err(|e| classify("sagemaker:DeleteTags", e))?;
+            }
             sagemaker
                 .add_tags()
                 .resource_arn(arn)

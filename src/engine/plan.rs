@@ -214,10 +214,12 @@ pub fn plan_resource(
         let changes: Vec<FieldChange> = want
             .fields
             .iter()
-            // A field the adapter cannot observe (absent) is not compared: immutable objects
-            // named by content hash, or settings whose read would cost an extra call.
+            // A content-named object's name is a hash of its fields, so an object of that name
+            // has them: they are not read back. Any other object's field that the adapter did
+            // not read back is a difference (never a silent "no changes"); the liveness tests
+            // hold every adapter to reading every field it is sent.
             .filter(|(field, value)| match (value, found.fields.get(*field)) {
-                (_, None) => false,
+                (_, None) => !want.content_named,
                 (Some(value), Some(seen)) => seen != value,
                 (None, Some(_)) => true,
             })
@@ -349,9 +351,17 @@ mod tests {
     }
 
     #[test]
-    fn unobserved_fields_are_not_compared() {
+    fn a_field_not_read_back_is_a_difference_unless_the_name_is_its_content() {
         let seen = observed("sagemaker:endpoint", "sd-base", &[], owned());
-        assert!(plan_resource(&id(), &[endpoint("cfg-1")], &[seen]).is_empty());
+        let actions = plan_resource(&id(), &[endpoint("cfg-1")], std::slice::from_ref(&seen));
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].operation, Operation::Update);
+        assert_eq!(actions[0].changes[0].before, None);
+        let content_named = DesiredObject {
+            content_named: true,
+            ..endpoint("cfg-1")
+        };
+        assert!(plan_resource(&id(), &[content_named], &[seen]).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::model::aws_rules::TagRules;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -49,7 +50,7 @@ impl Kind for Bucket {
     fn check(spec: &BucketSpec, checks: &mut Checks) {
         checks.check("spec.bucketName", rules::bucket_name(&spec.bucket_name));
         checks.check("spec.region", rules::region(&spec.region));
-        checks.tags("spec.tags", &spec.tags);
+        checks.tags("spec.tags", &spec.tags, &[TagRules::S3]);
     }
 
     fn references(spec: &BucketSpec) -> Vec<Reference> {

@@ -18,6 +18,8 @@ use crate::contract::training::{
     TRAIN_PY_ARGUMENTS,
 };
 use crate::contract::{inference, ContainerContract};
+use crate::model::aws_models;
+use crate::model::aws_rules::TagRules;
 use crate::model::naming::{content_hash, hashed_name};
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::model::resource::ResourceId;
@@ -305,6 +307,12 @@ impl Kind for DreamboothJob {
             "spec.instanceType",
             rules::instance_type(&spec.instance_type),
         );
+        checks.aws(
+            "spec.instanceType",
+            "training instance type",
+            &aws_models::SAGEMAKER_TRAINING_INSTANCE_TYPE,
+            &spec.instance_type,
+        );
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }
@@ -397,6 +405,14 @@ impl Kind for DreamboothJob {
         );
         for (key, value) in &spec.hyperparameters {
             let at = format!("spec.hyperparameters.{key}");
+            if let ValueSource::Literal(text) = value {
+                checks.aws(
+                    &at,
+                    "hyperparameter value",
+                    &aws_models::SAGEMAKER_HYPER_PARAMETER_VALUE,
+                    text,
+                );
+            }
             if let Some((_, from)) = SET_BY_SDOP.iter().find(|(k, _)| k == key) {
                 checks.error(at, format!("{key:?} is set by sdop from {from}"));
             } else if !TRAIN_PY_ARGUMENTS.contains(&key.as_str()) {
@@ -473,7 +489,7 @@ impl Kind for DreamboothJob {
                 "maxRuntimeSeconds must be 1 to 2419200 (28 days)",
             );
         }
-        checks.tags("spec.tags", &spec.tags);
+        checks.tags("spec.tags", &spec.tags, &[TagRules::SageMaker]);
     }
 
     fn references(spec: &DreamboothJobSpec) -> Vec<Reference> {

@@ -13,6 +13,8 @@ use super::{
     VpcConfig,
 };
 use crate::contract::ContainerContract;
+use crate::model::aws_models;
+use crate::model::aws_rules::TagRules;
 use crate::model::naming::{content_hash, hashed_name};
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::model::resource::ResourceId;
@@ -258,6 +260,12 @@ impl Kind for Endpoint {
             "spec.instanceType",
             rules::instance_type(&spec.instance_type),
         );
+        checks.aws(
+            "spec.instanceType",
+            "endpoint instance type",
+            &aws_models::SAGEMAKER_PRODUCTION_VARIANT_INSTANCE_TYPE,
+            &spec.instance_type,
+        );
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }
@@ -291,8 +299,44 @@ impl Kind for Endpoint {
         if let Some(vpc) = &spec.vpc_config {
             vpc.check("spec.vpcConfig", checks);
         }
+        // The Model's environment (CreateModel's PrimaryContainer.Environment), with the
+        // `endpoint_name` sdop adds.
+        checks.check(
+            "spec.environment",
+            aws_models::SAGEMAKER_ENVIRONMENT_MAP.check(
+                "the environment (with sdop's endpoint_name)",
+                spec.environment.len()
+                    + usize::from(!spec.environment.contains_key("endpoint_name")),
+            ),
+        );
         for (name, value) in &spec.environment {
-            value.check(&format!("spec.environment.{name}"), checks);
+            let at = format!("spec.environment.{name}");
+            checks.aws(
+                &at,
+                "environment name",
+                &aws_models::SAGEMAKER_ENVIRONMENT_KEY,
+                name,
+            );
+            match value {
+                ValueSource::Literal(text) => checks.aws(
+                    &at,
+                    "environment value",
+                    &aws_models::SAGEMAKER_ENVIRONMENT_VALUE,
+                    text,
+                ),
+                from => from.check(&at, checks),
+            }
+        }
+        if let Some(max) = spec
+            .async_inference
+            .as_ref()
+            .and_then(|a| a.max_concurrent_invocations_per_instance)
+        {
+            checks.check(
+                "spec.asyncInference.maxConcurrentInvocationsPerInstance",
+                aws_models::SAGEMAKER_MAX_CONCURRENT_INVOCATIONS_PER_INSTANCE
+                    .check("maxConcurrentInvocationsPerInstance", i64::from(max)),
+            );
         }
         if let Some(registration) = &spec.webui_registration {
             if let Some(model) = &registration.industrial_model {
@@ -329,14 +373,19 @@ impl Kind for Endpoint {
             checks.error(format!("spec.environment.{name}"), message);
         }
         if let Some(timeout) = spec.container_startup_health_check_timeout_seconds {
-            if !(60..=3600).contains(&timeout) {
-                checks.error(
-                    "spec.containerStartupHealthCheckTimeoutSeconds",
-                    format!("{timeout} is out of SageMaker's range 60-3600 seconds"),
-                );
-            }
+            checks.check(
+                "spec.containerStartupHealthCheckTimeoutSeconds",
+                aws_models::SAGEMAKER_PRODUCTION_VARIANT_CONTAINER_STARTUP_HEALTH_CHECK_TIMEOUT_IN_SECONDS
+                    .check("containerStartupHealthCheckTimeoutSeconds", i64::from(timeout)),
+            );
         }
-        checks.tags("spec.tags", &spec.tags);
+        // The Model, EndpointConfig and Endpoint carry the tags, and the scalable target too.
+        let services: &[TagRules] = if spec.autoscaling.is_some() {
+            &[TagRules::SageMaker, TagRules::ApplicationAutoScaling]
+        } else {
+            &[TagRules::SageMaker]
+        };
+        checks.tags("spec.tags", &spec.tags, services);
     }
 
     fn references(spec: &EndpointSpec) -> Vec<Reference> {

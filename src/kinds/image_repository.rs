@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Checks, Claim, DeletionPolicy, DesiredContext, Kind, Reference};
+use crate::model::aws_models;
+use crate::model::aws_rules::TagRules;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
@@ -67,15 +69,17 @@ impl Kind for ImageRepository {
     type Spec = ImageRepositorySpec;
 
     fn check(spec: &ImageRepositorySpec, checks: &mut Checks) {
-        checks.check(
-            "spec.repositoryName",
-            rules::ecr_repository_name(&spec.repository_name),
-        );
         checks.check("spec.imageTag", rules::image_tag(&spec.image_tag));
         if let Some(region) = &spec.region {
             checks.check("spec.region", rules::region(region));
         }
-        checks.tags("spec.tags", &spec.tags);
+        checks.aws(
+            "spec.repositoryName",
+            "repository name",
+            &aws_models::ECR_REPOSITORY_NAME,
+            &spec.repository_name,
+        );
+        checks.tags("spec.tags", &spec.tags, &[TagRules::Ecr]);
     }
 
     fn references(spec: &ImageRepositorySpec) -> Vec<Reference> {

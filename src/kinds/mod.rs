@@ -25,6 +25,7 @@ use std::sync::Arc;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
+use crate::model::aws_rules::{StringShape, TagRules, OWNERSHIP_TAG_COUNT};
 use crate::model::object::DesiredObject;
 use crate::model::outputs::Outputs;
 use crate::model::resource::{Metadata, ResourceId};
@@ -231,19 +232,53 @@ impl Checks {
         self.problems.push((path.into(), message.into()));
     }
 
-    pub fn tags(&mut self, path: &str, tags: &Tags) {
+    /// A resource's tags, against sdop's reserved prefixes and the rules of every service
+    /// they are sent to (`services`: SageMaker's pattern, CloudFormation's non-empty values...).
+    /// A value read from elsewhere is checked once known, by AWS.
+    pub fn tags(&mut self, path: &str, tags: &Tags, services: &[TagRules]) {
+        for service in services {
+            // sdop adds its ownership tags to every request.
+            self.check(
+                path,
+                service.count().check(
+                    "the tags (with sdop's ownership tags)",
+                    tags.len() + OWNERSHIP_TAG_COUNT,
+                ),
+            );
+        }
         for (key, value) in tags {
             let at = format!("{path}.{key}");
-            match value {
-                ValueSource::Literal(text) => {
-                    self.check(at, crate::rules::tag(key, text));
-                }
+            let literal = match value {
+                ValueSource::Literal(text) => Some(text.as_str()),
                 from => {
-                    self.check(at.clone(), crate::rules::tag(key, ""));
                     from.check(&at, self);
+                    None
+                }
+            };
+            if self
+                .check(at.clone(), crate::rules::tag(key, literal.unwrap_or("")))
+                .is_none()
+            {
+                continue;
+            }
+            for service in services {
+                let (key_shape, value_shape) = service.key_and_value();
+                let checked = key_shape
+                    .check("tag key", key)
+                    .and_then(|()| match literal {
+                        Some(text) => value_shape.check(&format!("tag {key:?}: value"), text),
+                        None => Ok(()),
+                    });
+                if self.check(at.clone(), checked).is_none() {
+                    break;
                 }
             }
         }
+    }
+
+    /// A value AWS's model constrains (see `model::aws_rules`).
+    pub fn aws(&mut self, path: impl Into<String>, what: &str, shape: &StringShape, value: &str) {
+        self.check(path, shape.check(what, value));
     }
 }
 
@@ -858,7 +893,7 @@ mod tests {
             ("ml", "ops")
         );
         let mut checks = Checks::default();
-        checks.tags("spec.tags", &tags);
+        checks.tags("spec.tags", &tags, &[TagRules::SageMaker]);
         assert!(checks.problems.is_empty(), "{:?}", checks.problems);
     }
 }

@@ -11,6 +11,7 @@ use super::{
     Checks, Claim, DeletionPolicy, DesiredContext, Kind, LocalRoot, OutputRef, Reference,
     ValueSource,
 };
+use crate::model::aws_rules::TagRules;
 use crate::model::local_file::LocalFile;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
@@ -303,7 +304,7 @@ impl Kind for Stack {
         if let Some(region) = &spec.region {
             checks.check("spec.region", rules::region(region));
         }
-        checks.tags("spec.tags", &spec.tags);
+        checks.tags("spec.tags", &spec.tags, &[TagRules::CloudFormation]);
     }
 
     fn references(spec: &StackSpec) -> Vec<Reference> {

@@ -3,6 +3,10 @@
 //! the lifecycle words (phase, deletion policy). Everything above (kinds, manifest, state,
 //! engine, aws) builds on this module; it depends on nothing of sdop's but errors.
 
+// Generated (scripts/gen-aws-models.py), compared byte for byte with the generator's output.
+#[rustfmt::skip]
+pub mod aws_models;
+pub mod aws_rules;
 pub mod local_file;
 pub mod naming;
 pub mod object;
