@@ -333,7 +333,12 @@ mod tests {
     fn ecr_names_follow_the_model() {
         let name = crate::model::aws_models::ECR_REPOSITORY_NAME;
         // ECR's model allows repeated hyphens and a double underscore between components.
-        for good in ["all-in-one-ai-stable-diffusion-webui", "team/sd_webui.v2", "a--b", "a__b"] {
+        for good in [
+            "all-in-one-ai-stable-diffusion-webui",
+            "team/sd_webui.v2",
+            "a--b",
+            "a__b",
+        ] {
             assert!(name.check("name", good).is_ok(), "{good}");
         }
         for bad in ["A", "Upper/x", "a//b", "a___b", "trailing-", "/lead"] {

@@ -92,6 +92,65 @@ async fn harden(ctx: &ObjectContext<'_>, bucket: &str) -> Result<()> {
     Ok(())
 }
 
+/// What [`harden`] and CreateBucket set, as S3 reports it.
+struct BucketSettings {
+    region: String,
+    public_access_blocked: bool,
+    /// The default encryption's algorithm (`AES256`), or `none`.
+    encryption: String,
+}
+
+async fn read_settings(ctx: &ObjectContext<'_>, bucket: &str) -> Result<BucketSettings> {
+    let s3 = &ctx.clients.s3;
+    let location = s3
+        .get_bucket_location()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| classify("s3:GetBucketLocation", e))?;
+    // "Buckets in Region us-east-1 have a LocationConstraint of null" (API_GetBucketLocation).
+    let region = location
+        .location_constraint()
+        .map(|c| c.as_str().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let public_access_blocked = match s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        }),
+        Err(err) => {
+            let err = classify("s3:GetPublicAccessBlock", err);
+            if !is_not_found(&err, &["NoSuchPublicAccessBlockConfiguration"]) {
+                return Err(err);
+            }
+            false
+        }
+    };
+    let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
+        Ok(out) => out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().as_str().to_string())
+            .unwrap_or_else(|| "none".into()),
+        Err(err) => {
+            let err = classify("s3:GetBucketEncryption", err);
+            if !is_not_found(&err, &["ServerSideEncryptionConfigurationNotFoundError"]) {
+                return Err(err);
+            }
+            "none".into()
+        }
+    };
+    Ok(BucketSettings {
+        region,
+        public_access_blocked,
+        encryption,
+    })
+}
+
 /// The AbortIncompleteMultipartUpload lifecycle rule (S3 user guide, "Configuring a bucket
 /// lifecycle configuration to delete incomplete multipart uploads"), for a bucket sdop creates.
 async fn abort_incomplete_uploads(
@@ -180,11 +239,20 @@ impl Adapter for BucketAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
+        // Every field sdop sends is read back, so a setting changed behind sdop's back (public
+        // access unblocked, encryption removed) is shown by plan and put back by apply.
+        let settings = read_settings(ctx, name).await?;
         let mut observed = ObservedObject::new(
             ObjectKey::new(self.aws_type(), name),
             [
                 ("tags".to_string(), json!(user)),
                 ("ownershipTagged".to_string(), json!(tagged)),
+                ("region".to_string(), json!(settings.region)),
+                (
+                    "publicAccessBlocked".to_string(),
+                    json!(settings.public_access_blocked),
+                ),
+                ("encryption".to_string(), json!(settings.encryption)),
             ]
             .into(),
             ownership,
@@ -230,12 +298,20 @@ impl Adapter for BucketAdapter {
         &self,
         ctx: &ObjectContext<'_>,
         object: &DesiredObject,
-        _changes: &[FieldChange],
+        changes: &[FieldChange],
     ) -> Result<ObjectState> {
         let name = object
             .name
             .known()
             .ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
+        if let Some(change) = changes.iter().find(|c| c.field == "region") {
+            // S3 has no call that moves a bucket, and replacing it would delete its data.
+            return Err(Error::Terminal(format!(
+                "bucket {name} is in {} and a bucket cannot move to {}: set spec.region back, or name a new bucket (spec.bucketName) and copy the data",
+                change.before.as_ref().and_then(|v| v.as_str()).unwrap_or("another region"),
+                change.after.as_ref().and_then(|v| v.as_str()).unwrap_or("another region"),
+            )));
+        }
         put_tags(ctx, name, object).await?;
         harden(ctx, name).await?;
         Ok(ObjectState::Ready)

@@ -110,7 +110,9 @@ async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
 
 fn template_url(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<String> {
     let template = object
+        .unobservable
         .get("template")
+        .and_then(Option::as_ref)
         .and_then(|t| t.as_str())
         .ok_or_else(|| Error::Terminal("template location unknown".into()))?;
     Ok(match template.strip_prefix("s3://") {

@@ -292,12 +292,7 @@ pub fn decide(input: &Inputs) -> Decision {
         .iter()
         .find(|d| d.name.known().is_none() || !d.fully_known())
     {
-        let fields: Vec<&str> = unknown
-            .fields
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let fields: Vec<&str> = unknown.unknown().collect();
         defer_all(&mut actions, "after the values it reads are known");
         return Decision {
             actions,

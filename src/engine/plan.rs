@@ -134,7 +134,8 @@ impl Plan {
     }
 }
 
-/// A create of `want`, every field a change from nothing.
+/// A create of `want`, every field (and every value sent that AWS does not report back) a
+/// change from nothing.
 pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String) -> Action {
     Action {
         resource: resource.clone(),
@@ -145,6 +146,7 @@ pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String
         changes: want
             .fields
             .iter()
+            .chain(&want.unobservable)
             .map(|(field, value)| FieldChange {
                 field: field.clone(),
                 before: None,

@@ -495,9 +495,15 @@ impl Kind for Stack {
                 .resolve(ctx.outputs)
             })
             .collect();
-        // One fingerprint over every local template: a nested template's change updates the stack.
+        // One fingerprint over every local template: a nested template's change updates the
+        // stack. CloudFormation does not report a stack's template URL, so a template given by
+        // URL is fingerprinted by its URL (read back from the stack's tag, like the files').
         let template_fingerprint: Option<serde_json::Value> = if fingerprints.is_empty() {
-            Some(json!(null))
+            spec.template
+                .url
+                .as_ref()
+                .map(|url| json!(crate::model::naming::content_hash(url)[..16]))
+                .or(Some(json!(null)))
         } else {
             fingerprints
                 .into_iter()
@@ -510,7 +516,7 @@ impl Kind for Stack {
                 ObjectName::Known(spec.stack_name.clone()),
                 Mutability::InPlace,
             )
-            .field("template", template_url.map(|u| json!(u)))
+            .unobservable("template", template_url.map(|u| json!(u)))
             .field("templateFingerprint", template_fingerprint)
             .field("parameters", parameters.map(|p| json!(p)))
             .field(
@@ -523,7 +529,7 @@ impl Kind for Stack {
             )
             // Not sent to CloudFormation: unknown until every output waited for exists, which
             // holds the create back (and is not compared, so a new digest updates nothing).
-            .field("waitFor", wait_for.map(|w| json!(w))),
+            .unobservable("waitFor", wait_for.map(|w| json!(w))),
         );
         objects
     }

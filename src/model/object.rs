@@ -72,6 +72,12 @@ pub struct DesiredObject {
     /// Needed to create or update the object but not compared (a local file's path).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, Value>,
+    /// Values AWS does not report back (a stack's template URL) or that only order the work (the
+    /// outputs a stack waits for): they must be known before the object is acted on (`None`
+    /// waits, like a field), and are never compared. Whatever of them AWS keeps must be covered
+    /// by a compared field (the stack's template fingerprint tag covers its URL).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unobservable: BTreeMap<String, Option<Value>>,
     /// The name is a hash of the fields: an existing object of that name has this content.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub content_named: bool,
@@ -103,6 +109,7 @@ impl DesiredObject {
             mutability,
             fields: BTreeMap::new(),
             inputs: BTreeMap::new(),
+            unobservable: BTreeMap::new(),
             content_named: false,
             capacity: None,
             after_ready: None,
@@ -156,9 +163,25 @@ impl DesiredObject {
         self
     }
 
-    /// True when every field is known (so a derived name can be computed).
+    /// Adds a value that is sent or waited for but never compared; `None` waits.
+    pub fn unobservable(mut self, name: &str, value: Option<Value>) -> Self {
+        self.unobservable.insert(name.to_string(), value);
+        self
+    }
+
+    /// True when every field and unobservable value is known (so a derived name can be
+    /// computed and the object acted on).
     pub fn fully_known(&self) -> bool {
-        self.fields.values().all(Option::is_some)
+        self.fields.values().all(Option::is_some) && self.unobservable.values().all(Option::is_some)
+    }
+
+    /// The names of the values not known yet.
+    pub fn unknown(&self) -> impl Iterator<Item = &str> {
+        self.fields
+            .iter()
+            .chain(&self.unobservable)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
     }
 }
 

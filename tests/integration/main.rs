@@ -9,5 +9,6 @@ mod corpus;
 mod daemon;
 mod emulator;
 mod kill_points;
+mod liveness;
 mod package;
 mod shared_state;

@@ -1,0 +1,667 @@
+//! Every field live (issue #22), tested generically against the local AWS and read back with the
+//! AWS SDK directly, never through sdop.
+//!
+//! - **Edits.** Every leaf of every spec of the fixture is edited in turn (the leaves are walked
+//!   from the manifests, so a field added to the fixture is covered without a new row): the
+//!   plan must show a change of that resource, `apply --wait` must change what the SDK reads back
+//!   from AWS, and the plan after must be empty. The only rows to remember are the leaves that
+//!   never reach AWS ([`NOT_SENT`]) and those AWS cannot change in place ([`REFUSED_IN_PLACE`]),
+//!   each with its reason; a leaf listed there must indeed not reach AWS, or the test fails.
+//! - **Drift.** Every attribute someone can change behind sdop's back (tags, repository and
+//!   bucket settings, scaling limits) is changed with the SDK: the plan shows it and apply puts
+//!   back exactly what the SDK read before.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+use sdop::apply::{apply, ApplyOptions};
+use sdop::aws::Clients;
+use sdop::manifest::load_paths;
+use sdop::state::StateStore;
+use serde_json::{json, Value};
+
+use crate::support::local_aws::LocalAws;
+
+const BUCKET: &str = r#"apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {name: assets}
+spec:
+  bucketName: sdop-live-assets
+  region: us-east-1
+  tags: {team: ml}
+"#;
+
+const REPOSITORY: &str = r#"apiVersion: sdop/v1alpha1
+kind: ImageRepository
+metadata: {name: inference}
+spec:
+  repositoryName: sd-live-inference
+  imageTag: latest
+  scanOnPush: true
+  imageTagMutability: MUTABLE
+  tags: {team: ml}
+"#;
+
+const ENDPOINT: &str = r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: live}
+spec:
+  endpointName: sd-live
+  contract: all-in-one-ai/2023-03-08
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-live-assets/models/model.tar.gz"}
+  instanceType: ml.g4dn.xlarge
+  instanceCount: 1
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+  asyncInference:
+    outputPath: s3://sdop-live-assets/out/
+    maxConcurrentInvocationsPerInstance: 1
+  containerStartupHealthCheckTimeoutSeconds: 600
+  autoscaling: {minInstances: 0, maxInstances: 2}
+  tags: {team: ml}
+"#;
+
+const FIXTURE: &[(&str, &str)] = &[
+    ("bucket.yaml", BUCKET),
+    ("repository.yaml", REPOSITORY),
+    ("endpoint.yaml", ENDPOINT),
+];
+
+/// Spec leaves that reach no AWS attribute, with why.
+const NOT_SENT: &[(&str, &str, &str)] = &[
+    (
+        "*",
+        "spec.deletionPolicy",
+        "what pruning does with the resource",
+    ),
+    (
+        "*",
+        "spec.adopt",
+        "whether an existing untagged object is taken over",
+    ),
+    (
+        "ImageRepository",
+        "spec.imageTag",
+        "which tag's digest is read (the imageUri output)",
+    ),
+    (
+        "Endpoint",
+        "spec.contract",
+        "which upstream version's rules validate the environment (the image is spec.image)",
+    ),
+];
+
+/// Spec leaves AWS cannot change in place: the plan shows the change and apply refuses it with
+/// the reason (a replacement would delete the data).
+const REFUSED_IN_PLACE: &[(&str, &str, &str)] = &[("Bucket", "spec.region", "cannot move to")];
+
+fn listed<'a>(table: &'a [(&str, &str, &'a str)], kind: &str, path: &str) -> Option<&'a str> {
+    table
+        .iter()
+        .find(|(k, p, _)| (*k == "*" || *k == kind) && *p == path)
+        .map(|(_, _, why)| *why)
+}
+
+/// Every scalar leaf under `spec`, as (dotted path, value).
+fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                leaves(&format!("{prefix}.{key}"), child, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                leaves(&format!("{prefix}[{i}]"), child, out);
+            }
+        }
+        scalar => out.push((prefix.to_string(), scalar.clone())),
+    }
+}
+
+/// Other values for a leaf, tried in order until validation accepts one.
+fn edits(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Bool(b) => vec![json!(!b)],
+        Value::Number(n) => {
+            let n = n.as_i64().expect("integer leaf");
+            vec![json!(n + 1), json!(n * 2), json!(n - 1)]
+        }
+        Value::String(s) => {
+            let mut out = Vec::new();
+            // Enum-like values AWS or the contract define.
+            for pair in [
+                ("MUTABLE", "IMMUTABLE"),
+                ("ml.g4dn.xlarge", "ml.g4dn.2xlarge"),
+                ("all-in-one-ai/2023-03-08", "all-in-one-ai/2023-03-01"),
+                ("us-east-1", "us-west-2"),
+            ] {
+                if s == pair.0 {
+                    out.push(json!(pair.1));
+                }
+            }
+            // A sibling object or prefix: model.tar.gz -> model2.tar.gz, out/ -> out2/.
+            if let Some(dir) = s.strip_suffix('/') {
+                out.push(json!(format!("{dir}2/")));
+            }
+            let (head, last) = s.rsplit_once('/').unwrap_or(("", s));
+            if let Some((stem, ext)) = last.split_once('.') {
+                let sep = if head.is_empty() { "" } else { "/" };
+                out.push(json!(format!("{head}{sep}{stem}2.{ext}")));
+            }
+            out.push(json!(format!("{s}-2")));
+            out.push(json!(format!("{s}x")));
+            out
+        }
+        other => panic!("no edit for {other}"),
+    }
+}
+
+/// Where two snapshots differ, as `path: before -> after`.
+fn differences(path: &str, a: &Value, b: &Value) -> Vec<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| {
+                    differences(
+                        &format!("{path}.{k}"),
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    )
+                })
+                .collect()
+        }
+        _ if a == b => Vec::new(),
+        _ => vec![format!("{path}: {a} -> {b}")],
+    }
+}
+
+fn set(spec: &mut Value, path: &str, value: Value) {
+    let mut at = spec;
+    let parts: Vec<&str> = path.trim_start_matches("spec.").split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        at = &mut at[*part];
+    }
+    at[parts[parts.len() - 1]] = value;
+}
+
+struct Env {
+    aws: LocalAws,
+    manifests: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Env {
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests.path().join(file), text).unwrap();
+    }
+
+    async fn clients(&self) -> Clients {
+        Clients::from_config(
+            &self.aws.sdk_config().await,
+            Some(self.aws.endpoint.clone()),
+        )
+    }
+
+    fn store(&self) -> StateStore {
+        StateStore::open(self.state.path()).unwrap()
+    }
+
+    /// The plan's actions as `Operation Kind/name aws_type object: fields`.
+    async fn plan(&self) -> Vec<String> {
+        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let plan = sdop::apply::plan(&loaded, self.clients().await, &self.store())
+            .await
+            .unwrap();
+        plan.actions
+            .iter()
+            .map(|a| {
+                let fields: Vec<&str> = a.changes.iter().map(|c| c.field.as_str()).collect();
+                format!(
+                    "{:?} {} {} {}: {}",
+                    a.operation,
+                    a.resource,
+                    a.aws_type,
+                    a.name,
+                    fields.join(",")
+                )
+            })
+            .collect()
+    }
+
+    async fn apply(&self) -> Result<(), String> {
+        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
+        let options = ApplyOptions {
+            wait: true,
+            timeout: Duration::from_secs(60),
+            min_poll: Duration::from_millis(100),
+            max_poll: Duration::from_millis(400),
+            ..ApplyOptions::default()
+        };
+        let lines = std::sync::Mutex::new(Vec::new());
+        let report = |line: String| lines.lock().unwrap().push(line);
+        let clients = self.clients().await;
+        let result = apply(&loaded, &clients, &self.store(), &options, &report).await;
+        let lines = lines.into_inner().unwrap();
+        match result {
+            Ok(summary) if summary.converged() => Ok(()),
+            Ok(_) => Err(format!("not converged: {lines:#?}")),
+            Err(e) => Err(format!("{e}\n{lines:#?}")),
+        }
+    }
+
+    /// What AWS holds, read with the SDK: every attribute a spec field may reach.
+    async fn snapshot(&self) -> Value {
+        let s3 = self.aws.s3().await;
+        let ecr = self.aws.ecr().await;
+        let sm = self.aws.sagemaker().await;
+        let aas = aws_sdk_applicationautoscaling::Client::new(&self.aws.sdk_config().await);
+        let mut buckets = serde_json::Map::new();
+        for bucket in s3.list_buckets().send().await.unwrap().buckets() {
+            let name = bucket.name().unwrap();
+            let tags: Vec<String> = match s3.get_bucket_tagging().bucket(name).send().await {
+                Ok(out) => out
+                    .tag_set()
+                    .iter()
+                    .map(|t| format!("{}={}", t.key(), t.value()))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let location = s3.get_bucket_location().bucket(name).send().await.unwrap();
+            let pab = s3
+                .get_public_access_block()
+                .bucket(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.public_access_block_configuration().cloned())
+                .map(|c| format!("{c:?}"));
+            let encryption = s3
+                .get_bucket_encryption()
+                .bucket(name)
+                .send()
+                .await
+                .ok()
+                .map(|o| format!("{:?}", o.server_side_encryption_configuration()));
+            buckets.insert(
+                name.to_string(),
+                json!({"tags": tags, "location": format!("{:?}", location.location_constraint()),
+                       "publicAccessBlock": pab, "encryption": encryption}),
+            );
+        }
+        let mut repositories = serde_json::Map::new();
+        for repo in ecr
+            .describe_repositories()
+            .send()
+            .await
+            .unwrap()
+            .repositories()
+        {
+            let tags: Vec<String> = ecr
+                .list_tags_for_resource()
+                .resource_arn(repo.repository_arn().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .tags()
+                .iter()
+                .map(|t| format!("{}={}", t.key(), t.value()))
+                .collect();
+            repositories.insert(
+                repo.repository_name().unwrap().to_string(),
+                json!({
+                    "scanOnPush": repo.image_scanning_configuration().map(|c| c.scan_on_push()),
+                    "mutability": repo.image_tag_mutability().map(|m| m.as_str().to_string()),
+                    "tags": tags,
+                }),
+            );
+        }
+        let mut endpoints = serde_json::Map::new();
+        for summary in sm.list_endpoints().send().await.unwrap().endpoints() {
+            let name = summary.endpoint_name().unwrap();
+            // One that is being deleted (a superseded name) is gone a moment later.
+            let Ok(endpoint) = sm.describe_endpoint().endpoint_name(name).send().await else {
+                continue;
+            };
+            if endpoint.endpoint_status()
+                == Some(&aws_sdk_sagemaker::types::EndpointStatus::Deleting)
+            {
+                continue;
+            }
+            let config_name = endpoint.endpoint_config_name().unwrap();
+            let config = sm
+                .describe_endpoint_config()
+                .endpoint_config_name(config_name)
+                .send()
+                .await
+                .unwrap();
+            let variant = &config.production_variants()[0];
+            let model = sm
+                .describe_model()
+                .model_name(variant.model_name().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let tags: Vec<String> = sm
+                .list_tags()
+                .resource_arn(endpoint.endpoint_arn().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .tags()
+                .iter()
+                .filter(|t| t.key() != Some("sdop.io/spec-hash"))
+                .map(|t| format!("{}={}", t.key().unwrap(), t.value().unwrap()))
+                .collect();
+            let container = model.primary_container().unwrap();
+            endpoints.insert(
+                name.to_string(),
+                json!({
+                    "tags": tags,
+                    "instanceType": variant.instance_type().map(|t| t.as_str().to_string()),
+                    "instanceCount": variant.initial_instance_count(),
+                    "startupTimeout": variant.container_startup_health_check_timeout_in_seconds(),
+                    "async": format!("{:?}", config.async_inference_config()),
+                    "image": container.image(),
+                    "modelData": container.model_data_url(),
+                    "environment": container.environment().map(|e| e.iter().collect::<std::collections::BTreeMap<_, _>>()),
+                    "role": model.execution_role_arn(),
+                }),
+            );
+        }
+        let targets: Vec<String> = aas
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .send()
+            .await
+            .unwrap()
+            .scalable_targets()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:?}..{:?}",
+                    t.resource_id(),
+                    t.min_capacity(),
+                    t.max_capacity()
+                )
+            })
+            .collect();
+        json!({"buckets": buckets, "repositories": repositories, "endpoints": endpoints,
+               "scalableTargets": targets})
+    }
+}
+
+async fn converged_fixture() -> Env {
+    let aws = LocalAws::start();
+    aws.configure(json!({
+        "endpoint_create_seconds": 0.2, "endpoint_update_seconds": 0.2,
+        "endpoint_delete_seconds": 0.1
+    }));
+    let env = Env {
+        aws,
+        manifests: tempfile::tempdir().unwrap(),
+        state: tempfile::tempdir().unwrap(),
+    };
+    for (file, text) in FIXTURE {
+        env.write(file, text);
+    }
+    env.apply().await.unwrap();
+    assert_eq!(env.plan().await, Vec::<String>::new(), "converged fixture");
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spec_field_reaches_aws_and_is_read_back() {
+    let env = converged_fixture().await;
+    let mut failures = Vec::new();
+    let mut covered = 0;
+    for (file, text) in FIXTURE {
+        let document: Value = yaml_serde::from_str(text).unwrap();
+        let kind = document["kind"].as_str().unwrap().to_string();
+        let name = document["metadata"]["name"].as_str().unwrap().to_string();
+        let resource = format!("{kind}/{name}");
+        let mut spec_leaves = Vec::new();
+        leaves("spec", &document["spec"], &mut spec_leaves);
+        for (path, value) in spec_leaves {
+            // The first edit validation accepts.
+            let Some(edited) = edits(&value).into_iter().find_map(|candidate| {
+                let mut doc = document.clone();
+                set(&mut doc["spec"], &path, candidate);
+                let text = yaml_serde::to_string(&doc).unwrap();
+                env.write(file, &text);
+                load_paths(&[PathBuf::from(env.manifests.path())])
+                    .is_valid()
+                    .then_some(text)
+            }) else {
+                failures.push(format!("{resource} {path}: no edit of {value} validates"));
+                env.write(file, text);
+                continue;
+            };
+            env.write(file, &edited);
+            let plan = env.plan().await;
+            let touched = plan
+                .iter()
+                .any(|line| line.contains(&format!(" {resource} ")));
+            let before = env.snapshot().await;
+            let applied = env.apply().await;
+            let after = env.snapshot().await;
+            if let Some(why) = listed(NOT_SENT, &kind, &path) {
+                if touched || before != after {
+                    failures.push(format!(
+                        "{resource} {path} is listed as not sent ({why}) but its edit changed AWS: {plan:?}"
+                    ));
+                }
+            } else if let Some(message) = listed(REFUSED_IN_PLACE, &kind, &path) {
+                match &applied {
+                    Err(error) if touched && error.contains(message) => {}
+                    other => failures.push(format!(
+                        "{resource} {path}: expected the plan to show it and apply to refuse it ({message}), got plan {plan:?}, apply {other:?}"
+                    )),
+                }
+            } else if !touched {
+                failures.push(format!(
+                    "{resource} {path}: edited, but the plan shows no change of {resource}: {plan:?}"
+                ));
+            } else if let Err(error) = applied {
+                failures.push(format!("{resource} {path}: apply failed: {error}"));
+            } else if before == after {
+                failures.push(format!(
+                    "{resource} {path}: the plan showed {plan:?}, but AWS reads back the same"
+                ));
+            } else {
+                let again = env.plan().await;
+                if again.is_empty() {
+                    covered += 1;
+                } else {
+                    failures.push(format!(
+                        "{resource} {path}: the plan after apply is not empty: {again:?}"
+                    ));
+                }
+            }
+            // Back to the fixture, converged.
+            env.write(file, text);
+            if let Err(error) = env.apply().await {
+                failures.push(format!("{resource} {path}: restoring failed: {error}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} field(s) not live ({covered} live):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_on_every_attribute_is_shown_and_undone() {
+    let env = converged_fixture().await;
+    let s3 = env.aws.s3().await;
+    let ecr = env.aws.ecr().await;
+    let sm = env.aws.sagemaker().await;
+    let aas = aws_sdk_applicationautoscaling::Client::new(&env.aws.sdk_config().await);
+    let repository_arn = ecr
+        .describe_repositories()
+        .repository_names("sd-live-inference")
+        .send()
+        .await
+        .unwrap()
+        .repositories()[0]
+        .repository_arn()
+        .unwrap()
+        .to_string();
+    let endpoint_arn = sm
+        .describe_endpoint()
+        .endpoint_name("sd-live")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_arn()
+        .unwrap()
+        .to_string();
+    let converged = env.snapshot().await;
+    let mut failures = Vec::new();
+    for drift in [
+        "bucket tag removed",
+        "bucket public access unblocked",
+        "bucket encryption removed",
+        "repository tag removed",
+        "repository tag added",
+        "scan on push turned off",
+        "tag mutability changed",
+        "endpoint tag removed",
+        "endpoint tag changed",
+        "scaling limit raised",
+    ] {
+        match drift {
+            "bucket tag removed" => {
+                s3.delete_bucket_tagging()
+                    .bucket("sdop-live-assets")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "bucket public access unblocked" => {
+                s3.delete_public_access_block()
+                    .bucket("sdop-live-assets")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "bucket encryption removed" => {
+                s3.delete_bucket_encryption()
+                    .bucket("sdop-live-assets")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "repository tag removed" => {
+                ecr.untag_resource()
+                    .resource_arn(&repository_arn)
+                    .tag_keys("team")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "repository tag added" => {
+                ecr.tag_resource()
+                    .resource_arn(&repository_arn)
+                    .tags(
+                        aws_sdk_ecr::types::Tag::builder()
+                            .key("cost-center")
+                            .value("123")
+                            .build()
+                            .unwrap(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "scan on push turned off" => {
+                ecr.put_image_scanning_configuration()
+                    .repository_name("sd-live-inference")
+                    .image_scanning_configuration(
+                        aws_sdk_ecr::types::ImageScanningConfiguration::builder()
+                            .scan_on_push(false)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "tag mutability changed" => {
+                ecr.put_image_tag_mutability()
+                    .repository_name("sd-live-inference")
+                    .image_tag_mutability(aws_sdk_ecr::types::ImageTagMutability::Immutable)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "endpoint tag removed" => {
+                sm.delete_tags()
+                    .resource_arn(&endpoint_arn)
+                    .tag_keys("team")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "endpoint tag changed" => {
+                sm.add_tags()
+                    .resource_arn(&endpoint_arn)
+                    .tags(
+                        aws_sdk_sagemaker::types::Tag::builder()
+                            .key("team")
+                            .value("finance")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "scaling limit raised" => {
+                aas.register_scalable_target()
+                    .service_namespace(ServiceNamespace::Sagemaker)
+                    .resource_id("endpoint/sd-live/variant/AllTraffic")
+                    .scalable_dimension(
+                        aws_sdk_applicationautoscaling::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .max_capacity(5)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            other => unreachable!("{other}"),
+        }
+        let drifted = env.snapshot().await;
+        if drifted == converged {
+            failures.push(format!("{drift}: the SDK change did not change AWS"));
+            continue;
+        }
+        let plan = env.plan().await;
+        if plan.is_empty() {
+            failures.push(format!(
+                "{drift}: the plan shows nothing; AWS differs in {}",
+                differences("", &converged, &drifted).join("; ")
+            ));
+        }
+        if let Err(error) = env.apply().await {
+            failures.push(format!("{drift}: apply failed: {error}"));
+        }
+        let restored = env.snapshot().await;
+        if restored != converged {
+            failures.push(format!(
+                "{drift}: not undone: {}",
+                differences("", &converged, &restored).join("; ")
+            ));
+        }
+        let again = env.plan().await;
+        if !again.is_empty() {
+            failures.push(format!("{drift}: the plan after apply is {again:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
