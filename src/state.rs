@@ -9,6 +9,7 @@
 //!   writes, and the daemon's lease as the writer lock, so several daemons and CI applies
 //!   share one inventory.
 
+use crate::model::object::AwsType;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -198,25 +199,25 @@ impl ResourceStatus {
         true
     }
 
-    pub fn record_object(&mut self, aws_type: &str, name: &str) {
+    pub fn record_object(&mut self, aws_type: AwsType, name: &str) {
         if !self.owns(aws_type, name) {
             self.objects.push(ObjectRecord {
-                aws_type: aws_type.into(),
+                aws_type: aws_type.as_str().into(),
                 name: name.into(),
                 created_at: now(),
             });
         }
     }
 
-    pub fn forget_object(&mut self, aws_type: &str, name: &str) {
+    pub fn forget_object(&mut self, aws_type: AwsType, name: &str) {
         self.objects
-            .retain(|o| !(o.aws_type == aws_type && o.name == name));
+            .retain(|o| !(o.aws_type == aws_type.as_str() && o.name == name));
     }
 
-    pub fn owns(&self, aws_type: &str, name: &str) -> bool {
+    pub fn owns(&self, aws_type: AwsType, name: &str) -> bool {
         self.objects
             .iter()
-            .any(|o| o.aws_type == aws_type && o.name == name)
+            .any(|o| o.aws_type == aws_type.as_str() && o.name == name)
     }
 
     pub fn set_error(&mut self, err: &Error) {

@@ -118,14 +118,26 @@ mod tests {
     #[test]
     fn only_what_no_state_records_is_a_finding() {
         let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "base"));
-        status.record_object("sagemaker:endpoint", "sd-base");
-        status.record_object("s3:model-package", "b/pkg/0123/");
+        status.record_object(crate::model::object::AwsType::SageMakerEndpoint, "sd-base");
+        status.record_object(crate::model::object::AwsType::S3ModelPackage, "b/pkg/0123/");
         let found = vec![
-            owned("sagemaker:endpoint", "sd-base", Some("Endpoint/base")),
-            owned("sagemaker:endpoint", "sd-old", Some("Endpoint/base")),
-            owned("sagemaker:model", "m-x", Some("Endpoint/gone")),
             owned(
-                "s3:model-package",
+                crate::model::object::AwsType::SageMakerEndpoint.as_str(),
+                "sd-base",
+                Some("Endpoint/base"),
+            ),
+            owned(
+                crate::model::object::AwsType::SageMakerEndpoint.as_str(),
+                "sd-old",
+                Some("Endpoint/base"),
+            ),
+            owned(
+                crate::model::object::AwsType::SageMakerModel.as_str(),
+                "m-x",
+                Some("Endpoint/gone"),
+            ),
+            owned(
+                crate::model::object::AwsType::S3ModelPackage.as_str(),
                 "b/pkg/0123/v1.ckpt",
                 Some("ModelPackage/p"),
             ),

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::aws::adapters::{adapter, Adapter, ObjectContext};
+use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
 use crate::engine::cloud::{BoxFuture, Cloud, ExternalValues, Scope};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct AwsCloud {
     clients: Clients,
@@ -40,11 +40,6 @@ impl AwsCloud {
             .or_insert_with(|| self.clients.in_region(Some(region)))
             .clone()
     }
-
-    fn adapter(aws_type: &str) -> Result<&'static dyn Adapter> {
-        adapter(aws_type)
-            .ok_or_else(|| Error::Terminal(format!("sdop cannot converge {aws_type} objects")))
-    }
 }
 
 /// The adapter context of one call.
@@ -67,7 +62,7 @@ impl Cloud for AwsCloud {
         object: DesiredObject,
     ) -> BoxFuture<'a, Result<DesiredObject>> {
         Box::pin(async move {
-            let adapter = Self::adapter(object.aws_type)?;
+            let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
             adapter.resolve(&context(&clients, &scope), object).await
         })
@@ -91,7 +86,7 @@ impl Cloud for AwsCloud {
         desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async move {
-            let adapter = Self::adapter(key.aws_type)?;
+            let adapter = adapter(key.aws_type);
             let clients = self.clients_in(scope.region);
             adapter
                 .read(&context(&clients, &scope), &key.name, Some(desired))
@@ -105,7 +100,7 @@ impl Cloud for AwsCloud {
         object: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<ObjectState>> {
         Box::pin(async move {
-            let adapter = Self::adapter(object.aws_type)?;
+            let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
             let ctx = context(&clients, &scope);
             match adapter.create(&ctx, object).await {
@@ -141,7 +136,7 @@ impl Cloud for AwsCloud {
         changes: &'a [FieldChange],
     ) -> BoxFuture<'a, Result<ObjectState>> {
         Box::pin(async move {
-            let adapter = Self::adapter(object.aws_type)?;
+            let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
             adapter
                 .update(&context(&clients, &scope), object, changes)
@@ -151,7 +146,7 @@ impl Cloud for AwsCloud {
 
     fn delete<'a>(&'a self, scope: Scope<'a>, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let adapter = Self::adapter(key.aws_type)?;
+            let adapter = adapter(key.aws_type);
             let clients = self.clients_in(scope.region);
             adapter.delete(&context(&clients, &scope), &key.name).await
         })

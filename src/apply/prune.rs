@@ -10,6 +10,7 @@ use crate::engine::execute::Report;
 use crate::error::{Error, Result};
 use crate::kinds::DeletionPolicy;
 use crate::manifest::{Loaded, ResourceId};
+use crate::model::object::AwsType;
 use crate::state::{Phase, StateStore};
 
 /// Largest share of owned resources one prune may remove without `--force`.
@@ -65,7 +66,7 @@ pub fn planned_prune(
             continue;
         }
         for record in status.objects.iter().rev() {
-            let Some(aws_type) = crate::kinds::object_type(&record.aws_type) else {
+            let Some(aws_type) = AwsType::parse(&record.aws_type) else {
                 continue;
             };
             actions.push(crate::engine::Action {
@@ -128,7 +129,8 @@ pub async fn prune(
         let regional = clients.in_region(status.region.as_deref());
         // Newest first: an endpoint before its config before its model.
         for record in status.objects.clone().iter().rev() {
-            let Some(adapter) = adapter(&record.aws_type) else {
+            // A type this build does not know (state from a newer sdop) is left alone.
+            let Some(adapter) = AwsType::parse(&record.aws_type).map(adapter) else {
                 continue;
             };
             let ctx = ObjectContext {

@@ -7,6 +7,7 @@ use super::Clients;
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject};
 use crate::error::Result;
 use crate::manifest::ResourceId;
+use crate::model::object::AwsType;
 
 /// What an adapter knows about the resource it acts for.
 pub struct ObjectContext<'a> {
@@ -20,7 +21,7 @@ pub struct ObjectContext<'a> {
 
 #[async_trait]
 pub trait Adapter: Send + Sync {
-    fn aws_type(&self) -> &'static str;
+    fn aws_type(&self) -> crate::model::object::AwsType;
     /// Completes a desired object with facts only AWS has (a package's source ETags), before
     /// it is read and compared. Most objects need nothing.
     async fn resolve(
@@ -51,32 +52,34 @@ pub trait Adapter: Send + Sync {
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()>;
 }
 
-static ADAPTERS: &[&dyn Adapter] = &[
-    &super::s3_bucket::BucketAdapter,
-    &super::ecr_repository::RepositoryAdapter,
-    &super::s3_object::TemplateObjectAdapter,
-    &super::stack::StackAdapter,
-    &super::sagemaker_endpoint::ModelAdapter,
-    &super::sagemaker_endpoint::EndpointConfigAdapter,
-    &super::sagemaker_endpoint::EndpointAdapter,
-    &super::sagemaker_training_job::TrainingJobAdapter,
-    &super::s3_model_package::ModelPackageAdapter,
-    &super::dynamodb_registration::RegistrationAdapter,
-    &super::autoscaling_endpoint::EndpointScalingAdapter,
-    &super::sagemaker_smoke_check::SmokeCheckAdapter,
-];
-
-pub fn adapter(aws_type: &str) -> Option<&'static dyn Adapter> {
-    ADAPTERS.iter().copied().find(|a| a.aws_type() == aws_type)
+/// The adapter of each AWS object type: an exhaustive match, so a new type without one is a
+/// compile error.
+pub fn adapter(aws_type: AwsType) -> &'static dyn Adapter {
+    match aws_type {
+        AwsType::S3Bucket => &super::s3_bucket::BucketAdapter,
+        AwsType::EcrRepository => &super::ecr_repository::RepositoryAdapter,
+        AwsType::S3Object => &super::s3_object::TemplateObjectAdapter,
+        AwsType::CloudFormationStack => &super::stack::StackAdapter,
+        AwsType::SageMakerModel => &super::sagemaker_endpoint::ModelAdapter,
+        AwsType::SageMakerEndpointConfig => &super::sagemaker_endpoint::EndpointConfigAdapter,
+        AwsType::SageMakerEndpoint => &super::sagemaker_endpoint::EndpointAdapter,
+        AwsType::SageMakerTrainingJob => &super::sagemaker_training_job::TrainingJobAdapter,
+        AwsType::S3ModelPackage => &super::s3_model_package::ModelPackageAdapter,
+        AwsType::DynamoDbEndpointRegistration => &super::dynamodb_registration::RegistrationAdapter,
+        AwsType::EndpointScaling => &super::autoscaling_endpoint::EndpointScalingAdapter,
+        AwsType::SageMakerSmokeCheck => &super::sagemaker_smoke_check::SmokeCheckAdapter,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Each adapter says it is the one for its type (a copy-paste slip in the match above).
     #[test]
-    fn every_object_type_a_kind_may_emit_has_its_adapter() {
-        for aws_type in crate::kinds::OBJECT_TYPES {
-            let found = super::adapter(aws_type).map(|a| a.aws_type());
-            assert_eq!(found, Some(*aws_type), "no adapter for {aws_type}");
+    fn every_type_has_its_own_adapter() {
+        for aws_type in AwsType::ALL {
+            assert_eq!(adapter(aws_type).aws_type(), aws_type);
         }
     }
 }

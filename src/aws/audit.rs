@@ -83,7 +83,9 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
         }));
     }
     let mut found = Vec::new();
-    for mut endpoint in owned_among(clients, crate::kinds::endpoint::ENDPOINT, listed).await? {
+    for mut endpoint in
+        owned_among(clients, crate::kinds::endpoint::ENDPOINT.as_str(), listed).await?
+    {
         let described = sm
             .describe_endpoint()
             .endpoint_name(&endpoint.name)
@@ -107,7 +109,14 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
             ))
         }));
     }
-    found.extend(owned_among(clients, crate::kinds::endpoint::ENDPOINT_CONFIG, listed).await?);
+    found.extend(
+        owned_among(
+            clients,
+            crate::kinds::endpoint::ENDPOINT_CONFIG.as_str(),
+            listed,
+        )
+        .await?,
+    );
 
     let mut listed: Listed = Vec::new();
     let mut pages = sm.list_models().into_paginator().send();
@@ -119,7 +128,7 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
                 .filter_map(|m| Some((m.model_name()?.to_string(), m.model_arn()?.to_string()))),
         );
     }
-    found.extend(owned_among(clients, crate::kinds::endpoint::MODEL, listed).await?);
+    found.extend(owned_among(clients, crate::kinds::endpoint::MODEL.as_str(), listed).await?);
 
     let mut listed: Listed = Vec::new();
     let mut pages = sm
@@ -136,7 +145,13 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
             ))
         }));
     }
-    for mut job in owned_among(clients, crate::kinds::dreambooth_job::AWS_TYPE, listed).await? {
+    for mut job in owned_among(
+        clients,
+        crate::kinds::dreambooth_job::AWS_TYPE.as_str(),
+        listed,
+    )
+    .await?
+    {
         let described = sm
             .describe_training_job()
             .training_job_name(&job.name)
@@ -190,7 +205,7 @@ pub async fn package_objects(clients: &Clients, bucket: &str, prefix: &str) -> R
             continue;
         }
         found.push(Owned {
-            aws_type: crate::kinds::model_package::AWS_TYPE,
+            aws_type: crate::kinds::model_package::AWS_TYPE.as_str(),
             name: format!("{bucket}/{key}"),
             region: clients.region.clone(),
             owner,

@@ -278,7 +278,7 @@ fn policy_fields(
 
 #[async_trait]
 impl Adapter for EndpointScalingAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         AWS_TYPE
     }
 

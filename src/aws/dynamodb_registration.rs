@@ -97,7 +97,7 @@ async fn webui_industrial_model(ctx: &ObjectContext<'_>, table: &str) -> Result<
 
 #[async_trait]
 impl Adapter for RegistrationAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         REGISTRATION
     }
 

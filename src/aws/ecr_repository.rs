@@ -43,7 +43,7 @@ fn name_of(object: &DesiredObject) -> Result<&str> {
 
 #[async_trait]
 impl Adapter for RepositoryAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         crate::kinds::image_repository::AWS_TYPE
     }
 

@@ -199,7 +199,7 @@ async fn abort_incomplete_uploads(
 
 #[async_trait]
 impl Adapter for BucketAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         crate::kinds::bucket::AWS_TYPE
     }
 

@@ -74,7 +74,7 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 #[async_trait]
 impl Adapter for ModelPackageAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         crate::kinds::model_package::AWS_TYPE
     }
 

@@ -27,7 +27,7 @@ pub(super) fn split(name: &str) -> Result<(&str, &str)> {
 
 #[async_trait]
 impl Adapter for TemplateObjectAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         crate::kinds::stack::TEMPLATE_OBJECT
     }
 

@@ -187,7 +187,7 @@ fn str_field<'a>(object: &'a DesiredObject, name: &str) -> Option<&'a str> {
 
 #[async_trait]
 impl Adapter for ModelAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         MODEL
     }
 
@@ -311,7 +311,7 @@ impl Adapter for ModelAdapter {
 
 #[async_trait]
 impl Adapter for EndpointConfigAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         ENDPOINT_CONFIG
     }
 
@@ -423,7 +423,7 @@ impl Adapter for EndpointConfigAdapter {
 
 #[async_trait]
 impl Adapter for EndpointAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         ENDPOINT
     }
 

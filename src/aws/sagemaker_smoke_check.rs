@@ -103,7 +103,7 @@ pub fn judge_result(payload: Option<&Value>, result: &[u8]) -> std::result::Resu
 
 #[async_trait]
 impl Adapter for SmokeCheckAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         AWS_TYPE
     }
 

@@ -90,7 +90,7 @@ fn channel_map(object: &DesiredObject) -> BTreeMap<String, String> {
 
 #[async_trait]
 impl Adapter for TrainingJobAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         AWS_TYPE
     }
 

@@ -172,7 +172,7 @@ fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
 
 #[async_trait]
 impl Adapter for StackAdapter {
-    fn aws_type(&self) -> &'static str {
+    fn aws_type(&self) -> crate::model::object::AwsType {
         crate::kinds::stack::AWS_TYPE
     }
 

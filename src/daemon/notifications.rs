@@ -200,10 +200,16 @@ mod tests {
     fn a_retrained_package_rolls_out_and_restoring_a_config_is_drift() {
         // Same spec, new package: a new model and config are created and the endpoint updates.
         let mut before = status("Endpoint", Phase::Ready, Some("h"));
-        before.record_object("sagemaker:endpoint-config", "sd-1");
+        before.record_object(
+            crate::model::object::AwsType::SageMakerEndpointConfig,
+            "sd-1",
+        );
         let mut after = before.clone();
         after.phase = Phase::Progressing;
-        after.record_object("sagemaker:endpoint-config", "sd-2");
+        after.record_object(
+            crate::model::object::AwsType::SageMakerEndpointConfig,
+            "sd-2",
+        );
         assert_eq!(
             events_of(&before, &after, "h", true),
             [EventKind::RolloutStarted]

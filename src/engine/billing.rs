@@ -76,7 +76,7 @@ mod tests {
 
     fn endpoint(instance_type: &str) -> DesiredObject {
         DesiredObject::new(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             ObjectName::Known("sd".into()),
             Mutability::InPlace,
         )

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::plan::{
-    self, Action, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
+    self, Action, AwsType, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation,
+    Ownership,
 };
 use crate::manifest::ResourceId;
 use crate::state::Phase;
@@ -235,7 +236,7 @@ pub fn decide(input: &Inputs) -> Decision {
             found
         })
         .collect();
-    let state_of = |aws_type: &str, name: &str| {
+    let state_of = |aws_type: AwsType, name: &str| {
         observed
             .iter()
             .find(|o| o.key.aws_type == aws_type && o.key.name == name)
@@ -364,7 +365,7 @@ pub fn decide(input: &Inputs) -> Decision {
     }
 
     // Objects whose sibling changes now (created, updated, replaced) wait for it.
-    let changing_now: Vec<(&'static str, String)> = actions
+    let changing_now: Vec<(AwsType, String)> = actions
         .iter()
         .filter(|a| a.deferred.is_none() && a.operation != Operation::Delete)
         .map(|a| (a.aws_type, a.name.clone()))
@@ -576,13 +577,13 @@ pub fn decide(input: &Inputs) -> Decision {
 /// due actions in order), and created again once its sibling serves. (A variant registered for
 /// autoscaling must be deregistered before its instance type changes.)
 fn get_out_of_the_way(actions: &mut Vec<Action>, desired: &[DesiredObject]) {
-    let sibling_of = |aws_type: &str, name: &str| {
+    let sibling_of = |aws_type: AwsType, name: &str| {
         desired
             .iter()
             .find(|d| d.aws_type == aws_type && d.name.known() == Some(name))
             .and_then(|d| d.after_ready.clone())
     };
-    let changing = |aws_type: &str, name: &str| {
+    let changing = |aws_type: AwsType, name: &str| {
         actions.iter().any(|a| {
             a.aws_type == aws_type
                 && a.name == name
@@ -631,7 +632,7 @@ fn get_out_of_the_way(actions: &mut Vec<Action>, desired: &[DesiredObject]) {
 }
 
 /// Whether a desired object checks the rollout of `aws_type` `name`.
-fn is_verified(desired: &[DesiredObject], aws_type: &str, name: &str) -> bool {
+fn is_verified(desired: &[DesiredObject], aws_type: AwsType, name: &str) -> bool {
     desired.iter().any(|d| {
         d.verifies
             && d.after_ready
@@ -669,7 +670,7 @@ fn roll_back_failed_check(
     let back = memory
         .rollback_to
         .clone()
-        .filter(|b| b.aws_type == *checked_type && b.name == *checked_name);
+        .filter(|b| b.aws_type == checked_type.as_str() && b.name == *checked_name);
     match (back, memory.rollout_target.clone()) {
         (Some(back), Some(target)) => {
             memory.rollback_to = None;
@@ -694,7 +695,7 @@ fn roll_back_failed_check(
                 actions: vec![Action {
                     resource: input.resource.clone(),
                     operation: Operation::Rollback,
-                    aws_type: checked_type,
+                    aws_type: *checked_type,
                     name: checked_name.clone(),
                     reason: format!("smoke check {check_name} failed: {reason}"),
                     changes,
@@ -739,8 +740,8 @@ fn roll_back_failed_check(
 fn waits_for_sibling<'a>(
     action: &Action,
     desired: &[DesiredObject],
-    changing_now: &[(&'static str, String)],
-    state_of: &impl Fn(&str, &str) -> Option<&'a ObjectState>,
+    changing_now: &[(AwsType, String)],
+    state_of: &impl Fn(AwsType, &str) -> Option<&'a ObjectState>,
 ) -> Option<String> {
     if action.operation == Operation::Delete {
         return None;
@@ -754,7 +755,7 @@ fn waits_for_sibling<'a>(
         .iter()
         .any(|(t, n)| t == sibling_type && n == sibling);
     let settled = matches!(
-        state_of(sibling_type, sibling),
+        state_of(*sibling_type, sibling),
         Some(ObjectState::Ready | ObjectState::Degraded(_))
     );
     (changing || !settled).then(|| format!("after {sibling_type} {sibling} is in service"))
@@ -768,7 +769,7 @@ fn superseded(desired: &[DesiredObject], memory: &Memory) -> Vec<ObjectKey> {
             .iter()
             .any(|d| d.aws_type == key.aws_type && d.name.known() == Some(key.name.as_str()))
     };
-    let mut kept_types: Vec<&str> = Vec::new();
+    let mut kept_types: Vec<AwsType> = Vec::new();
     let mut doomed = Vec::new();
     for key in memory.objects.iter().rev().filter(|k| !wanted(k)) {
         let immutable = desired
@@ -791,9 +792,9 @@ mod tests {
     use crate::engine::plan::{Mutability, ObjectName};
     use serde_json::json;
 
-    const MODEL: &str = "sagemaker:model";
-    const CONFIG: &str = "sagemaker:endpoint-config";
-    const ENDPOINT: &str = "sagemaker:endpoint";
+    const MODEL: AwsType = AwsType::SageMakerModel;
+    const CONFIG: AwsType = AwsType::SageMakerEndpointConfig;
+    const ENDPOINT: AwsType = AwsType::SageMakerEndpoint;
 
     fn id() -> ResourceId {
         ResourceId::new("Endpoint", "base")
@@ -823,7 +824,7 @@ mod tests {
         ]
     }
 
-    fn seen(aws_type: &'static str, name: &str, fields: &[(&str, &str)]) -> ObservedObject {
+    fn seen(aws_type: AwsType, name: &str, fields: &[(&str, &str)]) -> ObservedObject {
         ObservedObject::new(
             ObjectKey::new(aws_type, name),
             fields
@@ -1140,8 +1141,8 @@ mod tests {
         assert!(decision.notices.iter().any(|n| n.loud));
     }
 
-    const SCALING: &str = "application-autoscaling:endpoint-scaling";
-    const CHECK: &str = "sagemaker:smoke-check";
+    const SCALING: AwsType = AwsType::EndpointScaling;
+    const CHECK: AwsType = AwsType::SageMakerSmokeCheck;
 
     /// Rollout `n` with a smoke check of `c<n>` (or autoscaling) that waits for the endpoint.
     fn checked(n: u32) -> Vec<DesiredObject> {

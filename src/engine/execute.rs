@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::cloud::{Cloud, Scope};
 use super::decide::{self, decide, Decision, Dependency, Inputs, Memory, Next};
 use super::plan::{
-    Action, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
+    Action, AwsType, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
 };
 use crate::error::{Error, ErrorClass, Result};
 use crate::kinds::DesiredContext;
@@ -82,9 +82,7 @@ pub fn memory_of(status: &ResourceStatus) -> Memory {
         objects: status
             .objects
             .iter()
-            .filter_map(|r| {
-                crate::kinds::object_type(&r.aws_type).map(|t| ObjectKey::new(t, r.name.clone()))
-            })
+            .filter_map(|r| AwsType::parse(&r.aws_type).map(|t| ObjectKey::new(t, r.name.clone())))
             .collect(),
         outputs: status.outputs.clone(),
     }
@@ -101,11 +99,7 @@ fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
     status.unconfirmed_updates = memory.unconfirmed_updates.clone();
     status.outputs = memory.outputs.clone();
     status.objects.retain(|r| {
-        crate::kinds::object_type(&r.aws_type).is_none()
-            || memory.owns(&ObjectKey::new(
-                crate::kinds::object_type(&r.aws_type).unwrap_or_default(),
-                r.name.clone(),
-            ))
+        AwsType::parse(&r.aws_type).is_none_or(|t| memory.owns(&ObjectKey::new(t, r.name.clone())))
     });
     for key in &memory.objects {
         status.record_object(key.aws_type, &key.name);

@@ -110,6 +110,9 @@ spec: {bucketName: sdop-assets, region: us-east-1}
             .all(|a| a.operation == Operation::Create));
         let first = &plan.actions[0];
         assert_eq!(first.resource.to_string(), "Bucket/assets");
-        assert_eq!(plan.actions.last().unwrap().aws_type, "sagemaker:endpoint");
+        assert_eq!(
+            plan.actions.last().unwrap().aws_type,
+            crate::model::object::AwsType::SageMakerEndpoint
+        );
     }
 }

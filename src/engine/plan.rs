@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 pub use crate::model::object::{
-    DesiredObject, FieldChange, Mutability, ObjectKey, ObjectName, ObjectState, ObservedObject,
-    Ownership, RollbackTarget,
+    AwsType, DesiredObject, FieldChange, Mutability, ObjectKey, ObjectName, ObjectState,
+    ObservedObject, Ownership, RollbackTarget,
 };
 use crate::model::resource::ResourceId;
 
@@ -45,7 +45,7 @@ impl Operation {
 pub struct Action {
     pub resource: ResourceId,
     pub operation: Operation,
-    pub aws_type: &'static str,
+    pub aws_type: AwsType,
     pub name: String,
     pub reason: String,
     pub changes: Vec<FieldChange>,
@@ -291,7 +291,7 @@ mod tests {
 
     fn endpoint(config: &str) -> DesiredObject {
         DesiredObject::new(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             ObjectName::Known("sd-base".into()),
             Mutability::InPlace,
         )
@@ -299,7 +299,7 @@ mod tests {
     }
 
     fn observed(
-        aws_type: &'static str,
+        aws_type: AwsType,
         name: &str,
         fields: &[(&str, Value)],
         ownership: Ownership,
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn converged_object_plans_nothing() {
         let seen = observed(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             "sd-base",
             &[("endpointConfigName", json!("cfg-1"))],
             owned(),
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn drift_in_a_mutable_field_is_an_update_with_old_and_new() {
         let seen = observed(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             "sd-base",
             &[("endpointConfigName", json!("cfg-0"))],
             owned(),
@@ -354,7 +354,12 @@ mod tests {
 
     #[test]
     fn a_field_not_read_back_is_a_difference_unless_the_name_is_its_content() {
-        let seen = observed("sagemaker:endpoint", "sd-base", &[], owned());
+        let seen = observed(
+            crate::model::object::AwsType::SageMakerEndpoint,
+            "sd-base",
+            &[],
+            owned(),
+        );
         let actions = plan_resource(&id(), &[endpoint("cfg-1")], std::slice::from_ref(&seen));
         assert_eq!(actions.len(), 1);
         assert_eq!(actions[0].operation, Operation::Update);
@@ -369,12 +374,17 @@ mod tests {
     #[test]
     fn immutable_difference_is_a_replace() {
         let want = DesiredObject::new(
-            "s3:object",
+            crate::model::object::AwsType::S3Object,
             ObjectName::Known("b/k".into()),
             Mutability::Replace,
         )
         .field("identity", Some(json!("new")));
-        let seen = observed("s3:object", "b/k", &[("identity", json!("old"))], owned());
+        let seen = observed(
+            crate::model::object::AwsType::S3Object,
+            "b/k",
+            &[("identity", json!("old"))],
+            owned(),
+        );
         let actions = plan_resource(&id(), &[want], &[seen]);
         assert_eq!(actions[0].operation, Operation::Replace);
     }
@@ -382,7 +392,7 @@ mod tests {
     #[test]
     fn foreign_object_is_a_conflict_and_never_touched() {
         let seen = observed(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             "sd-base",
             &[("endpointConfigName", json!("x"))],
             Ownership::Foreign,
@@ -397,7 +407,12 @@ mod tests {
         let other = Ownership::Owned {
             resource: ResourceId::new("Endpoint", "other"),
         };
-        let seen = observed("sagemaker:endpoint", "sd-base", &[], other);
+        let seen = observed(
+            crate::model::object::AwsType::SageMakerEndpoint,
+            "sd-base",
+            &[],
+            other,
+        );
         let actions = plan_resource(&id(), &[endpoint("cfg-1")], &[seen]);
         assert_eq!(actions[0].operation, Operation::Conflict);
         assert!(actions[0].reason.contains("Endpoint/other"));
@@ -406,7 +421,7 @@ mod tests {
     #[test]
     fn adopted_object_is_an_adoption_with_its_changes() {
         let seen = observed(
-            "sagemaker:endpoint",
+            crate::model::object::AwsType::SageMakerEndpoint,
             "sd-base",
             &[("endpointConfigName", json!("x"))],
             Ownership::Adopted,
@@ -419,7 +434,7 @@ mod tests {
     #[test]
     fn unknown_values_show_as_known_after_apply() {
         let want = DesiredObject::new(
-            "sagemaker:model",
+            crate::model::object::AwsType::SageMakerModel,
             ObjectName::AfterApply {
                 base: "sd-base".into(),
             },

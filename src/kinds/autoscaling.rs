@@ -15,13 +15,14 @@
 //! One AWS object (`application-autoscaling:endpoint-scaling`): the target, its policies and the
 //! alarm go together and go away together. It waits for the endpoint to be InService.
 
+use crate::model::object::AwsType;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Checks;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 
-pub const AWS_TYPE: &str = "application-autoscaling:endpoint-scaling";
+pub const AWS_TYPE: AwsType = AwsType::EndpointScaling;
 
 /// The one production variant sdop's endpoint configs have.
 pub const VARIANT: &str = "AllTraffic";
@@ -133,7 +134,7 @@ impl Autoscaling {
         endpoint_name: &str,
         instance_type: &str,
         tags: Option<serde_json::Value>,
-        after: (&'static str, String),
+        after: (AwsType, String),
     ) -> DesiredObject {
         let mut object = DesiredObject::new(
             AWS_TYPE,

@@ -1,5 +1,6 @@
 //! `Bucket`: an S3 bucket (workshop step 2, `aws s3 mb`), private and encrypted by default.
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ fn default_abort_days() -> u32 {
     7
 }
 
-pub const AWS_TYPE: &str = "s3:bucket";
+pub const AWS_TYPE: AwsType = AwsType::S3Bucket;
 
 impl Kind for Bucket {
     const KIND: &'static str = "Bucket";

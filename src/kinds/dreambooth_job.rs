@@ -5,6 +5,7 @@
 //! `models` channel. The job name carries the content hash of all of it: a restart never
 //! starts it twice, and a spec change starts a new job.
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -150,7 +151,7 @@ fn default_max_runtime() -> u32 {
     86_400
 }
 
-pub const AWS_TYPE: &str = "sagemaker:training-job";
+pub const AWS_TYPE: AwsType = AwsType::SageMakerTrainingJob;
 
 /// Checkpoints the training container can start from.
 fn checkpoint_file(path: &str) -> Result<(), String> {
@@ -303,16 +304,21 @@ impl Kind for DreamboothJob {
             rules::sagemaker_base_name(&spec.training_job_name),
         );
         spec.image.check("spec.image", checks);
-        checks.check(
-            "spec.instanceType",
-            rules::instance_type(&spec.instance_type),
-        );
-        checks.aws(
-            "spec.instanceType",
-            "training instance type",
-            &aws_models::SAGEMAKER_TRAINING_INSTANCE_TYPE,
-            &spec.instance_type,
-        );
+        // sdop's rule (ml.FAMILY.SIZE with a price) first; AWS's enum when that holds.
+        if checks
+            .check(
+                "spec.instanceType",
+                rules::instance_type(&spec.instance_type),
+            )
+            .is_some()
+        {
+            checks.aws(
+                "spec.instanceType",
+                "training instance type",
+                &aws_models::SAGEMAKER_TRAINING_INSTANCE_TYPE,
+                &spec.instance_type,
+            );
+        }
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }

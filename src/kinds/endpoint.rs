@@ -2,6 +2,7 @@
 //! a Model and an EndpointConfig (immutable, content-hash names) and an Endpoint that points
 //! at the current config.
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -133,10 +134,10 @@ fn delete() -> DeletionPolicy {
     DeletionPolicy::Delete
 }
 
-pub const MODEL: &str = "sagemaker:model";
-pub const ENDPOINT_CONFIG: &str = "sagemaker:endpoint-config";
-pub const ENDPOINT: &str = "sagemaker:endpoint";
-pub const REGISTRATION: &str = "dynamodb:endpoint-registration";
+pub const MODEL: AwsType = AwsType::SageMakerModel;
+pub const ENDPOINT_CONFIG: AwsType = AwsType::SageMakerEndpointConfig;
+pub const ENDPOINT: AwsType = AwsType::SageMakerEndpoint;
+pub const REGISTRATION: AwsType = AwsType::DynamoDbEndpointRegistration;
 
 /// A name derived from content when every field is known, else "known after apply".
 fn derived_name(base: &str, object: &DesiredObject) -> ObjectName {
@@ -256,16 +257,21 @@ impl Kind for Endpoint {
                 "set exactly one of `modelPackage` or `s3Uri`",
             ),
         }
-        checks.check(
-            "spec.instanceType",
-            rules::instance_type(&spec.instance_type),
-        );
-        checks.aws(
-            "spec.instanceType",
-            "endpoint instance type",
-            &aws_models::SAGEMAKER_PRODUCTION_VARIANT_INSTANCE_TYPE,
-            &spec.instance_type,
-        );
+        // sdop's rule (ml.FAMILY.SIZE with a price) first; AWS's enum when that holds.
+        if checks
+            .check(
+                "spec.instanceType",
+                rules::instance_type(&spec.instance_type),
+            )
+            .is_some()
+        {
+            checks.aws(
+                "spec.instanceType",
+                "endpoint instance type",
+                &aws_models::SAGEMAKER_PRODUCTION_VARIANT_INSTANCE_TYPE,
+                &spec.instance_type,
+            );
+        }
         if spec.instance_count == 0 {
             checks.error("spec.instanceCount", "instanceCount must be at least 1");
         }

@@ -1,6 +1,7 @@
 //! `ImageRepository`: an ECR repository (workshop step 3) and the image tag it follows.
 //! Its status pins the tag to a digest, so consumers deploy reproducibly.
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -55,7 +56,7 @@ fn yes() -> bool {
     true
 }
 
-pub const AWS_TYPE: &str = "ecr:repository";
+pub const AWS_TYPE: AwsType = AwsType::EcrRepository;
 
 impl Kind for ImageRepository {
     const KIND: &'static str = "ImageRepository";

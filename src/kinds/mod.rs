@@ -121,28 +121,6 @@ pub struct SpecFacts {
     pub deletion_policy: DeletionPolicy,
 }
 
-/// Every AWS object type a kind may emit. `tests` check each kind's objects are listed and
-/// `crate::aws::adapters` checks each has an adapter.
-pub const OBJECT_TYPES: &[&str] = &[
-    bucket::AWS_TYPE,
-    image_repository::AWS_TYPE,
-    stack::TEMPLATE_OBJECT,
-    stack::AWS_TYPE,
-    model_package::AWS_TYPE,
-    endpoint::MODEL,
-    endpoint::ENDPOINT_CONFIG,
-    endpoint::ENDPOINT,
-    endpoint::REGISTRATION,
-    smoke_check::AWS_TYPE,
-    autoscaling::AWS_TYPE,
-    dreambooth_job::AWS_TYPE,
-];
-
-/// The static name of an object type read back from state (`None`: not one this build knows).
-pub fn object_type(name: &str) -> Option<&'static str> {
-    OBJECT_TYPES.iter().copied().find(|t| *t == name)
-}
-
 /// A local directory a spec's local paths live under: see [`Kind::local_root`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRoot {

@@ -1,6 +1,7 @@
 //! `ModelPackage`: the `model.tar.gz` the inference container loads (workshop steps 5 and 11),
 //! built from S3 objects, local files, or the newest checkpoint of a `DreamboothJob`.
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ pub struct ModelPackageSpec {
     pub adopt: bool,
 }
 
-pub const AWS_TYPE: &str = "s3:model-package";
+pub const AWS_TYPE: AwsType = AwsType::S3ModelPackage;
 
 fn check_archive_path(path: &str) -> Result<(), String> {
     let first = path.split('/').next().unwrap_or_default();

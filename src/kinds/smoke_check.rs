@@ -23,6 +23,7 @@
 //! `images` list and no `error` (fork `modules/api/models.py` `TextToImageResponse`; master
 //! answers failures as `{"error": ...}` with HTTP 200).
 
+use crate::model::object::AwsType;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -31,7 +32,7 @@ use crate::model::naming::content_hash;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::rules;
 
-pub const AWS_TYPE: &str = "sagemaker:smoke-check";
+pub const AWS_TYPE: AwsType = AwsType::SageMakerSmokeCheck;
 
 const DEFAULT_TIMEOUT_SECONDS: u32 = 900;
 /// InvokeEndpointAsync's InvocationTimeoutSeconds is at most 3600; a check waits at most that.

@@ -2,6 +2,7 @@
 //! templates it points at) is uploaded to S3 first, as the workshop's build script does, with
 //! the other artifacts the templates read (the Lambda code zips under `codes/`).
 
+use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -111,7 +112,7 @@ pub struct StackSpec {
     pub adopt: bool,
 }
 
-pub const AWS_TYPE: &str = "cloudformation:stack";
+pub const AWS_TYPE: AwsType = AwsType::CloudFormationStack;
 
 /// Capabilities as AWS names, sorted (AWS reports them as a set).
 fn sorted_capabilities(capabilities: &[Capability]) -> Vec<String> {
@@ -123,7 +124,7 @@ fn sorted_capabilities(capabilities: &[Capability]) -> Vec<String> {
     names.dedup();
     names
 }
-pub const TEMPLATE_OBJECT: &str = "s3:object";
+pub const TEMPLATE_OBJECT: AwsType = AwsType::S3Object;
 
 /// One owned `s3:object` per file of a local directory, at `BUCKET/<prefix><relative path>`,
 /// compared by content fingerprint (only changed files are uploaded).
@@ -676,7 +677,7 @@ mod tests {
             checkout.join("build/codes/sub/b.zip")
         );
         let actions = plan(&loaded).await;
-        let names: Vec<(&str, &str)> = actions
+        let names: Vec<(AwsType, &str)> = actions
             .iter()
             .map(|a| (a.aws_type, a.name.as_str()))
             .collect();

@@ -42,6 +42,9 @@ fn pattern_in_words(pattern: &str) -> Option<&'static str> {
     Some(match pattern {
         r"([\p{L}\p{Z}\p{N}_.:/=+\-@]*)" => "letters, digits, spaces and _ . : / = + - @ only",
         "[a-zA-Z_][a-zA-Z0-9_]*" => "an ASCII letter or _, then ASCII letters, digits or _",
+        r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*" => {
+            "lowercase letters and digits, separated by '.', '_', '__' or hyphens, in components separated by '/'"
+        }
         "[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}" => {
             "ASCII letters and digits, with single or repeated - between them"
         }

@@ -8,15 +8,104 @@ use serde_json::Value;
 
 use super::resource::ResourceId;
 
+/// Every AWS object type a kind may consist of. Matched exhaustively wherever a type decides
+/// something (the AWS adapter of each, in `aws::adapters`): a new type that is not handled
+/// everywhere is a compile error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AwsType {
+    S3Bucket,
+    EcrRepository,
+    /// A file sdop uploads (stack templates and artifacts, a Dataset's files).
+    S3Object,
+    CloudFormationStack,
+    /// A `model.tar.gz` or uncompressed model prefix sdop packs.
+    S3ModelPackage,
+    SageMakerModel,
+    SageMakerEndpointConfig,
+    SageMakerEndpoint,
+    /// A record in the all-in-one-ai endpoint registry (DynamoDB).
+    DynamoDbEndpointRegistration,
+    /// One asynchronous invocation that checks a rollout.
+    SageMakerSmokeCheck,
+    /// An endpoint's scalable target and its scaling policy (Application Auto Scaling).
+    EndpointScaling,
+    SageMakerTrainingJob,
+}
+
+impl AwsType {
+    pub const ALL: [AwsType; 12] = [
+        AwsType::S3Bucket,
+        AwsType::EcrRepository,
+        AwsType::S3Object,
+        AwsType::CloudFormationStack,
+        AwsType::S3ModelPackage,
+        AwsType::SageMakerModel,
+        AwsType::SageMakerEndpointConfig,
+        AwsType::SageMakerEndpoint,
+        AwsType::DynamoDbEndpointRegistration,
+        AwsType::SageMakerSmokeCheck,
+        AwsType::EndpointScaling,
+        AwsType::SageMakerTrainingJob,
+    ];
+
+    /// The name in plans, status and state files (`service:thing`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AwsType::S3Bucket => "s3:bucket",
+            AwsType::EcrRepository => "ecr:repository",
+            AwsType::S3Object => "s3:object",
+            AwsType::CloudFormationStack => "cloudformation:stack",
+            AwsType::S3ModelPackage => "s3:model-package",
+            AwsType::SageMakerModel => "sagemaker:model",
+            AwsType::SageMakerEndpointConfig => "sagemaker:endpoint-config",
+            AwsType::SageMakerEndpoint => "sagemaker:endpoint",
+            AwsType::DynamoDbEndpointRegistration => "dynamodb:endpoint-registration",
+            AwsType::SageMakerSmokeCheck => "sagemaker:smoke-check",
+            AwsType::EndpointScaling => "application-autoscaling:endpoint-scaling",
+            AwsType::SageMakerTrainingJob => "sagemaker:training-job",
+        }
+    }
+
+    /// The type of a name read back from state (`None`: not one this build knows).
+    pub fn parse(name: &str) -> Option<AwsType> {
+        AwsType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for AwsType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AwsType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Ordered by name, as plans and state list objects.
+impl Ord for AwsType {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for AwsType {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// An AWS object type and name, e.g. `sagemaker:model` / `sd-base-1a2b3c4d5e`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectKey {
-    pub aws_type: &'static str,
+    pub aws_type: AwsType,
     pub name: String,
 }
 
 impl ObjectKey {
-    pub fn new(aws_type: &'static str, name: impl Into<String>) -> Self {
+    pub fn new(aws_type: AwsType, name: impl Into<String>) -> Self {
         ObjectKey {
             aws_type,
             name: name.into(),
@@ -64,7 +153,7 @@ pub enum Mutability {
 /// One AWS object a resource should consist of. `None` field values are known after apply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredObject {
-    pub aws_type: &'static str,
+    pub aws_type: AwsType,
     pub name: ObjectName,
     pub mutability: Mutability,
     /// Compared with what AWS reports; a difference is a change.
@@ -87,7 +176,7 @@ pub struct DesiredObject {
     /// A sibling object (type, name) that must exist and be settled before this one is created
     /// or changed (a scalable target needs its endpoint InService).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_ready: Option<(&'static str, String)>,
+    pub after_ready: Option<(AwsType, String)>,
     /// The object checks the rollout of its `after_ready` sibling (a smoke check): when it
     /// fails, the sibling is rolled back to the values it had before the rollout.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -102,7 +191,7 @@ pub struct DesiredObject {
 }
 
 impl DesiredObject {
-    pub fn new(aws_type: &'static str, name: ObjectName, mutability: Mutability) -> Self {
+    pub fn new(aws_type: AwsType, name: ObjectName, mutability: Mutability) -> Self {
         DesiredObject {
             aws_type,
             name,
@@ -135,7 +224,7 @@ impl DesiredObject {
 
     /// Says the object is acted on only once `aws_type` `name` (of the same resource) exists
     /// and is settled.
-    pub fn after_ready(mut self, aws_type: &'static str, name: &str) -> Self {
+    pub fn after_ready(mut self, aws_type: AwsType, name: &str) -> Self {
         self.after_ready = Some((aws_type, name.to_string()));
         self
     }
