@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes src/model/aws_models.rs: the constraints AWS's own service models (botocore's
+"""Writes crates/sdop-core/src/model/aws_models.rs: the constraints AWS's own service models (botocore's
 service-2.json, the same files the local AWS validates requests against) put on the values
 sdop sends, for `sdop validate`.
 
@@ -111,7 +111,7 @@ def main():
     session = botocore.session.get_session()
     model = {s: session.get_service_model(s) for s, _ in SHAPES}
     text = render(model, botocore.__version__)
-    target = os.path.join(os.path.dirname(__file__), "..", "src", "model", "aws_models.rs")
+    target = os.path.join(os.path.dirname(__file__), "..", "crates", "sdop-core", "src", "model", "aws_models.rs")
     if sys.argv[1:] == ["--print"]:
         sys.stdout.write(text)
         return

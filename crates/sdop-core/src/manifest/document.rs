@@ -474,7 +474,8 @@ mod tests {
     /// lazily built index match the eager one's.
     #[test]
     fn the_fast_split_agrees_with_the_careful_one() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The repository root: the manifests and corpus live there, two levels above the crate.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut files = Vec::new();
         for dir in ["manifests", "examples", "tests/corpus"] {
             collect(&root.join(dir), &mut files);

@@ -108,9 +108,8 @@ pub struct ResourceStatus {
 }
 
 pub fn now() -> String {
-    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
+    // RFC 3339 in UTC, to the second (as the AWS SDK's DateTime format writes it).
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 impl ResourceStatus {

@@ -13,11 +13,8 @@ pub mod uncompressed;
 
 use serde::{Deserialize, Serialize};
 
-/// Default gzip level: 0, stored blocks (still gzip, as SageMaker requires). Measured
-/// (README, benches/package_vs_workshop.sh): real float weights shrink only to 0.915 at level 6,
-/// at 39 MB/s per core; level 1 of zlib-rs even grows them (1.048) at 90 MB/s; level 0 runs at
-/// about 1.8 GB/s, so packaging is bound by S3 and not the CPU.
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 0;
+/// Default gzip level (the kind owns it: it is part of a package's identity).
+pub use crate::kinds::model_package::DEFAULT_COMPRESSION_LEVEL;
 
 /// Part size of multipart uploads and copies.
 pub const PART_SIZE: usize = 16 * 1024 * 1024;

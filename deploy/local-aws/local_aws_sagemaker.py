@@ -1,0 +1,337 @@
+"""SageMaker patches of the sdop local AWS emulator: endpoint and training job lifecycles
+(Creating -> InService, Updating with rollback, Deleting; InProgress with secondary statuses,
+Stopping), UpdateEndpoint, StopTrainingJob, AWS's duplicate-name errors and tag upsert. Each
+rule names its source in a comment (AWS API reference / developer guide, botocore's model or
+the all-in-one-ai sources modelled in containers.py)."""
+import time
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
+from moto.ecr.models import ecr_backends
+from moto.s3.models import s3_backends
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+
+import containers  # the all-in-one-ai images' contract (containers.py beside this file)
+from local_aws_autoscaling import autoscaled_instance_type_changes, deregister_endpoint_targets
+from local_aws_state import (CONFIG, FAULTS, FINISH, LOCK, PROGRESS, ROLLOUTS, TRACK, dur,
+                             patch)
+
+
+# ------------------------------------------------- lifecycles (ended by local_aws_state.advance)
+def finish_endpoint(e):
+    ep, be = e["obj"], e["backend"]
+    if e["phase"] == "delete":
+        if be.endpoints.get(ep.endpoint_name) is ep:
+            del be.endpoints[ep.endpoint_name]
+        deregister_endpoint_targets(be, ep.endpoint_name)  # registered while Deleting
+        return
+    fail = e.get("fail") or start_variants(ep, be, e.get("config") or ep.endpoint_config_name)
+    if e["phase"] == "create" and fail:
+        ep.endpoint_status, ep.failure_reason = "Failed", fail
+        ep.last_modified_time = utcnow()
+        return
+    if e["phase"] == "update":
+        alarm = None if fail else tripped_alarm(be, e.get("alarms") or [])
+        if alarm:
+            # The exact FailureReason text AWS writes is not pinned here; sdop reads only that
+            # one is set while the endpoint is InService on the old config.
+            fail = f"Rolled back: CloudWatch alarm {alarm} went into ALARM during the update"
+        rollout = next((r for r in reversed(ROLLOUTS.get(ep.endpoint_name, []))
+                        if r["config"] == e["config"]), None)
+        if rollout is not None:
+            rollout["outcome"] = f"rolled back: {fail}" if fail else "completed"
+        if fail:
+            ep.failure_reason = fail  # rollback: old config stays
+        else:
+            ep.endpoint_config_name = e["config"]
+            ep.production_variants = ep._process_production_variants(e["variants"])
+            ep.failure_reason = None
+    ep.endpoint_status = "InService"
+    ep.last_modified_time = utcnow()
+
+
+def start_variants(ep, be, config_name):
+    """Starts the inference image of every variant's model; the first FailureReason, if any."""
+    cfg = be.endpoint_configs.get(config_name)
+    s3 = s3_backends[be.account_id][be.partition]
+    for variant in (cfg.production_variants if cfg else []):
+        model = be._models.get(variant.get("ModelName"))
+        if model is not None:
+            reason = containers.start_inference(ep.endpoint_name, model, s3, ecr_backends,
+                                                be.account_id,
+                                                CONFIG["external_image_revision"])
+            if reason:
+                return reason
+    return None
+
+
+SECONDARY = [(0.1, "Starting", "Preparing the instances for training"),
+             (0.2, "Downloading", "Downloading input data"),
+             (0.9, "Training", "Training image download completed. Training in progress."),
+             (1.0, "Uploading", "Uploading generated training model")]
+
+
+def set_secondary(job, status, message):
+    if job.secondary_status == status:
+        return
+    now = utcnow()
+    if job.secondary_status_transitions:
+        job.secondary_status_transitions[-1]["EndTime"] = now
+    job.secondary_status_transitions.append(
+        {"Status": status, "StartTime": now, "StatusMessage": message})
+    job.secondary_status = status
+    job.last_modified_time = now
+
+
+def secondary_progress(e, now):
+    frac = (now - e["start"]) / max(e["until"] - e["start"], 1e-9)
+    for limit, status, message in SECONDARY:
+        if frac < limit:
+            if status != "Starting" and e["obj"].training_start_time is None:
+                e["obj"].training_start_time = utcnow()
+            return set_secondary(e["obj"], status, message)
+
+
+def finish_training(e):
+    job = e["obj"]
+    if e["phase"] == "stop":
+        job.training_job_status = "Stopped"
+        set_secondary(job, "Stopped", "The job was stopped")
+    else:
+        fails = FAULTS.get("fail_training_jobs") or {}
+        reason = fails.get(job.training_job_name) or fails.get("*")
+        if not reason:
+            s3 = s3_backends[e["backend"].account_id][job.arn.split(":")[1]]
+            outcome, reason = containers.run_training(
+                job, s3, int(CONFIG["checkpoint_bytes"]), FAULTS)
+        if reason:
+            job.training_job_status, job.failure_reason = "Failed", reason
+            set_secondary(job, "Failed", reason)
+        else:
+            job.training_job_status = "Completed"
+            job.model_artifacts = e["artifacts"]
+            set_secondary(job, "Completed", "Training job completed")
+    job.training_start_time = job.training_start_time or utcnow()
+    job.training_end_time = utcnow()
+    job.secondary_status_transitions[-1]["EndTime"] = job.training_end_time
+
+
+
+def training_progress(e, now):
+    if e["phase"] == "train":
+        secondary_progress(e, now)
+
+
+FINISH.update({"endpoint": finish_endpoint, "training": finish_training})
+PROGRESS["training"] = training_progress
+
+
+# ---------------------------------------------------- SageMaker backend patches
+def arn(be, kind, name):
+    return f"arn:{be.partition}:sagemaker:{be.region_name}:{be.account_id}:{kind}/{name}"
+
+
+@patch(SageMakerModelBackend, "create_model")
+def create_model(self, orig, model_name, **kw):
+    if model_name in self._models:
+        raise ValidationError(
+            f'Cannot create already existing model "{arn(self, "model", model_name)}".')
+    return orig(self, model_name=model_name, **kw)
+
+
+@patch(SageMakerModelBackend, "create_endpoint_config")
+def create_endpoint_config(self, orig, endpoint_config_name, **kw):
+    if endpoint_config_name in self.endpoint_configs:
+        a = arn(self, "endpoint-config", endpoint_config_name)
+        raise ValidationError(f'Cannot create already existing endpoint configuration "{a}".')
+    return orig(self, endpoint_config_name=endpoint_config_name, **kw)
+
+
+@patch(SageMakerModelBackend, "create_endpoint")
+def create_endpoint(self, orig, endpoint_name, endpoint_config_name, tags):
+    if endpoint_name in self.endpoints:
+        a = arn(self, "endpoint", endpoint_name)
+        raise ValidationError(f'Cannot create already existing endpoint "{a}".')
+    ep = orig(self, endpoint_name, endpoint_config_name, tags)
+    ep.data_capture_config = ep.data_capture_config or None
+    ep.endpoint_status = "Creating"
+    TRACK[ep.arn] = {"kind": "endpoint", "phase": "create", "obj": ep, "backend": self,
+                     "until": time.time() + dur("endpoint_create_seconds")}
+    return ep
+
+
+def traffic_steps(deployment, variants):
+    """The traffic-shifting steps of a blue/green update (SageMaker developer guide, "Use
+    canary / linear / all at once traffic shifting"): a canary step then the rest; linear steps
+    of LinearStepSize until all traffic moved; one step for all at once (also the default)."""
+    routing = ((deployment or {}).get("BlueGreenUpdatePolicy") or {}).get(
+        "TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE"}
+    count = sum(int(v.get("InitialInstanceCount") or 1) for v in variants) or 1
+
+    def percent(size):
+        if size["Type"] == "CAPACITY_PERCENT":
+            return int(size["Value"])
+        return min(100, int(size["Value"]) * 100 // count)
+    kind = routing.get("Type")
+    if kind == "CANARY":
+        if not routing.get("CanarySize"):
+            raise ValidationError("CanarySize is required for CANARY traffic routing.")
+        return [f"{percent(routing['CanarySize'])}%", "100%"]
+    if kind == "LINEAR":
+        if not routing.get("LinearStepSize"):
+            raise ValidationError("LinearStepSize is required for LINEAR traffic routing.")
+        step, steps, done = percent(routing["LinearStepSize"]), [], 0
+        while done < 100:
+            done = min(100, done + max(step, 1))
+            steps.append(f"{done}%")
+        return steps
+    if kind not in ("ALL_AT_ONCE", None):
+        raise ValidationError(f"Value '{kind}' at 'trafficRoutingConfiguration.type' failed to "
+                              "satisfy constraint: Member must satisfy enum value set: "
+                              "[ALL_AT_ONCE, CANARY, LINEAR]")
+    return ["100%"]
+
+
+def update_endpoint(self, endpoint_name, endpoint_config_name, deployment_config=None):
+    with LOCK:
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None:
+            raise ValidationError(
+                f'Could not find endpoint "{arn(self, "endpoint", endpoint_name)}".')
+        if ep.endpoint_status != "InService":
+            raise ValidationError(f'Cannot update in-progress endpoint "{ep.arn}".')
+        cfg = self.endpoint_configs.get(endpoint_config_name)
+        if cfg is None:
+            a = arn(self, "endpoint-config", endpoint_config_name)
+            raise ValidationError(f'Could not find endpoint configuration "{a}".')
+        changed = autoscaled_instance_type_changes(self, ep, cfg)
+        if changed:
+            # Rule and source in autoscaled_instance_type_changes; the wording is the emulator's.
+            raise ValidationError(
+                f"The variant(s) {changed} of endpoint \"{ep.arn}\" are registered as scalable "
+                "targets with Application Auto Scaling and the update changes their instance "
+                "type. Deregister them (DeregisterScalableTarget) before the update.")
+        steps = traffic_steps(deployment_config, cfg.production_variants)
+        fail = FAULTS.pop("fail_next_update_endpoint", None)
+        ep.endpoint_status, ep.last_modified_time = "Updating", utcnow()
+        if deployment_config:
+            ep.last_deployment_config = deployment_config  # DescribeEndpoint's LastDeploymentConfig
+        alarms = [a["AlarmName"] for a in
+                  ((deployment_config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms")
+                  or []]
+        ROLLOUTS.setdefault(endpoint_name, []).append(
+            {"config": endpoint_config_name, "steps": steps, "alarms": alarms, "outcome": None})
+        TRACK[ep.arn] = {"kind": "endpoint", "phase": "update", "obj": ep, "backend": self,
+                         "config": endpoint_config_name, "fail": fail, "alarms": alarms,
+                         "variants": list(cfg.production_variants),
+                         "until": time.time() + dur("endpoint_update_seconds")}
+        return ep.arn
+
+
+def tripped_alarm(be, alarms):
+    """The first auto-rollback alarm in ALARM (moto's CloudWatch), if any: "If any of the
+    pre-specified alarms trip during any baking period, then all endpoint traffic rolls back to
+    the blue fleet" (developer guide, "Blue/Green Deployments")."""
+    from moto.cloudwatch.models import cloudwatch_backends
+    cw = cloudwatch_backends[be.account_id][be.region_name]
+    for name in alarms:
+        alarm = cw.alarms.get(name)
+        if alarm is not None and alarm.state_value == "ALARM":
+            return name
+    return None
+
+
+SageMakerModelBackend.update_endpoint = update_endpoint
+
+
+@patch(SageMakerModelBackend, "delete_endpoint")
+def delete_endpoint(self, orig, endpoint_name):
+    ep = self.endpoints.get(endpoint_name)
+    if ep is None:
+        return orig(self, endpoint_name)  # moto's not-found error
+    deregister_endpoint_targets(self, endpoint_name)
+    if ep.endpoint_status != "Deleting":
+        ep.endpoint_status, ep.last_modified_time = "Deleting", utcnow()
+        TRACK[ep.arn] = {"kind": "endpoint", "phase": "delete", "obj": ep, "backend": self,
+                         "until": time.time() + dur("endpoint_delete_seconds")}
+
+
+@patch(SageMakerModelBackend, "create_training_job")
+def create_training_job(self, orig, training_job_name, **kw):
+    if training_job_name in self.training_jobs:
+        raise ResourceInUseException(
+            "Training job names must be unique within an AWS account and region, and a "
+            "training job with this name already exists "
+            f"({arn(self, 'training-job', training_job_name)})")
+    job = orig(self, training_job_name=training_job_name, **kw)
+    artifacts, job.model_artifacts = job.model_artifacts, None
+    job.training_job_status, job.secondary_status = "InProgress", None
+    job.training_start_time = job.training_end_time = None
+    job.secondary_status_transitions, job.final_metric_data_list = [], None
+    set_secondary(job, *SECONDARY[0][1:])
+    now = time.time()
+    TRACK[job.arn] = {"kind": "training", "phase": "train", "obj": job, "backend": self,
+                      "start": now, "until": now + dur("training_seconds"),
+                      "artifacts": artifacts}
+    return job
+
+
+def stop_training_job(self, training_job_name):
+    with LOCK:
+        job = self.training_jobs.get(training_job_name)
+        if job is None:
+            a = arn(self, "training-job", training_job_name)
+            raise ValidationError(f"Could not find training job '{a}'.")
+        if job.training_job_status != "InProgress":
+            raise ValidationError("The request was rejected because the training job is "
+                                  f"in status {job.training_job_status}.")
+        job.training_job_status = "Stopping"
+        set_secondary(job, "Stopping", "Stopping the training job")
+        TRACK[job.arn] = {"kind": "training", "phase": "stop", "obj": job, "backend": self,
+                          "until": time.time() + dur("training_stop_seconds")}
+
+
+SageMakerModelBackend.stop_training_job = stop_training_job
+
+
+def tagged(self, resource_arn):
+    res = self._get_resource_from_arn(resource_arn)
+    if res is None:
+        raise ValidationError(f"Could not find resource {resource_arn}")
+    return res
+
+
+@patch(SageMakerModelBackend, "add_tags")
+def add_tags(self, orig, resource_arn, tags):
+    res, new = tagged(self, resource_arn), {t["Key"]: t for t in tags or []}
+    res.tags = [new.pop(t["Key"], t) for t in res.tags] + list(new.values())
+    return res.tags
+
+
+@patch(SageMakerModelBackend, "list_tags")
+def list_tags(self, orig, **kw):
+    tagged(self, kw["arn"])
+    return orig(self, **kw)
+
+
+@patch(SageMakerModelBackend, "delete_tags")
+def delete_tags(self, orig, resource_arn, tag_keys):
+    res = tagged(self, resource_arn)
+    res.tags = [t for t in res.tags if t["Key"] not in (tag_keys or [])]
+
+
+def _update_endpoint_response(self):
+    return ActionResult({"EndpointArn": self.sagemaker_backend.update_endpoint(
+        self._get_param("EndpointName"), self._get_param("EndpointConfigName"),
+        self._get_param("DeploymentConfig"))})
+
+
+def _stop_training_job_response(self):
+    self.sagemaker_backend.stop_training_job(self._get_param("TrainingJobName"))
+    return EmptyResult()
+
+
+SageMakerResponse.update_endpoint = _update_endpoint_response
+SageMakerResponse.stop_training_job = _stop_training_job_response

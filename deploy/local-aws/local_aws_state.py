@@ -1,0 +1,88 @@
+"""Shared state of the sdop local AWS emulator: the config (durations and knobs from env vars or
+POST /_sdop/config), faults, call counters and log, the lifecycle tracker and the lock that
+guards them all. The lifecycles' end steps (FINISH) and progress steps (PROGRESS) are
+registered by the service modules (local_aws_sagemaker, local_aws_runtime,
+local_aws_cloudformation)."""
+import os
+import threading
+import time
+from collections import deque
+
+import containers  # the all-in-one-ai images' contract (containers.py beside this file)
+
+# ---------------------------------------------------------------- state
+ENV_DEFAULTS = {  # config key -> (env var, default)
+    "endpoint_create_seconds": ("SDOP_EMU_ENDPOINT_CREATE_SECONDS", 2.0),
+    "endpoint_update_seconds": ("SDOP_EMU_ENDPOINT_UPDATE_SECONDS", 2.0),
+    "endpoint_delete_seconds": ("SDOP_EMU_ENDPOINT_DELETE_SECONDS", 1.0),
+    "training_seconds": ("SDOP_EMU_TRAINING_SECONDS", 3.0),
+    "training_stop_seconds": ("SDOP_EMU_TRAINING_STOP_SECONDS", 1.0),
+    "stack_seconds": ("SDOP_EMU_STACK_SECONDS", 2.0),
+    "checkpoint_bytes": ("SDOP_EMU_CHECKPOINT_BYTES", 1024),
+    # The WebUI fork commit of inference images not pushed to this ECR (containers.py).
+    "external_image_revision": ("SDOP_EMU_EXTERNAL_IMAGE_REVISION", "9f7dec70"),
+    # InvokeEndpointAsync: seconds until the result is written, and what the container does:
+    # "container" (its /invocations contract), "error" (500 whatever the payload) or "silent"
+    # (accepted, no result ever written).
+    "invocation_seconds": ("SDOP_EMU_INVOCATION_SECONDS", 1.0),
+    "invocation_outcome": ("SDOP_EMU_INVOCATION_OUTCOME", "container"),
+}
+INVOCATION_OUTCOMES = ("container", "error", "silent")
+LOCK = threading.RLock()
+CONFIG, FAULTS, FAULT_COUNTERS, CALLS, TRACK = {}, {}, {}, {}, {}
+BY_CALLER = {}  # access key id -> {"read", "mutate", "by_api": {api: CALLS-like entry}}
+CALL_LOG = deque(maxlen=20000)  # last counted calls: {"t", "api", "read", "caller", "faulted"}
+# Rollouts as the traffic shifts, per endpoint (GET /_sdop/rollouts; local_aws_sagemaker).
+ROLLOUTS = {}
+
+
+def env_config():
+    return check_config(
+        {k: type(d)(os.environ.get(env, d)) for k, (env, d) in ENV_DEFAULTS.items()})
+
+
+def check_config(values):
+    if values.get("invocation_outcome", "container") not in INVOCATION_OUTCOMES:
+        raise ValueError(f"invocation_outcome must be one of {list(INVOCATION_OUTCOMES)}")
+    return values
+
+
+def clear_state():
+    with LOCK:
+        CONFIG.clear(); CONFIG.update(env_config())
+        FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
+        BY_CALLER.clear(); CALL_LOG.clear(); ROLLOUTS.clear()
+        containers.clear()
+
+
+def dur(key):
+    return float(CONFIG[key])
+
+
+# ------------------------------------------------- lifecycles (lazy + ticker)
+FINISH = {}    # kind -> fn(entry): the resource's transition is over
+PROGRESS = {}  # kind -> fn(entry, now): called on every advance while it runs
+
+
+def advance():
+    """Move every tracked resource along its lifecycle according to the clock."""
+    now = time.time()
+    with LOCK:
+        for key, e in list(TRACK.items()):
+            if e["kind"] in PROGRESS:
+                PROGRESS[e["kind"]](e, now)
+            if now >= e["until"]:
+                del TRACK[key]
+                FINISH[e["kind"]](e)
+
+
+def patch(cls, name):
+    def deco(fn):
+        orig = getattr(cls, name, None)
+
+        def wrapper(self, *a, **kw):
+            with LOCK:
+                return fn(self, orig, *a, **kw)
+        setattr(cls, name, wrapper)
+        return wrapper
+    return deco
