@@ -326,7 +326,9 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let mut pruning = String::new();
             if let (true, Some(store)) = (prune, &opened) {
                 match crate::apply::prune::planned_prune(&loaded, &store.load_all()?, force) {
-                    Ok((actions, forgotten)) => {
+                    Ok(crate::apply::prune::PlannedPrune {
+                        actions, forgotten, ..
+                    }) => {
                         plan.actions.extend(actions);
                         if !forgotten.is_empty() {
                             let names: Vec<String> =

@@ -4,14 +4,14 @@
 //! keeps the AWS objects and only forgets them.
 
 use super::run::ApplyOptions;
-use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
-use crate::engine::execute::Report;
+use crate::engine::execute::{delete_pruned, Report};
+use crate::engine::Action;
 use crate::error::{Error, Result};
 use crate::kinds::DeletionPolicy;
 use crate::manifest::{Loaded, ResourceId};
 use crate::model::object::AwsType;
-use crate::state::{Phase, StateStore};
+use crate::state::{Phase, ResourceStatus, StateStore};
 
 /// Largest share of owned resources one prune may remove without `--force`.
 pub const MAX_PRUNE_SHARE: f64 = 0.5;
@@ -47,29 +47,39 @@ pub fn prune_candidates(
     Ok(orphans)
 }
 
-/// What `apply --prune` would do, as plan actions (pure over the state): a Delete of every
-/// object a pruned resource recorded (deletionPolicy Delete, newest first), nothing for Retain
-/// (listed in the plan's notes as forgotten). `Err` is the guard's refusal, as apply gives it.
+/// What a prune does (pure over the state), for `plan --prune` and `apply --prune` alike.
+#[derive(Debug, Default)]
+pub struct PlannedPrune {
+    /// A Delete of every object a pruned resource recorded (deletionPolicy Delete, newest
+    /// first).
+    pub actions: Vec<Action>,
+    /// The deletionPolicy Delete resources pruned (their objects are `actions`).
+    pub deleted: Vec<ResourceId>,
+    /// The deletionPolicy Retain resources forgotten: their AWS objects are kept.
+    pub forgotten: Vec<ResourceId>,
+}
+
+/// What `apply --prune` would do. `Err` is the guard's refusal, as apply gives it.
 pub fn planned_prune(
     loaded: &Loaded,
     statuses: &[crate::state::ResourceStatus],
     force: bool,
-) -> Result<(Vec<crate::engine::Action>, Vec<ResourceId>), String> {
+) -> Result<PlannedPrune, String> {
     let declared: Vec<ResourceId> = loaded.manifests.iter().map(|m| m.id.clone()).collect();
     let owned: Vec<ResourceId> = statuses.iter().map(|s| s.id()).collect();
     let candidates = prune_candidates(&declared, &owned, !loaded.failed_files.is_empty(), force)?;
-    let mut actions = Vec::new();
-    let mut forgotten = Vec::new();
+    let mut planned = PlannedPrune::default();
     for status in statuses.iter().filter(|s| candidates.contains(&s.id())) {
         if status.deletion_policy == DeletionPolicy::Retain {
-            forgotten.push(status.id());
+            planned.forgotten.push(status.id());
             continue;
         }
+        planned.deleted.push(status.id());
         for record in status.objects.iter().rev() {
             let Some(aws_type) = AwsType::parse(&record.aws_type) else {
                 continue;
             };
-            actions.push(crate::engine::Action {
+            planned.actions.push(Action {
                 resource: status.id(),
                 operation: crate::engine::Operation::Delete,
                 aws_type,
@@ -78,12 +88,15 @@ pub fn planned_prune(
                 changes: Vec::new(),
                 deferred: None,
                 cost: None,
+                deletion: Some(crate::engine::plan::Deletion::Pruned),
             });
         }
     }
-    Ok((actions, forgotten))
+    Ok(planned)
 }
 
+/// Prunes what `planned_prune` plans: the same Delete actions, carried out by the engine's
+/// executor through the seam (`engine::execute::delete_pruned`), as every other deletion.
 pub async fn prune(
     loaded: &Loaded,
     clients: &Clients,
@@ -91,62 +104,42 @@ pub async fn prune(
     options: &ApplyOptions,
     report: Report<'_>,
 ) -> Result<Vec<ResourceId>> {
-    let declared: Vec<ResourceId> = loaded.manifests.iter().map(|m| m.id.clone()).collect();
     let statuses = store.load_all()?;
-    let owned: Vec<ResourceId> = statuses.iter().map(|s| s.id()).collect();
-    let candidates = match prune_candidates(
-        &declared,
-        &owned,
-        !loaded.failed_files.is_empty(),
-        options.force,
-    ) {
-        Ok(candidates) => candidates,
+    let planned = match planned_prune(loaded, &statuses, options.force) {
+        Ok(planned) => planned,
         Err(refusal) => {
             report(format!("! prune: {refusal}"));
             return Err(Error::Terminal(refusal));
         }
     };
     let mut pruned = Vec::new();
+    for id in planned.forgotten {
+        report(format!(
+            "- {id} forgotten (deletionPolicy Retain: its AWS objects are kept)"
+        ));
+        store.remove(&id)?;
+        pruned.push(id);
+    }
+    let cloud = super::cloud::AwsCloud::new(clients.clone());
+    let persist = |status: &ResourceStatus| store.save(status);
     for mut status in statuses
         .into_iter()
-        .filter(|s| candidates.contains(&s.id()))
+        .filter(|s| planned.deleted.contains(&s.id()))
     {
         let id = status.id();
-        if status.deletion_policy == DeletionPolicy::Retain {
-            report(format!(
-                "- {id} forgotten (deletionPolicy Retain: its AWS objects are kept)"
-            ));
-            store.remove(&id)?;
-            pruned.push(id);
-            continue;
-        }
+        let mine: Vec<Action> = planned
+            .actions
+            .iter()
+            .filter(|a| a.resource == id)
+            .cloned()
+            .collect();
         status.set_phase(
             Phase::Deleting,
             "Pruning",
             "manifest removed; deleting its AWS objects",
         );
         store.save(&status)?;
-        let regional = clients.in_region(status.region.as_deref());
-        // Newest first: an endpoint before its config before its model.
-        for record in status.objects.clone().iter().rev() {
-            // A type this build does not know (state from a newer sdop) is left alone.
-            let Some(adapter) = AwsType::parse(&record.aws_type).map(adapter) else {
-                continue;
-            };
-            let ctx = ObjectContext {
-                clients: &regional,
-                resource: &id,
-                spec_hash: "",
-                owned_per_state: true,
-            };
-            adapter.delete(&ctx, &record.name).await?;
-            report(format!(
-                "- {id} {} {} deleted",
-                record.aws_type, record.name
-            ));
-            status.objects.retain(|o| o != record);
-            store.save(&status)?;
-        }
+        delete_pruned(&cloud, &mut status, &mine, report, &persist).await?;
         store.remove(&id)?;
         pruned.push(id);
     }

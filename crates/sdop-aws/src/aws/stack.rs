@@ -24,6 +24,8 @@ const TAG_TEMPLATE: &str = "sdop.io/template-fingerprint";
 /// defaults (the all-in-one-ai main template has a dozen: CustomIdentifier, CIDR, ...), which
 /// are not drift; only these are compared.
 const TAG_PARAMETERS: &str = "sdop.io/parameters";
+/// The TAG_PARAMETERS value of a stack sdop passed no parameters.
+const NO_PARAMETERS: &str = "-";
 /// AWS's limit on a tag value; with more parameter names than fit, every parameter is compared.
 const TAG_VALUE_MAX: usize = 256;
 
@@ -161,7 +163,13 @@ fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
         all.insert(TAG_TEMPLATE.into(), fingerprint.into());
     }
     let names: Vec<String> = parameter_map(object).into_keys().collect();
-    let names = names.join(",");
+    // CloudFormation refuses an empty tag value (API_Tag: "Minimum length of 1"): no parameters
+    // is written as NO_PARAMETERS, which no parameter is named (they are alphanumeric).
+    let names = if names.is_empty() {
+        NO_PARAMETERS.to_string()
+    } else {
+        names.join(",")
+    };
     if names.len() <= TAG_VALUE_MAX {
         all.insert(TAG_PARAMETERS.into(), names);
     }

@@ -126,12 +126,23 @@ impl Cloud for Offline {
 }
 
 /// A cloud in memory: objects keep the fields they were created or updated with, owned by the
-/// resource that created them. Counts every mutating call (the tests' "AWS call log").
+/// resource that created them. Counts every mutating call (the tests' "AWS call log"), and can
+/// fail one, before or after it took effect (a crash window: the executor's tests).
 #[derive(Default)]
 pub struct InMemory {
     objects: Mutex<BTreeMap<ObjectKey, ObservedObject>>,
     /// Every mutating call made, as `Create sagemaker:model NAME`.
     pub calls: Mutex<Vec<String>>,
+    /// The mutating call (counted from 1 over the cloud's life) that fails, and when.
+    fault: Mutex<Option<(usize, CrashWindow)>>,
+}
+
+/// Where a failed call fails: before AWS did anything, or after AWS did it and before the
+/// caller heard (a kill -9 right after the request went out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashWindow {
+    BeforeTheCall,
+    AfterTheCall,
 }
 
 impl InMemory {
@@ -166,8 +177,52 @@ impl InMemory {
         std::mem::take(&mut *self.calls.lock().expect("in-memory call log"))
     }
 
-    fn log(&self, line: String) {
-        self.calls.lock().expect("in-memory call log").push(line);
+    /// Fails the `nth` mutating call from now (1 = the next), in `window`.
+    pub fn fail_call(&self, nth: usize, window: CrashWindow) {
+        let made = self.calls.lock().expect("in-memory call log").len();
+        *self.fault.lock().expect("in-memory fault") = Some((made + nth, window));
+    }
+
+    /// Logs a mutating call; `Some(window)` when this call is the one that fails.
+    fn log(&self, line: String) -> Option<CrashWindow> {
+        let mut calls = self.calls.lock().expect("in-memory call log");
+        calls.push(line);
+        let mut fault = self.fault.lock().expect("in-memory fault");
+        match *fault {
+            Some((nth, window)) if nth == calls.len() => {
+                *fault = None;
+                Some(window)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The error a failed in-memory call returns: a connection reset (retryable), as a kill would
+/// leave it.
+fn crashed<T>(call: &str) -> Result<T> {
+    Err(crate::error::Error::Aws {
+        operation: call.to_string(),
+        code: None,
+        message: "connection reset (in-memory crash window)".into(),
+        retryable: true,
+    })
+}
+
+impl InMemory {
+    /// Runs `effect` unless the call fails before it; fails after it when the window says so.
+    fn mutate(&self, line: String, effect: impl FnOnce()) -> Result<()> {
+        match self.log(line.clone()) {
+            Some(CrashWindow::BeforeTheCall) => crashed(&line),
+            Some(CrashWindow::AfterTheCall) => {
+                effect();
+                crashed(&line)
+            }
+            None => {
+                effect();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -206,11 +261,8 @@ impl Cloud for InMemory {
             let created = observed_from(scope, object).ok_or_else(|| {
                 crate::error::Error::Terminal("create of an object whose name is unknown".into())
             })?;
-            self.log(format!(
-                "Create {} {}",
-                created.key.aws_type, created.key.name
-            ));
-            self.put(created);
+            let line = format!("Create {} {}", created.key.aws_type, created.key.name);
+            self.mutate(line, || self.put(created))?;
             Ok(ObjectState::Ready)
         })
     }
@@ -223,22 +275,23 @@ impl Cloud for InMemory {
         Box::pin(async move {
             let name = object.name.known().unwrap_or_default();
             let key = ObjectKey::new(object.aws_type, name);
-            self.log(format!("Update {} {name}", object.aws_type));
-            self.modify(&key, |found| {
-                for change in changes {
-                    if let Some(after) = &change.after {
-                        found.fields.insert(change.field.clone(), after.clone());
+            self.mutate(format!("Update {} {name}", object.aws_type), || {
+                self.modify(&key, |found| {
+                    for change in changes {
+                        if let Some(after) = &change.after {
+                            found.fields.insert(change.field.clone(), after.clone());
+                        }
                     }
-                }
-            });
+                })
+            })?;
             Ok(ObjectState::Ready)
         })
     }
     fn delete<'a>(&'a self, _scope: Scope<'a>, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.log(format!("Delete {} {}", key.aws_type, key.name));
-            self.remove(key);
-            Ok(())
+            self.mutate(format!("Delete {} {}", key.aws_type, key.name), || {
+                self.remove(key)
+            })
         })
     }
 }

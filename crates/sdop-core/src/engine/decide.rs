@@ -477,6 +477,7 @@ pub fn decide(input: &Inputs) -> Decision {
                 changes: Vec::new(),
                 deferred: why.map(str::to_string),
                 cost: None,
+                deletion: Some(plan::Deletion::Superseded),
             })
             .collect()
     };
@@ -620,6 +621,10 @@ fn get_out_of_the_way(actions: &mut Vec<Action>, desired: &[DesiredObject]) {
             ),
             changes: Vec::new(),
             cost: None,
+            deletion: Some(plan::Deletion::OutOfTheWay {
+                aws_type: sibling_type,
+                name: sibling.clone(),
+            }),
             ..replace.clone()
         };
         let create = Action {
@@ -701,6 +706,7 @@ fn roll_back_failed_check(
                     changes,
                     deferred: None,
                     cost: None,
+                    deletion: None,
                 }],
                 // Progressing while it rolls back (so `apply --wait` waits for it); Degraded
                 // once the old config serves again.

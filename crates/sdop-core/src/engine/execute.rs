@@ -106,6 +106,38 @@ fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
     }
 }
 
+/// Deletes a pruned resource's objects: the Delete actions its prune planned (newest object
+/// first), each through the seam and recorded in the status as any Delete of a pass is, so a
+/// kill between two calls leaves the rest recorded and the next prune deletes them (already
+/// gone is success). Plan and apply run the same actions.
+pub async fn delete_pruned(
+    cloud: &dyn Cloud,
+    status: &mut ResourceStatus,
+    actions: &[Action],
+    report: Report<'_>,
+    persist: Persist<'_>,
+) -> Result<()> {
+    let id = status.id();
+    let region = status.region.clone();
+    let scope = Scope {
+        resource: &id,
+        spec_hash: "",
+        region: region.as_deref(),
+        owned_per_memory: true,
+    };
+    for action in actions {
+        if action.resource != id || action.operation != Operation::Delete {
+            return Err(Error::Terminal(format!(
+                "a prune of {id} carries only its own deletions, not {:?} {}",
+                action.operation, action.resource
+            )));
+        }
+        act(cloud, scope, &[], action, status, report, persist).await?;
+        persist(status)?;
+    }
+    Ok(())
+}
+
 /// One pass over one resource. `dependencies` are the statuses of what it references (owned
 /// or borrowed).
 pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
@@ -437,12 +469,8 @@ async fn act(
             )
         })
         .collect();
-    let why = if action.operation == Operation::Delete {
-        // Superseded objects, or one that gets out of the way of a change (its reason).
-        match action.reason.split_once(';') {
-            Some((_, why)) => format!(" ({})", why.trim()),
-            None => " (superseded)".to_string(),
-        }
+    let why = if let Some(deletion) = &action.deletion {
+        format!(" ({deletion})")
     } else if detail.is_empty() {
         String::new()
     } else {
@@ -511,5 +539,201 @@ mod tests {
         );
         record_hourly_cost(&mut status, Some(&capacity));
         assert_eq!(status.outputs[HOURLY_COST], "0.0000");
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    //! The executor's pass against the in-memory cloud: converging, idempotence, and every
+    //! crash window (each mutating call failed before and after it took effect, the process
+    //! then restarting from what it had persisted).
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::engine::cloud::{CrashWindow, InMemory};
+    use crate::manifest::load::{load_str, Loaded};
+    use crate::manifest::ResourceId;
+
+    const MANIFESTS: &str = r#"
+apiVersion: sdop/v1alpha1
+kind: Bucket
+metadata: {name: assets}
+spec: {bucketName: sdop-assets, region: us-east-1, tags: {team: ml}}
+---
+apiVersion: sdop/v1alpha1
+kind: ImageRepository
+metadata: {name: inference}
+spec: {repositoryName: sd-inference, tags: {team: ml}}
+---
+apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: base}
+spec:
+  endpointName: sd-base
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-assets/model.tar.gz"}
+  instanceType: ml.g4dn.2xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sm
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+  tags: {team: ml}
+"#;
+
+    /// What survives a crash: the statuses as last persisted.
+    type Disk = Mutex<HashMap<ResourceId, ResourceStatus>>;
+
+    /// One apply: a pass of every resource in graph order, each starting from what `disk`
+    /// holds and persisting to it. The first error stops it, as a killed process would.
+    async fn apply_once(loaded: &Loaded, cloud: &InMemory, disk: &Disk) -> Result<bool> {
+        let mut mutated = false;
+        for &index in loaded.graph.order() {
+            let manifest = &loaded.manifests[index];
+            let saved = |id: &ResourceId| {
+                disk.lock()
+                    .unwrap()
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| ResourceStatus::new(id))
+            };
+            let dependencies: Vec<ResourceStatus> = loaded
+                .graph
+                .dependencies(index)
+                .iter()
+                .map(|&d| saved(&loaded.manifests[d].id))
+                .collect();
+            let mut status = saved(&manifest.id);
+            let persist = |s: &ResourceStatus| -> Result<()> {
+                disk.lock().unwrap().insert(s.id(), s.clone());
+                Ok(())
+            };
+            let outcome = pass(
+                cloud,
+                manifest,
+                &dependencies,
+                &mut status,
+                Mode::Apply,
+                &|_| {},
+                &persist,
+            )
+            .await?;
+            persist(&status)?;
+            mutated |= outcome.mutated;
+        }
+        Ok(mutated)
+    }
+
+    /// Applies until a pass changes nothing (at most 6), then checks the plan is empty.
+    async fn converge(loaded: &Loaded, cloud: &InMemory, disk: &Disk) {
+        for _ in 0..6 {
+            if !apply_once(loaded, cloud, disk).await.expect("apply") {
+                break;
+            }
+        }
+        let statuses = disk.lock().unwrap().clone();
+        let plan = crate::engine::plan_all(&loaded.manifests, &loaded.graph, cloud, &statuses)
+            .await
+            .unwrap();
+        assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+        for status in statuses.values() {
+            assert_eq!(status.phase, Phase::Ready, "{status:#?}");
+        }
+    }
+
+    fn loaded() -> Loaded {
+        let loaded = load_str("t.yaml", MANIFESTS);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded
+    }
+
+    #[tokio::test]
+    async fn a_pass_converges_and_a_second_changes_nothing() {
+        let loaded = loaded();
+        let cloud = InMemory::default();
+        let disk = Disk::default();
+        converge(&loaded, &cloud, &disk).await;
+        let calls = cloud.take_calls();
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("Create")).count(),
+            5,
+            "bucket, repository, model, config, endpoint: {calls:#?}"
+        );
+        assert!(!apply_once(&loaded, &cloud, &disk).await.unwrap());
+        assert_eq!(cloud.take_calls(), Vec::<String>::new());
+    }
+
+    /// The same manifests after an edit that rolls the endpoint out: a new model and config,
+    /// an UpdateEndpoint, the superseded ones deleted once the new ones serve.
+    fn rolled_out(version: &str) -> Loaded {
+        let loaded = load_str(
+            "t.yaml",
+            &MANIFESTS
+                .replace("ml.g4dn.2xlarge", "ml.g4dn.xlarge")
+                .replace("sd:latest", &format!("sd:{version}")),
+        );
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded
+    }
+
+    #[tokio::test]
+    async fn every_crash_window_of_the_first_apply_converges_with_no_duplicates_and_no_leaks() {
+        crash_windows(&[], &loaded()).await;
+    }
+
+    #[tokio::test]
+    async fn every_crash_window_of_a_rollout_converges_with_no_duplicates_and_no_leaks() {
+        crash_windows(&[loaded()], &rolled_out("v2")).await;
+    }
+
+    /// The second rollout deletes the first generation (the newest superseded one is kept).
+    #[tokio::test]
+    async fn every_crash_window_of_a_rollout_that_deletes_converges_with_no_leaks() {
+        crash_windows(&[loaded(), rolled_out("v2")], &rolled_out("v3")).await;
+    }
+
+    /// Fails each mutating call of converging on `loaded` (after converging on each of `start`
+    /// in turn, from an empty cloud), before and after it took effect, then restarts from what was persisted: it
+    /// converges to exactly the objects of a run without failures.
+    async fn crash_windows(start: &[Loaded], loaded: &Loaded) {
+        let begin = |cloud: InMemory, disk: Disk| async move {
+            for earlier in start {
+                converge(earlier, &cloud, &disk).await;
+            }
+            cloud.take_calls();
+            (cloud, disk)
+        };
+        let (clean, disk) = begin(InMemory::default(), Disk::default()).await;
+        converge(loaded, &clean, &disk).await;
+        let calls = clean.take_calls().len();
+        let objects = clean.keys();
+        assert!(calls >= 3, "{calls}: {:#?}", clean.take_calls());
+        for nth in 1..=calls {
+            for window in [CrashWindow::BeforeTheCall, CrashWindow::AfterTheCall] {
+                let (cloud, disk) = begin(InMemory::default(), Disk::default()).await;
+                cloud.fail_call(nth, window);
+                // The failed call stops that apply (the process dies); the next one starts
+                // from what was persisted.
+                let mut failed = false;
+                for _ in 0..6 {
+                    match apply_once(loaded, &cloud, &disk).await {
+                        Err(_) => failed = true,
+                        Ok(false) => break,
+                        Ok(true) => {}
+                    }
+                }
+                assert!(failed, "call {nth} ({window:?}) never failed");
+                converge(loaded, &cloud, &disk).await;
+                assert_eq!(cloud.keys(), objects, "call {nth} ({window:?})");
+                let log = cloud.take_calls();
+                let mut creates: Vec<&String> =
+                    log.iter().filter(|c| c.starts_with("Create")).collect();
+                let all = creates.len();
+                creates.sort();
+                creates.dedup();
+                // The failed create, when it was one, is the only one made twice (its retry;
+                // after the call, AWS's "already exists" of sdop's own is success).
+                let repeats = all - creates.len();
+                assert!(repeats <= 1, "call {nth} ({window:?}): {log:#?}");
+            }
+        }
     }
 }

@@ -56,6 +56,34 @@ pub struct Action {
     /// The hourly cost of billable capacity it creates, changes or removes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::CostChange>,
+    /// Why a Delete deletes (what apply reports), typed so nothing parses `reason` back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<Deletion>,
+}
+
+/// Why an object is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "cause")]
+pub enum Deletion {
+    /// No longer part of the desired state (once the new objects serve).
+    Superseded,
+    /// Deleted first and created again after, as a sibling changes (a scalable target before
+    /// its endpoint's instance type changes).
+    OutOfTheWay { aws_type: AwsType, name: String },
+    /// Its resource is pruned: no manifest declares it (deletionPolicy Delete).
+    Pruned,
+}
+
+impl std::fmt::Display for Deletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deletion::Superseded => f.write_str("superseded"),
+            Deletion::OutOfTheWay { aws_type, name } => {
+                write!(f, "first, as {aws_type} {name} changes")
+            }
+            Deletion::Pruned => f.write_str("pruned"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -155,6 +183,7 @@ pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String
             .collect(),
         deferred: None,
         cost: None,
+        deletion: None,
     }
 }
 
@@ -183,6 +212,7 @@ pub fn plan_resource(
             changes,
             deferred: None,
             cost: None,
+            deletion: None,
         };
         let Some(found) = found else {
             let reason = match want.name {

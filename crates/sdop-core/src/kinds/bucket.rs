@@ -84,6 +84,10 @@ impl Kind for Bucket {
                     "s3:PutBucketPublicAccessBlock",
                     "s3:PutEncryptionConfiguration",
                     "s3:PutLifecycleConfiguration",
+                    // Every field sent is read back.
+                    "s3:GetBucketLocation",
+                    "s3:GetBucketPublicAccessBlock",
+                    "s3:GetEncryptionConfiguration",
                 ],
                 vec![format!("arn:aws:s3:::{}", spec.bucket_name)],
             )],

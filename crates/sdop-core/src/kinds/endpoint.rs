@@ -457,6 +457,7 @@ impl Kind for Endpoint {
                     "sagemaker:DeleteEndpoint",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
+                    "sagemaker:DeleteTags",
                 ],
                 // Models and configs are named `<endpoint>-<content hash>`.
                 vec![

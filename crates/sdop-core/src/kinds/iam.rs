@@ -146,6 +146,8 @@ pub fn iam_action(api: &str) -> Option<String> {
         "s3:PutBucketEncryption" => "s3:PutEncryptionConfiguration",
         "s3:GetBucketEncryption" => "s3:GetEncryptionConfiguration",
         "s3:PutPublicAccessBlock" => "s3:PutBucketPublicAccessBlock",
+        "s3:GetPublicAccessBlock" => "s3:GetBucketPublicAccessBlock",
+        "s3:DeletePublicAccessBlock" => "s3:PutBucketPublicAccessBlock",
         "s3:PutBucketLifecycleConfiguration" => "s3:PutLifecycleConfiguration",
         "s3:GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
         "s3:CreateMultipartUpload"

@@ -112,6 +112,7 @@ impl Kind for ImageRepository {
                     "ecr:DescribeImages",
                     "ecr:ListTagsForResource",
                     "ecr:TagResource",
+                    "ecr:UntagResource",
                     "ecr:PutImageTagMutability",
                     "ecr:PutImageScanningConfiguration",
                 ],
