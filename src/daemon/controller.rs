@@ -21,9 +21,9 @@ use super::queue::WorkQueue;
 use super::watch::Watcher;
 use super::worker::{self, Job, Outcome, WorkerContext};
 use crate::apply::ApplyOptions;
-use crate::engine::decide::Next;
 use crate::engine::execute::PassOutcome;
-use crate::error::{ErrorClass, Result};
+use crate::engine::policy;
+use crate::error::Result;
 use crate::manifest::{load_paths, Loaded, ResourceId};
 use crate::state::{Phase, ResourceStatus};
 
@@ -36,22 +36,19 @@ pub enum NextRun {
     WhenWoken,
 }
 
-/// The one error policy and requeue decision of the daemon (pure). `poll` is the adaptive
-/// interval for something in progress; `backoff` the resource's next error backoff.
+/// The daemon's requeue (pure): the engine's one policy (`engine::policy::after_pass`, which
+/// `sdop apply` follows too), with the daemon's durations. `poll` is the adaptive interval for
+/// something in progress; `backoff` the resource's next error backoff.
 pub fn next_run(
     result: &Result<PassOutcome>,
     poll: Duration,
     backoff: impl FnOnce() -> Duration,
 ) -> NextRun {
-    match result {
-        Err(err) if err.class() == ErrorClass::Retryable => NextRun::After(backoff()),
-        Err(_) => NextRun::WhenWoken,
-        Ok(outcome) => match outcome.next {
-            Next::ActThenLook | Next::Poll => NextRun::After(poll),
-            Next::Backoff => NextRun::After(backoff()),
-            // A dependency's own progress, a file change or the resync wakes it.
-            Next::WhenWoken => NextRun::WhenWoken,
-        },
+    match policy::after_pass(result) {
+        policy::After::Poll => NextRun::After(poll),
+        policy::After::Backoff => NextRun::After(backoff()),
+        // A dependency's own progress, a file change or the resync wakes it.
+        policy::After::WhenWoken => NextRun::WhenWoken,
     }
 }
 
@@ -491,6 +488,7 @@ fn jittered(period: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::decide::Next;
     use crate::error::Error;
 
     const POLL: Duration = Duration::from_millis(700);

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use crate::apply::cloud::AwsCloud;
-use crate::apply::run::record_error;
 use crate::aws::Clients;
 use crate::engine::execute::{self, Mode, PassOutcome};
+use crate::engine::policy::record_error;
 use crate::error::Result;
 use crate::manifest::{Manifest, ResourceId};
 use crate::state::{ResourceStatus, StateStore};

@@ -11,7 +11,8 @@ use backon::{ExponentialBuilder, Retryable};
 use super::cloud::AwsCloud;
 use crate::aws::Clients;
 use crate::engine::execute::{self, Mode, PassOutcome, Report};
-use crate::error::{Error, ErrorClass, Result};
+use crate::engine::policy;
+use crate::error::{Error, Result};
 use crate::manifest::{Loaded, ResourceId};
 use crate::state::{Phase, ResourceStatus, StateStore};
 
@@ -108,7 +109,8 @@ async fn reconcile_one(
                 .with_max_times(4)
                 .with_jitter(),
         )
-        .when(|e: &Error| e.class() == ErrorClass::Retryable)
+        // The one policy: what backs off is retried (a few times here: apply is one-shot).
+        .when(|e: &Error| policy::after_error(e) == policy::After::Backoff)
         .notify(|e: &Error, after: Duration| {
             report(format!("~ {} retrying in {after:.1?}: {e}", manifest.id))
         })
@@ -117,33 +119,12 @@ async fn reconcile_one(
     let result = match outcome {
         Ok(result) => Some(result),
         Err(err) => {
-            record_error(&mut status, &manifest.spec_hash, &err, report);
+            policy::record_error(&mut status, &manifest.spec_hash, &err, report);
             None
         }
     };
     store.save(&status)?;
     Ok((status, result))
-}
-
-/// Records a pass's error in the status, by its class: terminal fails the resource until its
-/// spec changes; retryable leaves it Pending for the next try.
-pub fn record_error(status: &mut ResourceStatus, spec_hash: &str, err: &Error, report: Report<'_>) {
-    status.set_error(err);
-    status.event(format!("error: {err}"));
-    match err.class() {
-        ErrorClass::Terminal => {
-            report(format!("x {} failed: {err}", status.id()));
-            status.failed_spec_hash = Some(spec_hash.to_string());
-            status.set_phase(Phase::Failed, "TerminalError", err.to_string());
-        }
-        ErrorClass::Retryable => {
-            status.set_phase(
-                Phase::Pending,
-                "RetryableError",
-                format!("will retry: {err}"),
-            );
-        }
-    }
 }
 
 /// Converges `loaded` (which must be valid). Returns the final phase of every resource.

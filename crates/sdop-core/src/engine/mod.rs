@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod decide;
 pub mod execute;
 pub mod plan;
+pub mod policy;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -1,0 +1,112 @@
+//! The one retry and next-run policy (after kube-rs controller-rs's `error_policy`): what comes
+//! after a pass, for `sdop apply` and the daemon alike, decided in this one place from the
+//! decision's [`Next`] or the error's class ([`crate::error::Error::class`]). The callers only
+//! say how long a poll or a backoff is (apply: its wait loop and a bounded retry; the daemon:
+//! its adaptive poll and per-resource backoff).
+
+use super::decide::Next;
+use super::execute::{PassOutcome, Report};
+use crate::error::{Error, ErrorClass, Result};
+use crate::state::{Phase, ResourceStatus};
+
+/// When a resource is looked at again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Something is in progress in AWS (or was just acted on): look again after a poll.
+    Poll,
+    /// A retryable error, or waiting on values: back off, then try again.
+    Backoff,
+    /// Nothing happens until something changes: a file, a dependency, the resync. A terminal
+    /// error waits here: it is retried when the spec changes.
+    WhenWoken,
+}
+
+/// After a failed pass: retryable errors back off; terminal ones wait for a change.
+pub fn after_error(err: &Error) -> After {
+    match err.class() {
+        ErrorClass::Retryable => After::Backoff,
+        ErrorClass::Terminal => After::WhenWoken,
+    }
+}
+
+/// After a pass: its decision's next step, or its error's.
+pub fn after_pass(result: &Result<PassOutcome>) -> After {
+    match result {
+        Err(err) => after_error(err),
+        Ok(outcome) => match outcome.next {
+            Next::ActThenLook | Next::Poll => After::Poll,
+            Next::Backoff => After::Backoff,
+            Next::WhenWoken => After::WhenWoken,
+        },
+    }
+}
+
+/// Records a pass's error in the status, by the same policy: terminal fails the resource until
+/// its spec changes; retryable leaves it Pending for the next try.
+pub fn record_error(status: &mut ResourceStatus, spec_hash: &str, err: &Error, report: Report<'_>) {
+    status.set_error(err);
+    status.event(format!("error: {err}"));
+    match after_error(err) {
+        After::WhenWoken => {
+            report(format!("x {} failed: {err}", status.id()));
+            status.failed_spec_hash = Some(spec_hash.to_string());
+            status.set_phase(Phase::Failed, "TerminalError", err.to_string());
+        }
+        After::Backoff | After::Poll => {
+            status.set_phase(
+                Phase::Pending,
+                "RetryableError",
+                format!("will retry: {err}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::resource::ResourceId;
+
+    fn aws(retryable: bool) -> Error {
+        Error::Aws {
+            operation: "sagemaker:CreateModel".into(),
+            code: None,
+            message: "m".into(),
+            retryable,
+        }
+    }
+
+    #[test]
+    fn errors_back_off_or_wait_for_a_change_by_their_class() {
+        assert_eq!(after_pass(&Err(aws(true))), After::Backoff);
+        assert_eq!(after_pass(&Err(aws(false))), After::WhenWoken);
+        let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "e"));
+        record_error(&mut status, "h", &aws(false), &|_| {});
+        assert_eq!(
+            (status.phase, status.failed_spec_hash.as_deref()),
+            (Phase::Failed, Some("h"))
+        );
+        let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "e"));
+        record_error(&mut status, "h", &aws(true), &|_| {});
+        assert_eq!(
+            (status.phase, status.failed_spec_hash),
+            (Phase::Pending, None)
+        );
+    }
+
+    #[test]
+    fn a_decision_says_what_comes_after_it() {
+        let outcome = |next| {
+            Ok(PassOutcome {
+                actions: Vec::new(),
+                mutated: false,
+                next,
+                capacity: None,
+            })
+        };
+        assert_eq!(after_pass(&outcome(Next::ActThenLook)), After::Poll);
+        assert_eq!(after_pass(&outcome(Next::Poll)), After::Poll);
+        assert_eq!(after_pass(&outcome(Next::Backoff)), After::Backoff);
+        assert_eq!(after_pass(&outcome(Next::WhenWoken)), After::WhenWoken);
+    }
+}
