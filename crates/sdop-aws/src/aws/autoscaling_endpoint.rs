@@ -14,17 +14,16 @@ use aws_sdk_applicationautoscaling::types::{
     StepAdjustment, StepScalingPolicyConfiguration, TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
-use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
-};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
 use crate::kinds::autoscaling::{
     backlog_alarm, endpoint_of, step_policy, target_tracking_policy, AWS_TYPE,
 };
+use crate::model::contracts::ScalingFields;
 
 pub struct EndpointScalingAdapter;
 
@@ -52,26 +51,21 @@ fn endpoint(name: &str) -> Result<&str> {
     })
 }
 
-fn number(object: &DesiredObject, field: &str) -> Result<f64> {
-    object
-        .get(field)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| Error::Terminal(format!("{AWS_TYPE}: {field} is not known")))
+/// A policy setting the kind always gives (`None` only on what is read back).
+fn required<T>(value: Option<T>, field: &str) -> Result<T> {
+    value.ok_or_else(|| Error::Terminal(format!("{AWS_TYPE}: {field} is not set")))
 }
 
 /// The tag that records the instance type the variant was registered with.
 const TAG_INSTANCE_TYPE: &str = "sdop.io/instance-type";
 
-fn tags_of(object: &DesiredObject, ctx: &ObjectContext<'_>) -> BTreeMap<String, String> {
-    let user: BTreeMap<String, String> = object
-        .get("tags")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default();
-    let mut tags = ownership_tags(ctx.resource, ctx.spec_hash, &user);
-    if let Some(instance_type) = object.get("instanceType").and_then(Value::as_str) {
-        tags.insert(TAG_INSTANCE_TYPE.into(), instance_type.into());
+fn tags_of(object: &DesiredObject, ctx: &ObjectContext<'_>) -> Result<BTreeMap<String, String>> {
+    let fields = ScalingFields::of(object)?;
+    let mut tags = ownership_tags(ctx.resource, ctx.spec_hash, &fields.tags);
+    if let Some(instance_type) = fields.instance_type {
+        tags.insert(TAG_INSTANCE_TYPE.into(), instance_type);
     }
-    tags
+    Ok(tags)
 }
 
 /// Registers (or re-registers) the target and puts its policies and alarm; the target's ARN.
@@ -85,7 +79,8 @@ async fn put_all(
         .known()
         .ok_or_else(|| Error::Terminal("scalable target name not known yet".into()))?;
     let endpoint_name = endpoint(name)?;
-    let tags = tags_of(object, ctx);
+    let fields = ScalingFields::of(object)?;
+    let tags = tags_of(object, ctx)?;
     let register = ctx
         .clients
         .autoscaling
@@ -93,8 +88,8 @@ async fn put_all(
         .service_namespace(ServiceNamespace::Sagemaker)
         .resource_id(name)
         .scalable_dimension(dimension())
-        .min_capacity(number(object, "minCapacity")? as i32)
-        .max_capacity(number(object, "maxCapacity")? as i32);
+        .min_capacity(fields.min_capacity)
+        .max_capacity(fields.max_capacity);
     let register = if tag {
         register.set_tags(Some(tags.clone().into_iter().collect::<HashMap<_, _>>()))
     } else {
@@ -119,10 +114,19 @@ async fn put_all(
         .statistic(MetricStatistic::Average)
         .build();
     let tracking = TargetTrackingScalingPolicyConfiguration::builder()
-        .target_value(number(object, "targetBacklogPerInstance")?)
+        .target_value(required(
+            fields.target_backlog_per_instance,
+            "targetBacklogPerInstance",
+        )?)
         .customized_metric_specification(metric)
-        .scale_in_cooldown(number(object, "scaleInCooldownSeconds")? as i32)
-        .scale_out_cooldown(number(object, "scaleOutCooldownSeconds")? as i32)
+        .scale_in_cooldown(required(
+            fields.scale_in_cooldown_seconds,
+            "scaleInCooldownSeconds",
+        )?)
+        .scale_out_cooldown(required(
+            fields.scale_out_cooldown_seconds,
+            "scaleOutCooldownSeconds",
+        )?)
         .build()
         .map_err(build_error)?;
     ctx.clients
@@ -138,7 +142,7 @@ async fn put_all(
         .await
         .map_err(|e| classify("application-autoscaling:PutScalingPolicy", e))?;
 
-    if object.get("scaleOutFromZero") == Some(&json!(true)) {
+    if fields.scale_out_from_zero {
         let step = StepScalingPolicyConfiguration::builder()
             .adjustment_type(AdjustmentType::ChangeInCapacity)
             .metric_aggregation_type(MetricAggregationType::Average)
@@ -249,30 +253,24 @@ async fn delete_policy(ctx: &ObjectContext<'_>, name: &str, policy: &str) -> Res
 }
 
 /// What the policies say, as the desired object's fields.
+/// The target-tracking policy's target and cooldowns; `None` each when the target was
+/// registered but never given its policy (a kill between the calls): a difference, so the next
+/// pass puts it.
 fn policy_fields(
     policies: &[ScalingPolicy],
     endpoint_name: &str,
-    fields: &mut BTreeMap<String, Value>,
-) {
+) -> (Option<f64>, Option<i32>, Option<i32>) {
     let tracking = policies
         .iter()
         .find(|p| p.policy_name() == target_tracking_policy(endpoint_name))
         .and_then(ScalingPolicy::target_tracking_scaling_policy_configuration);
-    let Some(tracking) = tracking else {
-        // Registered but never given its policy (a kill between the calls): a difference, so
-        // the next pass puts it.
-        fields.insert("targetBacklogPerInstance".into(), Value::Null);
-        return;
-    };
-    fields.insert(
-        "targetBacklogPerInstance".into(),
-        json!(tracking.target_value()),
-    );
-    if let Some(seconds) = tracking.scale_in_cooldown() {
-        fields.insert("scaleInCooldownSeconds".into(), json!(seconds));
-    }
-    if let Some(seconds) = tracking.scale_out_cooldown() {
-        fields.insert("scaleOutCooldownSeconds".into(), json!(seconds));
+    match tracking {
+        Some(tracking) => (
+            Some(tracking.target_value()),
+            tracking.scale_in_cooldown(),
+            tracking.scale_out_cooldown(),
+        ),
+        None => (None, None, None),
     }
 }
 
@@ -326,14 +324,6 @@ impl Adapter for EndpointScalingAdapter {
             Some(resource) => Ownership::Owned { resource },
             None => Ownership::Foreign,
         };
-        let mut fields = BTreeMap::from([
-            ("minCapacity".to_string(), json!(target.min_capacity())),
-            ("maxCapacity".to_string(), json!(target.max_capacity())),
-            ("tags".to_string(), json!(user_tags)),
-        ]);
-        if let Some(instance_type) = instance_type {
-            fields.insert("instanceType".into(), json!(instance_type));
-        }
         let policies = ctx
             .clients
             .autoscaling
@@ -351,7 +341,7 @@ impl Adapter for EndpointScalingAdapter {
             .filter(|p| p.resource_id() == name)
             .cloned()
             .collect();
-        policy_fields(&policies, endpoint_name, &mut fields);
+        let (target_backlog, scale_in, scale_out) = policy_fields(&policies, endpoint_name);
         let step_arn = policies
             .iter()
             .find(|p| p.policy_name() == step_policy(endpoint_name))
@@ -371,8 +361,17 @@ impl Adapter for EndpointScalingAdapter {
                 .iter()
                 .any(|a| a.alarm_actions().contains(&arn))
         });
-        fields.insert("scaleOutFromZero".into(), json!(from_zero));
-        let mut observed = ObservedObject::new(ObjectKey::new(AWS_TYPE, name), fields, ownership);
+        let mut observed = ScalingFields {
+            min_capacity: target.min_capacity(),
+            max_capacity: target.max_capacity(),
+            target_backlog_per_instance: target_backlog,
+            scale_in_cooldown_seconds: scale_in,
+            scale_out_cooldown_seconds: scale_out,
+            scale_out_from_zero: from_zero,
+            instance_type,
+            tags: user_tags,
+        }
+        .observed(name, ownership);
         observed.outputs.insert(
             "autoscaling".into(),
             format!(
@@ -404,7 +403,7 @@ impl Adapter for EndpointScalingAdapter {
         // one ("use the TagResource API"): tags go through TagResource and UntagResource.
         let arn = put_all(ctx, object, false).await?;
         if let (Some(change), Some(arn)) = (changes.iter().find(|c| c.field == "tags"), arn) {
-            let tags = tags_of(object, ctx);
+            let tags = tags_of(object, ctx)?;
             ctx.clients
                 .autoscaling
                 .tag_resource()

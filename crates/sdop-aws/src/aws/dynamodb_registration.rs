@@ -14,16 +14,17 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::classify;
 use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectName, ObjectState, ObservedObject, Ownership,
+    DesiredObject, FieldChange, ObjectName, ObjectState, ObservedObject, Ownership,
 };
 use crate::error::{Error, Result};
 use crate::kinds::endpoint::REGISTRATION;
 use crate::manifest::ResourceId;
+use crate::model::contracts::{RegistrationDesired, RegistrationFields};
 
 pub struct RegistrationAdapter;
 
@@ -123,7 +124,9 @@ impl Adapter for RegistrationAdapter {
         let name = format!("{table}/{endpoint}/{id}");
         Ok(DesiredObject {
             name: ObjectName::Known(name),
-            ..object.field("industrialModel", Some(json!(id)))
+            ..object.contract(RegistrationDesired {
+                industrial_model: Some(id),
+            })
         })
     }
 
@@ -155,11 +158,10 @@ impl Adapter for RegistrationAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,
         };
-        let mut observed = ObservedObject::new(
-            ObjectKey::new(self.aws_type(), name),
-            [("industrialModel".to_string(), json!(industrial_model))].into(),
-            ownership,
-        );
+        let mut observed = RegistrationFields {
+            industrial_model: industrial_model.to_string(),
+        }
+        .observed(name, ownership);
         observed.outputs.insert(
             "webuiRegistration".into(),
             format!("{table}: {endpoint} for industrial model {industrial_model}"),

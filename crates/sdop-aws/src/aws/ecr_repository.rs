@@ -5,33 +5,31 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag};
-use serde_json::json;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
-use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
-};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
+use crate::model::contracts::RepositoryFields;
 
 pub struct RepositoryAdapter;
 
 fn tags_of(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Vec<Tag>> {
-    let user: BTreeMap<String, String> = object
-        .get("tags")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default();
-    ownership_tags(ctx.resource, ctx.spec_hash, &user)
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Error::Terminal(e.to_string()))
-        })
-        .collect()
+    ownership_tags(
+        ctx.resource,
+        ctx.spec_hash,
+        &RepositoryFields::of(object)?.tags,
+    )
+    .into_iter()
+    .map(|(k, v)| {
+        Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .map_err(|e| Error::Terminal(e.to_string()))
+    })
+    .collect()
 }
 
 fn name_of(object: &DesiredObject) -> Result<&str> {
@@ -87,26 +85,17 @@ impl Adapter for RepositoryAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
-        let fields = [
-            (
-                "scanOnPush".to_string(),
-                json!(repo
-                    .image_scanning_configuration()
-                    .map(|c| c.scan_on_push())
-                    .unwrap_or(false)),
-            ),
-            (
-                "imageTagMutability".to_string(),
-                json!(repo
-                    .image_tag_mutability()
-                    .map(|m| m.as_str())
-                    .unwrap_or("MUTABLE")),
-            ),
-            ("tags".to_string(), json!(user)),
-        ]
-        .into();
-        let mut observed =
-            ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        let mut observed = RepositoryFields {
+            scan_on_push: repo
+                .image_scanning_configuration()
+                .is_some_and(|c| c.scan_on_push()),
+            image_tag_mutability: repo
+                .image_tag_mutability()
+                .map_or("MUTABLE", |m| m.as_str())
+                .to_string(),
+            tags: user,
+        }
+        .observed(name, ownership);
         observed
             .outputs
             .insert("repositoryName".into(), name.to_string());
@@ -128,24 +117,19 @@ impl Adapter for RepositoryAdapter {
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
         let name = name_of(object)?;
-        let scan = object
-            .get("scanOnPush")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
-        let mutability = object
-            .get("imageTagMutability")
-            .and_then(|v| v.as_str())
-            .unwrap_or("MUTABLE");
+        let fields = RepositoryFields::of(object)?;
         ctx.clients
             .ecr
             .create_repository()
             .repository_name(name)
             .image_scanning_configuration(
                 ImageScanningConfiguration::builder()
-                    .scan_on_push(scan)
+                    .scan_on_push(fields.scan_on_push)
                     .build(),
             )
-            .image_tag_mutability(ImageTagMutability::from(mutability))
+            .image_tag_mutability(ImageTagMutability::from(
+                fields.image_tag_mutability.as_str(),
+            ))
             .set_tags(Some(tags_of(ctx, object)?))
             .send()
             .await
@@ -161,18 +145,15 @@ impl Adapter for RepositoryAdapter {
     ) -> Result<ObjectState> {
         let name = name_of(object)?;
         let ecr = &ctx.clients.ecr;
+        let fields = RepositoryFields::of(object)?;
         for change in changes {
             match change.field.as_str() {
                 "scanOnPush" => {
-                    let scan = object
-                        .get("scanOnPush")
-                        .and_then(|v| v.as_bool())
-                        .unwrap_or(true);
                     ecr.put_image_scanning_configuration()
                         .repository_name(name)
                         .image_scanning_configuration(
                             ImageScanningConfiguration::builder()
-                                .scan_on_push(scan)
+                                .scan_on_push(fields.scan_on_push)
                                 .build(),
                         )
                         .send()
@@ -180,13 +161,11 @@ impl Adapter for RepositoryAdapter {
                         .map_err(|e| classify("ecr:PutImageScanningConfiguration", e))?;
                 }
                 "imageTagMutability" => {
-                    let mutability = object
-                        .get("imageTagMutability")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("MUTABLE");
                     ecr.put_image_tag_mutability()
                         .repository_name(name)
-                        .image_tag_mutability(ImageTagMutability::from(mutability))
+                        .image_tag_mutability(ImageTagMutability::from(
+                            fields.image_tag_mutability.as_str(),
+                        ))
                         .send()
                         .await
                         .map_err(|e| classify("ecr:PutImageTagMutability", e))?;

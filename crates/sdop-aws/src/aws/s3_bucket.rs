@@ -9,27 +9,18 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging,
 };
-use serde_json::json;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
-use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
-};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
+use crate::model::contracts::BucketFields;
 
 pub struct BucketAdapter;
 
-fn user_tags(object: &DesiredObject) -> BTreeMap<String, String> {
-    object
-        .get("tags")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default()
-}
-
 async fn put_tags(ctx: &ObjectContext<'_>, bucket: &str, object: &DesiredObject) -> Result<()> {
-    let tags = ownership_tags(ctx.resource, ctx.spec_hash, &user_tags(object));
+    let tags = ownership_tags(ctx.resource, ctx.spec_hash, &BucketFields::of(object)?.tags);
     let tag_set: Vec<Tag> = tags
         .iter()
         .map(|(k, v)| {
@@ -242,21 +233,14 @@ impl Adapter for BucketAdapter {
         // Every field sdop sends is read back, so a setting changed behind sdop's back (public
         // access unblocked, encryption removed) is shown by plan and put back by apply.
         let settings = read_settings(ctx, name).await?;
-        let mut observed = ObservedObject::new(
-            ObjectKey::new(self.aws_type(), name),
-            [
-                ("tags".to_string(), json!(user)),
-                ("ownershipTagged".to_string(), json!(tagged)),
-                ("region".to_string(), json!(settings.region)),
-                (
-                    "publicAccessBlocked".to_string(),
-                    json!(settings.public_access_blocked),
-                ),
-                ("encryption".to_string(), json!(settings.encryption)),
-            ]
-            .into(),
-            ownership,
-        );
+        let mut observed = BucketFields {
+            region: settings.region,
+            tags: user,
+            ownership_tagged: tagged,
+            public_access_blocked: settings.public_access_blocked,
+            encryption: settings.encryption,
+        }
+        .observed(name, ownership);
         observed
             .outputs
             .insert("arn".into(), format!("arn:aws:s3:::{name}"));
@@ -268,11 +252,7 @@ impl Adapter for BucketAdapter {
             .name
             .known()
             .ok_or_else(|| Error::Terminal("bucket name unknown".into()))?;
-        let region = object
-            .get("region")
-            .and_then(|r| r.as_str())
-            .unwrap_or(&ctx.clients.region)
-            .to_string();
+        let region = BucketFields::of(object)?.region;
         let mut request = ctx.clients.s3.create_bucket().bucket(name);
         if region != "us-east-1" {
             request = request.create_bucket_configuration(

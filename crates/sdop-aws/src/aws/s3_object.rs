@@ -4,15 +4,13 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use serde_json::json;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, head_s3_object};
-use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
-};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
 use crate::manifest::ResourceId;
+use crate::model::contracts::ObjectFields;
 
 pub struct TemplateObjectAdapter;
 
@@ -46,16 +44,12 @@ impl Adapter for TemplateObjectAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };
-        let fields = meta
-            .get(META_FINGERPRINT)
-            .map(|f| ("contentFingerprint".to_string(), json!(f)))
-            .into_iter()
-            .collect();
-        Ok(Some(ObservedObject::new(
-            ObjectKey::new(self.aws_type(), name),
-            fields,
-            ownership,
-        )))
+        Ok(Some(
+            ObjectFields {
+                content_fingerprint: meta.get(META_FINGERPRINT).cloned(),
+            }
+            .observed(name, ownership),
+        ))
     }
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
@@ -74,10 +68,9 @@ impl Adapter for TemplateObjectAdapter {
                 .map_err(|e| Error::Terminal(format!("cannot read {path}: {e}")))?,
             (None, None) => return Err(Error::Terminal(format!("no content for {name}"))),
         };
-        let fingerprint = object
-            .get("contentFingerprint")
-            .and_then(|f| f.as_str())
-            .unwrap_or_default();
+        let fingerprint = ObjectFields::of(object)?
+            .content_fingerprint
+            .ok_or_else(|| Error::Terminal(format!("{name}: no content fingerprint")))?;
         ctx.clients
             .s3
             .put_object()

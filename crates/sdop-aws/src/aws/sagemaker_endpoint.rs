@@ -13,7 +13,7 @@ use aws_sdk_sagemaker::types::{
     ProductionVariant, ProductionVariantInstanceType, S3ModelDataSource, S3ModelDataType, Tag,
     VpcConfig,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
@@ -23,6 +23,7 @@ use crate::engine::plan::{
 };
 use crate::error::{Error, Result};
 use crate::kinds::endpoint::{ENDPOINT, ENDPOINT_CONFIG, MODEL};
+use crate::model::contracts::EndpointFields;
 
 pub struct ModelAdapter;
 pub struct EndpointConfigAdapter;
@@ -181,8 +182,15 @@ fn known_name(object: &DesiredObject) -> Result<&str> {
         .ok_or_else(|| Error::Terminal(format!("{} name not known yet", object.aws_type)))
 }
 
-fn str_field<'a>(object: &'a DesiredObject, name: &str) -> Option<&'a str> {
-    object.get(name).and_then(Value::as_str)
+/// A text field the call needs: missing or not text is an error, never `""` sent to AWS.
+fn required<'a>(object: &'a DesiredObject, name: &str) -> Result<&'a str> {
+    object.get(name).and_then(Value::as_str).ok_or_else(|| {
+        Error::Terminal(format!(
+            "{} {}: {name} is missing or not text",
+            object.aws_type,
+            object.name.display()
+        ))
+    })
 }
 
 #[async_trait]
@@ -240,9 +248,12 @@ impl Adapter for ModelAdapter {
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
         let name = known_name(object)?;
         let data = object.get("modelData").cloned().unwrap_or(Value::Null);
-        let uri = data["s3Uri"].as_str().unwrap_or_default();
-        let mut container =
-            ContainerDefinition::builder().image(str_field(object, "image").unwrap_or_default());
+        let uri = data["s3Uri"].as_str().ok_or_else(|| {
+            Error::Terminal(format!(
+                "sagemaker:model {name}: modelData.s3Uri is missing"
+            ))
+        })?;
+        let mut container = ContainerDefinition::builder().image(required(object, "image")?);
         if data["compression"] == "None" {
             container = container.model_data_source(
                 ModelDataSource::builder()
@@ -270,7 +281,7 @@ impl Adapter for ModelAdapter {
             .sagemaker
             .create_model()
             .model_name(name)
-            .execution_role_arn(str_field(object, "executionRoleArn").unwrap_or_default())
+            .execution_role_arn(required(object, "executionRoleArn")?)
             .primary_container(container.build())
             .set_tags(Some(tags(ctx, object)));
         if let Some(vpc) = vpc_config(object) {
@@ -351,15 +362,21 @@ impl Adapter for EndpointConfigAdapter {
         let name = known_name(object)?;
         let mut variant = ProductionVariant::builder()
             .variant_name("AllTraffic")
-            .model_name(str_field(object, "modelName").unwrap_or_default())
-            .instance_type(ProductionVariantInstanceType::from(
-                str_field(object, "instanceType").unwrap_or_default(),
-            ))
+            .model_name(required(object, "modelName")?)
+            .instance_type(ProductionVariantInstanceType::from(required(
+                object,
+                "instanceType",
+            )?))
             .initial_instance_count(
                 object
                     .get("instanceCount")
                     .and_then(Value::as_i64)
-                    .unwrap_or(1) as i32,
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        Error::Terminal(format!(
+                            "sagemaker:endpoint-config {name}: instanceCount is missing"
+                        ))
+                    })?,
             );
         if let Some(timeout) = object
             .get("containerStartupHealthCheckTimeoutSeconds")
@@ -375,8 +392,13 @@ impl Adapter for EndpointConfigAdapter {
             .production_variants(variant.build())
             .set_tags(Some(tags(ctx, object)));
         if let Some(async_inference) = object.get("asyncInference").filter(|v| !v.is_null()) {
-            let mut output = AsyncInferenceOutputConfig::builder()
-                .s3_output_path(async_inference["outputPath"].as_str().unwrap_or_default());
+            let mut output = AsyncInferenceOutputConfig::builder().s3_output_path(
+                async_inference["outputPath"].as_str().ok_or_else(|| {
+                    Error::Terminal(format!(
+                        "sagemaker:endpoint-config {name}: asyncInference.outputPath is missing"
+                    ))
+                })?,
+            );
             if let Some(path) = async_inference["failurePath"].as_str() {
                 output = output.s3_failure_path(path);
             }
@@ -459,12 +481,11 @@ impl Adapter for EndpointAdapter {
             .endpoint_config_name()
             .unwrap_or_default()
             .to_string();
-        let fields: BTreeMap<String, Value> = [
-            ("endpointConfigName".to_string(), json!(config)),
-            ("tags".to_string(), json!(user_tags)),
-        ]
-        .into();
-        let mut observed = ObservedObject::new(ObjectKey::new(ENDPOINT, name), fields, ownership);
+        let mut observed = EndpointFields {
+            endpoint_config_name: config.clone(),
+            tags: user_tags,
+        }
+        .observed(name, ownership);
         let reason = endpoint.failure_reason().map(str::to_string);
         observed.state = match endpoint.endpoint_status() {
             Some(EndpointStatus::InService) => match reason {
@@ -502,7 +523,7 @@ impl Adapter for EndpointAdapter {
             .sagemaker
             .create_endpoint()
             .endpoint_name(known_name(object)?)
-            .endpoint_config_name(str_field(object, "endpointConfigName").unwrap_or_default())
+            .endpoint_config_name(EndpointFields::of(object)?.endpoint_config_name)
             .set_tags(Some(tags(ctx, object)))
             .send()
             .await
@@ -560,7 +581,7 @@ impl Adapter for EndpointAdapter {
             sagemaker
                 .update_endpoint()
                 .endpoint_name(name)
-                .endpoint_config_name(str_field(object, "endpointConfigName").unwrap_or_default())
+                .endpoint_config_name(EndpointFields::of(object)?.endpoint_config_name)
                 .set_deployment_config(guardrails)
                 .send()
                 .await

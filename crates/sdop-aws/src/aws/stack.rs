@@ -6,15 +6,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, Tag};
-use serde_json::json;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
 use super::{classify, ownership_tags, read_ownership};
-use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
-};
+use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
+use crate::model::contracts::StackFields;
 
 pub struct StackAdapter;
 
@@ -126,16 +124,17 @@ fn template_url(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Strin
     })
 }
 
-fn parameter_map(object: &DesiredObject) -> BTreeMap<String, String> {
+fn stack_name(object: &DesiredObject) -> Result<&str> {
     object
-        .get("parameters")
-        .and_then(|p| serde_json::from_value(p.clone()).ok())
-        .unwrap_or_default()
+        .name
+        .known()
+        .ok_or_else(|| Error::Terminal("stack name not known yet".into()))
 }
 
-fn parameters(object: &DesiredObject) -> Vec<Parameter> {
-    parameter_map(object)
-        .into_iter()
+fn parameters(fields: &StackFields) -> Vec<Parameter> {
+    fields
+        .parameters
+        .iter()
         .map(|(k, v)| {
             Parameter::builder()
                 .parameter_key(k)
@@ -145,24 +144,20 @@ fn parameters(object: &DesiredObject) -> Vec<Parameter> {
         .collect()
 }
 
-fn capabilities(object: &DesiredObject) -> Vec<Capability> {
-    let list: Vec<String> = object
-        .get("capabilities")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    list.iter().map(|c| Capability::from(c.as_str())).collect()
+fn capabilities(fields: &StackFields) -> Vec<Capability> {
+    fields
+        .capabilities
+        .iter()
+        .map(|c| Capability::from(c.as_str()))
+        .collect()
 }
 
-fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> {
-    let user: BTreeMap<String, String> = object
-        .get("tags")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default();
-    let mut all = ownership_tags(ctx.resource, ctx.spec_hash, &user);
-    if let Some(fingerprint) = object.get("templateFingerprint").and_then(|f| f.as_str()) {
-        all.insert(TAG_TEMPLATE.into(), fingerprint.into());
+fn tags(ctx: &ObjectContext<'_>, fields: &StackFields) -> Vec<Tag> {
+    let mut all = ownership_tags(ctx.resource, ctx.spec_hash, &fields.tags);
+    if let Some(fingerprint) = &fields.template_fingerprint {
+        all.insert(TAG_TEMPLATE.into(), fingerprint.clone());
     }
-    let names: Vec<String> = parameter_map(object).into_keys().collect();
+    let names: Vec<String> = fields.parameters.keys().cloned().collect();
     // CloudFormation refuses an empty tag value (API_Tag: "Minimum length of 1"): no parameters
     // is written as NO_PARAMETERS, which no parameter is named (they are alphanumeric).
     let names = if names.is_empty() {
@@ -252,18 +247,13 @@ impl Adapter for StackAdapter {
             .map(|c| c.as_str().to_string())
             .collect();
         caps.sort();
-        let fields = [
-            ("parameters".to_string(), json!(params)),
-            ("capabilities".to_string(), json!(caps)),
-            ("tags".to_string(), json!(user)),
-            (
-                "templateFingerprint".to_string(),
-                json!(all_tags.get(TAG_TEMPLATE)),
-            ),
-        ]
-        .into();
-        let mut observed =
-            ObservedObject::new(ObjectKey::new(self.aws_type(), name), fields, ownership);
+        let mut observed = StackFields {
+            template_fingerprint: all_tags.get(TAG_TEMPLATE).cloned(),
+            parameters: params,
+            capabilities: caps,
+            tags: user,
+        }
+        .observed(name, ownership);
         let text = status.as_str();
         observed.state = if status == StackStatus::DeleteInProgress {
             ObjectState::Deleting(text.to_string())
@@ -304,15 +294,16 @@ impl Adapter for StackAdapter {
     }
 
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
-        let name = object.name.known().unwrap_or_default();
+        let name = stack_name(object)?;
+        let fields = StackFields::of(object)?;
         ctx.clients
             .cloudformation
             .create_stack()
             .stack_name(name)
             .template_url(template_url(ctx, object)?)
-            .set_parameters(Some(parameters(object)))
-            .set_capabilities(Some(capabilities(object)))
-            .set_tags(Some(tags(ctx, object)))
+            .set_parameters(Some(parameters(&fields)))
+            .set_capabilities(Some(capabilities(&fields)))
+            .set_tags(Some(tags(ctx, &fields)))
             .send()
             .await
             .map_err(|e| classify("cloudformation:CreateStack", e))?;
@@ -325,7 +316,8 @@ impl Adapter for StackAdapter {
         object: &DesiredObject,
         _changes: &[FieldChange],
     ) -> Result<ObjectState> {
-        let name = object.name.known().unwrap_or_default();
+        let name = stack_name(object)?;
+        let fields = StackFields::of(object)?;
         // A first create that rolled back cannot be updated: delete it, then create anew.
         if let Some(current) = self.read(ctx, name, None).await? {
             if matches!(&current.state, ObjectState::Failed(reason) if reason.starts_with("ROLLBACK_COMPLETE"))
@@ -342,9 +334,9 @@ impl Adapter for StackAdapter {
             .update_stack()
             .stack_name(name)
             .template_url(template_url(ctx, object)?)
-            .set_parameters(Some(parameters(object)))
-            .set_capabilities(Some(capabilities(object)))
-            .set_tags(Some(tags(ctx, object)))
+            .set_parameters(Some(parameters(&fields)))
+            .set_capabilities(Some(capabilities(&fields)))
+            .set_tags(Some(tags(ctx, &fields)))
             .send()
             .await;
         match result {

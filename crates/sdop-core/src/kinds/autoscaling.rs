@@ -15,6 +15,7 @@
 //! One AWS object (`application-autoscaling:endpoint-scaling`): the target, its policies and the
 //! alarm go together and go away together. It waits for the endpoint to be InService.
 
+use crate::model::contracts::ScalingDesired;
 use crate::model::object::AwsType;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,6 +24,11 @@ use super::Checks;
 use crate::model::object::{DesiredObject, Mutability, ObjectName};
 
 pub const AWS_TYPE: AwsType = AwsType::EndpointScaling;
+
+/// Application Auto Scaling's integers are 32-bit; validation keeps these far below.
+fn saturating(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
 
 /// The one production variant sdop's endpoint configs have.
 pub const VARIANT: &str = "AllTraffic";
@@ -133,7 +139,7 @@ impl Autoscaling {
         &self,
         endpoint_name: &str,
         instance_type: &str,
-        tags: Option<serde_json::Value>,
+        tags: Option<crate::model::contracts::Tags>,
         after: (AwsType, String),
     ) -> DesiredObject {
         let mut object = DesiredObject::new(
@@ -141,23 +147,16 @@ impl Autoscaling {
             ObjectName::Known(resource_id(endpoint_name)),
             Mutability::InPlace,
         )
-        .field("minCapacity", Some(json!(self.min_instances)))
-        .field("maxCapacity", Some(json!(self.max_instances)))
-        .field(
-            "targetBacklogPerInstance",
-            Some(json!(self.target_backlog_per_instance)),
-        )
-        .field(
-            "scaleInCooldownSeconds",
-            Some(json!(self.scale_in_cooldown_seconds)),
-        )
-        .field(
-            "scaleOutCooldownSeconds",
-            Some(json!(self.scale_out_cooldown_seconds)),
-        )
-        .field("scaleOutFromZero", Some(json!(self.scales_from_zero())))
-        .field("instanceType", Some(json!(instance_type)))
-        .field("tags", tags)
+        .contract(ScalingDesired {
+            min_capacity: Some(saturating(self.min_instances)),
+            max_capacity: Some(saturating(self.max_instances)),
+            target_backlog_per_instance: Some(Some(self.target_backlog_per_instance)),
+            scale_in_cooldown_seconds: Some(Some(saturating(self.scale_in_cooldown_seconds))),
+            scale_out_cooldown_seconds: Some(Some(saturating(self.scale_out_cooldown_seconds))),
+            scale_out_from_zero: Some(self.scales_from_zero()),
+            instance_type: Some(Some(instance_type.to_string())),
+            tags,
+        })
         .input("endpointName", json!(endpoint_name))
         .after_ready(after.0, &after.1);
         object.replaced_on = &["instanceType"];

@@ -1,5 +1,6 @@
 //! `Bucket`: an S3 bucket (workshop step 2, `aws s3 mb`), private and encrypted by default.
 
+use crate::model::contracts::BucketDesired;
 use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
@@ -112,15 +113,14 @@ impl Kind for Bucket {
             "abortIncompleteUploadsAfterDays",
             json!(spec.abort_incomplete_uploads_after_days),
         )
-        .field("region", Some(json!(spec.region)))
-        .field(
-            "tags",
-            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
-        )
-        // sdop's ownership tags present: a bucket whose create was interrupted after
-        // CreateBucket (a throttled PutBucketTagging, a crash) is finished by an update.
-        .field("ownershipTagged", Some(json!(true)))
-        .field("publicAccessBlocked", Some(json!(true)))
-        .field("encryption", Some(json!("AES256")))]
+        .contract(BucketDesired {
+            region: Some(spec.region.clone()),
+            tags: super::resolve_tags(&spec.tags, ctx.outputs),
+            // sdop's ownership tags present: a bucket whose create was interrupted after
+            // CreateBucket (a throttled PutBucketTagging, a crash) is finished by an update.
+            ownership_tagged: Some(true),
+            public_access_blocked: Some(true),
+            encryption: Some("AES256".into()),
+        })]
     }
 }

@@ -5,6 +5,7 @@
 //! `models` channel. The job name carries the content hash of all of it: a restart never
 //! starts it twice, and a spec change starts a new job.
 
+use crate::model::contracts::ObjectDesired;
 use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
@@ -606,7 +607,9 @@ impl Kind for DreamboothJob {
             ObjectName::Known(format!("{bucket}/{config_key}")),
             Mutability::InPlace,
         )
-        .field("contentFingerprint", Some(json!(config_id)))
+        .contract(ObjectDesired {
+            content_fingerprint: Some(Some(config_id.to_string())),
+        })
         .input("body", json!(config.to_string()))
         .input("contentType", json!("application/json"));
 

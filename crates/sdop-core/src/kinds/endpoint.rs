@@ -2,6 +2,7 @@
 //! a Model and an EndpointConfig (immutable, content-hash names) and an Endpoint that points
 //! at the current config.
 
+use crate::model::contracts::{EndpointDesired, RegistrationDesired};
 use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
@@ -197,7 +198,9 @@ fn registration_object(
         },
     };
     let object = DesiredObject::new(REGISTRATION, name, Mutability::InPlace)
-        .field("industrialModel", model.map(|m| json!(m)))
+        .contract(RegistrationDesired {
+            industrial_model: model,
+        })
         .input("table", json!(registration.table))
         .input("endpointName", json!(endpoint_name));
     match &registration.industrial_model {
@@ -577,11 +580,10 @@ impl Kind for Endpoint {
             ObjectName::Known(spec.endpoint_name.clone()),
             Mutability::InPlace,
         )
-        .field("endpointConfigName", config.name.known().map(|n| json!(n)))
-        .field(
-            "tags",
-            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
-        )
+        .contract(EndpointDesired {
+            endpoint_config_name: config.name.known().map(str::to_string),
+            tags: super::resolve_tags(&spec.tags, ctx.outputs),
+        })
         .capacity(crate::cost::Capacity {
             instance_type: spec.instance_type.clone(),
             instance_count: spec.instance_count,
@@ -606,7 +608,7 @@ impl Kind for Endpoint {
             ));
         }
         if let Some(autoscaling) = &spec.autoscaling {
-            let tags = super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t));
+            let tags = super::resolve_tags(&spec.tags, ctx.outputs);
             // After the rollout's smoke check passed, when there is one.
             let after = match objects.last() {
                 Some(check) if check.verifies => (check.aws_type, check.name.display()),

@@ -1,6 +1,7 @@
 //! `ImageRepository`: an ECR repository (workshop step 3) and the image tag it follows.
 //! Its status pins the tag to a digest, so consumers deploy reproducibly.
 
+use crate::model::contracts::RepositoryDesired;
 use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
@@ -139,12 +140,13 @@ impl Kind for ImageRepository {
             ObjectName::Known(spec.repository_name.clone()),
             Mutability::InPlace,
         )
-        .field("scanOnPush", Some(json!(spec.scan_on_push)))
-        .field("imageTagMutability", Some(json!(spec.image_tag_mutability)))
-        .field(
-            "tags",
-            super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
-        )
+        .contract(RepositoryDesired {
+            scan_on_push: Some(spec.scan_on_push),
+            image_tag_mutability: serde_json::to_value(spec.image_tag_mutability)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string)),
+            tags: super::resolve_tags(&spec.tags, ctx.outputs),
+        })
         .input("imageTag", json!(spec.image_tag))]
     }
 }

@@ -2,6 +2,7 @@
 //! templates it points at) is uploaded to S3 first, as the workshop's build script does, with
 //! the other artifacts the templates read (the Lambda code zips under `codes/`).
 
+use crate::model::contracts::{ObjectDesired, StackDesired};
 use crate::model::object::AwsType;
 use std::collections::BTreeMap;
 
@@ -138,7 +139,9 @@ pub fn directory_objects(bucket: &str, prefix: &str, local: &LocalFile) -> Vec<D
                 ObjectName::Known(format!("{bucket}/{prefix}{}", entry.path)),
                 Mutability::InPlace,
             )
-            .field("contentFingerprint", Some(json!(entry.fingerprint)))
+            .contract(ObjectDesired {
+                content_fingerprint: Some(Some(entry.fingerprint.clone())),
+            })
             .input("path", json!(entry.resolved))
         })
         .collect()
@@ -470,7 +473,9 @@ impl Kind for Stack {
             fingerprints.push(local.map(|f| f.fingerprint.clone()));
             let mut object =
                 DesiredObject::new(TEMPLATE_OBJECT, ObjectName::Known(key), Mutability::InPlace)
-                    .field("contentFingerprint", local.map(|f| json!(f.fingerprint)));
+                    .contract(ObjectDesired {
+                        content_fingerprint: local.map(|f| Some(f.fingerprint.clone())),
+                    });
             if let Some(local) = local {
                 object = object.input("path", json!(local.resolved));
             }
@@ -499,17 +504,18 @@ impl Kind for Stack {
         // One fingerprint over every local template: a nested template's change updates the
         // stack. CloudFormation does not report a stack's template URL, so a template given by
         // URL is fingerprinted by its URL (read back from the stack's tag, like the files').
-        let template_fingerprint: Option<serde_json::Value> = if fingerprints.is_empty() {
-            spec.template
-                .url
-                .as_ref()
-                .map(|url| json!(crate::model::naming::content_hash(url)[..16]))
-                .or(Some(json!(null)))
+        let template_fingerprint: Option<Option<String>> = if fingerprints.is_empty() {
+            Some(
+                spec.template
+                    .url
+                    .as_ref()
+                    .map(|url| crate::model::naming::content_hash(url)[..16].to_string()),
+            )
         } else {
             fingerprints
                 .into_iter()
                 .collect::<Option<Vec<String>>>()
-                .map(|all| json!(crate::model::naming::content_hash(&all)[..16]))
+                .map(|all| Some(crate::model::naming::content_hash(&all)[..16].to_string()))
         };
         objects.push(
             DesiredObject::new(
@@ -517,17 +523,13 @@ impl Kind for Stack {
                 ObjectName::Known(spec.stack_name.clone()),
                 Mutability::InPlace,
             )
+            .contract(StackDesired {
+                template_fingerprint,
+                parameters,
+                capabilities: Some(sorted_capabilities(&spec.capabilities)),
+                tags: super::resolve_tags(&spec.tags, ctx.outputs),
+            })
             .unobservable("template", template_url.map(|u| json!(u)))
-            .field("templateFingerprint", template_fingerprint)
-            .field("parameters", parameters.map(|p| json!(p)))
-            .field(
-                "capabilities",
-                Some(json!(sorted_capabilities(&spec.capabilities))),
-            )
-            .field(
-                "tags",
-                super::resolve_tags(&spec.tags, ctx.outputs).map(|t| json!(t)),
-            )
             // Not sent to CloudFormation: unknown until every output waited for exists, which
             // holds the create back (and is not compared, so a new digest updates nothing).
             .unobservable("waitFor", wait_for.map(|w| json!(w))),

@@ -7,6 +7,7 @@
 #[rustfmt::skip]
 pub mod aws_models;
 pub mod aws_rules;
+pub mod contracts;
 pub mod local_file;
 pub mod naming;
 pub mod object;

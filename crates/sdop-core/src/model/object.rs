@@ -252,6 +252,13 @@ impl DesiredObject {
         self
     }
 
+    /// Sets the compared fields from the type's contract (`model::contracts`).
+    pub fn contract<C: super::contracts::DesiredContract>(mut self, desired: C) -> Self {
+        assert_eq!(self.aws_type, C::AWS_TYPE, "a contract of another type");
+        self.fields = desired.into_fields();
+        self
+    }
+
     /// Adds a value that is sent or waited for but never compared; `None` waits.
     pub fn unobservable(mut self, name: &str, value: Option<Value>) -> Self {
         self.unobservable.insert(name.to_string(), value);
