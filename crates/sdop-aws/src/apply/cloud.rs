@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::aws::adapters::{adapter, ObjectContext};
 use crate::aws::Clients;
-use crate::engine::cloud::{BoxFuture, Cloud, ExternalValues, Scope};
+use crate::engine::cloud::{BoxFuture, Cloud, Created, ExternalValues, Scope};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -98,12 +98,14 @@ impl Cloud for AwsCloud {
         &'a self,
         scope: Scope<'a>,
         object: &'a DesiredObject,
-    ) -> BoxFuture<'a, Result<ObjectState>> {
+    ) -> BoxFuture<'a, Result<Created>> {
         Box::pin(async move {
             let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
             let ctx = context(&clients, &scope);
-            match adapter.create(&ctx, object).await {
+            // Every type sdop creates today is named by sdop; an adapter of an AWS-named one
+            // (a Model Registry version) returns the name AWS assigned.
+            let created = match adapter.create(&ctx, object).await {
                 // Another writer (an apply elsewhere, an earlier run) created it first: a
                 // content-derived name means the same content, so sdop's own is success.
                 Err(err) if crate::aws::already_exists(&err) => {
@@ -125,7 +127,8 @@ impl Cloud for AwsCloud {
                     }
                 }
                 outcome => outcome,
-            }
+            };
+            created.map(Created::named_by_sdop)
         })
     }
 

@@ -16,6 +16,26 @@ use super::plan::{DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedOb
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a create returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// The object's state right after (not trusted: the next round reads it).
+    pub state: ObjectState,
+    /// The name AWS assigned (a SageMaker Model Registry version's ARN), which sdop records
+    /// instead of the desired one; `None` when the desired name is the object's.
+    pub assigned_name: Option<String>,
+}
+
+impl Created {
+    /// An object under the name sdop chose.
+    pub fn named_by_sdop(state: ObjectState) -> Self {
+        Created {
+            state,
+            assigned_name: None,
+        }
+    }
+}
+
 /// Values from outside any resource, as outputs: `(SSMParameter/<name>, {value})`.
 pub type ExternalValues = Vec<(ResourceId, BTreeMap<String, String>)>;
 
@@ -61,12 +81,13 @@ pub trait Cloud: Send + Sync {
         key: &'a ObjectKey,
         desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
-    /// Creates the object, tagged as owned by `scope.resource`; its state right after.
+    /// Creates the object, tagged as owned by `scope.resource`: its state right after, and the
+    /// name AWS assigned when AWS names it.
     fn create<'a>(
         &'a self,
         scope: Scope<'a>,
         object: &'a DesiredObject,
-    ) -> BoxFuture<'a, Result<ObjectState>>;
+    ) -> BoxFuture<'a, Result<Created>>;
     /// Converges the changed fields of an existing object.
     fn update<'a>(
         &'a self,
@@ -105,11 +126,7 @@ impl Cloud for Offline {
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>> {
         Box::pin(async { Ok(None) })
     }
-    fn create<'a>(
-        &'a self,
-        _: Scope<'a>,
-        _: &'a DesiredObject,
-    ) -> BoxFuture<'a, Result<ObjectState>> {
+    fn create<'a>(&'a self, _: Scope<'a>, _: &'a DesiredObject) -> BoxFuture<'a, Result<Created>> {
         refuse()
     }
     fn update<'a>(
@@ -135,6 +152,8 @@ pub struct InMemory {
     pub calls: Mutex<Vec<String>>,
     /// The mutating call (counted from 1 over the cloud's life) that fails, and when.
     fault: Mutex<Option<(usize, CrashWindow)>>,
+    /// Creates are named by the cloud, as `<desired name>/1` (a registry version).
+    pub assigns_versions: std::sync::atomic::AtomicBool,
 }
 
 /// Where a failed call fails: before AWS did anything, or after AWS did it and before the
@@ -256,14 +275,24 @@ impl Cloud for InMemory {
         &'a self,
         scope: Scope<'a>,
         object: &'a DesiredObject,
-    ) -> BoxFuture<'a, Result<ObjectState>> {
+    ) -> BoxFuture<'a, Result<Created>> {
         Box::pin(async move {
-            let created = observed_from(scope, object).ok_or_else(|| {
+            let mut created = observed_from(scope, object).ok_or_else(|| {
                 crate::error::Error::Terminal("create of an object whose name is unknown".into())
             })?;
+            let assigned = self
+                .assigns_versions
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| format!("{}/1", created.key.name));
+            if let Some(name) = &assigned {
+                created.key.name = name.clone();
+            }
             let line = format!("Create {} {}", created.key.aws_type, created.key.name);
             self.mutate(line, || self.put(created))?;
-            Ok(ObjectState::Ready)
+            Ok(Created {
+                state: ObjectState::Ready,
+                assigned_name: assigned,
+            })
         })
     }
     fn update<'a>(

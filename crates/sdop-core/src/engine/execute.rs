@@ -503,7 +503,15 @@ async fn create(
     status.record_object(object.aws_type, name);
     persist(status)?;
     match cloud.create(scope, object).await {
-        Ok(state) => Ok(state),
+        Ok(created) => {
+            // An object AWS named: recorded under its name, so sdop owns and finds it.
+            if let Some(assigned) = created.assigned_name.filter(|a| a != name) {
+                status.forget_object(object.aws_type, name);
+                status.record_object(object.aws_type, &assigned);
+                persist(status)?;
+            }
+            Ok(created.state)
+        }
         Err(err) => {
             if err.class() == ErrorClass::Terminal && !recorded_before {
                 status.forget_object(object.aws_type, name);
@@ -643,6 +651,25 @@ spec:
         let loaded = load_str("t.yaml", MANIFESTS);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         loaded
+    }
+
+    /// A create AWS names (a registry version): the executor records the name AWS assigned,
+    /// in place of its intent under the desired one.
+    #[tokio::test]
+    async fn the_name_aws_assigns_is_recorded() {
+        let loaded = load_str(
+            "t.yaml",
+            "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-assets, region: us-east-1}\n",
+        );
+        let cloud = InMemory::default();
+        cloud
+            .assigns_versions
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let disk = Disk::default();
+        apply_once(&loaded, &cloud, &disk).await.unwrap();
+        let status = disk.lock().unwrap()[&ResourceId::new("Bucket", "assets")].clone();
+        let names: Vec<&str> = status.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["sdop-assets/1"]);
     }
 
     #[tokio::test]
