@@ -9,7 +9,7 @@
 //!   writes, and the daemon's lease as the writer lock, so several daemons and CI applies
 //!   share one inventory.
 
-use crate::model::object::AwsType;
+use crate::model::object::{AwsType, RolloutTarget};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,19 +75,19 @@ pub struct ResourceStatus {
     /// A spec hash that failed terminally: not retried until the spec changes.
     #[serde(default)]
     pub failed_spec_hash: Option<String>,
-    /// An endpoint config whose rollout AWS rolled back: not retried until the spec changes.
-    #[serde(default)]
-    pub failed_rollout: Option<String>,
-    /// The endpoint config an update was started towards.
-    #[serde(default)]
-    pub rollout_target: Option<String>,
+    /// A rollout AWS (or a failed smoke check) rolled back: not retried until the spec changes.
+    #[serde(default, deserialize_with = "earlier::rollout")]
+    pub failed_rollout: Option<RolloutTarget>,
+    /// The in-place change an update was started towards.
+    #[serde(default, deserialize_with = "earlier::rollout")]
+    pub rollout_target: Option<RolloutTarget>,
     /// What the object a smoke check verifies was before the rollout (to roll back to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<crate::model::object::RollbackTarget>,
     /// In-place updates made but not yet seen converged. The same update planned again before
     /// that means AWS does not keep the value: reported, not repeated in a loop.
-    #[serde(default)]
-    pub unconfirmed_updates: Vec<String>,
+    #[serde(default, deserialize_with = "earlier::rollouts")]
+    pub unconfirmed_updates: Vec<RolloutTarget>,
     #[serde(default)]
     pub objects: Vec<ObjectRecord>,
     #[serde(default)]
@@ -534,5 +534,44 @@ mod tests {
         assert_eq!(store.load_all().unwrap().len(), 1);
         store.remove(&id).unwrap();
         assert!(store.load(&id).unwrap().is_none());
+    }
+}
+
+/// Statuses written before the rollout memory was typed held it as text
+/// (`sagemaker:endpoint NAME field=value`): such entries are read as absent, so an in-flight
+/// rollout's memory is forgotten once on upgrade (at worst one more update is tried before a
+/// rollback or persisting drift is recognised again).
+mod earlier {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::model::object::RolloutTarget;
+
+    pub fn rollout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RolloutTarget>, D::Error> {
+        let value = Option::<serde_json::Value>::deserialize(d)?;
+        Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    pub fn rollouts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RolloutTarget>, D::Error> {
+        let values = Vec::<serde_json::Value>::deserialize(d)?;
+        Ok(values
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn text_from_an_earlier_sdop_is_read_as_absent() {
+            let status: crate::state::ResourceStatus = serde_json::from_value(serde_json::json!({
+                "kind": "Endpoint", "name": "e", "phase": "Ready",
+                "rolloutTarget": "sagemaker:endpoint e endpointConfigName=\"c\"",
+                "unconfirmedUpdates": ["sagemaker:endpoint e tags={}"],
+                "updatedAt": "2026-12-05T00:00:00Z"
+            }))
+            .unwrap();
+            assert_eq!(status.rollout_target, None);
+            assert!(status.unconfirmed_updates.is_empty());
+        }
     }
 }

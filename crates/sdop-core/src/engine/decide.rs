@@ -6,20 +6,19 @@
 //! the ones that are due now.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use super::plan::{
     self, Action, AwsType, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation,
     Ownership,
 };
 use crate::manifest::ResourceId;
+use crate::model::object::RolloutTarget;
 use crate::state::Phase;
 
-/// Facts of the spec that steer decisions (typed, from the kind; never read from JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SpecFacts {
-    /// `adopt: true`: an existing object without sdop's tags is taken over, not a conflict.
-    pub adopt: bool,
-}
+/// Facts of the spec that steer decisions: the kind's, one type for the kinds and the engine
+/// (typed, never read from JSON).
+pub use crate::kinds::SpecFacts;
 
 /// A dependency as this resource sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,13 +36,13 @@ pub struct Memory {
     /// A spec hash that failed terminally: not retried until the spec changes.
     pub failed_spec_hash: Option<String>,
     /// A rollout AWS rolled back: not retried until the spec changes.
-    pub failed_rollout: Option<String>,
+    pub failed_rollout: Option<RolloutTarget>,
     /// The in-place change last started (to recognise AWS rolling it back).
-    pub rollout_target: Option<String>,
+    pub rollout_target: Option<RolloutTarget>,
     /// What the object a check verifies was before the rollout started (to roll back to).
     pub rollback_to: Option<plan::RollbackTarget>,
     /// In-place changes made but not yet seen converged.
-    pub unconfirmed_updates: Vec<String>,
+    pub unconfirmed_updates: Vec<RolloutTarget>,
     /// Objects sdop created or adopted for the resource, oldest first.
     pub objects: Vec<ObjectKey>,
     pub outputs: BTreeMap<String, String>,
@@ -160,19 +159,8 @@ impl Decision {
 
 /// What an in-place update is trying to reach, e.g.
 /// `sagemaker:endpoint sd-base endpointConfigName="sd-base-1a2b"`.
-pub fn rollout_target(action: &Action) -> String {
-    let fields: Vec<String> = action
-        .changes
-        .iter()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.field,
-                c.after.as_ref().map_or("?".into(), |v| v.to_string())
-            )
-        })
-        .collect();
-    format!("{} {} {}", action.aws_type, action.name, fields.join(" "))
+pub fn rollout_target(action: &Action) -> RolloutTarget {
+    RolloutTarget::new(action.aws_type, &action.name, &action.changes)
 }
 
 fn defer_all(actions: &mut [Action], why: &str) {
@@ -189,82 +177,164 @@ fn status(phase: Phase, reason: Reason, message: impl Into<String>) -> Option<St
     })
 }
 
-/// The one decision of a pass (pure).
+/// The one decision of a pass (pure): named gates, in order, each of which may end the
+/// decision (`ControlFlow::Break`) or let the next one look; what passes them all is decided
+/// from what AWS shows ([`Draft::phase_from_aws`]). The table tests below are its spec.
 pub fn decide(input: &Inputs) -> Decision {
-    let mut memory = input.memory.clone();
-    let mut notices = Vec::new();
-    let spec_hash = input.spec_hash;
-
-    // Failure memory: a terminal failure is not retried until the spec changes.
-    if memory.observed_spec_hash.as_deref() != Some(spec_hash)
-        && memory.failed_spec_hash.is_some()
-        && memory.failed_spec_hash.as_deref() != Some(spec_hash)
-    {
-        memory.failed_spec_hash = None;
-        memory.failed_rollout = None;
-        notices.push(Notice {
-            loud: false,
-            line: "spec changed: retrying after the earlier failure".into(),
-        });
+    let mut draft = Draft::new(input);
+    match draft.gates() {
+        ControlFlow::Break(decision) => decision,
+        ControlFlow::Continue(()) => draft.phase_from_aws(),
     }
-    if memory.failed_spec_hash.as_deref() == Some(spec_hash) {
-        return Decision {
+}
+
+/// What a decision builds up as its gates run.
+struct Draft<'i, 'a> {
+    input: &'i Inputs<'a>,
+    /// What AWS shows, with ownership as sdop knows it.
+    observed: Vec<ObservedObject>,
+    actions: Vec<Action>,
+    /// Objects the resource recorded and no longer wants.
+    superseded: Vec<ObjectKey>,
+    memory: Memory,
+    notices: Vec<Notice>,
+}
+
+impl<'i, 'a> Draft<'i, 'a> {
+    fn new(input: &'i Inputs<'a>) -> Self {
+        Draft {
+            input,
+            observed: Vec::new(),
             actions: Vec::new(),
-            status: None,
-            memory,
-            notices,
-            next: Next::WhenWoken,
-        };
-    }
-
-    // Ownership as sdop knows it: its memory says it created an object whose tags someone
-    // removed; `adopt: true` takes over an untagged one.
-    let observed: Vec<ObservedObject> = input
-        .observed
-        .iter()
-        .cloned()
-        .map(|mut found| {
-            if found.ownership == Ownership::Foreign {
-                if memory.owns(&found.key) {
-                    found.ownership = Ownership::Owned {
-                        resource: input.resource.clone(),
-                    };
-                } else if input.facts.adopt {
-                    found.ownership = Ownership::Adopted;
-                }
-            }
-            found
-        })
-        .collect();
-    let state_of = |aws_type: AwsType, name: &str| {
-        observed
-            .iter()
-            .find(|o| o.key.aws_type == aws_type && o.key.name == name)
-            .map(|o| &o.state)
-    };
-    let mut actions = plan::plan_resource(input.resource, input.desired, &observed);
-    // An object being deleted outside sdop comes back once it is gone.
-    for found in &observed {
-        if let ObjectState::Deleting(what) = &found.state {
-            let why = format!("being deleted outside sdop ({what}): recreated once it is gone");
-            actions.retain(|a| !(a.aws_type == found.key.aws_type && a.name == found.key.name));
-            if let Some(want) = input.desired.iter().find(|d| {
-                d.aws_type == found.key.aws_type && d.name.known() == Some(&found.key.name)
-            }) {
-                let mut create = plan::create_action(input.resource, want, why.clone());
-                create.deferred = Some(format!(
-                    "after {} {} is gone",
-                    found.key.aws_type, found.key.name
-                ));
-                actions.push(create);
-            }
+            superseded: Vec::new(),
+            memory: input.memory.clone(),
+            notices: Vec::new(),
         }
     }
-    get_out_of_the_way(&mut actions, input.desired);
-    let superseded = superseded(input.desired, &memory);
 
-    // Dependencies first: nothing is done before what this resource reads is Ready.
-    if let Some(dep) = input.dependencies.iter().find(|d| d.phase != Phase::Ready) {
+    /// Ends the decision with `actions`, `status` and what comes next.
+    fn decision(
+        &mut self,
+        actions: Vec<Action>,
+        status: Option<StatusChange>,
+        next: Next,
+    ) -> ControlFlow<Decision> {
+        ControlFlow::Break(self.finish(actions, status, next))
+    }
+
+    fn finish(
+        &mut self,
+        actions: Vec<Action>,
+        status: Option<StatusChange>,
+        next: Next,
+    ) -> Decision {
+        Decision {
+            actions,
+            status,
+            memory: std::mem::take(&mut self.memory),
+            notices: std::mem::take(&mut self.notices),
+            next,
+        }
+    }
+
+    fn notice(&mut self, loud: bool, line: impl Into<String>) {
+        self.notices.push(Notice {
+            loud,
+            line: line.into(),
+        });
+    }
+
+    fn state_of(&self, aws_type: AwsType, name: &str) -> Option<&ObjectState> {
+        state_in(&self.observed, aws_type, name)
+    }
+
+    /// The gates, in order.
+    fn gates(&mut self) -> ControlFlow<Decision> {
+        self.failed_spec_waits_for_a_change()?;
+        self.diff();
+        self.dependencies_ready()?;
+        self.values_known()?;
+        self.no_conflict()?;
+        self.remember_and_confirm();
+        self.failed_check_rolls_back()?;
+        self.guards()?;
+        self.due_actions_run()
+    }
+
+    /// A terminal failure is not retried until the spec changes (a changed spec forgets it).
+    fn failed_spec_waits_for_a_change(&mut self) -> ControlFlow<Decision> {
+        let spec_hash = self.input.spec_hash;
+        let memory = &mut self.memory;
+        if memory.observed_spec_hash.as_deref() != Some(spec_hash)
+            && memory.failed_spec_hash.is_some()
+            && memory.failed_spec_hash.as_deref() != Some(spec_hash)
+        {
+            memory.failed_spec_hash = None;
+            memory.failed_rollout = None;
+            self.notice(false, "spec changed: retrying after the earlier failure");
+        }
+        if self.memory.failed_spec_hash.as_deref() == Some(spec_hash) {
+            return self.decision(Vec::new(), None, Next::WhenWoken);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Ownership as sdop knows it (its memory says it created an object whose tags someone
+    /// removed; `adopt: true` takes over an untagged one), the field diff, objects being
+    /// deleted outside sdop, what must get out of the way, and what is superseded.
+    fn diff(&mut self) {
+        let input = self.input;
+        let memory = &self.memory;
+        self.observed = input
+            .observed
+            .iter()
+            .cloned()
+            .map(|mut found| {
+                if found.ownership == Ownership::Foreign {
+                    if memory.owns(&found.key) {
+                        found.ownership = Ownership::Owned {
+                            resource: input.resource.clone(),
+                        };
+                    } else if input.facts.adopt {
+                        found.ownership = Ownership::Adopted;
+                    }
+                }
+                found
+            })
+            .collect();
+        let mut actions = plan::plan_resource(input.resource, input.desired, &self.observed);
+        // An object being deleted outside sdop comes back once it is gone.
+        for found in &self.observed {
+            if let ObjectState::Deleting(what) = &found.state {
+                let why = format!("being deleted outside sdop ({what}): recreated once it is gone");
+                actions.retain(|a| !(a.aws_type == found.key.aws_type && a.name == found.key.name));
+                if let Some(want) = input.desired.iter().find(|d| {
+                    d.aws_type == found.key.aws_type && d.name.known() == Some(&found.key.name)
+                }) {
+                    let mut create = plan::create_action(input.resource, want, why.clone());
+                    create.deferred = Some(format!(
+                        "after {} {} is gone",
+                        found.key.aws_type, found.key.name
+                    ));
+                    actions.push(create);
+                }
+            }
+        }
+        get_out_of_the_way(&mut actions, input.desired);
+        self.superseded = superseded(input.desired, &self.memory);
+        self.actions = actions;
+    }
+
+    /// Nothing is done before what this resource reads is Ready.
+    fn dependencies_ready(&mut self) -> ControlFlow<Decision> {
+        let Some(dep) = self
+            .input
+            .dependencies
+            .iter()
+            .find(|d| d.phase != Phase::Ready)
+        else {
+            return ControlFlow::Continue(());
+        };
         let why = if dep.message.is_empty() {
             format!("{:?}", dep.phase)
         } else {
@@ -275,201 +345,202 @@ pub fn decide(input: &Inputs) -> Decision {
         } else {
             Reason::WaitingForDependency
         };
+        let mut actions = std::mem::take(&mut self.actions);
         defer_all(&mut actions, &format!("after {} is ready", dep.id));
-        return Decision {
-            actions,
-            status: status(
-                Phase::Pending,
-                reason,
-                format!("waiting for {} ({why})", dep.id),
-            ),
-            memory,
-            notices,
-            next: Next::WhenWoken,
-        };
+        let status = status(
+            Phase::Pending,
+            reason,
+            format!("waiting for {} ({why})", dep.id),
+        );
+        self.decision(actions, status, Next::WhenWoken)
     }
-    if let Some(unknown) = input
-        .desired
-        .iter()
-        .find(|d| d.name.known().is_none() || !d.fully_known())
-    {
+
+    /// Nothing is done before every value the objects need is known.
+    fn values_known(&mut self) -> ControlFlow<Decision> {
+        let Some(unknown) = self
+            .input
+            .desired
+            .iter()
+            .find(|d| d.name.known().is_none() || !d.fully_known())
+        else {
+            return ControlFlow::Continue(());
+        };
         let fields: Vec<&str> = unknown.unknown().collect();
+        let message = format!(
+            "{} needs values not available yet from its references ({})",
+            unknown.aws_type,
+            fields.join(", ")
+        );
+        let mut actions = std::mem::take(&mut self.actions);
         defer_all(&mut actions, "after the values it reads are known");
-        return Decision {
-            actions,
-            status: status(
-                Phase::Pending,
-                Reason::WaitingForOutputs,
-                format!(
-                    "{} needs values not available yet from its references ({})",
-                    unknown.aws_type,
-                    fields.join(", ")
-                ),
-            ),
-            memory,
-            notices,
-            next: Next::Backoff,
-        };
+        let status = status(Phase::Pending, Reason::WaitingForOutputs, message);
+        self.decision(actions, status, Next::Backoff)
     }
-    if let Some(conflict) = actions.iter().find(|a| a.operation == Operation::Conflict) {
+
+    /// An object sdop does not own stops everything (and is never touched).
+    fn no_conflict(&mut self) -> ControlFlow<Decision> {
+        let Some(conflict) = self
+            .actions
+            .iter()
+            .find(|a| a.operation == Operation::Conflict)
+        else {
+            return ControlFlow::Continue(());
+        };
         let message = format!(
             "{} {}: {}",
             conflict.aws_type, conflict.name, conflict.reason
         );
-        if memory.phase != Phase::Conflict {
-            notices.push(Notice {
-                loud: true,
-                line: format!("conflict: {message}"),
-            });
+        if self.memory.phase != Phase::Conflict {
+            self.notice(true, format!("conflict: {message}"));
         }
+        let mut actions = std::mem::take(&mut self.actions);
         actions.retain(|a| a.operation == Operation::Conflict);
-        return Decision {
-            actions,
-            status: status(Phase::Conflict, Reason::NotOwned, message),
-            memory,
-            notices,
-            next: Next::WhenWoken,
-        };
+        let status = status(Phase::Conflict, Reason::NotOwned, message);
+        self.decision(actions, status, Next::WhenWoken)
     }
 
-    // What sdop manages from now on: every desired object that exists and is its own.
-    for found in &observed {
-        if matches!(&found.ownership, Ownership::Owned { resource } if resource == input.resource)
-            || found.ownership == Ownership::Adopted
-        {
-            memory.record(&found.key);
+    /// What sdop manages from now on (every desired object that exists and is its own), and
+    /// the updates confirmed by their objects seen converged.
+    fn remember_and_confirm(&mut self) {
+        let input = self.input;
+        for found in &self.observed {
+            if matches!(&found.ownership, Ownership::Owned { resource } if resource == input.resource)
+                || found.ownership == Ownership::Adopted
+            {
+                self.memory.record(&found.key);
+            }
+        }
+        for want in input.desired {
+            let name = want.name.known().unwrap_or_default();
+            let settled = !matches!(
+                self.state_of(want.aws_type, name),
+                Some(ObjectState::Progressing(_) | ObjectState::Deleting(_)) | None
+            );
+            let planned = self
+                .actions
+                .iter()
+                .any(|a| a.aws_type == want.aws_type && a.name == name);
+            if settled && !planned {
+                self.memory
+                    .unconfirmed_updates
+                    .retain(|u| !u.is_of(want.aws_type, name));
+            }
         }
     }
-    // Objects seen converged confirm the updates made to them.
-    for want in input.desired {
-        let name = want.name.known().unwrap_or_default();
-        let settled = !matches!(
-            state_of(want.aws_type, name),
-            Some(ObjectState::Progressing(_) | ObjectState::Deleting(_)) | None
-        );
-        let planned = actions
+
+    /// A failed check of a rollout rolls it back (once); after that the rollout is not
+    /// retried until the spec changes.
+    fn failed_check_rolls_back(&mut self) -> ControlFlow<Decision> {
+        match roll_back_failed_check(
+            self.input,
+            &self.observed,
+            &mut self.memory,
+            &mut self.notices,
+        ) {
+            Some(decision) => ControlFlow::Break(decision),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Per due action: objects waiting for a sibling wait; in-progress objects finish first;
+    /// a change AWS rolled back or does not keep is reported, not repeated in a loop; a
+    /// verified rollout remembers what to roll back to.
+    fn guards(&mut self) -> ControlFlow<Decision> {
+        let input = self.input;
+        // Objects whose sibling changes now (created, updated, replaced) wait for it.
+        let changing_now: Vec<(AwsType, String)> = self
+            .actions
             .iter()
-            .any(|a| a.aws_type == want.aws_type && a.name == name);
-        if settled && !planned {
-            let prefix = format!("{} {name} ", want.aws_type);
-            memory
-                .unconfirmed_updates
-                .retain(|u| !u.starts_with(&prefix));
-        }
-    }
-
-    // A failed check of a rollout rolls it back (once); after that the rollout is not retried
-    // until the spec changes.
-    if let Some(decision) = roll_back_failed_check(input, &observed, &mut memory, &mut notices) {
-        return decision;
-    }
-
-    // Objects whose sibling changes now (created, updated, replaced) wait for it.
-    let changing_now: Vec<(AwsType, String)> = actions
-        .iter()
-        .filter(|a| a.deferred.is_none() && a.operation != Operation::Delete)
-        .map(|a| (a.aws_type, a.name.clone()))
-        .collect();
-    // Guards: in-progress objects finish first, and objects that need a sibling settled wait
-    // for it; a rolled-back or unkept change is reported, not repeated in a loop.
-    for action in actions.iter_mut() {
-        if action.deferred.is_some() {
-            continue;
-        }
-        if let Some(why) = waits_for_sibling(action, input.desired, &changing_now, &state_of) {
-            action.deferred = Some(why);
-            continue;
-        }
-        match state_of(action.aws_type, &action.name) {
-            Some(ObjectState::Progressing(what)) => {
-                action.deferred = Some(format!(
-                    "after {} {} finishes ({what})",
-                    action.aws_type, action.name
-                ));
+            .filter(|a| a.deferred.is_none() && a.operation != Operation::Delete)
+            .map(|a| (a.aws_type, a.name.clone()))
+            .collect();
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.iter_mut() {
+            if action.deferred.is_some() {
                 continue;
             }
-            Some(ObjectState::Degraded(reason)) if action.operation == Operation::Update => {
-                let target = rollout_target(action);
-                if memory.rollout_target.as_deref() == Some(target.as_str())
-                    || memory.failed_rollout.as_deref() == Some(target.as_str())
-                {
-                    if memory.failed_rollout.as_deref() != Some(target.as_str()) {
-                        memory.failed_rollout = Some(target.clone());
-                        notices.push(Notice {
-                            loud: true,
-                            line: format!("ROLLOUT ROLLED BACK by AWS: {target}: {reason}"),
-                        });
-                    }
-                    return Decision {
-                        actions: Vec::new(),
-                        status: status(
+            let state_of = |t: AwsType, n: &str| state_in(&self.observed, t, n);
+            if let Some(why) = waits_for_sibling(action, input.desired, &changing_now, &state_of) {
+                action.deferred = Some(why);
+                continue;
+            }
+            match self.state_of(action.aws_type, &action.name) {
+                Some(ObjectState::Progressing(what)) => {
+                    action.deferred = Some(format!(
+                        "after {} {} finishes ({what})",
+                        action.aws_type, action.name
+                    ));
+                    continue;
+                }
+                Some(ObjectState::Degraded(reason)) if action.operation == Operation::Update => {
+                    let reason = reason.clone();
+                    let target = rollout_target(action);
+                    if self.memory.rollout_target.as_ref() == Some(&target)
+                        || self.memory.failed_rollout.as_ref() == Some(&target)
+                    {
+                        if self.memory.failed_rollout.as_ref() != Some(&target) {
+                            self.memory.failed_rollout = Some(target.clone());
+                            self.notice(
+                                true,
+                                format!("ROLLOUT ROLLED BACK by AWS: {target}: {reason}"),
+                            );
+                        }
+                        let status = status(
                             Phase::Degraded,
                             Reason::RolloutRolledBack,
                             format!("rollout {target} was rolled back by AWS: {reason}"),
-                        ),
-                        memory,
-                        notices,
-                        next: Next::WhenWoken,
-                    };
+                        );
+                        return self.decision(Vec::new(), status, Next::WhenWoken);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
-        }
-        if action.operation != Operation::Update {
-            continue;
-        }
-        let target = rollout_target(action);
-        if memory.unconfirmed_updates.contains(&target) {
-            let message = format!(
-                "AWS does not keep this change (drift persists after the update): {target}"
-            );
-            if memory.phase != Phase::Degraded {
-                notices.push(Notice {
-                    loud: true,
-                    line: message.clone(),
-                });
+            if action.operation != Operation::Update {
+                continue;
             }
-            return Decision {
-                actions: Vec::new(),
-                status: status(Phase::Degraded, Reason::DriftPersists, message),
-                memory,
-                notices,
-                next: Next::WhenWoken,
-            };
-        }
-        if memory.failed_rollout.as_deref() == Some(target.as_str()) {
-            return Decision {
-                actions: Vec::new(),
-                status: status(
+            let target = rollout_target(action);
+            if self.memory.unconfirmed_updates.contains(&target) {
+                let message = format!(
+                    "AWS does not keep this change (drift persists after the update): {target}"
+                );
+                if self.memory.phase != Phase::Degraded {
+                    self.notice(true, message.clone());
+                }
+                let status = status(Phase::Degraded, Reason::DriftPersists, message);
+                return self.decision(Vec::new(), status, Next::WhenWoken);
+            }
+            if self.memory.failed_rollout.as_ref() == Some(&target) {
+                let status = status(
                     Phase::Degraded,
                     Reason::RolloutRolledBack,
                     format!("rollout {target} was rolled back by AWS; not retried until the spec changes"),
-                ),
-                memory,
-                notices,
-                next: Next::WhenWoken,
-            };
+                );
+                return self.decision(Vec::new(), status, Next::WhenWoken);
+            }
+            if is_verified(input.desired, action.aws_type, &action.name) {
+                self.memory.rollback_to = action
+                    .changes
+                    .iter()
+                    .map(|c| c.before.clone().map(|v| (c.field.clone(), v)))
+                    .collect::<Option<BTreeMap<String, serde_json::Value>>>()
+                    .map(|fields| plan::RollbackTarget {
+                        aws_type: action.aws_type.to_string(),
+                        name: action.name.clone(),
+                        fields,
+                    });
+            }
+            self.memory.rollout_target = Some(target);
         }
-        if is_verified(input.desired, action.aws_type, &action.name) {
-            memory.rollback_to = action
-                .changes
-                .iter()
-                .map(|c| c.before.clone().map(|v| (c.field.clone(), v)))
-                .collect::<Option<BTreeMap<String, serde_json::Value>>>()
-                .map(|fields| plan::RollbackTarget {
-                    aws_type: action.aws_type.to_string(),
-                    name: action.name.clone(),
-                    fields,
-                });
-        }
-        memory.rollout_target = Some(target);
+        self.actions = actions;
+        ControlFlow::Continue(())
     }
 
-    let deletions = |why: Option<&str>| -> Vec<Action> {
-        superseded
+    /// The superseded objects' deletions, due or waiting for `why`.
+    fn deletions(&self, why: Option<&str>) -> Vec<Action> {
+        self.superseded
             .iter()
             .map(|key| Action {
-                resource: input.resource.clone(),
+                resource: self.input.resource.clone(),
                 operation: Operation::Delete,
                 aws_type: key.aws_type,
                 name: key.name.clone(),
@@ -480,97 +551,89 @@ pub fn decide(input: &Inputs) -> Decision {
                 deletion: Some(plan::Deletion::Superseded),
             })
             .collect()
-    };
-    let due = actions.iter().filter(|a| a.deferred.is_none()).count();
-    if due > 0 {
-        actions.extend(deletions(Some("after the new objects serve")));
-        return Decision {
-            actions,
-            status: status(
-                Phase::Progressing,
-                Reason::Applying,
-                format!("applying {due} change(s)"),
-            ),
-            memory,
-            notices,
-            next: Next::ActThenLook,
-        };
     }
 
-    // Nothing to do now: the phase is what AWS shows.
-    let states: Vec<&ObjectState> = observed.iter().map(|o| &o.state).collect();
-    if let Some(reason) = states.iter().find_map(|s| match s {
-        ObjectState::Failed(reason) => Some(reason.clone()),
-        _ => None,
-    }) {
-        if memory.phase != Phase::Failed {
-            notices.push(Notice {
-                loud: true,
-                line: format!("failed: {reason}"),
-            });
+    /// Actions due now run; the superseded objects go after the new ones serve.
+    fn due_actions_run(&mut self) -> ControlFlow<Decision> {
+        let due = self.actions.iter().filter(|a| a.deferred.is_none()).count();
+        if due == 0 {
+            return ControlFlow::Continue(());
         }
-        memory.failed_spec_hash = Some(spec_hash.to_string());
-        return Decision {
-            actions,
-            status: status(Phase::Failed, Reason::Failed, reason),
-            memory,
-            notices,
-            next: Next::WhenWoken,
-        };
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.extend(self.deletions(Some("after the new objects serve")));
+        let status = status(
+            Phase::Progressing,
+            Reason::Applying,
+            format!("applying {due} change(s)"),
+        );
+        self.decision(actions, status, Next::ActThenLook)
     }
-    if let Some(reason) = states.iter().find_map(|s| match s {
-        ObjectState::Progressing(reason) | ObjectState::Deleting(reason) => Some(reason.clone()),
-        _ => None,
-    }) {
-        actions.extend(deletions(Some("after the new objects serve")));
-        return Decision {
-            actions,
-            status: status(Phase::Progressing, Reason::Progressing, reason),
-            memory,
-            notices,
-            next: Next::Poll,
-        };
-    }
-    if let Some(reason) = states.iter().find_map(|s| match s {
-        ObjectState::Degraded(reason) => Some(reason.clone()),
-        _ => None,
-    }) {
-        return Decision {
-            actions,
-            status: status(Phase::Degraded, Reason::Degraded, reason),
-            memory,
-            notices,
-            next: Next::WhenWoken,
-        };
-    }
-    // Ready: outputs, and what the new objects superseded goes now that they serve.
-    let mut outputs = memory.outputs.clone();
-    outputs.extend(input.spec_outputs.clone());
-    for found in &observed {
-        outputs.extend(found.outputs.clone());
-    }
-    memory.outputs = outputs;
-    memory.rollout_target = None;
-    memory.rollback_to = None;
-    memory.observed_spec_hash = Some(spec_hash.to_string());
-    if memory.phase != Phase::Ready {
-        notices.push(Notice {
-            loud: true,
-            line: "ready".into(),
-        });
-    }
-    actions.extend(deletions(None));
-    Decision {
-        actions,
-        status: status(
+
+    /// Nothing to do now: the phase is what AWS shows. Ready records the outputs, and what the
+    /// new objects superseded goes now that they serve.
+    fn phase_from_aws(&mut self) -> Decision {
+        let spec_hash = self.input.spec_hash;
+        let mut actions = std::mem::take(&mut self.actions);
+        let states: Vec<ObjectState> = self.observed.iter().map(|o| o.state.clone()).collect();
+        if let Some(reason) = states.iter().find_map(|s| match s {
+            ObjectState::Failed(reason) => Some(reason.clone()),
+            _ => None,
+        }) {
+            if self.memory.phase != Phase::Failed {
+                self.notice(true, format!("failed: {reason}"));
+            }
+            self.memory.failed_spec_hash = Some(spec_hash.to_string());
+            let status = status(Phase::Failed, Reason::Failed, reason);
+            return self.finish(actions, status, Next::WhenWoken);
+        }
+        if let Some(reason) = states.iter().find_map(|s| match s {
+            ObjectState::Progressing(reason) | ObjectState::Deleting(reason) => {
+                Some(reason.clone())
+            }
+            _ => None,
+        }) {
+            actions.extend(self.deletions(Some("after the new objects serve")));
+            let status = status(Phase::Progressing, Reason::Progressing, reason);
+            return self.finish(actions, status, Next::Poll);
+        }
+        if let Some(reason) = states.iter().find_map(|s| match s {
+            ObjectState::Degraded(reason) => Some(reason.clone()),
+            _ => None,
+        }) {
+            let status = status(Phase::Degraded, Reason::Degraded, reason);
+            return self.finish(actions, status, Next::WhenWoken);
+        }
+        let mut outputs = self.memory.outputs.clone();
+        outputs.extend(self.input.spec_outputs.clone());
+        for found in &self.observed {
+            outputs.extend(found.outputs.clone());
+        }
+        self.memory.outputs = outputs;
+        self.memory.rollout_target = None;
+        self.memory.rollback_to = None;
+        self.memory.observed_spec_hash = Some(spec_hash.to_string());
+        if self.memory.phase != Phase::Ready {
+            self.notice(true, "ready");
+        }
+        actions.extend(self.deletions(None));
+        let status = status(
             Phase::Ready,
             Reason::Converged,
             "all AWS objects match the manifest",
-        ),
-        memory,
-        notices,
-        next: Next::WhenWoken,
+        );
+        self.finish(actions, status, Next::WhenWoken)
     }
+}
+
+fn state_in<'o>(
+    observed: &'o [ObservedObject],
+    aws_type: AwsType,
+    name: &str,
+) -> Option<&'o ObjectState> {
+    observed
+        .iter()
+        .find(|o| o.key.aws_type == aws_type && o.key.name == name)
+        .map(|o| &o.state)
 }
 
 /// An object that waits for a sibling and must be replaced while something it waits for
@@ -830,6 +893,15 @@ mod tests {
         ]
     }
 
+    /// The rollout of the endpoint onto config `config`.
+    fn target(config: &str) -> RolloutTarget {
+        RolloutTarget {
+            aws_type: "sagemaker:endpoint".into(),
+            name: "sd-base".into(),
+            fields: [("endpointConfigName".to_string(), format!("{config:?}"))].into(),
+        }
+    }
+
     fn seen(aws_type: AwsType, name: &str, fields: &[(&str, &str)]) -> ObservedObject {
         ObservedObject::new(
             ObjectKey::new(aws_type, name),
@@ -1025,7 +1097,7 @@ mod tests {
         observed.extend(serving(2).into_iter().take(2));
         observed[2].state = ObjectState::Degraded("health check failed".into());
         let mut memory = memory_after(&[1, 2]);
-        memory.rollout_target = Some("sagemaker:endpoint sd-base endpointConfigName=\"c2\"".into());
+        memory.rollout_target = Some(target("c2"));
         let decision = Case::new(desired(2), observed.clone(), memory).decide();
         assert!(decision.actions.is_empty(), "{:?}", lines(&decision));
         assert_eq!(
@@ -1046,9 +1118,7 @@ mod tests {
     #[test]
     fn drift_aws_does_not_keep_is_reported_not_repeated() {
         let mut memory = memory_after(&[1]);
-        memory
-            .unconfirmed_updates
-            .push("sagemaker:endpoint sd-base endpointConfigName=\"c1\"".into());
+        memory.unconfirmed_updates.push(target("c1"));
         let mut observed = serving(1);
         observed[2] = seen(ENDPOINT, "sd-base", &[("endpointConfigName", "c0")]);
         let decision = Case::new(desired(1), observed, memory).decide();

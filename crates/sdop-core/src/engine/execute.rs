@@ -243,7 +243,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
         let mut decision = decide(&Inputs {
             resource: id,
             spec_hash: &manifest.spec_hash,
-            facts: decide::SpecFacts { adopt: facts.adopt },
+            facts,
             dependencies: &deps,
             desired: &desired,
             observed: &observed,

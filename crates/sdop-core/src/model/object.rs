@@ -331,6 +331,52 @@ impl ObservedObject {
     }
 }
 
+/// An in-place change sdop started: the object and the value of each field it set. Remembered
+/// to recognise AWS rolling the rollout back, or not keeping the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    pub aws_type: String,
+    pub name: String,
+    /// Each changed field and the value set, as JSON text (`?`: known after apply).
+    pub fields: BTreeMap<String, String>,
+}
+
+impl RolloutTarget {
+    /// What an update of `aws_type` `name` with `changes` is trying to reach.
+    pub fn new(aws_type: AwsType, name: &str, changes: &[FieldChange]) -> Self {
+        RolloutTarget {
+            aws_type: aws_type.as_str().to_string(),
+            name: name.to_string(),
+            fields: changes
+                .iter()
+                .map(|c| {
+                    (
+                        c.field.clone(),
+                        c.after.as_ref().map_or("?".into(), |v| v.to_string()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether it is a change of `aws_type` `name`.
+    pub fn is_of(&self, aws_type: AwsType, name: &str) -> bool {
+        self.aws_type == aws_type.as_str() && self.name == name
+    }
+}
+
+/// As the plan and the events show it: `sagemaker:endpoint sd-base endpointConfigName="c2"`.
+impl std::fmt::Display for RolloutTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.aws_type, self.name)?;
+        for (field, value) in &self.fields {
+            write!(f, " {field}={value}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What an object was before a rollout that a check verifies, to roll back to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
