@@ -154,3 +154,23 @@ cfn_parsing.clean_json = _clean_json
 _orig_s3_url = cfn_responses.get_stack_from_s3_url
 cfn_responses.get_stack_from_s3_url = lambda url, **kw: _orig_s3_url(
     url.replace("//127.0.0.1", "//localhost"), **kw)  # moto only path-parses "localhost"
+
+
+# UpdateStack that changes only the stack's tags is an update: "Key-value pairs to associate
+# with this stack. CloudFormation also propagates these tags to supported resources in the
+# stack. ... If you don't specify this parameter, CloudFormation doesn't modify the stack's
+# tags. If you specify an empty value, CloudFormation removes all associated tags."
+# (API_UpdateStack, Tags). moto 5.2.5 (moto/cloudformation/responses.py
+# _validate_different_update) compares only the template and the parameters and answers "No
+# updates are to be performed." to a tag-only change, which then never happens.
+_orig_validate_different_update = cfn_responses.CloudFormationResponse._validate_different_update
+
+
+def _validate_different_update(self, incoming_params, stack_body, old_stack):
+    tags = {t["Key"]: t["Value"] for t in self._get_param("Tags", []) or []}
+    if tags and tags != (old_stack.tags or {}):
+        return None
+    return _orig_validate_different_update(self, incoming_params, stack_body, old_stack)
+
+
+cfn_responses.CloudFormationResponse._validate_different_update = _validate_different_update

@@ -263,6 +263,12 @@ def test_cloudformation():
     assert status() == "UPDATE_IN_PROGRESS"
     wait_for(status, "UPDATE_COMPLETE")
     assert "sdop-cfn-2" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    # A tag-only change is an update, not "No updates are to be performed" (API_UpdateStack).
+    cfn.update_stack(StackName="sdop-stack", UsePreviousTemplate=True,
+                     Tags=[{"Key": "team", "Value": "ml"}])
+    wait_for(status, "UPDATE_COMPLETE")
+    assert cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["Tags"] == [
+        {"Key": "team", "Value": "ml"}]
 
 
 def s3_error(fn, **kw):

@@ -63,10 +63,35 @@ spec:
   tags: {team: ml}
 "#;
 
+const STACK: &str = r#"apiVersion: sdop/v1alpha1
+kind: Stack
+metadata: {name: webui}
+spec:
+  stackName: sd-live-webui
+  template: {url: "https://sdop-live-templates.s3.us-east-1.amazonaws.com/main.json"}
+  parameters: {Owner: ml}
+  capabilities: [CAPABILITY_IAM]
+  tags: {team: ml}
+"#;
+
+/// The templates the Stack may name (uploaded by the test, not by sdop): the second has one
+/// more output, so an edit of the URL changes what CloudFormation runs.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "main.json",
+        r#"{"Parameters": {"Owner": {"Type": "String"}}, "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"Owner": {"Value": {"Ref": "Owner"}}}}"#,
+    ),
+    (
+        "main2.json",
+        r#"{"Parameters": {"Owner": {"Type": "String"}}, "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"Owner": {"Value": {"Ref": "Owner"}}, "Second": {"Value": "2"}}}"#,
+    ),
+];
+
 const FIXTURE: &[(&str, &str)] = &[
     ("bucket.yaml", BUCKET),
     ("repository.yaml", REPOSITORY),
     ("endpoint.yaml", ENDPOINT),
+    ("stack.yaml", STACK),
 ];
 
 /// Spec leaves that reach no AWS attribute, with why.
@@ -137,6 +162,7 @@ fn edits(value: &Value) -> Vec<Value> {
                 ("ml.g4dn.xlarge", "ml.g4dn.2xlarge"),
                 ("all-in-one-ai/2023-03-08", "all-in-one-ai/2023-03-01"),
                 ("us-east-1", "us-west-2"),
+                ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"),
             ] {
                 if s == pair.0 {
                     out.push(json!(pair.1));
@@ -179,13 +205,20 @@ fn differences(path: &str, a: &Value, b: &Value) -> Vec<String> {
     }
 }
 
+/// Sets the leaf at `path` (`spec.a.b[2].c`, as [`leaves`] names it).
 fn set(spec: &mut Value, path: &str, value: Value) {
     let mut at = spec;
-    let parts: Vec<&str> = path.trim_start_matches("spec.").split('.').collect();
-    for part in &parts[..parts.len() - 1] {
-        at = &mut at[*part];
+    for part in path.trim_start_matches("spec.").split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        at = &mut at[key];
+        if let Some(i) = index {
+            at = &mut at[i];
+        }
     }
-    at[parts[parts.len() - 1]] = value;
+    *at = value;
 }
 
 struct Env {
@@ -390,15 +423,47 @@ impl Env {
                 )
             })
             .collect();
+        let cfn = self.aws.cloudformation().await;
+        let mut stacks = serde_json::Map::new();
+        for stack in cfn.describe_stacks().send().await.unwrap().stacks() {
+            if stack.stack_status()
+                == Some(&aws_sdk_cloudformation::types::StackStatus::DeleteComplete)
+            {
+                continue;
+            }
+            let pairs = |items: Vec<(String, String)>| -> std::collections::BTreeMap<_, _> {
+                items.into_iter().collect()
+            };
+            stacks.insert(
+                stack.stack_name().unwrap().to_string(),
+                json!({
+                    "parameters": pairs(stack.parameters().iter().map(|p| (
+                        p.parameter_key().unwrap_or_default().to_string(),
+                        p.parameter_value().unwrap_or_default().to_string(),
+                    )).collect()),
+                    "outputs": pairs(stack.outputs().iter().map(|o| (
+                        o.output_key().unwrap_or_default().to_string(),
+                        o.output_value().unwrap_or_default().to_string(),
+                    )).collect()),
+                    "capabilities": stack.capabilities().iter().map(|c| c.as_str().to_string()).collect::<Vec<_>>(),
+                    "tags": pairs(stack.tags().iter()
+                        .filter(|t| t.key() != Some("sdop.io/spec-hash"))
+                        .map(|t| (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )).collect()),
+                }),
+            );
+        }
         json!({"buckets": buckets, "repositories": repositories, "endpoints": endpoints,
-               "scalableTargets": targets})
+               "scalableTargets": targets, "stacks": stacks})
     }
 }
 
 async fn converged_fixture() -> Env {
     let aws = LocalAws::start();
     aws.configure(json!({
-        "endpoint_create_seconds": 0.2, "endpoint_update_seconds": 0.2,
+        "endpoint_create_seconds": 0.2, "endpoint_update_seconds": 0.2, "stack_seconds": 0.2,
         "endpoint_delete_seconds": 0.1
     }));
     let env = Env {
@@ -406,6 +471,21 @@ async fn converged_fixture() -> Env {
         manifests: tempfile::tempdir().unwrap(),
         state: tempfile::tempdir().unwrap(),
     };
+    let s3 = env.aws.s3().await;
+    s3.create_bucket()
+        .bucket("sdop-live-templates")
+        .send()
+        .await
+        .unwrap();
+    for (key, body) in TEMPLATES {
+        s3.put_object()
+            .bucket("sdop-live-templates")
+            .key(*key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
     for (file, text) in FIXTURE {
         env.write(file, text);
     }
@@ -536,6 +616,7 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
         "endpoint tag removed",
         "endpoint tag changed",
         "scaling limit raised",
+        "stack tag changed",
     ] {
         match drift {
             "bucket tag removed" => {
@@ -633,6 +714,46 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
                     .send()
                     .await
                     .unwrap();
+            }
+            "stack tag changed" => {
+                // UpdateStack with the previous template and parameters, `team` changed.
+                let cfn = env.aws.cloudformation().await;
+                let tags: Vec<aws_sdk_cloudformation::types::Tag> = cfn
+                    .describe_stacks()
+                    .stack_name("sd-live-webui")
+                    .send()
+                    .await
+                    .unwrap()
+                    .stacks()[0]
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        let value = if t.key() == Some("team") {
+                            Some("finance")
+                        } else {
+                            t.value()
+                        };
+                        aws_sdk_cloudformation::types::Tag::builder()
+                            .set_key(t.key().map(str::to_string))
+                            .set_value(value.map(str::to_string))
+                            .build()
+                    })
+                    .collect();
+                cfn.update_stack()
+                    .stack_name("sd-live-webui")
+                    .use_previous_template(true)
+                    .parameters(
+                        aws_sdk_cloudformation::types::Parameter::builder()
+                            .parameter_key("Owner")
+                            .use_previous_value(true)
+                            .build(),
+                    )
+                    .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             other => unreachable!("{other}"),
         }
