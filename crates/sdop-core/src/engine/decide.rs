@@ -321,7 +321,24 @@ impl<'i, 'a> Draft<'i, 'a> {
             }
         }
         get_out_of_the_way(&mut actions, input.desired);
-        self.superseded = superseded(input.desired, &self.memory);
+        // A data store the manifest no longer names (a renamed bucket or repository) is kept
+        // and forgotten under deletionPolicy Retain, not deleted with its data.
+        let retain = input.facts.deletion_policy == crate::model::DeletionPolicy::Retain;
+        let (kept, doomed): (Vec<ObjectKey>, Vec<ObjectKey>) =
+            superseded(input.desired, &self.memory)
+                .into_iter()
+                .partition(|key| retain && key.aws_type.holds_data());
+        for key in kept {
+            self.memory.objects.retain(|o| o != &key);
+            self.notice(
+                true,
+                format!(
+                    "{} {} is no longer this resource's: kept and forgotten (deletionPolicy Retain); delete it by hand when it holds nothing needed",
+                    key.aws_type, key.name
+                ),
+            );
+        }
+        self.superseded = doomed;
         self.actions = actions;
     }
 
@@ -971,6 +988,48 @@ mod tests {
                 spec_outputs: &BTreeMap::new(),
             })
         }
+    }
+
+    /// A renamed bucket: the old one holds data, so under Retain it is kept and forgotten, and
+    /// only under Delete is it deleted.
+    #[test]
+    fn a_renamed_data_store_is_kept_under_retain_and_deleted_only_under_delete() {
+        let bucket = |name: &str| {
+            DesiredObject::new(
+                AwsType::S3Bucket,
+                ObjectName::Known(name.into()),
+                Mutability::InPlace,
+            )
+            .field("tags", Some(json!({})))
+        };
+        let mut memory = Memory {
+            phase: Phase::Ready,
+            observed_spec_hash: Some("old-spec".into()),
+            ..Memory::default()
+        };
+        memory.record(&ObjectKey::new(AwsType::S3Bucket, "old"));
+        memory.record(&ObjectKey::new(AwsType::S3Bucket, "new"));
+        let observed = vec![seen(AwsType::S3Bucket, "new", &[])];
+        let mut case = Case::new(
+            vec![bucket("new")],
+            observed
+                .into_iter()
+                .map(|mut o| {
+                    o.fields.insert("tags".into(), json!({}));
+                    o
+                })
+                .collect(),
+            memory,
+        );
+        let kept = case.decide();
+        assert!(kept.actions.is_empty(), "{:?}", lines(&kept));
+        assert!(!kept.memory.owns(&ObjectKey::new(AwsType::S3Bucket, "old")));
+        assert!(kept
+            .notices
+            .iter()
+            .any(|n| n.loud && n.line.contains("s3:bucket old is no longer")));
+        case.facts.deletion_policy = crate::model::DeletionPolicy::Delete;
+        assert_eq!(lines(&case.decide()), ["Delete s3:bucket old"]);
     }
 
     /// `Create sagemaker:model m1` for due actions, with ` (later)` for deferred ones.

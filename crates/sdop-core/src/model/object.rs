@@ -66,6 +66,13 @@ impl AwsType {
         }
     }
 
+    /// A store of data sdop does not write (a bucket's objects, a repository's images): one
+    /// that a manifest stops naming (renamed) is kept and forgotten under deletionPolicy
+    /// Retain, never deleted with what it holds.
+    pub const fn holds_data(self) -> bool {
+        matches!(self, AwsType::S3Bucket | AwsType::EcrRepository)
+    }
+
     /// The type of a name read back from state (`None`: not one this build knows).
     pub fn parse(name: &str) -> Option<AwsType> {
         AwsType::ALL.into_iter().find(|t| t.as_str() == name)
