@@ -6,96 +6,22 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_sagemaker::error::ProvideErrorMetadata;
-use sdop::apply::{apply, ApplyOptions, ApplySummary};
-use sdop::aws::Clients;
+use sdop::apply::{apply, ApplyOptions};
 use sdop::manifest::{load_paths, ResourceId};
 use sdop::state::{Phase, StateStore};
 use serde_json::json;
 
-use crate::support::local_aws::LocalAws;
+use crate::support::env::Env;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
 const API: &str = "https://api-id.execute-api.us-east-1.amazonaws.com/prod";
 
-struct Env {
-    aws: LocalAws,
-    manifests: tempfile::TempDir,
-    state: tempfile::TempDir,
+/// `plan_then_apply`, which checks the plan against the calls apply made (`PRIMARY_CALLS`).
+trait PlanThenApply {
+    async fn plan_then_apply(&self) -> Vec<String>;
 }
 
-impl Env {
-    fn new() -> Env {
-        let aws = LocalAws::start();
-        aws.configure(json!({
-            "endpoint_create_seconds": 0.3, "endpoint_update_seconds": 0.3, "endpoint_delete_seconds": 0.2,
-            "training_seconds": 0.5, "stack_seconds": 0.3
-        }));
-        Env {
-            aws,
-            manifests: tempfile::tempdir().unwrap(),
-            state: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.manifests.path().join(file), text).unwrap();
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.manifests.path().join(file)).unwrap();
-    }
-
-    async fn clients(&self) -> Clients {
-        Clients::from_config(
-            &self.aws.sdk_config().await,
-            Some(self.aws.endpoint.clone()),
-        )
-    }
-
-    fn store(&self) -> StateStore {
-        StateStore::open(self.state.path()).unwrap()
-    }
-
-    async fn apply_with(
-        &self,
-        options: ApplyOptions,
-    ) -> (Result<ApplySummary, sdop::Error>, Vec<String>) {
-        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
-        let lines = Mutex::new(Vec::new());
-        let report = |line: String| lines.lock().unwrap().push(line);
-        let clients = self.clients().await;
-        let result = if loaded.is_valid() {
-            apply(&loaded, &clients, &self.store(), &options, &report).await
-        } else {
-            // An invalid set is neither applied nor pruned here (the CLI applies its valid
-            // subset without pruning; tests/integration/cli.rs covers that).
-            Err(sdop::Error::Invalid(loaded.diagnostics))
-        };
-        (result, lines.into_inner().unwrap())
-    }
-
-    async fn apply(&self) -> (ApplySummary, Vec<String>) {
-        let options = ApplyOptions {
-            wait: true,
-            timeout: Duration::from_secs(60),
-            min_poll: Duration::from_millis(100),
-            max_poll: Duration::from_millis(500),
-            ..ApplyOptions::default()
-        };
-        let (result, lines) = self.apply_with(options).await;
-        (
-            result.unwrap_or_else(|e| panic!("apply failed: {e}\n{lines:#?}")),
-            lines,
-        )
-    }
-
-    async fn plan(&self) -> sdop::engine::Plan {
-        let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
-        sdop::apply::plan(&loaded, self.clients().await, &self.store())
-            .await
-            .unwrap()
-    }
-
+impl PlanThenApply for Env {
     /// Plans, applies with `--wait`, and checks the plan told the truth: the AWS calls the
     /// plan's actions stand for are exactly the mutating calls apply made (counted at the local
     /// AWS), and a plan right after is empty. Returns the plan's actions as lines.
@@ -128,14 +54,6 @@ impl Env {
             .iter()
             .map(|a| format!("{:?} {} {}", a.operation, a.aws_type, a.name))
             .collect()
-    }
-
-    fn phase(&self, kind: &str, name: &str) -> Phase {
-        self.store()
-            .load(&ResourceId::new(kind, name))
-            .unwrap()
-            .expect("status")
-            .phase
     }
 }
 

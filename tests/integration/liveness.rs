@@ -16,12 +16,10 @@ use std::time::Duration;
 
 use aws_sdk_applicationautoscaling::types::ServiceNamespace;
 use sdop::apply::{apply, ApplyOptions};
-use sdop::aws::Clients;
 use sdop::manifest::load_paths;
-use sdop::state::StateStore;
 use serde_json::{json, Value};
 
-use crate::support::local_aws::LocalAws;
+use crate::support::env::Env;
 
 const BUCKET: &str = r#"apiVersion: sdop/v1alpha1
 kind: Bucket
@@ -262,30 +260,17 @@ fn set(spec: &mut Value, path: &str, value: Value) {
     *at = value;
 }
 
-struct Env {
-    aws: LocalAws,
-    manifests: tempfile::TempDir,
-    state: tempfile::TempDir,
+/// The checks' view of the shared `Env`: the plan as lines, apply as a result, and what AWS
+/// holds read with the SDK.
+trait Liveness {
+    async fn plan_lines(&self) -> Vec<String>;
+    async fn try_apply(&self) -> Result<(), String>;
+    async fn snapshot(&self) -> Value;
 }
 
-impl Env {
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.manifests.path().join(file), text).unwrap();
-    }
-
-    async fn clients(&self) -> Clients {
-        Clients::from_config(
-            &self.aws.sdk_config().await,
-            Some(self.aws.endpoint.clone()),
-        )
-    }
-
-    fn store(&self) -> StateStore {
-        StateStore::open(self.state.path()).unwrap()
-    }
-
+impl Liveness for Env {
     /// The plan's actions as `Operation Kind/name aws_type object: fields`.
-    async fn plan(&self) -> Vec<String> {
+    async fn plan_lines(&self) -> Vec<String> {
         let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
         let plan = sdop::apply::plan(&loaded, self.clients().await, &self.store())
@@ -307,7 +292,7 @@ impl Env {
             .collect()
     }
 
-    async fn apply(&self) -> Result<(), String> {
+    async fn try_apply(&self) -> Result<(), String> {
         let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
         let options = ApplyOptions {
             wait: true,
@@ -530,16 +515,7 @@ impl Env {
 }
 
 async fn converged_fixture() -> Env {
-    let aws = LocalAws::start();
-    aws.configure(json!({
-        "endpoint_create_seconds": 0.2, "endpoint_update_seconds": 0.2, "stack_seconds": 0.2,
-        "endpoint_delete_seconds": 0.1
-    }));
-    let env = Env {
-        aws,
-        manifests: tempfile::tempdir().unwrap(),
-        state: tempfile::tempdir().unwrap(),
-    };
+    let env = Env::new();
     let s3 = env.aws.s3().await;
     s3.create_bucket()
         .bucket("sdop-live-templates")
@@ -563,8 +539,12 @@ async fn converged_fixture() -> Env {
     for (file, text) in FIXTURE {
         env.write(file, text);
     }
-    env.apply().await.unwrap();
-    assert_eq!(env.plan().await, Vec::<String>::new(), "converged fixture");
+    env.try_apply().await.unwrap();
+    assert_eq!(
+        env.plan_lines().await,
+        Vec::<String>::new(),
+        "converged fixture"
+    );
     env
 }
 
@@ -599,12 +579,12 @@ async fn every_spec_field_reaches_aws_and_is_read_back() {
                 continue;
             };
             env.write(file, &edited);
-            let plan = env.plan().await;
+            let plan = env.plan_lines().await;
             let touched = plan
                 .iter()
                 .any(|line| line.contains(&format!(" {resource} ")));
             let before = env.snapshot().await;
-            let applied = env.apply().await;
+            let applied = env.try_apply().await;
             let after = env.snapshot().await;
             if let Some(why) = listed(NOT_SENT, &kind, &path) {
                 if touched || before != after {
@@ -630,7 +610,7 @@ async fn every_spec_field_reaches_aws_and_is_read_back() {
                     "{resource} {path}: the plan showed {plan:?}, but AWS reads back the same"
                 ));
             } else {
-                let again = env.plan().await;
+                let again = env.plan_lines().await;
                 if again.is_empty() {
                     covered += 1;
                 } else {
@@ -641,7 +621,7 @@ async fn every_spec_field_reaches_aws_and_is_read_back() {
             }
             // Back to the fixture, converged.
             env.write(file, text);
-            if let Err(error) = env.apply().await {
+            if let Err(error) = env.try_apply().await {
                 failures.push(format!("{resource} {path}: restoring failed: {error}"));
             }
         }
@@ -839,14 +819,14 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
             failures.push(format!("{drift}: the SDK change did not change AWS"));
             continue;
         }
-        let plan = env.plan().await;
+        let plan = env.plan_lines().await;
         if plan.is_empty() {
             failures.push(format!(
                 "{drift}: the plan shows nothing; AWS differs in {}",
                 differences("", &converged, &drifted).join("; ")
             ));
         }
-        if let Err(error) = env.apply().await {
+        if let Err(error) = env.try_apply().await {
             failures.push(format!("{drift}: apply failed: {error}"));
         }
         let restored = env.snapshot().await;
@@ -856,7 +836,7 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
                 differences("", &converged, &restored).join("; ")
             ));
         }
-        let again = env.plan().await;
+        let again = env.plan_lines().await;
         if !again.is_empty() {
             failures.push(format!("{drift}: the plan after apply is {again:?}"));
         }

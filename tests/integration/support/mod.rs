@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod env;
 pub mod local_aws;
