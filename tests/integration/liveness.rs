@@ -105,6 +105,23 @@ spec:
       path: Stable-diffusion/
 "#;
 
+const JOB: &str = r#"apiVersion: sdop/v1alpha1
+kind: DreamboothJob
+metadata: {name: jpstyle}
+spec:
+  trainingJobName: jpstyle
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-training:latest"}
+  instanceType: ml.g4dn.2xlarge
+  roleArn: arn:aws:iam::123456789012:role/sdop-test
+  sourceCheckpoint: {s3Uri: "s3://sdop-live-train-inputs/checkpoints/v2-1_768-ema-pruned.ckpt"}
+  modelName: jp-style-model
+  resolution: 768
+  maxTrainSteps: 2500
+  concepts:
+    - {datasetS3Uri: "s3://sdop-live-train-inputs/dataset/", instanceToken: jpstyle girl, classToken: girl}
+  checkpointS3Uri: s3://sdop-live-assets/models/Stable-diffusion/
+"#;
+
 /// Local files the fixture names, and the others its edits may name.
 const FILES: &[(&str, &str)] = &[
     ("images/a.jpg", "image a"),
@@ -121,6 +138,7 @@ const FIXTURE: &[(&str, &str)] = &[
     ("stack.yaml", STACK),
     ("dataset.yaml", DATASET),
     ("package.yaml", PACKAGE),
+    ("job.yaml", JOB),
 ];
 
 /// Spec leaves that reach no AWS attribute, with why.
@@ -189,7 +207,13 @@ fn edits(value: &Value) -> Vec<Value> {
         Value::Bool(b) => vec![json!(!b)],
         Value::Number(n) => {
             let n = n.as_i64().expect("integer leaf");
-            vec![json!(n + 1), json!(n * 2), json!(n - 1)]
+            // SD 2.x and 1.x resolutions first: no other value is valid.
+            let resolution = match n {
+                768 => vec![json!(512)],
+                512 => vec![json!(768)],
+                _ => Vec::new(),
+            };
+            [resolution, vec![json!(n + 1), json!(n * 2), json!(n - 1)]].concat()
         }
         Value::String(s) => {
             let mut out = Vec::new();
@@ -197,6 +221,7 @@ fn edits(value: &Value) -> Vec<Value> {
             for pair in [
                 ("MUTABLE", "IMMUTABLE"),
                 ("ml.g4dn.xlarge", "ml.g4dn.2xlarge"),
+                ("ml.g4dn.2xlarge", "ml.g4dn.xlarge"),
                 ("all-in-one-ai/2023-03-08", "all-in-one-ai/2023-03-01"),
                 ("us-east-1", "us-west-2"),
                 ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"),
@@ -477,6 +502,46 @@ impl Liveness for Env {
                 json!({"size": object.size(), "etag": object.e_tag(), "metadata": metadata}),
             );
         }
+        let mut jobs = serde_json::Map::new();
+        for summary in sm
+            .list_training_jobs()
+            .send()
+            .await
+            .unwrap()
+            .training_job_summaries()
+        {
+            let name = summary.training_job_name().unwrap_or_default();
+            let job = sm
+                .describe_training_job()
+                .training_job_name(name)
+                .send()
+                .await
+                .unwrap();
+            let inputs: Vec<String> = job
+                .input_data_config()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{:?}={:?}",
+                        c.channel_name(),
+                        c.data_source()
+                            .and_then(|d| d.s3_data_source())
+                            .map(|s| s.s3_uri())
+                    )
+                })
+                .collect();
+            jobs.insert(
+                name.to_string(),
+                json!({
+                    "hyperparameters": job.hyper_parameters().map(|h| h.iter().collect::<std::collections::BTreeMap<_, _>>()),
+                    "image": job.algorithm_specification().and_then(|a| a.training_image()),
+                    "role": job.role_arn(),
+                    "instanceType": job.resource_config().and_then(|r| r.instance_type()).map(|t| t.as_str().to_string()),
+                    "output": job.output_data_config().map(|o| o.s3_output_path()),
+                    "inputs": inputs,
+                }),
+            );
+        }
         let cfn = self.aws.cloudformation().await;
         let mut stacks = serde_json::Map::new();
         for stack in cfn.describe_stacks().send().await.unwrap().stacks() {
@@ -510,13 +575,37 @@ impl Liveness for Env {
             );
         }
         json!({"buckets": buckets, "repositories": repositories, "endpoints": endpoints,
-               "scalableTargets": targets, "stacks": stacks, "objects": objects})
+               "scalableTargets": targets, "stacks": stacks, "objects": objects,
+               "trainingJobs": jobs})
     }
 }
 
 async fn converged_fixture() -> Env {
     let env = Env::new();
+    // The job's inputs (the user's uploads), and those its edits may name.
+    env.aws.seed_training_inputs("sdop-live-train-inputs").await;
+    env.aws
+        .seed_dataset("sdop-live-train-inputs", "dataset2/", 3)
+        .await;
     let s3 = env.aws.s3().await;
+    for (key, body) in [
+        (
+            "checkpoints/v2-1_768-ema-pruned2.ckpt",
+            &b"other weights"[..],
+        ),
+        (
+            "checkpoints/v2-1_768-ema-pruned2.yaml",
+            b"model: {params: {parameterization: v}}",
+        ),
+    ] {
+        s3.put_object()
+            .bucket("sdop-live-train-inputs")
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
     s3.create_bucket()
         .bucket("sdop-live-templates")
         .send()
