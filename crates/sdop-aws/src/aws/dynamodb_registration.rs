@@ -77,7 +77,16 @@ async fn webui_industrial_model(ctx: &ObjectContext<'_>, table: &str) -> Result<
         .send();
     let mut ids = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| classify("dynamodb:Scan", e))?;
+        let page = match page.map_err(|e| classify("dynamodb:Scan", e)) {
+            Ok(page) => page,
+            // The table is the WebUI stack's: before the stack exists (an empty account's
+            // first plan) there is no industrial model yet, so the record waits for it.
+            // DynamoDB answers ResourceNotFoundException for a missing table (API_Scan).
+            Err(err) if super::is_not_found(&err, &["ResourceNotFoundException"]) => {
+                return Ok(None)
+            }
+            Err(err) => return Err(err),
+        };
         ids.extend(page.items().iter().filter_map(|item| {
             item.get("model_id")
                 .and_then(|v| v.as_s().ok())
