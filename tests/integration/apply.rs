@@ -831,11 +831,59 @@ async fn a_dataset_syncs_only_changes_and_never_touches_objects_it_did_not_write
         ["a.jpg", "b.jpg", "sub/c.png", "theirs.jpg"]
     );
 
-    // Unchanged: nothing is uploaded again.
+    // Unchanged: nothing is uploaded again, and the files are read with one listing of the
+    // prefix (their ETags are their MD5s), not one HeadObject each.
     env.aws.reset_calls();
     let (summary, _) = env.apply().await;
     assert!(summary.converged());
-    assert_eq!(env.aws.calls().of("s3:PutObject"), 0);
+    let calls = env.aws.calls();
+    assert_eq!(calls.of("s3:PutObject"), 0);
+    assert_eq!(
+        (calls.of("s3:ListObjectsV2"), calls.of("s3:HeadObject")),
+        (1, 0)
+    );
+
+    // Changed or deleted behind sdop's back: the listing shows it, the HeadObject of that one
+    // file says it is still sdop's, and apply puts the file back.
+    s3.put_object()
+        .bucket("sdop-it-data")
+        .key("dataset/jpstyle/a.jpg")
+        .body(b"edited by hand".to_vec().into())
+        .metadata("sdop-resource", "Dataset/jpstyle")
+        .metadata("sdop-fingerprint", "stale")
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket("sdop-it-data")
+        .key("dataset/jpstyle/sub/c.png")
+        .send()
+        .await
+        .unwrap();
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(
+        (calls.of("s3:HeadObject"), calls.of("s3:PutObject")),
+        (1, 2),
+        "{lines:#?}"
+    );
+    for (key, want) in [("a.jpg", "a1"), ("sub/c.png", "c1")] {
+        let body = s3
+            .get_object()
+            .bucket("sdop-it-data")
+            .key(format!("dataset/jpstyle/{key}"))
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(&body[..], want.as_bytes(), "{key}");
+    }
 
     // One file changed, one removed, one added: exactly those three calls.
     std::fs::write(images.join("a.jpg"), "a2").unwrap();

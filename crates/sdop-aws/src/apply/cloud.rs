@@ -1,12 +1,16 @@
 //! The engine's [`Cloud`] seam over real AWS: each call goes to the adapter of the object's
 //! type, with clients of the resource's region (built once per region and kept).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::aws::adapters::{adapter, ObjectContext};
-use crate::aws::Clients;
-use crate::engine::cloud::{BoxFuture, Cloud, Created, ExternalValues, Scope};
+use crate::aws::{s3_object, Clients};
+use crate::model::object::AwsType;
+
+/// Keys in one page of ListObjectsV2.
+const LISTING_PAGE: usize = 1000;
+use crate::engine::cloud::{BoxFuture, Cloud, Created, ExternalValues, ReadRequest, Scope};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -91,6 +95,78 @@ impl Cloud for AwsCloud {
             adapter
                 .read(&context(&clients, &scope), &key.name, Some(desired))
                 .await
+        })
+    }
+
+    /// Listable S3 objects (a directory's files, a stack's templates) that share a bucket and
+    /// prefix are read with one ListObjectsV2 (up to 1,000 keys a page) instead of one
+    /// HeadObject each; what the listing cannot settle, and every other object, is read one
+    /// by one.
+    fn read_all<'a>(
+        &'a self,
+        scope: Scope<'a>,
+        requests: &'a [ReadRequest<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Option<ObservedObject>>>> {
+        Box::pin(async move {
+            let clients = self.clients_in(scope.region);
+            let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+            for (i, request) in requests.iter().enumerate() {
+                let (AwsType::S3Object, Some(listable)) =
+                    (request.key.aws_type, &request.desired.listable)
+                else {
+                    continue;
+                };
+                if let Ok((bucket, key)) = s3_object::split(&request.key.name) {
+                    if key.starts_with(listable.prefix.as_str()) {
+                        groups
+                            .entry((bucket, listable.prefix.as_str()))
+                            .or_default()
+                            .push(i);
+                    }
+                }
+            }
+            let mut settled: Vec<Option<Option<ObservedObject>>> = vec![None; requests.len()];
+            for ((bucket, prefix), members) in groups {
+                // One object: its HeadObject costs no more than a listing and says more.
+                if members.len() < 2 {
+                    continue;
+                }
+                let max_pages = members.len() / LISTING_PAGE + 2;
+                let listing = s3_object::list_prefix(&clients, bucket, prefix, max_pages).await?;
+                for i in members {
+                    let request = &requests[i];
+                    let key = &request.key.name[bucket.len() + 1..];
+                    settled[i] = s3_object::listed_unchanged(
+                        &listing.lookup(key),
+                        request.desired,
+                        request.owned_per_memory,
+                        scope.resource,
+                        &request.key.name,
+                    );
+                }
+            }
+            let mut found = Vec::with_capacity(requests.len());
+            for (request, settled) in requests.iter().zip(settled) {
+                match settled {
+                    Some(observed) => found.push(observed),
+                    None => {
+                        let scope = Scope {
+                            owned_per_memory: request.owned_per_memory,
+                            ..scope
+                        };
+                        found.push(
+                            adapter(request.key.aws_type)
+                                .read(
+                                    &context(&clients, &scope),
+                                    &request.key.name,
+                                    Some(request.desired),
+                                )
+                                .await?,
+                        );
+                    }
+                }
+            }
+            Ok(found)
         })
     }
 

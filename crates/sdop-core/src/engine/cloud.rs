@@ -51,6 +51,15 @@ pub struct Scope<'a> {
     pub owned_per_memory: bool,
 }
 
+/// One object a round reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRequest<'a> {
+    pub key: &'a ObjectKey,
+    pub desired: &'a DesiredObject,
+    /// sdop's memory says it created this object for the scope's resource.
+    pub owned_per_memory: bool,
+}
+
 pub trait Cloud: Send + Sync {
     /// The region of resources that name none (the operator's), for prices.
     fn default_region(&self) -> Option<String> {
@@ -81,6 +90,26 @@ pub trait Cloud: Send + Sync {
         key: &'a ObjectKey,
         desired: &'a DesiredObject,
     ) -> BoxFuture<'a, Result<Option<ObservedObject>>>;
+    /// Reads a round's objects, in order (one result per request). An implementation may read
+    /// several with one call (the AWS one lists an S3 prefix instead of a HeadObject per file);
+    /// by default each is read on its own.
+    fn read_all<'a>(
+        &'a self,
+        scope: Scope<'a>,
+        requests: &'a [ReadRequest<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Option<ObservedObject>>>> {
+        Box::pin(async move {
+            let mut found = Vec::with_capacity(requests.len());
+            for request in requests {
+                let scope = Scope {
+                    owned_per_memory: request.owned_per_memory,
+                    ..scope
+                };
+                found.push(self.read(scope, request.key, request.desired).await?);
+            }
+            Ok(found)
+        })
+    }
     /// Creates the object, tagged as owned by `scope.resource`: its state right after, and the
     /// name AWS assigned when AWS names it.
     fn create<'a>(

@@ -6,7 +6,7 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-use super::cloud::{Cloud, Scope};
+use super::cloud::{Cloud, ReadRequest, Scope};
 use super::decide::{self, decide, Decision, Dependency, Inputs, Memory, Next};
 use super::plan::{
     Action, AwsType, DesiredObject, ObjectKey, ObjectState, ObservedObject, Operation, Ownership,
@@ -306,7 +306,9 @@ async fn observe(
 ) -> Result<Vec<ObservedObject>> {
     let converged_before = status.phase == Phase::Ready
         && status.observed_spec_hash.as_deref() == Some(scope.spec_hash);
-    let mut observed = Vec::new();
+    // Objects trusted by name keep their place among those read (the order of `desired`).
+    let mut trusted: Vec<Option<ObservedObject>> = Vec::new();
+    let mut keys = Vec::new();
     for object in desired {
         let Some(name) = object.name.known() else {
             continue;
@@ -314,24 +316,41 @@ async fn observe(
         let key = ObjectKey::new(object.aws_type, name);
         let owned = status.owns(object.aws_type, name);
         if object.content_named && converged_before && owned {
-            observed.push(ObservedObject::new(
+            trusted.push(Some(ObservedObject::new(
                 key,
                 BTreeMap::new(),
                 Ownership::Owned {
                     resource: scope.resource.clone(),
                 },
-            ));
+            )));
             continue;
         }
-        let scope = Scope {
-            owned_per_memory: owned,
-            ..scope
-        };
-        if let Some(found) = cloud.read(scope, &key, object).await? {
-            observed.push(found);
-        }
+        trusted.push(None);
+        keys.push((key, object, owned));
     }
-    Ok(observed)
+    let requests: Vec<ReadRequest> = keys
+        .iter()
+        .map(|(key, desired, owned)| ReadRequest {
+            key,
+            desired,
+            owned_per_memory: *owned,
+        })
+        .collect();
+    let mut read = cloud.read_all(scope, &requests).await?.into_iter();
+    if read.len() != requests.len() {
+        return Err(Error::Terminal(format!(
+            "internal: {} reads answered for {} requests",
+            read.len(),
+            requests.len()
+        )));
+    }
+    Ok(trusted
+        .into_iter()
+        .filter_map(|slot| match slot {
+            Some(found) => Some(found),
+            None => read.next().flatten(),
+        })
+        .collect())
 }
 
 /// Output `hourlyCost` of a converged resource that runs always-on capacity: USD per hour at

@@ -143,6 +143,7 @@ pub fn directory_objects(bucket: &str, prefix: &str, local: &LocalFile) -> Vec<D
                 content_fingerprint: Some(Some(entry.fingerprint.clone())),
             })
             .input("path", json!(entry.resolved))
+            .listable(prefix, entry.content_md5.as_deref())
         })
         .collect()
 }
@@ -465,6 +466,11 @@ impl Kind for Stack {
             }
         }
         let mut fingerprints = Vec::new();
+        let upload_prefix = spec
+            .upload
+            .as_ref()
+            .map(|u| u.prefix.clone())
+            .unwrap_or_default();
         for (_, file) in spec.local_templates() {
             let Some(key) = spec.upload_key(&file) else {
                 continue;
@@ -477,7 +483,9 @@ impl Kind for Stack {
                         content_fingerprint: local.map(|f| Some(f.fingerprint.clone())),
                     });
             if let Some(local) = local {
-                object = object.input("path", json!(local.resolved));
+                object = object
+                    .input("path", json!(local.resolved))
+                    .listable(&upload_prefix, local.content_md5.as_deref());
             }
             objects.push(object);
         }

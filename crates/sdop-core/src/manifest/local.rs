@@ -3,10 +3,13 @@
 //!
 //! A fingerprint is size + modification time for every file (a 7 GB checkpoint is not read),
 //! plus the SHA-256 of the content for small files (templates), so edits are always seen.
+//! Small files also get their MD5, which S3 reports as the ETag of an object one PutObject
+//! wrote: a listing of the prefix then shows a whole directory unchanged in one call.
 
 use std::path::{Path, PathBuf};
 
 pub use crate::model::local_file::{LocalEntry, LocalFile};
+use md5::Md5;
 use sha2::{Digest, Sha256};
 
 /// Files up to this size are content-hashed.
@@ -24,6 +27,7 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
     let mut hasher = Sha256::new();
     let mut size = 0;
     let mut entries = Vec::new();
+    let mut content_md5 = None;
     if meta.is_dir() {
         let mut files = Vec::new();
         collect_files(&resolved, &mut files)
@@ -40,7 +44,7 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
             hasher.update(rel.as_bytes());
             // The directory's fingerprint sees the same bytes as before files had their own.
             let mut own = Sha256::new();
-            let bytes = fingerprint_file(&file, &mut [&mut hasher, &mut own])
+            let (bytes, content_md5) = fingerprint_file(&file, &mut [&mut hasher, &mut own])
                 .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
             let own = hex(own);
             size += bytes;
@@ -49,22 +53,30 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
                 resolved: file,
                 size: bytes,
                 fingerprint: own,
+                content_md5,
             });
         }
     } else {
-        size = fingerprint_file(&resolved, &mut [&mut hasher])
+        let (bytes, md5) = fingerprint_file(&resolved, &mut [&mut hasher])
             .map_err(|e| format!("cannot read {written:?}: {e}"))?;
+        size = bytes;
+        content_md5 = md5;
     }
     Ok(LocalFile {
         resolved,
         is_dir: meta.is_dir(),
         size,
         fingerprint: hex(hasher),
+        content_md5,
         entries,
     })
 }
 
-fn fingerprint_file(path: &Path, hashers: &mut [&mut Sha256]) -> std::io::Result<u64> {
+/// Feeds the file to `hashers`; returns its size and, for a small file, its MD5.
+fn fingerprint_file(
+    path: &Path,
+    hashers: &mut [&mut Sha256],
+) -> std::io::Result<(u64, Option<String>)> {
     let meta = std::fs::metadata(path)?;
     let modified = meta
         .modified()
@@ -72,16 +84,18 @@ fn fingerprint_file(path: &Path, hashers: &mut [&mut Sha256]) -> std::io::Result
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let content = if meta.len() <= CONTENT_HASH_MAX_BYTES {
-        std::fs::read(path)?
+    let (content, md5) = if meta.len() <= CONTENT_HASH_MAX_BYTES {
+        let content = std::fs::read(path)?;
+        let md5 = crate::model::naming::hex(&Md5::digest(&content));
+        (content, Some(md5))
     } else {
-        modified.to_le_bytes().to_vec()
+        (modified.to_le_bytes().to_vec(), None)
     };
     for hasher in hashers.iter_mut() {
         hasher.update(meta.len().to_le_bytes());
         hasher.update(&content);
     }
-    Ok(meta.len())
+    Ok((meta.len(), md5))
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

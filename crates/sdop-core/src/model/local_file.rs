@@ -14,6 +14,11 @@ pub struct LocalFile {
     pub size: u64,
     /// Hash of sizes, modification times and small files' contents.
     pub fingerprint: String,
+    /// A small file's MD5 (hex), which is the ETag S3 reports for it once uploaded by one
+    /// PutObject (unless the bucket encrypts with KMS): a listing then shows it unchanged
+    /// without a HeadObject per file. `None` for a directory and for a large file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
     /// A directory's files, sorted by path (empty for a file).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<LocalEntry>,
@@ -28,4 +33,7 @@ pub struct LocalEntry {
     pub size: u64,
     /// As [`LocalFile::fingerprint`], of this file alone.
     pub fingerprint: String,
+    /// As [`LocalFile::content_md5`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
 }

@@ -195,6 +195,24 @@ pub struct DesiredObject {
     /// Capacity this object scales between (an endpoint's autoscaling).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaled: Option<crate::cost::Autoscaled>,
+    /// An S3 object that one listing of its prefix can show unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listable: Option<Listable>,
+}
+
+/// An S3 object whose siblings share a key prefix (a directory's files, a stack's templates):
+/// one ListObjectsV2 of the prefix reads them all instead of one HeadObject each. The listing
+/// shows an object's ETag, which is the MD5 of its bytes when one PutObject wrote it (and the
+/// bucket does not encrypt with KMS); the owner and the fingerprint ride in its metadata, which
+/// only a HeadObject shows, so a listed object whose ETag is not `md5`, or that sdop's memory
+/// does not say it wrote, is still read with a HeadObject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listable {
+    /// `BUCKET/` is not part of it: the key prefix, e.g. `dataset/jpstyle/`.
+    pub prefix: String,
+    /// Lowercase hex MD5 of the content sdop uploads.
+    pub md5: String,
 }
 
 impl DesiredObject {
@@ -212,7 +230,17 @@ impl DesiredObject {
             verifies: false,
             replaced_on: &[],
             autoscaled: None,
+            listable: None,
         }
+    }
+
+    /// Says a listing of `prefix` can show the object unchanged when its ETag is `md5`.
+    pub fn listable(mut self, prefix: &str, md5: Option<&str>) -> Self {
+        self.listable = md5.map(|md5| Listable {
+            prefix: prefix.to_string(),
+            md5: md5.to_string(),
+        });
+        self
     }
 
     /// The object as a rollback sends it: the changes' values in place of the desired ones, and
