@@ -44,7 +44,9 @@ for repo in ["all-in-one-ai-stable-diffusion-webui-inference", "all-in-one-ai-st
                 "layers": []}
     ecr.put_image(repositoryName=repo, imageTag="latest", imageManifest=json.dumps(manifest))
 # The 20 training images on the build box (stand-ins); Dataset/jpstyle uploads them.
-dataset = pathlib.Path(__file__).resolve().parent.parent / "manifests" / "dataset" / "jpstyle"
+# SDOP_DEMO_MANIFESTS: a copy of manifests/ to seed instead (scripts/workshop-last-day).
+manifests = pathlib.Path(os.environ.get("SDOP_DEMO_MANIFESTS") or pathlib.Path(__file__).resolve().parent.parent / "manifests")
+dataset = manifests / "dataset" / "jpstyle"
 for i in range(20):
     (dataset / f"image{i:02d}.jpg").write_bytes(blob(f"img{i}", 4096))
-print("seeded: 4 images pushed, 20 training images in manifests/dataset/jpstyle/")
+print(f"seeded: 4 images pushed, 20 training images in {dataset}/")

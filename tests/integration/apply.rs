@@ -2058,3 +2058,62 @@ async fn a_failed_smoke_check_rolls_the_endpoint_back() {
     assert!(summary.converged(), "{lines:#?}");
     assert_ne!(endpoint_config(&sm).await, served);
 }
+
+/// Issue #23: a failure fails fast. A DreamBooth job that fails blocks the package made from
+/// its checkpoint, which blocks the endpoint serving the package: the endpoint, two steps down,
+/// is blocked at once (not left waiting for the package), and `apply --wait` returns instead
+/// of waiting out its timeout.
+#[tokio::test]
+async fn everything_downstream_of_a_failure_is_blocked_at_once_and_apply_returns() {
+    let env = training_env(0.3).await;
+    // Inside the container the WebUI's training dies; train.py still exits 0.
+    env.aws
+        .faults(json!({"complete_without_checkpoint": ["*"]}));
+    env.write(
+        "package.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: jpstyle}\nspec:\n  output: s3://sdop-it-train/jpstyle/model.tar.gz\n  sources: [{dreamboothJob: jpstyle, path: Stable-diffusion/}]\n",
+    );
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "").replace(
+            "modelData: {s3Uri: \"s3://sdop-it-assets/model.tar.gz\"}",
+            "modelData: {modelPackage: jpstyle}",
+        ),
+    );
+    let options = ApplyOptions {
+        wait: true,
+        timeout: Duration::from_secs(120),
+        min_poll: Duration::from_millis(100),
+        max_poll: Duration::from_millis(500),
+        ..ApplyOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let (summary, lines) = env.apply_with(options).await;
+    let summary = summary.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "apply --wait took {:?}: {lines:#?}",
+        started.elapsed()
+    );
+    assert!(!summary.timed_out, "{lines:#?}");
+    assert_eq!(env.phase("DreamboothJob", "jpstyle"), Phase::Failed);
+    for (kind, name) in [("ModelPackage", "jpstyle"), ("Endpoint", "base")] {
+        let status = env
+            .store()
+            .load(&ResourceId::new(kind, name))
+            .unwrap()
+            .expect("status");
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .unwrap();
+        assert_eq!(
+            (status.phase, ready.reason.as_str()),
+            (Phase::Pending, "BlockedByDependency"),
+            "{kind}/{name}: {}",
+            status.message
+        );
+    }
+    assert!(summary.has_problems(), "{lines:#?}");
+}

@@ -122,6 +122,7 @@ pub async fn prune(
     }
     let cloud = super::cloud::AwsCloud::new(clients.clone());
     let persist = |status: &ResourceStatus| store.save(status);
+    let mut deleting = Vec::new();
     for mut status in statuses
         .into_iter()
         .filter(|s| planned.deleted.contains(&s.id()))
@@ -140,10 +141,79 @@ pub async fn prune(
         );
         store.save(&status)?;
         delete_pruned(&cloud, &mut status, &mine, report, &persist).await?;
+        for action in mine.iter().filter(|a| deletes_in_background(a.aws_type)) {
+            deleting.push((status.region.clone(), id.clone(), action.clone()));
+        }
         store.remove(&id)?;
         pruned.push(id);
     }
+    if options.wait {
+        wait_until_gone(&cloud, &deleting, options, report).await?;
+    }
     Ok(pruned)
+}
+
+/// Types whose delete AWS carries out after the call returns (an endpoint is `Deleting`, a
+/// stack `DELETE_IN_PROGRESS`): `apply --prune --wait` waits until they are gone.
+fn deletes_in_background(aws_type: AwsType) -> bool {
+    matches!(
+        aws_type,
+        AwsType::SageMakerEndpoint | AwsType::CloudFormationStack
+    )
+}
+
+/// Polls the objects a prune deleted in the background until AWS no longer reports them, or
+/// the apply's timeout.
+async fn wait_until_gone(
+    cloud: &super::cloud::AwsCloud,
+    deleting: &[(Option<String>, ResourceId, Action)],
+    options: &ApplyOptions,
+    report: Report<'_>,
+) -> Result<()> {
+    use crate::engine::cloud::{Cloud, Scope};
+    use crate::engine::plan::ObjectKey;
+    use crate::model::object::{DesiredObject, Mutability, ObjectName};
+    let started = std::time::Instant::now();
+    let mut poll = options.min_poll;
+    loop {
+        let mut left = Vec::new();
+        for (region, resource, action) in deleting {
+            let key = ObjectKey::new(action.aws_type, action.name.clone());
+            let desired = DesiredObject::new(
+                action.aws_type,
+                ObjectName::Known(action.name.clone()),
+                Mutability::InPlace,
+            );
+            let scope = Scope {
+                resource,
+                spec_hash: "",
+                region: region.as_deref(),
+                owned_per_memory: true,
+            };
+            if let Some(found) = cloud.read(scope, &key, &desired).await? {
+                left.push(format!(
+                    "{} {} ({:?})",
+                    action.aws_type, action.name, found.state
+                ));
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= options.timeout {
+            return Err(Error::Terminal(format!(
+                "pruned, but after {:?} AWS is still deleting: {}; run the apply again to keep waiting, or check these in the AWS console",
+                options.timeout,
+                left.join(", ")
+            )));
+        }
+        report(format!(
+            "… waiting for AWS to finish deleting: {}",
+            left.join(", ")
+        ));
+        tokio::time::sleep(poll.min(options.timeout.saturating_sub(started.elapsed()))).await;
+        poll = (poll * 3 / 2).min(options.max_poll);
+    }
 }
 
 #[cfg(test)]

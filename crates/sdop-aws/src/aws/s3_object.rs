@@ -158,7 +158,12 @@ pub async fn list_prefix(
         .send();
     let mut read = 0;
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
+        let page = match page.map_err(|e| classify("s3:ListObjectsV2", e)) {
+            // No bucket yet (an empty account's plan, the bucket created in the same apply):
+            // no object under the prefix either, as a HeadObject would say.
+            Err(err) if super::is_not_found(&err, &["NoSuchBucket"]) => return Ok(listing),
+            page => page?,
+        };
         read += 1;
         let mut last = None;
         for object in page.contents() {

@@ -26,6 +26,9 @@ pub struct Dependency {
     pub id: ResourceId,
     pub phase: Phase,
     pub message: String,
+    /// It is itself blocked by something that will not become Ready by itself (a Failed
+    /// resource further up): whatever reads it is blocked at once, not left waiting.
+    pub blocked: bool,
 }
 
 /// What earlier passes recorded for the resource (persisted in its status).
@@ -357,7 +360,7 @@ impl<'i, 'a> Draft<'i, 'a> {
         } else {
             format!("{:?}: {}", dep.phase, dep.message)
         };
-        let reason = if dep.phase.is_settled() {
+        let reason = if dep.phase.is_settled() || dep.blocked {
             Reason::BlockedByDependency
         } else {
             Reason::WaitingForDependency
@@ -1220,6 +1223,7 @@ mod tests {
             id: ResourceId::new("ModelPackage", "base"),
             phase: Phase::Progressing,
             message: String::new(),
+            blocked: false,
         });
         let decision = case.decide();
         assert_eq!(decision.due().count(), 0);
@@ -1229,6 +1233,13 @@ mod tests {
             (Phase::Pending, Reason::WaitingForDependency)
         );
         case.dependencies[0].phase = Phase::Failed;
+        assert_eq!(
+            phase(&case.decide()),
+            (Phase::Pending, Reason::BlockedByDependency)
+        );
+        // Blocked further up (the package waits for a Failed job): blocked too, at once.
+        case.dependencies[0].phase = Phase::Pending;
+        case.dependencies[0].blocked = true;
         assert_eq!(
             phase(&case.decide()),
             (Phase::Pending, Reason::BlockedByDependency)

@@ -168,6 +168,8 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
             id: d.id(),
             phase: d.phase,
             message: d.message.clone(),
+            blocked: d.phase == Phase::Pending
+                && reason_of(d) == decide::Reason::BlockedByDependency.as_str(),
         })
         .collect();
     let dependencies_ready = deps.iter().all(|d| d.phase == Phase::Ready);

@@ -85,6 +85,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         let mut manifests = Vec::new();
         let mut problems = Vec::new();
         match read_text(file) {
+            // Found by walking a directory, and YAML of another kind (a CloudFormation
+            // template, a checkpoint's config): data, whether or not a manifest names it.
+            Ok(text) if !paths.iter().any(|p| p == file) && is_other_yaml(&text) => continue,
             Ok(text) => load_text(file, &text, &mut manifests, &mut problems, &mut data_paths),
             Err(diagnostic) => problems.push(diagnostic),
         }
@@ -117,6 +120,39 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         diagnostics.extend(problems);
     }
     finish(manifests, diagnostics)
+}
+
+/// The top-level keys of an sdop manifest. A document with any of them is a manifest, however
+/// wrong the rest is: its errors are reported and stop any pruning.
+const ENVELOPE_KEYS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
+
+/// True when `text` is well-formed YAML with at least one document and no document that has
+/// any of [`ENVELOPE_KEYS`] at its top: another tool's YAML (a CloudFormation template has
+/// `AWSTemplateFormatVersion` and `Resources`, a Stable Diffusion 2.x config `model`), never a
+/// manifest with a mistake (that keeps at least one envelope key, or fails to parse, and is
+/// reported). So a checkout, a checkpoint directory or a dataset beside the manifests is not
+/// read as manifests once no manifest names it any more (the workshop's clean-up).
+fn is_other_yaml(text: &str) -> bool {
+    let mut documents = 0;
+    for document in yaml_serde::Deserializer::from_str(text) {
+        let Ok(value) = yaml_serde::Value::deserialize(document) else {
+            return false;
+        };
+        let value = match value {
+            yaml_serde::Value::Tagged(tagged) => tagged.value,
+            value => value,
+        };
+        match value {
+            yaml_serde::Value::Null => continue,
+            yaml_serde::Value::Mapping(map)
+                if ENVELOPE_KEYS.iter().any(|key| map.contains_key(*key)) =>
+            {
+                return false
+            }
+            _ => documents += 1,
+        }
+    }
+    documents > 0
 }
 
 /// Loads manifests from a string, as if read from `file` (tests, benches, stdin).
@@ -648,6 +684,68 @@ fn position_phrase(tail: &str) -> Option<(usize, Option<(usize, usize)>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_tools_yaml_is_data_and_a_broken_manifest_is_not() {
+        for data in [
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  B: {Type: AWS::S3::Bucket, Properties: {BucketName: !Ref N}}\n",
+            "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n",
+            "# a comment\n---\n- a list\n",
+        ] {
+            assert!(is_other_yaml(data), "{data}");
+        }
+        for manifest in [
+            // Each keeps an envelope key, however wrong the rest: reported, never skipped.
+            "apiVersoin: sdop/v1alpha1\nkind: Bucket\n",
+            "kind: Bukcet\nmetadata: {name: a}\n",
+            "spec: {}\n",
+            "AWSTemplateFormatVersion: x\n---\napiVersion: sdop/v1alpha1\n",
+            // Not YAML at all, or nothing in it: reported as before.
+            "a: [\n",
+            "",
+            "# only a comment\n",
+        ] {
+            assert!(!is_other_yaml(manifest), "{manifest}");
+        }
+    }
+
+    /// The workshop's clean-up: once no manifest names the checkout and the checkpoints, their
+    /// YAML is still not read as manifests, so nothing blocks the prune; a broken manifest
+    /// beside them still does.
+    #[test]
+    fn a_directory_walk_skips_data_that_no_manifest_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("all-in-one-ai/deployment/templates")).unwrap();
+        std::fs::create_dir_all(root.join("checkpoints")).unwrap();
+        std::fs::write(
+            root.join("all-in-one-ai/deployment/templates/main.yaml"),
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources: {}\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("checkpoints/v2.yaml"), "model: {target: x}\n").unwrap();
+        std::fs::write(
+            root.join("00-bucket.yaml"),
+            "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: a}\nspec: {bucketName: sdop-a, region: us-east-1}\n",
+        )
+        .unwrap();
+        let loaded = load_paths(&[root.to_path_buf()]);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.manifests.len(), 1);
+
+        std::fs::write(
+            root.join("10-broken.yaml"),
+            "kind: Endpoint\nmetadata: {name: e}\n",
+        )
+        .unwrap();
+        let loaded = load_paths(&[root.to_path_buf()]);
+        assert_eq!(loaded.failed_files, [root.join("10-broken.yaml")]);
+
+        // A file named on the command line is read as a manifest whatever it holds.
+        let template = root.join("all-in-one-ai/deployment/templates/main.yaml");
+        let loaded = load_paths(std::slice::from_ref(&template));
+        assert_eq!(loaded.failed_files, [template]);
+    }
 
     #[test]
     fn cleans_positions_from_messages() {
