@@ -3,7 +3,8 @@
 service-2.json, the same files the local AWS validates requests against) put on the values
 sdop sends, for `sdop validate`.
 
-Refresh after changing the botocore pin in deploy/local-aws/requirements.txt:
+Refresh after changing the botocore pin in deploy/local-aws/requirements.in (and its lock,
+requirements.txt: deploy/local-aws/README.md, "Dependencies"):
     deploy/local-aws/up --install-only
     deploy/local-aws/.venv/bin/python scripts/gen-aws-models.py
 A unit test (model::aws_rules) checks the file is the one this script writes for the pinned

@@ -194,6 +194,15 @@ pub struct RunArgs {
     /// POST a JSON event here on rollouts, training results, drift corrected, conflicts.
     #[arg(long, value_name = "URL", env = "SDOP_NOTIFY_WEBHOOK")]
     notify_webhook: Option<String>,
+    /// Sign each webhook POST with this file's secret (one trailing newline dropped): header
+    /// `X-Sdop-Signature-256: sha256=HEX`, the HMAC-SHA256 of the body, as GitHub signs.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SDOP_WEBHOOK_SECRET_FILE",
+        requires = "notify_webhook"
+    )]
+    webhook_secret_file: Option<PathBuf>,
     /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_timeout: std::time::Duration,
@@ -216,6 +225,7 @@ impl RunArgs {
             lease_ttl: self.lease_ttl,
             lease_renew: self.lease_renew,
             webhook: self.notify_webhook,
+            webhook_secret_file: self.webhook_secret_file,
             shutdown_timeout: self.shutdown_timeout,
         }
     }

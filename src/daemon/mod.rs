@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub lease_ttl: Duration,
     pub lease_renew: Duration,
     pub webhook: Option<String>,
+    /// The webhook's HMAC secret, read at start (an unreadable or empty file stops it).
+    pub webhook_secret_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
 }
 
@@ -74,6 +76,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
     if let Some(url) = &options.webhook {
         notifications::check_url(url)?;
     }
+    let webhook_secret = options
+        .webhook_secret_file
+        .as_deref()
+        .map(notifications::read_secret)
+        .transpose()?;
     let store = shared_state::open(&options.state, &options.connection)?;
     // The daemon is the state's one writer while it runs: an apply beside it waits, then
     // refuses, naming it. A state directory has its file lock; a shared state's lock is its
@@ -179,7 +186,10 @@ pub async fn run(options: RunOptions) -> Result<()> {
     };
 
     let (watcher, files) = watch::Watcher::start(&options.paths, options.debounce)?;
-    let webhook = options.webhook.clone().map(notifications::Webhook::start);
+    let webhook = options
+        .webhook
+        .clone()
+        .map(|url| notifications::Webhook::start(url, webhook_secret));
     let ctx = Arc::new(worker::WorkerContext {
         cloud: crate::apply::cloud::AwsCloud::new(clients.clone()),
         clients,

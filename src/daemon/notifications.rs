@@ -1,5 +1,6 @@
 //! Notifications: what a reconcile pass means to a person (pure, from the status before and
-//! after the pass), logged always and posted as JSON to `--notify-webhook` when set.
+//! after the pass), logged always and posted as JSON to `--notify-webhook` when set; signed
+//! with `--webhook-secret-file` (an HMAC-SHA256 of the body, as GitHub signs its webhooks).
 
 use std::time::Duration;
 
@@ -95,9 +96,64 @@ pub fn events_of(
     events
 }
 
+/// The header carrying the body's signature: `sha256=` and the lowercase hex HMAC-SHA256 of
+/// the exact request body keyed with the secret. GitHub's `X-Hub-Signature-256` scheme (and the
+/// value format of Flux's `generic-hmac` `X-Signature`).
+pub const SIGNATURE_HEADER: &str = "X-Sdop-Signature-256";
+
+/// The webhook secret: never printed (its `Debug` is redacted), never logged or sent.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// The `X-Sdop-Signature-256` value of `body`.
+    pub fn sign(&self, body: &[u8]) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(body);
+        format!(
+            "sha256={}",
+            crate::model::naming::hex(&mac.finalize().into_bytes())
+        )
+    }
+}
+
+/// Reads `--webhook-secret-file`: the whole file, less one trailing newline (`\n` or `\r\n`,
+/// as `echo` or an editor leaves it). Unreadable or empty is an error naming the path and the
+/// fix; the content is never part of an error.
+pub fn read_secret(path: &std::path::Path) -> crate::error::Result<Secret> {
+    const FIX: &str = "write the secret the receiver checks signatures with into it, e.g. `openssl rand -hex 32 > FILE` (readable by sdop only: chmod 600), or drop --webhook-secret-file to send unsigned notifications";
+    let mut bytes = std::fs::read(path).map_err(|e| {
+        crate::error::Error::Terminal(format!(
+            "--webhook-secret-file {}: cannot read the webhook secret ({e}); {FIX}",
+            path.display()
+        ))
+    })?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(crate::error::Error::Terminal(format!(
+            "--webhook-secret-file {}: the file is empty (a trailing newline does not count); {FIX}",
+            path.display()
+        )));
+    }
+    Ok(Secret(bytes))
+}
+
 /// Posts notifications to a webhook, one at a time from a bounded queue, off the async
 /// runtime; a slow or failing receiver never holds up reconciling (events are dropped with a
-/// warning when 1,000 are queued).
+/// warning when 1,000 are queued). With a secret, each POST carries [`SIGNATURE_HEADER`].
 #[derive(Clone)]
 pub struct Webhook {
     queue: tokio::sync::mpsc::Sender<Notification>,
@@ -128,7 +184,7 @@ fn redacted(error: &str, url: &str) -> String {
 }
 
 impl Webhook {
-    pub fn start(url: String) -> Webhook {
+    pub fn start(url: String, secret: Option<Secret>) -> Webhook {
         let (queue, mut rx) = tokio::sync::mpsc::channel::<Notification>(1000);
         tokio::spawn(async move {
             let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -137,9 +193,24 @@ impl Webhook {
                 .build()
                 .into();
             while let Some(notification) = rx.recv().await {
+                // Serialized once: the signature covers exactly the bytes sent.
+                let body = match serde_json::to_vec(&notification) {
+                    Ok(body) => body,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "notification not serializable: dropped");
+                        continue;
+                    }
+                };
+                let signature = secret.as_ref().map(|s| s.sign(&body));
                 let (agent, target) = (agent.clone(), url.clone());
                 let sent = tokio::task::spawn_blocking(move || {
-                    agent.post(&target).send_json(&notification).map(|_| ())
+                    let mut request = agent
+                        .post(&target)
+                        .header("Content-Type", "application/json");
+                    if let Some(signature) = signature {
+                        request = request.header(SIGNATURE_HEADER, signature);
+                    }
+                    request.send(&body[..]).map(|_| ())
                 })
                 .await;
                 match sent {
@@ -284,6 +355,167 @@ mod tests {
         assert!(!text.contains("SECRETTOKEN"), "{text}");
         let text = redacted("io: connect to /services/T000/B000/SECRETTOKEN failed", url);
         assert!(!text.contains("SECRETTOKEN"), "{text}");
+    }
+
+    /// HMAC-SHA256 written out from its definition (RFC 2104) on plain SHA-256, to check the
+    /// `hmac` crate's use against something that does not share it.
+    fn reference_hmac_sha256(key: &[u8], message: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(message)
+            .finalize();
+        let outer = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize();
+        crate::model::naming::hex(&outer)
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_the_body_in_github_format() {
+        // RFC 4231, test case 2.
+        let secret = Secret(b"Jefe".to_vec());
+        assert_eq!(
+            secret.sign(b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Keys longer than a block are hashed first; a one-byte change changes the signature.
+        let long = Secret(vec![b'k'; 100]);
+        assert_eq!(
+            long.sign(b"{\"event\":\"x\"}"),
+            format!(
+                "sha256={}",
+                reference_hmac_sha256(&[b'k'; 100], b"{\"event\":\"x\"}")
+            )
+        );
+        assert_ne!(
+            long.sign(b"{\"event\":\"x\"}"),
+            long.sign(b"{\"event\":\"y\"}")
+        );
+        assert_eq!(format!("{long:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn the_secret_file_loses_one_trailing_newline_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, content: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            read_secret(&path).map(|s| s.0)
+        };
+        assert_eq!(read("a", b"s3cret\n").unwrap(), b"s3cret");
+        assert_eq!(read("b", b"s3cret\r\n").unwrap(), b"s3cret");
+        assert_eq!(read("c", b"s3cret").unwrap(), b"s3cret");
+        assert_eq!(read("d", b"s3cret\n\n").unwrap(), b"s3cret\n");
+        assert_eq!(read("e", b" s3cret \n").unwrap(), b" s3cret ");
+        for (name, content) in [("empty", &b""[..]), ("newline", b"\n"), ("crlf", b"\r\n")] {
+            let err = read(name, content).unwrap_err().to_string();
+            let path = dir.path().join(name).display().to_string();
+            assert!(
+                err.contains(&path) && err.contains("is empty") && err.contains("openssl rand"),
+                "{err}"
+            );
+        }
+        let missing = dir.path().join("missing");
+        let err = read_secret(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains(&missing.display().to_string())
+                && err.contains("cannot read the webhook secret")
+                && err.contains("No such file"),
+            "{err}"
+        );
+    }
+
+    /// Accepts one HTTP request on `listener`; returns its headers (names lowercased) and body.
+    fn receive_one(listener: &std::net::TcpListener) -> (Vec<(String, String)>, Vec<u8>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut headers = Vec::new();
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        assert!(request_line.starts_with("POST /hook "), "{request_line}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("a content-length");
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        (headers, body)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn notification() -> Notification {
+        Notification {
+            event: EventKind::ConflictFound,
+            resource: "Bucket/assets".into(),
+            phase: Phase::Conflict,
+            message: "not owned by sdop: caf\u{e9} \"quoted\"".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            daemon: "host-1".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signed_post_carries_the_hmac_of_the_exact_body_and_an_unsigned_one_none() {
+        let secret_text = "webhook-s3cret-value";
+        for signed in [true, false] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let secret = signed.then(|| Secret(secret_text.as_bytes().to_vec()));
+            let receiver = std::thread::spawn(move || receive_one(&listener));
+            let webhook = Webhook::start(url, secret);
+            webhook.send(notification());
+            let (headers, body) = tokio::task::spawn_blocking(move || receiver.join().unwrap())
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["event"], "conflict.found");
+            assert_eq!(json["message"], "not owned by sdop: caf\u{e9} \"quoted\"");
+            assert_eq!(header(&headers, "content-type"), Some("application/json"));
+            assert!(!String::from_utf8_lossy(&body).contains(secret_text));
+            let signature = header(&headers, SIGNATURE_HEADER);
+            if signed {
+                let expected = format!(
+                    "sha256={}",
+                    reference_hmac_sha256(secret_text.as_bytes(), &body)
+                );
+                assert_eq!(signature, Some(expected.as_str()), "{headers:?}");
+            } else {
+                assert_eq!(signature, None, "{headers:?}");
+            }
+            assert!(
+                headers.iter().all(|(_, v)| !v.contains(secret_text)),
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]

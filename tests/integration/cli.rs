@@ -425,3 +425,69 @@ spec:
     let (code, plan, _) = against_local_aws(&aws, state.path(), &["plan", &path, "--prune"]);
     assert_eq!(code, 0, "{plan}");
 }
+
+/// Issue #23: an unreadable or empty `--webhook-secret-file` (or `SDOP_WEBHOOK_SECRET_FILE`)
+/// stops `sdop run` at once, naming the path and the fix, before it touches AWS or the state.
+#[test]
+fn run_refuses_an_unreadable_or_empty_webhook_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.path().join("missing-secret");
+    let run = |secret_flag: Option<&std::path::Path>, env: Option<&std::path::Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sdop"));
+        command
+            .args(["run", "examples/", "--listen", "127.0.0.1:0"])
+            .args(["--notify-webhook", "http://127.0.0.1:9/hook"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SDOP_STATE_DIR", &state)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("SDOP_WEBHOOK_SECRET_FILE");
+        if let Some(path) = secret_flag {
+            command.arg("--webhook-secret-file").arg(path);
+        }
+        if let Some(path) = env {
+            command.env("SDOP_WEBHOOK_SECRET_FILE", path);
+        }
+        let out = command.output().expect("run sdop");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(Some(&missing), None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--webhook-secret-file {}: cannot read the webhook secret",
+            missing.display()
+        )) && stderr.contains("openssl rand -hex 32"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(None, Some(&empty));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--webhook-secret-file {}: the file is empty",
+            empty.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !state.exists(),
+        "a refused start created its state directory"
+    );
+    // Without a webhook to sign, the flag is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_sdop"))
+        .args(["run", "examples/", "--webhook-secret-file"])
+        .arg(&empty)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("SDOP_NOTIFY_WEBHOOK")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--notify-webhook"), "{stderr}");
+}

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::daemon::{leak_audit, mutations_by, Daemon, WebhookSink};
+use crate::support::daemon::{
+    leak_audit, mutations_by, reference_hmac_sha256, Daemon, WebhookSink,
+};
 use crate::support::local_aws::LocalAws;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/sdop-test";
@@ -592,6 +594,91 @@ spec:
     {
         assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // No --webhook-secret-file: the notifications are not signed.
+    for delivery in hook.deliveries() {
+        assert_eq!(
+            delivery.header("X-Sdop-Signature-256"),
+            None,
+            "{delivery:?}"
+        );
+    }
+}
+
+/// Issue #23: with `--webhook-secret-file`, every notification carries
+/// `X-Sdop-Signature-256: sha256=HEX`, the HMAC-SHA256 of its exact body keyed with the file's
+/// content less its trailing newline; the secret shows in no log, status, metric or body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_signed_with_the_secret_file_which_is_never_shown() {
+    let aws = LocalAws::start();
+    // A bucket sdop does not own: conflict.found on the first pass.
+    aws.s3()
+        .await
+        .create_bucket()
+        .bucket("sdop-signed-foreign")
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bucket.yaml",
+        &bucket("foreign", "sdop-signed-foreign", ""),
+    );
+    let secret = "7f3e9a-webhook-signing-secret";
+    let secret_file = state.path().join("webhook-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let hook = WebhookSink::start();
+    let daemon = Daemon::start(
+        &aws,
+        &[dir.path()],
+        &state.path().join("a"),
+        "AKIDSIGNED",
+        &[
+            "--notify-webhook",
+            &hook.url,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + WAIT;
+    while !hook
+        .events()
+        .iter()
+        .any(|e| e == "conflict.found Bucket/foreign")
+    {
+        assert!(Instant::now() < deadline, "webhook got {:?}", hook.events());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deliveries = hook.deliveries();
+    for delivery in &deliveries {
+        let expected = format!(
+            "sha256={}",
+            reference_hmac_sha256(secret.as_bytes(), &delivery.body)
+        );
+        assert_eq!(
+            delivery.header("X-Sdop-Signature-256"),
+            Some(expected.as_str()),
+            "{delivery:?}"
+        );
+        assert_eq!(delivery.header("Content-Type"), Some("application/json"));
+        assert!(
+            !String::from_utf8_lossy(&delivery.body).contains(secret),
+            "{delivery:?}"
+        );
+    }
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    let status = daemon.status().to_string();
+    for (what, text) in [
+        ("logs", daemon.logs()),
+        ("status", status),
+        ("metrics", metrics),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the secret is in the {what}:\n{text}"
+        );
     }
 }
 

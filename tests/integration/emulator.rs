@@ -1002,6 +1002,13 @@ async fn a_missing_code_zip_fails_the_nested_lambda_stack() {
             .contains("NoSuchKey")),
         "{events:?}"
     );
+    // moto warns about the template's resource types it does not emulate: in the emulator's
+    // log, not in the test output (#23).
+    let log = aws.log();
+    assert!(
+        log.contains("No Moto CloudFormation support for AWS::SecretsManager::Secret"),
+        "{log}"
+    );
     cfn.delete_stack()
         .stack_name("without")
         .send()

@@ -298,10 +298,26 @@ pub async fn leak_audit(
     (models, configs)
 }
 
-/// A webhook receiver on loopback: collects the JSON bodies POSTed to it.
+/// One POST a [`WebhookSink`] received: its headers (names lowercased) and exact body bytes.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook receiver on loopback: collects what is POSTed to it.
 pub struct WebhookSink {
     pub url: String,
-    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
 }
 
 impl WebhookSink {
@@ -316,20 +332,25 @@ impl WebhookSink {
                 let Ok(mut stream) = stream else { break };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut length = 0usize;
+                let mut headers = Vec::new();
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
+                    if let Some((name, value)) = line.split_once(':') {
+                        let name = name.trim().to_ascii_lowercase();
+                        if name == "content-length" {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        headers.push((name, value.trim().to_string()));
                     }
                 }
                 let mut body = vec![0; length];
                 if reader.read_exact(&mut body).is_ok() {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        sink.lock().unwrap().push(v);
-                    }
+                    sink.lock().unwrap().push(Delivery { headers, body });
                 }
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
@@ -339,12 +360,18 @@ impl WebhookSink {
         WebhookSink { url, received }
     }
 
+    /// Every POST received so far, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.received.lock().unwrap().clone()
+    }
+
     /// The `event` fields received so far, in order.
     pub fn events(&self) -> Vec<String> {
         self.received
             .lock()
             .unwrap()
             .iter()
+            .filter_map(|d| serde_json::from_slice::<Value>(&d.body).ok())
             .map(|v| {
                 format!(
                     "{} {}",
@@ -354,4 +381,26 @@ impl WebhookSink {
             })
             .collect()
     }
+}
+
+/// HMAC-SHA256 written out from its definition (RFC 2104) on plain SHA-256, lowercase hex: the
+/// tests check sdop's webhook signatures against it rather than against the crate sdop uses.
+pub fn reference_hmac_sha256(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,10 @@
 //! `LocalAws`: starts the extended moto server from `deploy/local-aws/up` on a free loopback
 //! port, waits until it is ready, hands out configured SDK clients, exposes the emulator's
 //! control API (durations, faults, call counter), and kills the server on drop.
+//!
+//! The server's stderr (moto's and werkzeug's warnings, its refusals) goes to a log file, not
+//! into the test output: a test that fails prints the log's tail and keeps the file; a test
+//! that passes removes it, as the Python self-checks do with theirs.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -40,6 +44,15 @@ pub struct LocalAws {
     child: Child,
     pub port: u16,
     pub endpoint: String,
+    /// The server's stderr.
+    log: Option<tempfile::NamedTempFile>,
+}
+
+/// The last `lines` lines of the file at `path`.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Counts of AWS calls that reached the emulator.
@@ -85,11 +98,19 @@ impl LocalAws {
     }
 
     fn spawn(root: &Path, port: u16) -> Result<LocalAws, String> {
+        let log = tempfile::Builder::new()
+            .prefix(&format!("sdop-local-aws-{port}-"))
+            .suffix(".log")
+            .tempfile()
+            .map_err(|e| format!("cannot create the local AWS log file: {e}"))?;
+        let stderr = log
+            .reopen()
+            .map_err(|e| format!("cannot open {}: {e}", log.path().display()))?;
         let mut child = Command::new(root.join("deploy/local-aws/up"))
             .args(["--port", &port.to_string(), "--quiet"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot run deploy/local-aws/up: {e}"))?;
         let stdout = child.stdout.take().expect("piped stdout");
@@ -102,17 +123,28 @@ impl LocalAws {
                 }
             }
         });
+        let log_path = log.path().to_path_buf();
         let aws = LocalAws {
             child,
             port,
             endpoint: format!("http://127.0.0.1:{port}"),
+            log: Some(log),
         };
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(()) => Ok(aws),
             Err(_) => Err(format!(
-                "no ready line within {READY_TIMEOUT:?} on port {port}"
+                "no ready line within {READY_TIMEOUT:?} on port {port}; its stderr:\n{}",
+                log_tail(&log_path, 40)
             )),
         }
+    }
+
+    /// What the server wrote to stderr so far (warnings, refusals).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log.path()).ok())
+            .unwrap_or_default()
     }
 
     /// SDK configuration for this emulator: static credentials, us-east-1, the SDK's standard
@@ -374,5 +406,17 @@ impl Drop for LocalAws {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said and keeps the whole log.
+        if std::thread::panicking() {
+            if let Some(log) = self.log.take() {
+                let path = log.path().to_path_buf();
+                let kept = log.keep().map(|(_, p)| p).unwrap_or(path);
+                eprintln!(
+                    "local AWS stderr (last 60 lines; all of it in {}):\n{}",
+                    kept.display(),
+                    log_tail(&kept, 60)
+                );
+            }
+        }
     }
 }
