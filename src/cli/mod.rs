@@ -223,7 +223,7 @@ impl RunArgs {
 
 /// Parses the process arguments and runs the command; returns the exit code.
 pub fn run() -> Result<u8> {
-    let cli = Cli::parse();
+    let cli = parse();
     // The daemon reports what it does at info; one-shot commands print their own output.
     let default_level = match cli.command {
         Command::Run(_) => "info",
@@ -249,17 +249,42 @@ pub fn run() -> Result<u8> {
     runtime.block_on(execute(cli))
 }
 
+/// The command line, with each command's usage line as `--help` shows it. clap's error usage
+/// would otherwise list every flag that has a value, those an environment variable sets
+/// (AWS_REGION, AWS_ENDPOINT_URL, SDOP_STATE_DIR...) included, as if they were required.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    command.build();
+    let usages: Vec<(String, String)> = command
+        .get_subcommands_mut()
+        .map(|sub| (sub.get_name().to_string(), plain_usage(sub)))
+        .collect();
+    let root = plain_usage(&mut command);
+    let mut command = command.override_usage(root);
+    for (name, usage) in usages {
+        command = command.mut_subcommand(name, |sub| sub.override_usage(usage));
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+}
+
+/// `sdop plan [OPTIONS] <PATHS>...`: a command's usage with no argument given.
+fn plain_usage(command: &mut clap::Command) -> String {
+    let usage = command.render_usage().to_string();
+    usage
+        .strip_prefix("Usage: ")
+        .unwrap_or(&usage)
+        .trim()
+        .to_string()
+}
+
 pub async fn execute(cli: Cli) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Validate { paths, output } => {
             let loaded = load_paths(&paths);
-            if loaded.manifests.is_empty() && loaded.diagnostics.is_empty() {
-                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                eprintln!(
-                    "no manifests found in {} (sdop reads .yaml and .yml files)",
-                    shown.join(", ")
-                );
+            if let Some(nothing) = no_manifests(&paths, &loaded) {
+                eprintln!("{nothing}");
                 return Ok(exit::ERROR);
             }
             match output {
@@ -277,7 +302,10 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                         "valid": loaded.is_valid(),
                         "manifests": loaded.manifests.len(),
                         "diagnostics": loaded.diagnostics.iter().map(|d| serde_json::json!({
-                            "file": d.file, "line": d.position.line, "column": d.position.column,
+                            "file": d.file,
+                            // A problem of the file as a whole (it cannot be read) has no position.
+                            "line": (d.position.line > 0).then_some(d.position.line),
+                            "column": (d.position.line > 0).then_some(d.position.column),
                             "resource": d.resource, "message": d.message, "text": d.to_string(),
                         })).collect::<Vec<_>>(),
                     });
@@ -297,7 +325,12 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             prune,
             force,
         } => {
-            let loaded = load_valid(&paths)?;
+            let loaded = load_paths(&paths);
+            if let Some(nothing) = no_manifests(&paths, &loaded) {
+                eprintln!("{nothing}");
+                return Ok(exit::ERROR);
+            }
+            let loaded = valid(loaded)?;
             let mut opened: Option<StateStore> = None;
             let mut plan = if offline {
                 let nothing_recorded = std::collections::HashMap::new();
@@ -572,9 +605,24 @@ fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>>
     StateStore::open(dir)?.load_all()
 }
 
+/// `validate`'s and `plan`'s answer to paths that hold no manifest at all (and no problem).
+fn no_manifests(paths: &[PathBuf], loaded: &Loaded) -> Option<String> {
+    if !loaded.manifests.is_empty() || !loaded.diagnostics.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Some(format!(
+        "no manifests found in {} (sdop reads .yaml and .yml files): pass the files or directories holding your manifests",
+        shown.join(", ")
+    ))
+}
+
 /// Loads manifests; any diagnostic fails the command with all of them listed.
 fn load_valid(paths: &[PathBuf]) -> Result<Loaded> {
-    let loaded = load_paths(paths);
+    valid(load_paths(paths))
+}
+
+fn valid(loaded: Loaded) -> Result<Loaded> {
     if loaded.is_valid() {
         Ok(loaded)
     } else {

@@ -425,3 +425,85 @@ spec:
     let (code, plan, _) = against_local_aws(&aws, state.path(), &["plan", &path, "--prune"]);
     assert_eq!(code, 0, "{plan}");
 }
+
+/// Issue #23: `plan` on a directory without manifests is the same error as `validate`'s (online
+/// or offline), not an empty plan or a complaint about credentials.
+#[test]
+fn plan_of_a_directory_without_manifests_fails_as_validate_does() {
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let (code, _, said) = sdop_env(&["validate", path], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        said.contains(&format!("no manifests found in {path}")) && said.contains(".yaml"),
+        "{said}"
+    );
+    for args in [vec!["plan", path], vec!["plan", "--offline", path]] {
+        let (code, stdout, stderr) = sdop_env(&args, &[]);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(stderr, said, "{args:?}");
+        assert_eq!(stdout, "", "{args:?}");
+    }
+}
+
+/// Issue #23: a path that does not exist is named without a made-up `0:0` position.
+#[test]
+fn a_missing_file_is_reported_without_a_position() {
+    let (code, _, stderr) = sdop_env(&["validate", "nosuch.yaml"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .starts_with("nosuch.yaml: cannot read: no such file or directory (check the path)\n"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(":0:0") && !stderr.contains("os error"),
+        "{stderr}"
+    );
+    let (code, json, _) = sdop_env(&["validate", "nosuch.yaml", "-o", "json"], &[]);
+    assert_eq!(code, 1);
+    let found: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let problem = &found["diagnostics"][0];
+    assert_eq!(problem["file"], "nosuch.yaml");
+    assert_eq!(
+        (&problem["line"], &problem["column"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let (code, _, stderr) = sdop_env(&["plan", "--offline", "nosuch.yaml"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("\nnosuch.yaml: cannot read: no such file"),
+        "{stderr}"
+    );
+}
+
+/// Issue #23: flags an environment variable sets (AWS_REGION, AWS_ENDPOINT_URL,
+/// SDOP_STATE_DIR) do not show in a usage line as if they were required.
+#[test]
+fn the_usage_line_shows_no_flag_set_by_the_environment() {
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_PROFILE", "p"),
+    ];
+    for (command, usage) in [
+        ("plan", "Usage: sdop plan [OPTIONS] <PATHS>..."),
+        ("run", "Usage: sdop run [OPTIONS] <PATHS>..."),
+        ("apply", "Usage: sdop apply [OPTIONS] <PATHS>..."),
+    ] {
+        let (code, _, stderr) = sdop_env(&[command], &env);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("<PATHS>"), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("no usage line: {stderr}"));
+        assert_eq!(line, usage, "{stderr}");
+    }
+    let (code, help, _) = sdop_env(&["plan", "--help"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("Usage: sdop plan [OPTIONS] <PATHS>..."),
+        "{help}"
+    );
+}
