@@ -507,3 +507,42 @@ fn the_usage_line_shows_no_flag_set_by_the_environment() {
         "{help}"
     );
 }
+
+/// Issue #23: `sdop run` on a taken `--listen` address says so once (not the OS error twice),
+/// with what to do.
+#[test]
+fn a_taken_listen_address_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("bucket.yaml"),
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: b}\nspec: {bucketName: sdop-taken, region: us-east-1}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = sdop_env(
+        &[
+            "run",
+            manifests.path().to_str().unwrap(),
+            "--listen",
+            &address,
+        ],
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            // Something answers there (the taken port itself): the preflight passes.
+            ("AWS_ENDPOINT_URL", &format!("http://{address}")),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.to_lowercase().matches("already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+}
