@@ -351,7 +351,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 .await?
             } else {
                 let clients = connect(&cli.aws).await?;
-                let store = store(&cli.aws)?;
+                let store = read_store(&cli.aws)?;
                 let plan = crate::apply::plan(&loaded, clients, &store).await?;
                 opened = Some(store);
                 plan
@@ -454,7 +454,12 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             drop(stdout);
             let statuses = store.load_all()?;
             let mut out = std::io::stdout().lock();
-            write!(out, "\n{}", render::status_table(&statuses)).map_err(write_error)?;
+            write!(
+                out,
+                "\n{}",
+                render::status_table(&statuses, render::terminal_width())
+            )
+            .map_err(write_error)?;
             let failed = if wait {
                 !summary.converged()
             } else {
@@ -487,7 +492,11 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                     return Ok(exit::ERROR);
                 }
             }
-            let statuses: Vec<_> = statuses_for_get(&cli.aws)?
+            let read = statuses_for_get(&cli.aws)?;
+            // Which state this is, on stderr: `-o json` and `-o yaml` stay parseable.
+            eprintln!("status from {}", read.source);
+            let statuses: Vec<_> = read
+                .statuses
                 .into_iter()
                 .filter(|s| match what.as_deref() {
                     None => true,
@@ -498,11 +507,18 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 })
                 .collect();
             if statuses.is_empty() && what.as_deref().is_some_and(|w| w.contains('/')) {
-                eprintln!("not found: {}", what.unwrap_or_default());
+                eprintln!(
+                    "not found: {} has no status there (not applied with this state yet; `sdop get` lists what it has)",
+                    what.unwrap_or_default()
+                );
                 return Ok(exit::ERROR);
             }
             match output {
-                GetFormat::Table => write!(stdout, "{}", render::status_table(&statuses)),
+                GetFormat::Table => write!(
+                    stdout,
+                    "{}",
+                    render::status_table(&statuses, render::terminal_width())
+                ),
                 GetFormat::Json => writeln!(
                     stdout,
                     "{}",
@@ -515,12 +531,21 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 ),
             }
             .map_err(write_error)?;
+            if !read.diagnostics.is_empty() {
+                eprintln!(
+                    "invalid manifests, as the daemon last read them (not reconciled, or running on their last good spec until fixed):"
+                );
+                for problem in &read.diagnostics {
+                    eprintln!("  {problem}");
+                }
+            }
             Ok(exit::OK)
         }
         Command::Audit { paths } => {
             let loaded = load_paths(&paths).valid_subset();
             let clients = connect(&cli.aws).await?;
-            let findings = crate::apply::audit::audit(&loaded, &clients, &store(&cli.aws)?).await?;
+            let findings =
+                crate::apply::audit::audit(&loaded, &clients, &read_store(&cli.aws)?).await?;
             write!(stdout, "{}", render::audit_table(&findings)).map_err(write_error)?;
             Ok(if findings.is_empty() {
                 exit::OK
@@ -570,12 +595,31 @@ fn store(args: &AwsArgs) -> Result<StateStore> {
     crate::daemon::shared_state::open(&state_location(args), &connection(args))
 }
 
+/// The state of a command that only reads it: a missing state directory is not created.
+fn read_store(args: &AwsArgs) -> Result<StateStore> {
+    crate::daemon::shared_state::open_to_read(&state_location(args), &connection(args))
+}
+
+/// What `sdop get` read: the statuses, where from, and the daemon's manifest problems.
+struct ReadForGet {
+    statuses: Vec<crate::state::ResourceStatus>,
+    /// `the state directory /x`, `the daemon at http://... (state directory /x)`...
+    source: String,
+    /// `FILE:LINE:COL: Kind/name: message` of the daemon's last load.
+    diagnostics: Vec<String>,
+}
+
 /// Statuses for `sdop get`: from the daemon running on this state directory (it also knows
-/// what is in flight), else from the state directory itself.
-fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>> {
+/// what is in flight and which manifests are invalid), else from the state itself. Creates
+/// nothing.
+fn statuses_for_get(args: &AwsArgs) -> Result<ReadForGet> {
     // A shared state is what its leader writes as it goes: read it directly.
-    if args.state.is_some() {
-        return store(args)?.load_all();
+    if let Some(uri) = &args.state {
+        return Ok(ReadForGet {
+            statuses: read_store(args)?.load_all()?,
+            source: format!("the shared state {uri}"),
+            diagnostics: Vec::new(),
+        });
     }
     let dir = state_dir(args);
     if let Some(url) = crate::daemon::daemon_url(&dir) {
@@ -593,16 +637,44 @@ fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>>
                     .map_err(|e| e.to_string())
             })
             .and_then(|body| {
-                serde_json::from_value(body["resources"].clone()).map_err(|e| e.to_string())
+                let statuses =
+                    serde_json::from_value(body["resources"].clone()).map_err(|e| e.to_string())?;
+                let diagnostics = body["daemon"]["diagnostics"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|d| d.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok((statuses, diagnostics))
             });
         match asked {
-            Ok(statuses) => return Ok(statuses),
+            Ok((statuses, diagnostics)) => {
+                return Ok(ReadForGet {
+                    statuses,
+                    source: format!("the daemon at {url} (state directory {})", dir.display()),
+                    diagnostics,
+                })
+            }
             Err(err) => eprintln!(
                 "note: the daemon at {url} did not answer ({err}); showing the state directory"
             ),
         }
     }
-    StateStore::open(dir)?.load_all()
+    let source = if dir.is_dir() {
+        format!("the state directory {}", dir.display())
+    } else {
+        format!(
+            "the state directory {}, which does not exist: nothing was applied with it (--state-dir or SDOP_STATE_DIR names another)",
+            dir.display()
+        )
+    };
+    Ok(ReadForGet {
+        statuses: StateStore::existing(&dir).load_all()?,
+        source,
+        diagnostics: Vec::new(),
+    })
 }
 
 /// `validate`'s and `plan`'s answer to paths that hold no manifest at all (and no problem).

@@ -546,3 +546,95 @@ fn a_taken_listen_address_is_reported_once() {
         "{stderr}"
     );
 }
+
+/// Writes a status file into a state directory, as sdop saves one.
+fn put_status(state: &std::path::Path, status: serde_json::Value) {
+    let dir = state.join(status["kind"].as_str().unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.json", status["name"].as_str().unwrap()));
+    std::fs::write(file, serde_json::to_vec_pretty(&status).unwrap()).unwrap();
+}
+
+/// Issue #23: `sdop get` shows a message in full (a container's own error is past 100
+/// characters), a resource whose manifest is invalid as such, with FILE:LINE:COL, and says
+/// which state it read.
+#[test]
+fn get_shows_whole_messages_invalid_manifests_and_the_state_it_read() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let failure = "The primary container for production variant AllTraffic did not pass the ping health check. Please check CloudWatch logs for this endpoint. Container said: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB";
+    put_status(
+        &state,
+        serde_json::json!({
+            "kind": "Endpoint", "name": "sd-base", "phase": "Failed", "message": failure,
+        }),
+    );
+    let problem = "manifest invalid, running on its last good spec: m/repo.yaml:3:7: ImageRepository/inference: unknown field `tagz`";
+    put_status(
+        &state,
+        serde_json::json!({
+            "kind": "ImageRepository", "name": "inference", "phase": "Ready",
+            "message": "all AWS objects match the manifest",
+            "conditions": [{"type": "ManifestValid", "status": false, "reason": "InvalidManifest",
+                            "message": problem, "lastTransition": "2024-06-01T00:00:00Z"}],
+        }),
+    );
+    let state_env = [("SDOP_STATE_DIR", state.to_str().unwrap())];
+    let (code, table, stderr) = sdop_env(&["get"], &state_env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.contains(failure), "cut: {table}");
+    let inference = table
+        .lines()
+        .find(|l| l.starts_with("ImageRepository/inference"))
+        .unwrap();
+    assert!(inference.contains(problem), "{table}");
+    assert_eq!(
+        stderr,
+        format!("status from the state directory {}\n", state.display())
+    );
+}
+
+/// Issue #23: the read-only commands (`validate`, `plan`, `get`, `audit`) create no state
+/// directory and no file; `get` says the state directory it was pointed at does not exist.
+#[test]
+fn read_only_commands_create_nothing() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let example = "examples/minimal-endpoint/";
+    let run = |args: &[&str]| {
+        sdop_env(
+            args,
+            &[
+                ("HOME", home.path().to_str().unwrap()),
+                ("SDOP_STATE_DIR", state.to_str().unwrap()),
+                ("AWS_ENDPOINT_URL", &aws.endpoint),
+                ("AWS_ACCESS_KEY_ID", "local"),
+                ("AWS_SECRET_ACCESS_KEY", "local"),
+                ("AWS_REGION", "us-east-1"),
+            ],
+        )
+    };
+    for (args, expected) in [
+        (vec!["validate", example], 0),
+        (vec!["plan", example], 2),
+        (vec!["plan", "--offline", example], 2),
+        (vec!["audit", example], 0),
+        (vec!["get", "-o", "json"], 0),
+        (vec!["get"], 0),
+    ] {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, expected, "{args:?}: {stdout}{stderr}");
+        assert!(!state.exists(), "{args:?} created {}", state.display());
+        let made: Vec<_> = std::fs::read_dir(home.path()).unwrap().flatten().collect();
+        assert!(made.is_empty(), "{args:?} created {made:?}");
+    }
+    let (_, _, stderr) = run(&["get"]);
+    assert!(
+        stderr.contains(&format!(
+            "status from the state directory {}, which does not exist",
+            state.display()
+        )),
+        "{stderr}"
+    );
+}
