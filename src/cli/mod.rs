@@ -332,23 +332,26 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             }
             let loaded = valid(loaded)?;
             let mut opened: Option<StateStore> = None;
+            let mut priced_in = String::new();
             let mut plan = if offline {
                 let nothing_recorded = std::collections::HashMap::new();
-                engine::plan_all(
+                let region = offline_region(&cli.aws, &loaded);
+                let plan = engine::plan_all(
                     &loaded.manifests,
                     &loaded.graph,
+                    // Prices the plan; nothing else reads it offline.
                     &cloud::Offline {
-                        // Prices the plan; nothing else reads it offline.
-                        region: cli
-                            .aws
-                            .region
-                            .clone()
-                            .or_else(|| std::env::var("AWS_REGION").ok())
-                            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
+                        region: region.clone().ok(),
                     },
                     &nothing_recorded,
                 )
-                .await?
+                .await?;
+                if let Err(why) = region {
+                    if !plan.hourly_after().unknown.is_empty() {
+                        priced_in = format!("; not priced: {why}");
+                    }
+                }
+                plan
             } else {
                 let clients = connect(&cli.aws).await?;
                 let store = read_store(&cli.aws)?;
@@ -378,7 +381,10 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let note = if !pruning.is_empty() {
                 pruning.as_str()
             } else if offline {
-                "offline: AWS was not read, so everything shows as a create"
+                pruning = format!(
+                    "offline: AWS was not read, so everything shows as a create{priced_in}"
+                );
+                pruning.as_str()
             } else {
                 ""
             };
@@ -593,6 +599,35 @@ fn state_location(args: &AwsArgs) -> StateLocation {
 
 fn store(args: &AwsArgs) -> Result<StateStore> {
     crate::daemon::shared_state::open(&state_location(args), &connection(args))
+}
+
+/// The region `plan --offline` prices what has no region of its own (endpoints, training
+/// jobs) in: `--region` or the environment's (where apply would create them), else the one
+/// region the manifests name (`spec.region`); else why there is none.
+fn offline_region(args: &AwsArgs, loaded: &Loaded) -> std::result::Result<String, String> {
+    if let Some(region) = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+    {
+        return Ok(region);
+    }
+    let named: std::collections::BTreeSet<String> = loaded
+        .manifests
+        .iter()
+        .filter_map(|m| m.spec_json()["region"].as_str().map(str::to_string))
+        .collect();
+    let mut regions = named.iter();
+    match (regions.next(), regions.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        (None, _) => {
+            Err("no region: the manifests name none; pass --region or set AWS_REGION".to_string())
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "the manifests name several regions ({}); pass --region with the endpoints' one",
+            named.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// The state of a command that only reads it: a missing state directory is not created.

@@ -638,3 +638,66 @@ fn read_only_commands_create_nothing() {
         "{stderr}"
     );
 }
+
+/// Issue #23: `plan --offline` without a region (CI with no AWS settings) prices in the region
+/// the manifests name; when they name several it says so, once, and `--region` decides.
+#[test]
+fn plan_offline_prices_in_the_region_the_manifests_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = |name: &str, region: &str| {
+        format!("apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {{name: {name}}}\nspec: {{bucketName: sdop-{name}, region: {region}}}\n")
+    };
+    std::fs::write(
+        dir.path().join("bucket.yaml"),
+        bucket("models", "us-east-1"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("endpoint.yaml"),
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: base}
+spec:
+  endpointName: sd-base
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-models/model.tar.gz"}
+  instanceType: ml.g4dn.2xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (code, plan, stderr) = sdop_env(&["plan", "--offline", path], &[]);
+    assert_eq!(code, 2, "{plan}{stderr}");
+    assert!(
+        plan.contains("cost: +$0.94/h, none -> ml.g4dn.2xlarge x1")
+            && plan.contains("Cost: +$0.94/h by this plan; $0.94/h for the endpoints planned"),
+        "{plan}"
+    );
+    // Two regions named: which one the endpoint goes to is --region's (or AWS_REGION's) to say.
+    std::fs::write(dir.path().join("logs.yaml"), bucket("logs", "us-west-2")).unwrap();
+    let (code, plan, _) = sdop_env(&["plan", "--offline", path], &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains(
+            "not priced: the manifests name several regions (us-east-1, us-west-2); pass --region"
+        ),
+        "{plan}"
+    );
+    let total = plan.lines().find(|l| l.starts_with("Cost: ")).unwrap();
+    assert_eq!(total.matches("no price for").count(), 1, "{total}");
+    let said_by_flag = ["plan", "--offline", path, "--region", "us-east-1"];
+    let said_by_env = ["plan", "--offline", path];
+    for (args, env) in [
+        (&said_by_flag[..], &[][..]),
+        (&said_by_env[..], &[("AWS_REGION", "us-east-1")][..]),
+    ] {
+        let (code, plan, _) = sdop_env(args, env);
+        assert_eq!(code, 2, "{plan}");
+        assert!(
+            plan.contains("Cost: +$0.94/h by this plan"),
+            "{args:?}: {plan}"
+        );
+    }
+}
