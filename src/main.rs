@@ -11,8 +11,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            let err = anyhow::Error::from(err);
-            eprintln!("error: {err:#}");
+            // The error's own text already says its cause (an I/O error's included): printing
+            // its source chain too would say it twice.
+            eprintln!("error: {err}");
             ExitCode::from(1)
         }
     }

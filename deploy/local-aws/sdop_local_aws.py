@@ -17,8 +17,10 @@ The entry point `up` runs. The rules live beside it, by service:
   local_aws_middleware.py      the WSGI middleware and the /_sdop/ control API
   containers.py                the all-in-one-ai images' contract"""
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -47,7 +49,23 @@ def main():
     app = SdopMiddleware(DomainDispatcherApplication(create_backend_app))
     handler = type("Handler", (MotoRequestHandler,), {"log_request": lambda *a, **k: None}
                    ) if args.quiet else MotoRequestHandler
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=handler)
+    # The socket is bound here, not by werkzeug, which on a taken port prints the OS error and
+    # then its own sentence about it: one line says what is wrong and what to do.
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
+        listener.listen(128)
+    except OSError as e:
+        listener.close()
+        hint = (": another program (another emulator?) has it; stop it, or pass another --port"
+                if e.errno == errno.EADDRINUSE else "")
+        print(f"sdop-local-aws: cannot listen on {args.host}:{args.port}: "
+              f"{e.strerror.lower()}{hint}", file=sys.stderr)
+        sys.exit(1)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=handler,
+                         fd=listener.fileno())
+    listener.close()  # the server serves a duplicate of it
     threading.Thread(target=ticker, daemon=True).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))

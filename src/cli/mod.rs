@@ -233,7 +233,7 @@ impl RunArgs {
 
 /// Parses the process arguments and runs the command; returns the exit code.
 pub fn run() -> Result<u8> {
-    let cli = Cli::parse();
+    let cli = parse();
     // The daemon reports what it does at info; one-shot commands print their own output.
     let default_level = match cli.command {
         Command::Run(_) => "info",
@@ -259,17 +259,42 @@ pub fn run() -> Result<u8> {
     runtime.block_on(execute(cli))
 }
 
+/// The command line, with each command's usage line as `--help` shows it. clap's error usage
+/// would otherwise list every flag that has a value, those an environment variable sets
+/// (AWS_REGION, AWS_ENDPOINT_URL, SDOP_STATE_DIR...) included, as if they were required.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    command.build();
+    let usages: Vec<(String, String)> = command
+        .get_subcommands_mut()
+        .map(|sub| (sub.get_name().to_string(), plain_usage(sub)))
+        .collect();
+    let root = plain_usage(&mut command);
+    let mut command = command.override_usage(root);
+    for (name, usage) in usages {
+        command = command.mut_subcommand(name, |sub| sub.override_usage(usage));
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+}
+
+/// `sdop plan [OPTIONS] <PATHS>...`: a command's usage with no argument given.
+fn plain_usage(command: &mut clap::Command) -> String {
+    let usage = command.render_usage().to_string();
+    usage
+        .strip_prefix("Usage: ")
+        .unwrap_or(&usage)
+        .trim()
+        .to_string()
+}
+
 pub async fn execute(cli: Cli) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Validate { paths, output } => {
             let loaded = load_paths(&paths);
-            if loaded.manifests.is_empty() && loaded.diagnostics.is_empty() {
-                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                eprintln!(
-                    "no manifests found in {} (sdop reads .yaml and .yml files)",
-                    shown.join(", ")
-                );
+            if let Some(nothing) = no_manifests(&paths, &loaded) {
+                eprintln!("{nothing}");
                 return Ok(exit::ERROR);
             }
             match output {
@@ -287,7 +312,10 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                         "valid": loaded.is_valid(),
                         "manifests": loaded.manifests.len(),
                         "diagnostics": loaded.diagnostics.iter().map(|d| serde_json::json!({
-                            "file": d.file, "line": d.position.line, "column": d.position.column,
+                            "file": d.file,
+                            // A problem of the file as a whole (it cannot be read) has no position.
+                            "line": (d.position.line > 0).then_some(d.position.line),
+                            "column": (d.position.line > 0).then_some(d.position.column),
                             "resource": d.resource, "message": d.message, "text": d.to_string(),
                         })).collect::<Vec<_>>(),
                     });
@@ -307,28 +335,36 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             prune,
             force,
         } => {
-            let loaded = load_valid(&paths)?;
+            let loaded = load_paths(&paths);
+            if let Some(nothing) = no_manifests(&paths, &loaded) {
+                eprintln!("{nothing}");
+                return Ok(exit::ERROR);
+            }
+            let loaded = valid(loaded)?;
             let mut opened: Option<StateStore> = None;
+            let mut priced_in = String::new();
             let mut plan = if offline {
                 let nothing_recorded = std::collections::HashMap::new();
-                engine::plan_all(
+                let region = offline_region(&cli.aws, &loaded);
+                let plan = engine::plan_all(
                     &loaded.manifests,
                     &loaded.graph,
+                    // Prices the plan; nothing else reads it offline.
                     &cloud::Offline {
-                        // Prices the plan; nothing else reads it offline.
-                        region: cli
-                            .aws
-                            .region
-                            .clone()
-                            .or_else(|| std::env::var("AWS_REGION").ok())
-                            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
+                        region: region.clone().ok(),
                     },
                     &nothing_recorded,
                 )
-                .await?
+                .await?;
+                if let Err(why) = region {
+                    if !plan.hourly_after().unknown.is_empty() {
+                        priced_in = format!("; not priced: {why}");
+                    }
+                }
+                plan
             } else {
                 let clients = connect(&cli.aws).await?;
-                let store = store(&cli.aws)?;
+                let store = read_store(&cli.aws)?;
                 let plan = crate::apply::plan(&loaded, clients, &store).await?;
                 opened = Some(store);
                 plan
@@ -355,7 +391,10 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let note = if !pruning.is_empty() {
                 pruning.as_str()
             } else if offline {
-                "offline: AWS was not read, so everything shows as a create"
+                pruning = format!(
+                    "offline: AWS was not read, so everything shows as a create{priced_in}"
+                );
+                pruning.as_str()
             } else {
                 ""
             };
@@ -431,7 +470,12 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             drop(stdout);
             let statuses = store.load_all()?;
             let mut out = std::io::stdout().lock();
-            write!(out, "\n{}", render::status_table(&statuses)).map_err(write_error)?;
+            write!(
+                out,
+                "\n{}",
+                render::status_table(&statuses, render::terminal_width())
+            )
+            .map_err(write_error)?;
             let failed = if wait {
                 !summary.converged()
             } else {
@@ -464,7 +508,11 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                     return Ok(exit::ERROR);
                 }
             }
-            let statuses: Vec<_> = statuses_for_get(&cli.aws)?
+            let read = statuses_for_get(&cli.aws)?;
+            // Which state this is, on stderr: `-o json` and `-o yaml` stay parseable.
+            eprintln!("status from {}", read.source);
+            let statuses: Vec<_> = read
+                .statuses
                 .into_iter()
                 .filter(|s| match what.as_deref() {
                     None => true,
@@ -475,11 +523,18 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 })
                 .collect();
             if statuses.is_empty() && what.as_deref().is_some_and(|w| w.contains('/')) {
-                eprintln!("not found: {}", what.unwrap_or_default());
+                eprintln!(
+                    "not found: {} has no status there (not applied with this state yet; `sdop get` lists what it has)",
+                    what.unwrap_or_default()
+                );
                 return Ok(exit::ERROR);
             }
             match output {
-                GetFormat::Table => write!(stdout, "{}", render::status_table(&statuses)),
+                GetFormat::Table => write!(
+                    stdout,
+                    "{}",
+                    render::status_table(&statuses, render::terminal_width())
+                ),
                 GetFormat::Json => writeln!(
                     stdout,
                     "{}",
@@ -492,12 +547,21 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 ),
             }
             .map_err(write_error)?;
+            if !read.diagnostics.is_empty() {
+                eprintln!(
+                    "invalid manifests, as the daemon last read them (not reconciled, or running on their last good spec until fixed):"
+                );
+                for problem in &read.diagnostics {
+                    eprintln!("  {problem}");
+                }
+            }
             Ok(exit::OK)
         }
         Command::Audit { paths } => {
             let loaded = load_paths(&paths).valid_subset();
             let clients = connect(&cli.aws).await?;
-            let findings = crate::apply::audit::audit(&loaded, &clients, &store(&cli.aws)?).await?;
+            let findings =
+                crate::apply::audit::audit(&loaded, &clients, &read_store(&cli.aws)?).await?;
             write!(stdout, "{}", render::audit_table(&findings)).map_err(write_error)?;
             Ok(if findings.is_empty() {
                 exit::OK
@@ -547,12 +611,60 @@ fn store(args: &AwsArgs) -> Result<StateStore> {
     crate::daemon::shared_state::open(&state_location(args), &connection(args))
 }
 
+/// The region `plan --offline` prices what has no region of its own (endpoints, training
+/// jobs) in: `--region` or the environment's (where apply would create them), else the one
+/// region the manifests name (`spec.region`); else why there is none.
+fn offline_region(args: &AwsArgs, loaded: &Loaded) -> std::result::Result<String, String> {
+    if let Some(region) = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+    {
+        return Ok(region);
+    }
+    let named: std::collections::BTreeSet<String> = loaded
+        .manifests
+        .iter()
+        .filter_map(|m| m.spec_json()["region"].as_str().map(str::to_string))
+        .collect();
+    let mut regions = named.iter();
+    match (regions.next(), regions.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        (None, _) => {
+            Err("no region: the manifests name none; pass --region or set AWS_REGION".to_string())
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "the manifests name several regions ({}); pass --region with the endpoints' one",
+            named.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The state of a command that only reads it: a missing state directory is not created.
+fn read_store(args: &AwsArgs) -> Result<StateStore> {
+    crate::daemon::shared_state::open_to_read(&state_location(args), &connection(args))
+}
+
+/// What `sdop get` read: the statuses, where from, and the daemon's manifest problems.
+struct ReadForGet {
+    statuses: Vec<crate::state::ResourceStatus>,
+    /// `the state directory /x`, `the daemon at http://... (state directory /x)`...
+    source: String,
+    /// `FILE:LINE:COL: Kind/name: message` of the daemon's last load.
+    diagnostics: Vec<String>,
+}
+
 /// Statuses for `sdop get`: from the daemon running on this state directory (it also knows
-/// what is in flight), else from the state directory itself.
-fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>> {
+/// what is in flight and which manifests are invalid), else from the state itself. Creates
+/// nothing.
+fn statuses_for_get(args: &AwsArgs) -> Result<ReadForGet> {
     // A shared state is what its leader writes as it goes: read it directly.
-    if args.state.is_some() {
-        return store(args)?.load_all();
+    if let Some(uri) = &args.state {
+        return Ok(ReadForGet {
+            statuses: read_store(args)?.load_all()?,
+            source: format!("the shared state {uri}"),
+            diagnostics: Vec::new(),
+        });
     }
     let dir = state_dir(args);
     if let Some(url) = crate::daemon::daemon_url(&dir) {
@@ -570,21 +682,64 @@ fn statuses_for_get(args: &AwsArgs) -> Result<Vec<crate::state::ResourceStatus>>
                     .map_err(|e| e.to_string())
             })
             .and_then(|body| {
-                serde_json::from_value(body["resources"].clone()).map_err(|e| e.to_string())
+                let statuses =
+                    serde_json::from_value(body["resources"].clone()).map_err(|e| e.to_string())?;
+                let diagnostics = body["daemon"]["diagnostics"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|d| d.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok((statuses, diagnostics))
             });
         match asked {
-            Ok(statuses) => return Ok(statuses),
+            Ok((statuses, diagnostics)) => {
+                return Ok(ReadForGet {
+                    statuses,
+                    source: format!("the daemon at {url} (state directory {})", dir.display()),
+                    diagnostics,
+                })
+            }
             Err(err) => eprintln!(
                 "note: the daemon at {url} did not answer ({err}); showing the state directory"
             ),
         }
     }
-    StateStore::open(dir)?.load_all()
+    let source = if dir.is_dir() {
+        format!("the state directory {}", dir.display())
+    } else {
+        format!(
+            "the state directory {}, which does not exist: nothing was applied with it (--state-dir or SDOP_STATE_DIR names another)",
+            dir.display()
+        )
+    };
+    Ok(ReadForGet {
+        statuses: StateStore::existing(&dir).load_all()?,
+        source,
+        diagnostics: Vec::new(),
+    })
+}
+
+/// `validate`'s and `plan`'s answer to paths that hold no manifest at all (and no problem).
+fn no_manifests(paths: &[PathBuf], loaded: &Loaded) -> Option<String> {
+    if !loaded.manifests.is_empty() || !loaded.diagnostics.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Some(format!(
+        "no manifests found in {} (sdop reads .yaml and .yml files): pass the files or directories holding your manifests",
+        shown.join(", ")
+    ))
 }
 
 /// Loads manifests; any diagnostic fails the command with all of them listed.
 fn load_valid(paths: &[PathBuf]) -> Result<Loaded> {
-    let loaded = load_paths(paths);
+    valid(load_paths(paths))
+}
+
+fn valid(loaded: Loaded) -> Result<Loaded> {
     if loaded.is_valid() {
         Ok(loaded)
     } else {

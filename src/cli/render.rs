@@ -105,19 +105,22 @@ pub fn cost_line(plan: &Plan) -> String {
     line
 }
 
-/// `sdop get` as a table: one line per resource.
-pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
+/// Where the MESSAGE column of [`status_table`] starts.
+const MESSAGE_COLUMN: usize = 34 + 1 + 12 + 1 + 20 + 1 + 8 + 1;
+/// The narrowest MESSAGE column a narrow terminal still gets.
+const MIN_MESSAGE_WIDTH: usize = 40;
+
+/// `sdop get` as a table: one line per resource. A message is never cut: with `width` (a
+/// terminal's columns) it wraps under its column, else each of its lines is shown in full.
+pub fn status_table(statuses: &[crate::state::ResourceStatus], width: Option<usize>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<34} {:<12} {:<20} {:>8} MESSAGE",
         "RESOURCE", "PHASE", "UPDATED", "COST/H"
     );
+    let message_width = width.map(|w| w.saturating_sub(MESSAGE_COLUMN).max(MIN_MESSAGE_WIDTH));
     for status in statuses {
-        let mut message = status.message.clone();
-        if message.chars().count() > 100 {
-            message = message.chars().take(97).collect::<String>() + "...";
-        }
         let cost = match status
             .outputs
             .get(crate::engine::execute::HOURLY_COST)
@@ -127,6 +130,8 @@ pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
             Some(Err(_)) => "unknown".to_string(),
             None => "-".to_string(),
         };
+        let message = shown_message(status);
+        let mut lines = wrap(&message, message_width).into_iter();
         let _ = writeln!(
             out,
             "{:<34} {:<12} {:<20} {:>8} {}",
@@ -134,10 +139,71 @@ pub fn status_table(statuses: &[crate::state::ResourceStatus]) -> String {
             format!("{:?}", status.phase),
             status.updated_at,
             cost,
-            message
+            lines.next().unwrap_or_default()
         );
+        for line in lines {
+            let _ = writeln!(out, "{:MESSAGE_COLUMN$}{line}", "");
+        }
     }
     out
+}
+
+/// A resource's message; when its manifest is invalid now (the daemon runs it on its last
+/// good spec), that first, with the problem's `FILE:LINE:COL`.
+fn shown_message(status: &crate::state::ResourceStatus) -> String {
+    let invalid = status
+        .conditions
+        .iter()
+        .find(|c| c.kind == crate::daemon::worker::MANIFEST_CONDITION && !c.status);
+    match invalid {
+        Some(condition) if status.message.is_empty() => condition.message.clone(),
+        Some(condition) => format!(
+            "{} (last pass, on that spec: {})",
+            condition.message, status.message
+        ),
+        None => status.message.clone(),
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters, at spaces where it can (a longer
+/// word is broken); its own line breaks are kept. Without a width, only those.
+fn wrap(text: &str, width: Option<usize>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.lines() {
+        let Some(width) = width else {
+            lines.push(paragraph.to_string());
+            continue;
+        };
+        let mut line = String::new();
+        for word in paragraph.split(' ') {
+            let mut word: Vec<char> = word.chars().collect();
+            let used = line.chars().count();
+            if used > 0 && used + 1 + word.len() > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            while line.chars().count() + word.len() > width {
+                let room = width - line.chars().count();
+                line.extend(word.drain(..room));
+                lines.push(std::mem::take(&mut line));
+            }
+            line.extend(word);
+        }
+        lines.push(line);
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+}
+
+/// Columns of the terminal standard output is, if it is one.
+pub fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_, columns)| usize::from(columns))
 }
 
 /// `sdop audit` as a table, with the hourly total of what it found.
@@ -177,4 +243,89 @@ pub fn audit_table(findings: &[crate::apply::audit::Finding]) -> String {
         findings.len()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ResourceId;
+    use crate::state::{Phase, ResourceStatus};
+
+    fn failed(message: &str) -> ResourceStatus {
+        let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "sd-base"));
+        status.set_phase(Phase::Failed, "Failed", message);
+        status
+    }
+
+    /// The message lines of a table: its first row's MESSAGE and the lines under it.
+    fn message_lines(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .skip(1)
+            .map(|l| l.chars().skip(MESSAGE_COLUMN).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_long_message_wraps_under_its_column_and_is_never_cut() {
+        let message = format!(
+            "The primary container for production variant AllTraffic did not pass the ping health check. {}Traceback: /opt/ml/code/serve.py line 42: CUDA out of memory",
+            "word ".repeat(30)
+        );
+        let table = status_table(&[failed(&message)], Some(120));
+        let lines = message_lines(&table);
+        assert!(lines.len() > 2, "{table}");
+        assert!(table.lines().all(|l| l.chars().count() <= 120), "{table}");
+        for line in table.lines().skip(2) {
+            assert!(line.starts_with(&" ".repeat(MESSAGE_COLUMN)), "{table}");
+        }
+        assert_eq!(lines.join(" "), message, "{table}");
+        // Not a terminal: the whole message on its row.
+        let table = status_table(&[failed(&message)], None);
+        assert_eq!(message_lines(&table), vec![message.clone()], "{table}");
+        assert!(!table.contains("..."), "{table}");
+    }
+
+    #[test]
+    fn words_longer_than_the_column_are_broken_and_line_breaks_kept() {
+        assert_eq!(
+            wrap("s3://bucket/a/very/long/key first\nsecond line", Some(10)),
+            vec![
+                "s3://bucke",
+                "t/a/very/l",
+                "ong/key",
+                "first",
+                "second",
+                "line"
+            ]
+        );
+        assert_eq!(wrap("", Some(10)), vec![""]);
+        assert_eq!(wrap("a\nb", None), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn an_invalid_manifest_is_shown_with_its_position() {
+        let mut status = ResourceStatus::new(&ResourceId::new("ImageRepository", "inference"));
+        status.set_phase(
+            Phase::Ready,
+            "Converged",
+            "all AWS objects match the manifest",
+        );
+        status.set_condition(
+            crate::daemon::worker::MANIFEST_CONDITION,
+            false,
+            "InvalidManifest",
+            "manifest invalid, running on its last good spec: m/repo.yaml:4:7: ImageRepository/inference: unknown field `tagz`",
+        );
+        let table = status_table(&[status.clone()], None);
+        assert!(
+            table.contains("Ready        ")
+                && table.contains(" manifest invalid, running on its last good spec: m/repo.yaml:4:7: ImageRepository/inference: unknown field `tagz` (last pass, on that spec: all AWS objects match the manifest)"),
+            "{table}"
+        );
+        // Valid again: the message alone.
+        status.set_condition(crate::daemon::worker::MANIFEST_CONDITION, true, "Valid", "");
+        let table = status_table(&[status], None);
+        assert!(!table.contains("invalid"), "{table}");
+    }
 }

@@ -138,7 +138,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     )));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| Error::io(format!("listening on {}", options.listen), e))?;
+        .map_err(|e| listen_error(options.listen, e))?;
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listen address", e))?;
@@ -227,6 +227,18 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let _ = std::fs::remove_file(options.local_dir.join(DAEMON_FILE));
     tracing::info!("sdop daemon stopped");
     Ok(())
+}
+
+/// Why `--listen` failed, and what to do about the common case.
+fn listen_error(address: SocketAddr, err: std::io::Error) -> Error {
+    if err.kind() == std::io::ErrorKind::AddrInUse {
+        Error::Terminal(format!(
+            "cannot listen on {address}: address already in use (another sdop run, or another \
+             program): stop it, or pass --listen with a free address (port 0 picks one)"
+        ))
+    } else {
+        Error::io(format!("listening on {address}"), err)
+    }
 }
 
 async fn wait_for_signal() {

@@ -508,6 +508,15 @@ pub fn open(location: &StateLocation, connection: &Connection) -> Result<StateSt
     }
 }
 
+/// As [`open`], for a command that only reads: a state directory that does not exist is not
+/// created (it holds no status).
+pub fn open_to_read(location: &StateLocation, connection: &Connection) -> Result<StateStore> {
+    match location {
+        StateLocation::Dir(dir) => Ok(StateStore::existing(dir.clone())),
+        StateLocation::Shared(_) => open(location, connection),
+    }
+}
+
 /// A shared state reached through `s3` (a client configured elsewhere: tests, embedding).
 pub fn open_with_client(uri: &str, s3: aws_sdk_s3::Client) -> Result<StateStore> {
     Ok(StateStore::with_backend(SharedState::with_client(

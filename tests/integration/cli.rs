@@ -491,3 +491,279 @@ fn run_refuses_an_unreadable_or_empty_webhook_secret_file() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--notify-webhook"), "{stderr}");
 }
+
+/// Issue #23: `plan` on a directory without manifests is the same error as `validate`'s (online
+/// or offline), not an empty plan or a complaint about credentials.
+#[test]
+fn plan_of_a_directory_without_manifests_fails_as_validate_does() {
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let (code, _, said) = sdop_env(&["validate", path], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        said.contains(&format!("no manifests found in {path}")) && said.contains(".yaml"),
+        "{said}"
+    );
+    for args in [vec!["plan", path], vec!["plan", "--offline", path]] {
+        let (code, stdout, stderr) = sdop_env(&args, &[]);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(stderr, said, "{args:?}");
+        assert_eq!(stdout, "", "{args:?}");
+    }
+}
+
+/// Issue #23: a path that does not exist is named without a made-up `0:0` position.
+#[test]
+fn a_missing_file_is_reported_without_a_position() {
+    let (code, _, stderr) = sdop_env(&["validate", "nosuch.yaml"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .starts_with("nosuch.yaml: cannot read: no such file or directory (check the path)\n"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(":0:0") && !stderr.contains("os error"),
+        "{stderr}"
+    );
+    let (code, json, _) = sdop_env(&["validate", "nosuch.yaml", "-o", "json"], &[]);
+    assert_eq!(code, 1);
+    let found: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let problem = &found["diagnostics"][0];
+    assert_eq!(problem["file"], "nosuch.yaml");
+    assert_eq!(
+        (&problem["line"], &problem["column"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let (code, _, stderr) = sdop_env(&["plan", "--offline", "nosuch.yaml"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("\nnosuch.yaml: cannot read: no such file"),
+        "{stderr}"
+    );
+}
+
+/// Issue #23: flags an environment variable sets (AWS_REGION, AWS_ENDPOINT_URL,
+/// SDOP_STATE_DIR) do not show in a usage line as if they were required.
+#[test]
+fn the_usage_line_shows_no_flag_set_by_the_environment() {
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_PROFILE", "p"),
+    ];
+    for (command, usage) in [
+        ("plan", "Usage: sdop plan [OPTIONS] <PATHS>..."),
+        ("run", "Usage: sdop run [OPTIONS] <PATHS>..."),
+        ("apply", "Usage: sdop apply [OPTIONS] <PATHS>..."),
+    ] {
+        let (code, _, stderr) = sdop_env(&[command], &env);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("<PATHS>"), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("no usage line: {stderr}"));
+        assert_eq!(line, usage, "{stderr}");
+    }
+    let (code, help, _) = sdop_env(&["plan", "--help"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("Usage: sdop plan [OPTIONS] <PATHS>..."),
+        "{help}"
+    );
+}
+
+/// Issue #23: `sdop run` on a taken `--listen` address says so once (not the OS error twice),
+/// with what to do.
+#[test]
+fn a_taken_listen_address_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("bucket.yaml"),
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: b}\nspec: {bucketName: sdop-taken, region: us-east-1}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = sdop_env(
+        &[
+            "run",
+            manifests.path().to_str().unwrap(),
+            "--listen",
+            &address,
+        ],
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            // Something answers there (the taken port itself): the preflight passes.
+            ("AWS_ENDPOINT_URL", &format!("http://{address}")),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.to_lowercase().matches("already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+}
+
+/// Writes a status file into a state directory, as sdop saves one.
+fn put_status(state: &std::path::Path, status: serde_json::Value) {
+    let dir = state.join(status["kind"].as_str().unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.json", status["name"].as_str().unwrap()));
+    std::fs::write(file, serde_json::to_vec_pretty(&status).unwrap()).unwrap();
+}
+
+/// Issue #23: `sdop get` shows a message in full (a container's own error is past 100
+/// characters), a resource whose manifest is invalid as such, with FILE:LINE:COL, and says
+/// which state it read.
+#[test]
+fn get_shows_whole_messages_invalid_manifests_and_the_state_it_read() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let failure = "The primary container for production variant AllTraffic did not pass the ping health check. Please check CloudWatch logs for this endpoint. Container said: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB";
+    put_status(
+        &state,
+        serde_json::json!({
+            "kind": "Endpoint", "name": "sd-base", "phase": "Failed", "message": failure,
+        }),
+    );
+    let problem = "manifest invalid, running on its last good spec: m/repo.yaml:3:7: ImageRepository/inference: unknown field `tagz`";
+    put_status(
+        &state,
+        serde_json::json!({
+            "kind": "ImageRepository", "name": "inference", "phase": "Ready",
+            "message": "all AWS objects match the manifest",
+            "conditions": [{"type": "ManifestValid", "status": false, "reason": "InvalidManifest",
+                            "message": problem, "lastTransition": "2024-06-01T00:00:00Z"}],
+        }),
+    );
+    let state_env = [("SDOP_STATE_DIR", state.to_str().unwrap())];
+    let (code, table, stderr) = sdop_env(&["get"], &state_env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.contains(failure), "cut: {table}");
+    let inference = table
+        .lines()
+        .find(|l| l.starts_with("ImageRepository/inference"))
+        .unwrap();
+    assert!(inference.contains(problem), "{table}");
+    assert_eq!(
+        stderr,
+        format!("status from the state directory {}\n", state.display())
+    );
+}
+
+/// Issue #23: the read-only commands (`validate`, `plan`, `get`, `audit`) create no state
+/// directory and no file; `get` says the state directory it was pointed at does not exist.
+#[test]
+fn read_only_commands_create_nothing() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let example = "examples/minimal-endpoint/";
+    let run = |args: &[&str]| {
+        sdop_env(
+            args,
+            &[
+                ("HOME", home.path().to_str().unwrap()),
+                ("SDOP_STATE_DIR", state.to_str().unwrap()),
+                ("AWS_ENDPOINT_URL", &aws.endpoint),
+                ("AWS_ACCESS_KEY_ID", "local"),
+                ("AWS_SECRET_ACCESS_KEY", "local"),
+                ("AWS_REGION", "us-east-1"),
+            ],
+        )
+    };
+    for (args, expected) in [
+        (vec!["validate", example], 0),
+        (vec!["plan", example], 2),
+        (vec!["plan", "--offline", example], 2),
+        (vec!["audit", example], 0),
+        (vec!["get", "-o", "json"], 0),
+        (vec!["get"], 0),
+    ] {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, expected, "{args:?}: {stdout}{stderr}");
+        assert!(!state.exists(), "{args:?} created {}", state.display());
+        let made: Vec<_> = std::fs::read_dir(home.path()).unwrap().flatten().collect();
+        assert!(made.is_empty(), "{args:?} created {made:?}");
+    }
+    let (_, _, stderr) = run(&["get"]);
+    assert!(
+        stderr.contains(&format!(
+            "status from the state directory {}, which does not exist",
+            state.display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// Issue #23: `plan --offline` without a region (CI with no AWS settings) prices in the region
+/// the manifests name; when they name several it says so, once, and `--region` decides.
+#[test]
+fn plan_offline_prices_in_the_region_the_manifests_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = |name: &str, region: &str| {
+        format!("apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {{name: {name}}}\nspec: {{bucketName: sdop-{name}, region: {region}}}\n")
+    };
+    std::fs::write(
+        dir.path().join("bucket.yaml"),
+        bucket("models", "us-east-1"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("endpoint.yaml"),
+        r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: base}
+spec:
+  endpointName: sd-base
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {s3Uri: "s3://sdop-models/model.tar.gz"}
+  instanceType: ml.g4dn.2xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (code, plan, stderr) = sdop_env(&["plan", "--offline", path], &[]);
+    assert_eq!(code, 2, "{plan}{stderr}");
+    assert!(
+        plan.contains("cost: +$0.94/h, none -> ml.g4dn.2xlarge x1")
+            && plan.contains("Cost: +$0.94/h by this plan; $0.94/h for the endpoints planned"),
+        "{plan}"
+    );
+    // Two regions named: which one the endpoint goes to is --region's (or AWS_REGION's) to say.
+    std::fs::write(dir.path().join("logs.yaml"), bucket("logs", "us-west-2")).unwrap();
+    let (code, plan, _) = sdop_env(&["plan", "--offline", path], &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains(
+            "not priced: the manifests name several regions (us-east-1, us-west-2); pass --region"
+        ),
+        "{plan}"
+    );
+    let total = plan.lines().find(|l| l.starts_with("Cost: ")).unwrap();
+    assert_eq!(total.matches("no price for").count(), 1, "{total}");
+    let said_by_flag = ["plan", "--offline", path, "--region", "us-east-1"];
+    let said_by_env = ["plan", "--offline", path];
+    for (args, env) in [
+        (&said_by_flag[..], &[][..]),
+        (&said_by_env[..], &[("AWS_REGION", "us-east-1")][..]),
+    ] {
+        let (code, plan, _) = sdop_env(args, env);
+        assert_eq!(code, 2, "{plan}");
+        assert!(
+            plan.contains("Cost: +$0.94/h by this plan"),
+            "{args:?}: {plan}"
+        );
+    }
+}

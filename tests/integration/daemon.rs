@@ -152,6 +152,33 @@ async fn run_converges_edits_survives_bad_edits_and_prunes() {
         repo["phase"], "Ready",
         "still served from its last good spec"
     );
+    // `sdop get` (issue #23) shows it as invalid, not as "all AWS objects match the manifest",
+    // says it asked the daemon, and lists the daemon's manifest problems.
+    let out = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .arg("get")
+        .env("SDOP_STATE_DIR", &daemon.state)
+        .output()
+        .unwrap();
+    let (table, said) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{said}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("ImageRepository/inference"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("manifest invalid, running on its last good spec: ")
+            && line.contains("repo.yaml:"),
+        "{table}"
+    );
+    assert!(
+        said.starts_with(&format!("status from the daemon at {}", daemon.url))
+            && said.contains("invalid manifests, as the daemon last read them")
+            && said.contains("repo.yaml:"),
+        "{said}"
+    );
     let ecr = aws.ecr().await;
     let repos = ecr.describe_repositories().send().await.unwrap();
     assert_eq!(repos.repositories().len(), 1, "nothing deleted");

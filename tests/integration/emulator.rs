@@ -92,6 +92,33 @@ fn missing_virtualenv_names_the_install_command() {
     );
 }
 
+/// Issue #23: a taken port is said once, in one line that says what to do (werkzeug alone
+/// printed `Address already in use` and then a sentence about it).
+#[test]
+fn a_taken_port_is_reported_once() {
+    let root = local_aws::repo_root();
+    local_aws::check_installed(&root).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new(root.join("deploy/local-aws/up"))
+        .args(["--port", &port, "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.to_lowercase().matches("already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("pass another --port"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn endpoint_create_update_and_rolled_back_update() {
     let aws = LocalAws::start();

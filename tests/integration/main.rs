@@ -7,6 +7,7 @@ mod apply;
 mod cli;
 mod corpus;
 mod daemon;
+mod demo;
 mod emulator;
 mod kill_points;
 mod liveness;

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// A position in a manifest file (1-based line and column).
+/// A position in a manifest file (1-based line and column); line 0 means the file as a whole
+/// (it cannot be read), shown without a position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
 pub struct Position {
     pub line: usize,
@@ -21,13 +22,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.position.line,
-            self.position.column
-        )?;
+        write!(f, "{}", self.file.display())?;
+        if self.position.line > 0 {
+            write!(f, ":{}:{}", self.position.line, self.position.column)?;
+        }
+        f.write_str(": ")?;
         if let Some(resource) = &self.resource {
             write!(f, "{resource}: ")?;
         }
@@ -44,4 +43,32 @@ pub fn render(diagnostics: &[Diagnostic]) -> String {
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_of_the_whole_file_has_no_position() {
+        let whole = Diagnostic {
+            file: "nosuch.yaml".into(),
+            position: Position::default(),
+            resource: None,
+            message: "cannot read: no such file or directory".into(),
+        };
+        assert_eq!(
+            whole.to_string(),
+            "nosuch.yaml: cannot read: no such file or directory"
+        );
+        let at = Diagnostic {
+            position: Position { line: 4, column: 8 },
+            resource: Some("Bucket/b".into()),
+            ..whole
+        };
+        assert_eq!(
+            at.to_string(),
+            "nosuch.yaml:4:8: Bucket/b: cannot read: no such file or directory"
+        );
+    }
 }

@@ -297,6 +297,12 @@ impl StateStore {
         Ok(StateStore::with_backend(StateDir { dir }))
     }
 
+    /// A state directory to read, not created: a missing one holds no status (`get`, `plan`
+    /// and `audit` create nothing). A save still creates what it writes into.
+    pub fn existing(dir: impl Into<PathBuf>) -> Self {
+        StateStore::with_backend(StateDir { dir: dir.into() })
+    }
+
     pub fn with_backend(backend: impl StatusBackend) -> Self {
         StateStore {
             backend: std::sync::Arc::new(backend),

@@ -398,8 +398,23 @@ fn record(status: &mut ResourceStatus, decision: &Decision, report: Report<'_>) 
     }
     if let Some(change) = &decision.status {
         status.set_phase(change.phase, change.reason.as_str(), change.message.clone());
-        if change.phase == Phase::Ready {
-            status.last_error = None;
+        match change.phase {
+            Phase::Ready => status.last_error = None,
+            // AWS says the object failed (an endpoint whose container did not start, a training
+            // job's error): that is the error, in full, with when it was first seen.
+            Phase::Failed
+                if status
+                    .last_error
+                    .as_ref()
+                    .is_none_or(|e| e.message != change.message) =>
+            {
+                status.last_error = Some(crate::state::LastError {
+                    class: crate::error::ErrorClass::Terminal,
+                    message: change.message.clone(),
+                    at: crate::state::now(),
+                });
+            }
+            _ => {}
         }
     }
 }
@@ -720,6 +735,36 @@ spec:
         let intent = saved.iter().position(|n| n == &["sdop-assets"]).unwrap();
         let assigned = saved.iter().position(|n| n == &["sdop-assets/1"]).unwrap();
         assert!(intent < assigned, "{saved:?}");
+    }
+
+    /// Issue #23: a resource AWS failed (not an error of sdop's call) has its `lastError` set,
+    /// with AWS's reason in full.
+    #[tokio::test]
+    async fn a_failure_aws_reports_is_the_last_error() {
+        let loaded = loaded();
+        let cloud = InMemory::default();
+        let disk = Disk::default();
+        converge(&loaded, &cloud, &disk).await;
+        let endpoint = cloud
+            .keys()
+            .into_iter()
+            .find(|k| k.aws_type == crate::model::object::AwsType::SageMakerEndpoint)
+            .expect("an endpoint");
+        let reason = format!(
+            "The primary container for production variant AllTraffic did not pass the ping health check: {}",
+            "a container's own error, longer than a table's column. ".repeat(4)
+        );
+        cloud.modify(&endpoint, |o| o.state = ObjectState::Failed(reason.clone()));
+        apply_once(&loaded, &cloud, &disk).await.unwrap();
+        let status = disk.lock().unwrap()[&ResourceId::new("Endpoint", "base")].clone();
+        assert_eq!(status.phase, Phase::Failed, "{status:#?}");
+        let error = status.last_error.expect("lastError set");
+        assert_eq!(error.message, reason);
+        assert_eq!(error.class, crate::error::ErrorClass::Terminal);
+        // Seen again: the same error, first seen then.
+        apply_once(&loaded, &cloud, &disk).await.unwrap();
+        let again = disk.lock().unwrap()[&ResourceId::new("Endpoint", "base")].clone();
+        assert_eq!(again.last_error.unwrap().at, error.at);
     }
 
     #[tokio::test]

@@ -117,8 +117,9 @@ impl Plan {
             let c = &planned.capacity;
             match crate::cost::hourly(&c.instance_type, c.instance_count, &planned.region) {
                 Some(dollars) => total.dollars += dollars,
+                // Worded as the action's own (`hourly_delta`), so a list of both says it once.
                 None => total.unknown.push(format!(
-                    "{}: no price for {} in {}",
+                    "{}: no price for {} in {} in sdop's price table",
                     planned.resource, c.instance_type, planned.region
                 )),
             }
@@ -130,13 +131,16 @@ impl Plan {
     /// listed with their rate while they run, not summed).
     pub fn hourly_delta(&self) -> HourlyCost {
         let mut total = HourlyCost::default();
-        for cost in self.actions.iter().filter_map(|a| a.cost.as_ref()) {
+        for action in &self.actions {
+            let Some(cost) = &action.cost else { continue };
             if cost.after.as_ref().is_some_and(|c| c.while_running) {
                 continue;
             }
             match cost.delta() {
                 crate::cost::Price::Hourly(d) => total.dollars += d,
-                crate::cost::Price::Unknown(why) => total.unknown.push(why),
+                crate::cost::Price::Unknown(why) => {
+                    total.unknown.push(format!("{}: {why}", action.resource))
+                }
             }
         }
         total

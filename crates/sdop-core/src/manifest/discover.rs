@@ -63,9 +63,23 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
 fn unreadable(path: &Path, err: &std::io::Error) -> Diagnostic {
     Diagnostic {
         file: path.to_path_buf(),
-        position: Position { line: 0, column: 0 },
+        // The path as a whole: no line or column to point at.
+        position: Position::default(),
         resource: None,
-        message: format!("cannot read: {err}"),
+        message: cannot_read(err),
+    }
+}
+
+/// `cannot read: no such file or directory (check the path)`, without the OS error number.
+pub fn cannot_read(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => {
+            "cannot read: no such file or directory (check the path)".to_string()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "cannot read: permission denied (check the file's permissions)".to_string()
+        }
+        _ => format!("cannot read: {err}"),
     }
 }
 

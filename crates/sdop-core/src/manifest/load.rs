@@ -198,7 +198,7 @@ fn file_problem(file: &Path, position: Position, message: String) -> Diagnostic 
 fn read_text(file: &Path) -> Result<String, Diagnostic> {
     let at_start = Position { line: 1, column: 1 };
     let size = std::fs::metadata(file)
-        .map_err(|e| file_problem(file, Position::default(), format!("cannot read: {e}")))?
+        .map_err(|e| file_problem(file, Position::default(), super::discover::cannot_read(&e)))?
         .len();
     if size > MAX_FILE_BYTES {
         return Err(file_problem(
@@ -212,7 +212,7 @@ fn read_text(file: &Path) -> Result<String, Diagnostic> {
         ));
     }
     let bytes = std::fs::read(file)
-        .map_err(|e| file_problem(file, Position::default(), format!("cannot read: {e}")))?;
+        .map_err(|e| file_problem(file, Position::default(), super::discover::cannot_read(&e)))?;
     text_from_bytes(bytes).map_err(|(position, message)| file_problem(file, position, message))
 }
 
