@@ -111,8 +111,14 @@ pub enum Command {
         force: bool,
     },
     /// Converge AWS to the manifests. Exit 0: converged (or progressing without --wait), 1: problems.
-    Apply {
-        #[arg(required = true)]
+    Apply(ApplyArgs),
+    /// Retry KIND/NAME now after a failure whose cause is outside its spec (an image pushed
+    /// again, a quota raised): forgets the remembered failure, then applies PATHS (without
+    /// PATHS, the next apply or a running daemon's next pass of it retries it).
+    Reconcile {
+        /// The resource, e.g. Endpoint/sd-base.
+        resource: String,
+        /// The manifests to apply (as `sdop apply PATHS`).
         paths: Vec<PathBuf>,
         /// Wait until every resource is Ready (or failed), polling what is in progress.
         #[arg(long)]
@@ -120,16 +126,6 @@ pub enum Command {
         /// Give up waiting after this long (e.g. 30m, 2h).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
-        /// Delete owned resources whose manifests are gone (honouring deletionPolicy).
-        #[arg(long)]
-        prune: bool,
-        /// Allow pruning more than half of what sdop owns, and a plan above --max-hourly-cost.
-        #[arg(long)]
-        force: bool,
-        /// Refuse (without --force) when the endpoints planned would cost more than this many
-        /// US dollars per hour once applied (on-demand list prices from sdop's price table).
-        #[arg(long, value_name = "DOLLARS")]
-        max_hourly_cost: Option<f64>,
         /// How long to wait for another writer of the state (an apply, a daemon) before
         /// refusing.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -206,6 +202,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long reconciles in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_timeout: std::time::Duration,
+    /// Suspend everything: read every resource and report its drift (status, `sdop get`,
+    /// metrics), change nothing in AWS and prune nothing.
+    #[arg(long, conflicts_with = "prune")]
+    observe_only: bool,
 }
 
 impl RunArgs {
@@ -227,6 +227,7 @@ impl RunArgs {
             webhook: self.notify_webhook,
             webhook_secret_file: self.webhook_secret_file,
             shutdown_timeout: self.shutdown_timeout,
+            observe_only: self.observe_only,
         }
     }
 }
@@ -403,89 +404,100 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 Format::Json => writeln!(stdout, "{:#}", plan.to_json()),
             }
             .map_err(write_error)?;
+            // A Failed resource plans nothing until it is retried: say so, and how.
+            if let (Format::Text, Some(store)) = (output, &opened) {
+                for failed in store.load_all()?.iter().filter(|s| {
+                    s.phase == crate::state::Phase::Failed
+                        && loaded.manifests.iter().any(|m| m.id == s.id())
+                }) {
+                    writeln!(stdout, "Failed: {}: {}", failed.id(), failed.message)
+                        .map_err(write_error)?;
+                }
+            }
             Ok(if plan.has_changes() {
                 exit::CHANGES
             } else {
                 exit::OK
             })
         }
-        Command::Apply {
+        Command::Apply(args) => {
+            drop(stdout);
+            apply_command(&cli.aws, args).await
+        }
+        Command::Reconcile {
+            resource,
             paths,
             wait,
             timeout,
-            prune,
-            force,
-            max_hourly_cost,
             lock_timeout,
         } => {
-            let mut loaded = load_paths(&paths);
-            let invalid = !loaded.is_valid();
-            if invalid {
-                // Bad input stops only itself (and what depends on it); nothing is pruned.
-                eprintln!("{}", crate::diagnostics::render(&loaded.diagnostics));
-                loaded = loaded.valid_subset();
+            drop(stdout);
+            let Some(id) = resource
+                .split_once('/')
+                .filter(|(k, n)| !k.is_empty() && !n.is_empty())
+                .and_then(|(kind, name)| {
+                    crate::kinds::kind_names()
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(kind))
+                        .map(|k| crate::manifest::ResourceId::new(*k, name))
+                })
+            else {
                 eprintln!(
-                    "{} problem(s) found; applying the {} manifest(s) not affected; not pruning",
-                    loaded.diagnostics.len(),
-                    loaded.manifests.len()
+                    "{resource:?} is not KIND/NAME (kinds: {}), e.g. Endpoint/sd-base",
+                    crate::kinds::kind_names().join(", ")
                 );
-            }
-            let prune = prune && !invalid;
-            let clients = connect(&cli.aws).await?;
+                return Ok(exit::ERROR);
+            };
             let store = store(&cli.aws)?;
-            let _writer = store.lock(
-                &format!("sdop apply (pid {})", std::process::id()),
-                lock_timeout,
-                &|holder| eprintln!("waiting for the state lock, held by {holder}"),
-            )?;
-            if let Some(limit) = max_hourly_cost {
-                // The same pass in plan mode: what apply is about to do, priced.
-                let plan = crate::apply::plan(&loaded, clients.clone(), &store).await?;
-                let after = plan.hourly_after();
-                let line = render::cost_line(&plan);
-                let over = after.dollars > limit;
-                if (over || !after.unknown.is_empty()) && !force {
-                    eprintln!("{line}");
+            {
+                let _writer = store.lock(
+                    &format!("sdop reconcile (pid {})", std::process::id()),
+                    lock_timeout,
+                    &|holder| eprintln!("waiting for the state lock, held by {holder}"),
+                )?;
+                let Some(mut status) = store.load(&id)? else {
                     eprintln!(
-                        "refusing to apply: {} (--max-hourly-cost {limit:.2}); pass --force to apply anyway",
-                        if over {
-                            format!("the endpoints would cost ${:.2}/h", after.dollars)
-                        } else {
-                            "some prices are unknown, so the limit cannot be checked".to_string()
+                        "{id}: no status in {}: sdop has not applied it yet, so there is nothing to retry; run `sdop apply`",
+                        match state_location(&cli.aws) {
+                            crate::state::StateLocation::Dir(dir) =>
+                                format!("the state directory {}", dir.display()),
+                            crate::state::StateLocation::Shared(uri) =>
+                                format!("the shared state {uri}"),
                         }
                     );
                     return Ok(exit::ERROR);
-                }
-                println!("{line}");
+                };
+                status.retry_requested_at = Some(crate::state::now());
+                status.event("retry requested (sdop reconcile)");
+                store.save(&status)?;
             }
-            let options = ApplyOptions {
-                wait,
-                timeout,
-                prune,
-                force,
-                ..ApplyOptions::default()
-            };
-            let report = |line: String| println!("{line}");
-            let summary = apply(&loaded, &clients, &store, &options, &report).await?;
-            drop(stdout);
-            let statuses = store.load_all()?;
-            let mut out = std::io::stdout().lock();
-            write!(
-                out,
-                "\n{}",
-                render::status_table(&statuses, render::terminal_width())
+            if paths.is_empty() {
+                println!(
+                    "retry of {id} requested: the next `sdop apply` of its manifest, or a running daemon's next pass of it (a file change or its resync), retries it"
+                );
+                return Ok(exit::OK);
+            }
+            println!(
+                "retry of {id} requested; applying {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            apply_command(
+                &cli.aws,
+                ApplyArgs {
+                    paths,
+                    wait,
+                    timeout,
+                    prune: false,
+                    force: false,
+                    max_hourly_cost: None,
+                    lock_timeout,
+                },
             )
-            .map_err(write_error)?;
-            let failed = if wait {
-                !summary.converged()
-            } else {
-                summary.has_problems()
-            };
-            Ok(if failed || invalid {
-                exit::ERROR
-            } else {
-                exit::OK
-            })
+            .await
         }
         Command::Run(args) => {
             drop(stdout);
@@ -749,4 +761,111 @@ fn valid(loaded: Loaded) -> Result<Loaded> {
 
 fn write_error(err: std::io::Error) -> Error {
     Error::io("writing output", err)
+}
+
+/// `sdop apply`'s flags (and the apply `sdop reconcile` runs).
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Wait until every resource is Ready (or failed), polling what is in progress.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long (e.g. 30m, 2h).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Delete owned resources whose manifests are gone (honouring deletionPolicy).
+    #[arg(long)]
+    prune: bool,
+    /// Allow pruning more than half of what sdop owns, and a plan above --max-hourly-cost.
+    #[arg(long)]
+    force: bool,
+    /// Refuse (without --force) when the endpoints planned would cost more than this many
+    /// US dollars per hour once applied (on-demand list prices from sdop's price table).
+    #[arg(long, value_name = "DOLLARS")]
+    max_hourly_cost: Option<f64>,
+    /// How long to wait for another writer of the state (an apply, a daemon) before
+    /// refusing.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    lock_timeout: std::time::Duration,
+}
+
+/// `sdop apply` (and the apply of `sdop reconcile`).
+async fn apply_command(aws: &AwsArgs, args: ApplyArgs) -> Result<u8> {
+    let ApplyArgs {
+        paths,
+        wait,
+        timeout,
+        prune,
+        force,
+        max_hourly_cost,
+        lock_timeout,
+    } = args;
+    let mut loaded = load_paths(&paths);
+    let invalid = !loaded.is_valid();
+    if invalid {
+        // Bad input stops only itself (and what depends on it); nothing is pruned.
+        eprintln!("{}", crate::diagnostics::render(&loaded.diagnostics));
+        loaded = loaded.valid_subset();
+        eprintln!(
+            "{} problem(s) found; applying the {} manifest(s) not affected; not pruning",
+            loaded.diagnostics.len(),
+            loaded.manifests.len()
+        );
+    }
+    let prune = prune && !invalid;
+    let clients = connect(aws).await?;
+    let store = store(aws)?;
+    let _writer = store.lock(
+        &format!("sdop apply (pid {})", std::process::id()),
+        lock_timeout,
+        &|holder| eprintln!("waiting for the state lock, held by {holder}"),
+    )?;
+    if let Some(limit) = max_hourly_cost {
+        // The same pass in plan mode: what apply is about to do, priced.
+        let plan = crate::apply::plan(&loaded, clients.clone(), &store).await?;
+        let after = plan.hourly_after();
+        let line = render::cost_line(&plan);
+        let over = after.dollars > limit;
+        if (over || !after.unknown.is_empty()) && !force {
+            eprintln!("{line}");
+            eprintln!(
+                    "refusing to apply: {} (--max-hourly-cost {limit:.2}); pass --force to apply anyway",
+                    if over {
+                        format!("the endpoints would cost ${:.2}/h", after.dollars)
+                    } else {
+                        "some prices are unknown, so the limit cannot be checked".to_string()
+                    }
+                );
+            return Ok(exit::ERROR);
+        }
+        println!("{line}");
+    }
+    let options = ApplyOptions {
+        wait,
+        timeout,
+        prune,
+        force,
+        ..ApplyOptions::default()
+    };
+    let report = |line: String| println!("{line}");
+    let summary = apply(&loaded, &clients, &store, &options, &report).await?;
+    let statuses = store.load_all()?;
+    let mut out = std::io::stdout().lock();
+    write!(
+        out,
+        "\n{}",
+        render::status_table(&statuses, render::terminal_width())
+    )
+    .map_err(write_error)?;
+    let failed = if wait {
+        !summary.converged()
+    } else {
+        summary.has_problems()
+    };
+    Ok(if failed || invalid {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
 }

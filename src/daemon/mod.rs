@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::aws::transport::{CallObserver, MutationGate, Transport};
 use crate::aws::{Clients, Connection};
+use crate::engine::execute::Mode;
 use crate::error::{Error, Result};
 use crate::state::StateLocation;
 
@@ -54,6 +55,8 @@ pub struct RunOptions {
     /// The webhook's HMAC secret, read at start (an unreadable or empty file stops it).
     pub webhook_secret_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    /// Read everything and report drift in the status, change nothing (no pruning either).
+    pub observe_only: bool,
 }
 
 /// Where a running daemon says it listens, for `sdop get`.
@@ -190,11 +193,21 @@ pub async fn run(options: RunOptions) -> Result<()> {
         .webhook
         .clone()
         .map(|url| notifications::Webhook::start(url, webhook_secret));
+    if options.observe_only {
+        tracing::info!(
+            "observe-only: every resource is read and its drift reported; nothing is changed"
+        );
+    }
     let ctx = Arc::new(worker::WorkerContext {
         cloud: crate::apply::cloud::AwsCloud::new(clients.clone()),
         clients,
         store,
         metrics,
+        mode: if options.observe_only {
+            Mode::Observe
+        } else {
+            Mode::Apply
+        },
     });
     let controller = controller::Controller::new(
         controller::Settings {

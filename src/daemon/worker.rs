@@ -22,6 +22,8 @@ pub struct WorkerContext {
     pub cloud: AwsCloud,
     pub store: StateStore,
     pub metrics: Arc<Metrics>,
+    /// `Mode::Apply`, or `Mode::Observe` under `--observe-only`.
+    pub mode: Mode,
 }
 
 pub struct Job {
@@ -90,7 +92,7 @@ pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
         manifest,
         &dependencies,
         status,
-        Mode::Apply,
+        ctx.mode,
         &report,
         &persist,
     )
@@ -99,7 +101,7 @@ pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
         Ok(_) => timer.succeeded(),
         Err(err) => {
             timer.failed(err);
-            record_error(status, &manifest.spec_hash, err, &report);
+            record_error(status, &manifest.failure_key(), err, &report);
         }
     }
     if let Err(err) = ctx.store.save(status) {

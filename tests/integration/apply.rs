@@ -2117,3 +2117,96 @@ async fn everything_downstream_of_a_failure_is_blocked_at_once_and_apply_returns
     }
     assert!(summary.has_problems(), "{lines:#?}");
 }
+
+/// Issue #23: `suspend: true` reads the resource and shows its drift, and changes nothing;
+/// resuming undoes the drift.
+#[tokio::test]
+async fn a_suspended_resource_reports_drift_and_changes_nothing_until_resumed() {
+    let env = Env::new();
+    env.write(
+        "bucket.yaml",
+        &bucket("data", "sdop-it-suspend", "  tags: {team: ml}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let s3 = env.aws.s3().await;
+    let team = |s3: aws_sdk_s3::Client| async move {
+        s3.get_bucket_tagging()
+            .bucket("sdop-it-suspend")
+            .send()
+            .await
+            .unwrap()
+            .tag_set()
+            .iter()
+            .find(|t| t.key() == "team")
+            .map(|t| t.value().to_string())
+    };
+    // Drift behind sdop's back, then the manifest suspends the bucket.
+    let mut tags: Vec<aws_sdk_s3::types::Tag> = s3
+        .get_bucket_tagging()
+        .bucket("sdop-it-suspend")
+        .send()
+        .await
+        .unwrap()
+        .tag_set()
+        .to_vec();
+    for tag in tags.iter_mut().filter(|t| t.key() == "team") {
+        *tag = aws_sdk_s3::types::Tag::builder()
+            .key("team")
+            .value("hand-edited")
+            .build()
+            .unwrap();
+    }
+    s3.put_bucket_tagging()
+        .bucket("sdop-it-suspend")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.write(
+        "bucket.yaml",
+        &bucket(
+            "data",
+            "sdop-it-suspend",
+            "  tags: {team: ml}\n  suspend: true\n",
+        ),
+    );
+    let plan = env.plan().await;
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| a.deferred.as_deref() == Some("when resumed")),
+        "the plan shows the drift, deferred: {:#?}",
+        plan.actions
+    );
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(!summary.timed_out, "a suspended resource is not waited for");
+    assert_eq!(env.aws.mutating_calls(), Vec::<String>::new(), "{lines:#?}");
+    assert_eq!(team(s3.clone()).await.as_deref(), Some("hand-edited"));
+    let status = env
+        .store()
+        .load(&ResourceId::new("Bucket", "data"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.phase, Phase::Pending);
+    assert!(
+        status.message.contains("suspended (spec.suspend: true")
+            && status.message.contains("1 change(s) not applied"),
+        "{}",
+        status.message
+    );
+    // Resumed: the drift is undone.
+    env.write(
+        "bucket.yaml",
+        &bucket("data", "sdop-it-suspend", "  tags: {team: ml}\n"),
+    );
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(team(s3).await.as_deref(), Some("ml"));
+}

@@ -767,3 +767,91 @@ spec:
         );
     }
 }
+
+/// Issue #23: a Failed resource is not a dead end. An endpoint whose container finds no
+/// checkpoint in its model data fails; fixing the data in S3 (outside the spec) is not seen by
+/// `apply`, whose message says how to retry; `sdop reconcile Endpoint/base DIR --wait` deletes
+/// the failed endpoint, creates it again, and it serves.
+#[test]
+fn reconcile_retries_a_failed_endpoint_once_its_cause_is_fixed_elsewhere() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(aws.s3());
+    let model = runtime.block_on(crate::emulator::upload_package(
+        &s3,
+        "base/model.tar.gz",
+        &["README.md"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("endpoint.yaml"),
+        format!(
+            r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {{name: base}}
+spec:
+  endpointName: sd-retry
+  image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}}
+  modelData: {{s3Uri: "{model}"}}
+  instanceType: ml.g4dn.xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {{api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}}
+"#
+        ),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let (code, stdout, stderr) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("No checkpoints found") && stdout.contains("sdop reconcile Endpoint/base"),
+        "the failure and how to retry it: {stdout}"
+    );
+    // The checkpoint is put where the spec says, by hand: the spec does not change.
+    runtime.block_on(crate::emulator::upload_package(
+        &s3,
+        "base/model.tar.gz",
+        &["Stable-diffusion/v1-5-pruned.ckpt"],
+    ));
+    let (code, stdout, stderr) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(
+        code, 1,
+        "a remembered failure is not retried by itself: {stdout}{stderr}"
+    );
+    let (code, plan, stderr) = against_local_aws(&aws, state.path(), &["plan", &path]);
+    assert_eq!(code, 0, "{plan}{stderr}");
+    assert!(
+        plan.contains("Failed: Endpoint/base: ") && plan.contains("sdop reconcile Endpoint/base"),
+        "the plan says what is failed and how to retry it: {plan}"
+    );
+    let (code, stdout, stderr) = against_local_aws(
+        &aws,
+        state.path(),
+        &[
+            "reconcile",
+            "endpoint/base",
+            &path,
+            "--wait",
+            "--timeout",
+            "2m",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("retry of Endpoint/base requested"),
+        "{stdout}"
+    );
+    let sm = runtime.block_on(aws.sagemaker());
+    let described = runtime
+        .block_on(sm.describe_endpoint().endpoint_name("sd-retry").send())
+        .unwrap();
+    assert_eq!(
+        described.endpoint_status().map(|s| s.as_str()),
+        Some("InService")
+    );
+    // Nothing to retry for a resource sdop never applied.
+    let (code, _, stderr) = against_local_aws(&aws, state.path(), &["reconcile", "Bucket/nope"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("has not applied it yet"), "{stderr}");
+}

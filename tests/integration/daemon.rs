@@ -856,3 +856,45 @@ async fn a_failed_smoke_check_under_the_daemon_rolls_back_and_is_announced() {
         "rolled back to the config it served"
     );
 }
+
+/// Issue #23: `sdop run --observe-only` reads every resource and reports what it would change,
+/// and changes nothing in AWS.
+#[test]
+fn observe_only_reports_drift_and_changes_nothing() {
+    let aws = LocalAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bucket.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: data}\nspec: {bucketName: sdop-it-observe, region: us-east-1}\n",
+    );
+    let daemon = Daemon::start(
+        &aws,
+        &[dir.path()],
+        &state.path().join("a"),
+        "AKIDOBSERVE",
+        &["--observe-only"],
+    );
+    let status = daemon.wait_for("the bucket reported", Duration::from_secs(30), |status| {
+        status["resources"].as_array().unwrap().iter().any(|r| {
+            r["name"] == "data" && r["message"].as_str().unwrap_or("").contains("suspended")
+        })
+    });
+    let bucket = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "data")
+        .unwrap()
+        .clone();
+    assert_eq!(bucket["phase"], "Pending", "{bucket:#}");
+    assert!(
+        bucket["message"]
+            .as_str()
+            .unwrap()
+            .contains("--observe-only"),
+        "{bucket:#}"
+    );
+    assert_eq!(mutations_by(&aws, "AKIDOBSERVE"), 0, "{}", daemon.logs());
+}

@@ -657,7 +657,7 @@ async fn the_training_image_contract_fails_where_the_real_image_would() {
 }
 
 /// A model.tar.gz with `files` (paths under /opt/ml/model/) in bucket `models`.
-async fn upload_package(s3: &aws_sdk_s3::Client, key: &str, files: &[&str]) -> String {
+pub(crate) async fn upload_package(s3: &aws_sdk_s3::Client, key: &str, files: &[&str]) -> String {
     let _ = s3.create_bucket().bucket("models").send().await;
     let mut tar = tokio_tar::Builder::new(Vec::new());
     for file in files {

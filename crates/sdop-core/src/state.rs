@@ -72,9 +72,14 @@ pub struct ResourceStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub observed_spec_hash: Option<String>,
-    /// A spec hash that failed terminally: not retried until the spec changes.
+    /// The failure key (the spec and the files it reads) of an attempt that failed
+    /// terminally: not retried until it changes, or a retry is requested.
     #[serde(default)]
     pub failed_spec_hash: Option<String>,
+    /// When `sdop reconcile` asked for a retry of what failed; cleared by the pass that
+    /// carries it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_requested_at: Option<String>,
     /// A rollout AWS (or a failed smoke check) rolled back: not retried until the spec changes.
     #[serde(default, deserialize_with = "earlier::rollout")]
     pub failed_rollout: Option<RolloutTarget>,
@@ -123,6 +128,7 @@ impl ResourceStatus {
             conditions: Vec::new(),
             observed_spec_hash: None,
             failed_spec_hash: None,
+            retry_requested_at: None,
             failed_rollout: None,
             rollout_target: None,
             rollback_to: None,

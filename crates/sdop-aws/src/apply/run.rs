@@ -119,7 +119,7 @@ async fn reconcile_one(
     let result = match outcome {
         Ok(result) => Some(result),
         Err(err) => {
-            policy::record_error(&mut status, &manifest.spec_hash, &err, report);
+            policy::record_error(&mut status, &manifest.failure_key(), &err, report);
             None
         }
     };

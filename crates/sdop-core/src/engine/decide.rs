@@ -36,10 +36,13 @@ pub struct Dependency {
 pub struct Memory {
     pub phase: Phase,
     pub observed_spec_hash: Option<String>,
-    /// A spec hash that failed terminally: not retried until the spec changes.
+    /// The failure key ([`Inputs::failure_key`]) of an attempt that failed terminally: not
+    /// retried until the spec or a file it reads changes, or a retry is requested.
     pub failed_spec_hash: Option<String>,
     /// A rollout AWS rolled back: not retried until the spec changes.
     pub failed_rollout: Option<RolloutTarget>,
+    /// Someone asked for a retry of what failed (`sdop reconcile KIND/NAME`).
+    pub retry_requested: bool,
     /// The in-place change last started (to recognise AWS rolling it back).
     pub rollout_target: Option<RolloutTarget>,
     /// What the object a check verifies was before the rollout started (to roll back to).
@@ -68,6 +71,9 @@ impl Memory {
 pub struct Inputs<'a> {
     pub resource: &'a ResourceId,
     pub spec_hash: &'a str,
+    /// The spec and the files it reads (`Manifest::failure_key`): what a terminal failure is
+    /// remembered by.
+    pub failure_key: &'a str,
     pub facts: SpecFacts,
     pub dependencies: &'a [Dependency],
     pub desired: &'a [DesiredObject],
@@ -76,6 +82,28 @@ pub struct Inputs<'a> {
     pub memory: &'a Memory,
     /// Outputs the spec alone gives (a bucket's name).
     pub spec_outputs: &'a BTreeMap<String, String>,
+    /// Why nothing may be done (the plan is still made and shown), if so.
+    pub suspended: Option<Suspension>,
+}
+
+/// Why a resource is read and reported but not changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspension {
+    /// `spec.suspend: true` in its manifest.
+    Spec,
+    /// The daemon runs with `--observe-only`.
+    ObserveOnly,
+}
+
+impl Suspension {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Suspension::Spec => "spec.suspend: true; set it to false to resume",
+            Suspension::ObserveOnly => {
+                "the daemon runs with --observe-only; restart it without to resume"
+            }
+        }
+    }
 }
 
 /// Why the resource is in its phase.
@@ -93,6 +121,8 @@ pub enum Reason {
     SmokeCheckFailed,
     DriftPersists,
     Failed,
+    /// `spec.suspend: true`, or the daemon's observe-only mode: nothing is done.
+    Suspended,
 }
 
 impl Reason {
@@ -110,6 +140,7 @@ impl Reason {
             Reason::SmokeCheckFailed => "SmokeCheckFailed",
             Reason::DriftPersists => "DriftPersists",
             Reason::Failed => "Failed",
+            Reason::Suspended => "Suspended",
         }
     }
 }
@@ -201,6 +232,9 @@ struct Draft<'i, 'a> {
     superseded: Vec<ObjectKey>,
     memory: Memory,
     notices: Vec<Notice>,
+    /// This pass retries after a remembered failure (a retry was requested, or the spec or a
+    /// file it reads changed).
+    retrying: bool,
 }
 
 impl<'i, 'a> Draft<'i, 'a> {
@@ -212,6 +246,7 @@ impl<'i, 'a> Draft<'i, 'a> {
             superseded: Vec::new(),
             memory: input.memory.clone(),
             notices: Vec::new(),
+            retrying: false,
         }
     }
 
@@ -255,6 +290,8 @@ impl<'i, 'a> Draft<'i, 'a> {
     fn gates(&mut self) -> ControlFlow<Decision> {
         self.failed_spec_waits_for_a_change()?;
         self.diff();
+        self.replace_failed_on_retry();
+        self.suspended()?;
         self.dependencies_ready()?;
         self.values_known()?;
         self.no_conflict()?;
@@ -264,19 +301,34 @@ impl<'i, 'a> Draft<'i, 'a> {
         self.due_actions_run()
     }
 
-    /// A terminal failure is not retried until the spec changes (a changed spec forgets it).
+    /// A terminal failure is not retried until the spec or a file it reads changes (which
+    /// forgets it), or someone asks for a retry (an image pushed again, a quota raised: causes
+    /// outside the spec).
     fn failed_spec_waits_for_a_change(&mut self) -> ControlFlow<Decision> {
-        let spec_hash = self.input.spec_hash;
+        let failure_key = self.input.failure_key;
         let memory = &mut self.memory;
-        if memory.observed_spec_hash.as_deref() != Some(spec_hash)
-            && memory.failed_spec_hash.is_some()
-            && memory.failed_spec_hash.as_deref() != Some(spec_hash)
+        if std::mem::take(&mut memory.retry_requested)
+            && (memory.failed_spec_hash.is_some() || memory.failed_rollout.is_some())
         {
             memory.failed_spec_hash = None;
             memory.failed_rollout = None;
-            self.notice(false, "spec changed: retrying after the earlier failure");
+            self.retrying = true;
+            self.notice(false, "retry requested: retrying after the earlier failure");
         }
-        if self.memory.failed_spec_hash.as_deref() == Some(spec_hash) {
+        let memory = &mut self.memory;
+        if memory.observed_spec_hash.as_deref() != Some(self.input.spec_hash)
+            && memory.failed_spec_hash.is_some()
+            && memory.failed_spec_hash.as_deref() != Some(failure_key)
+        {
+            memory.failed_spec_hash = None;
+            memory.failed_rollout = None;
+            self.retrying = true;
+            self.notice(
+                false,
+                "spec or a file it reads changed: retrying after the earlier failure",
+            );
+        }
+        if self.memory.failed_spec_hash.as_deref() == Some(failure_key) {
             return self.decision(Vec::new(), None, Next::WhenWoken);
         }
         ControlFlow::Continue(())
@@ -343,6 +395,78 @@ impl<'i, 'a> Draft<'i, 'a> {
         }
         self.superseded = doomed;
         self.actions = actions;
+    }
+
+    /// A retry replaces what AWS left Failed and accepts no update of: an endpoint whose
+    /// creation failed (SageMaker updates only an InService endpoint) and a stack whose
+    /// creation rolled back (`ROLLBACK_COMPLETE`: CloudFormation only deletes it). Without a
+    /// retry such an object keeps the resource Failed.
+    fn replace_failed_on_retry(&mut self) {
+        if !self.retrying {
+            return;
+        }
+        let input = self.input;
+        for found in &self.observed {
+            let ObjectState::Failed(reason) = &found.state else {
+                continue;
+            };
+            let replaceable = matches!(
+                found.key.aws_type,
+                AwsType::SageMakerEndpoint | AwsType::CloudFormationStack
+            );
+            let ours = matches!(&found.ownership, Ownership::Owned { resource } if resource == input.resource);
+            let Some(want) = input.desired.iter().find(|d| {
+                d.aws_type == found.key.aws_type && d.name.known() == Some(found.key.name.as_str())
+            }) else {
+                continue;
+            };
+            if !replaceable || !ours {
+                continue;
+            }
+            self.actions
+                .retain(|a| !(a.aws_type == found.key.aws_type && a.name == found.key.name));
+            let mut replace = plan::create_action(
+                input.resource,
+                want,
+                format!("retry: AWS left it failed ({reason}); deleted and created again"),
+            );
+            replace.operation = Operation::Replace;
+            self.actions.push(replace);
+        }
+    }
+
+    /// A suspended resource is read and its drift shown (the plan's actions, deferred), and
+    /// nothing is done. With nothing to do it keeps its phase (a Ready one stays Ready, so
+    /// what reads it goes on); with changes it is Pending, and what reads it is blocked.
+    fn suspended(&mut self) -> ControlFlow<Decision> {
+        let Some(suspension) = self.input.suspended else {
+            return ControlFlow::Continue(());
+        };
+        let mut actions = std::mem::take(&mut self.actions);
+        defer_all(&mut actions, "when resumed");
+        let changes = actions
+            .iter()
+            .filter(|a| a.operation != Operation::Conflict)
+            .count();
+        let (phase, message) = if changes == 0 && self.memory.phase != Phase::Pending {
+            (
+                self.memory.phase,
+                format!(
+                    "suspended ({}): AWS matches the manifest",
+                    suspension.describe()
+                ),
+            )
+        } else {
+            (
+                Phase::Pending,
+                format!(
+                    "suspended ({}): {changes} change(s) not applied (sdop plan shows them)",
+                    suspension.describe()
+                ),
+            )
+        };
+        let status = status(phase, Reason::Suspended, message);
+        self.decision(actions, status, Next::WhenWoken)
     }
 
     /// Nothing is done before what this resource reads is Ready.
@@ -592,7 +716,7 @@ impl<'i, 'a> Draft<'i, 'a> {
     /// Nothing to do now: the phase is what AWS shows. Ready records the outputs, and what the
     /// new objects superseded goes now that they serve.
     fn phase_from_aws(&mut self) -> Decision {
-        let spec_hash = self.input.spec_hash;
+        let failure_key = self.input.failure_key;
         let mut actions = std::mem::take(&mut self.actions);
         let states: Vec<ObjectState> = self.observed.iter().map(|o| o.state.clone()).collect();
         if let Some(reason) = states.iter().find_map(|s| match s {
@@ -600,9 +724,15 @@ impl<'i, 'a> Draft<'i, 'a> {
             _ => None,
         }) {
             if self.memory.phase != Phase::Failed {
-                self.notice(true, format!("failed: {reason}"));
+                self.notice(
+                    true,
+                    format!(
+                        "failed: {reason}{}",
+                        super::policy::retry_hint(self.input.resource)
+                    ),
+                );
             }
-            self.memory.failed_spec_hash = Some(spec_hash.to_string());
+            self.memory.failed_spec_hash = Some(failure_key.to_string());
             let status = status(Phase::Failed, Reason::Failed, reason);
             return self.finish(actions, status, Next::WhenWoken);
         }
@@ -631,7 +761,7 @@ impl<'i, 'a> Draft<'i, 'a> {
         self.memory.outputs = outputs;
         self.memory.rollout_target = None;
         self.memory.rollback_to = None;
-        self.memory.observed_spec_hash = Some(spec_hash.to_string());
+        self.memory.observed_spec_hash = Some(self.input.spec_hash.to_string());
         if self.memory.phase != Phase::Ready {
             self.notice(true, "ready");
         }
@@ -983,6 +1113,12 @@ mod tests {
             decide(&Inputs {
                 resource: &id(),
                 spec_hash: "spec",
+                failure_key: "spec",
+                suspended: if self.facts.suspend {
+                    Some(Suspension::Spec)
+                } else {
+                    None
+                },
                 facts: self.facts,
                 dependencies: &self.dependencies,
                 desired: &self.desired,
@@ -1201,6 +1337,48 @@ mod tests {
         let retried = Case::new(desired(1), vec![], memory).decide();
         assert_eq!(retried.memory.failed_spec_hash, None);
         assert_eq!(retried.due().count(), 3);
+    }
+
+    /// A failure whose cause is outside the spec (an image pushed again, a quota raised) is
+    /// retried when someone asks (`sdop reconcile`), once: the request is then forgotten.
+    #[test]
+    fn a_requested_retry_forgets_the_failure_once() {
+        let mut memory = memory_after(&[1]);
+        memory.phase = Phase::Failed;
+        memory.failed_spec_hash = Some("spec".into());
+        memory.retry_requested = true;
+        let retried = Case::new(desired(1), vec![], memory).decide();
+        assert_eq!(retried.memory.failed_spec_hash, None);
+        assert!(!retried.memory.retry_requested);
+        assert_eq!(retried.due().count(), 3);
+        assert!(retried
+            .notices
+            .iter()
+            .any(|n| n.line.contains("retry requested")));
+    }
+
+    /// Suspended: the plan is made (drift shown, deferred) and nothing is due; with nothing
+    /// to do a Ready resource stays Ready (what reads it goes on), with changes it is Pending
+    /// and says how to resume.
+    #[test]
+    fn a_suspended_resource_shows_its_drift_and_does_nothing() {
+        let mut case = Case::new(desired(1), vec![], Memory::default());
+        case.facts.suspend = true;
+        let decision = case.decide();
+        assert_eq!(decision.actions.len(), 3);
+        assert_eq!(decision.due().count(), 0);
+        let (phase_now, reason) = phase(&decision);
+        assert_eq!((phase_now, reason), (Phase::Pending, Reason::Suspended));
+        assert!(decision
+            .status
+            .unwrap()
+            .message
+            .contains("3 change(s) not applied"));
+        let mut converged = Case::new(desired(1), serving(1), memory_after(&[1]));
+        converged.facts.suspend = true;
+        let decision = converged.decide();
+        assert!(decision.actions.is_empty());
+        assert_eq!(phase(&decision), (Phase::Ready, Reason::Suspended));
     }
 
     #[test]

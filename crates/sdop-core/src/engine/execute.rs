@@ -35,6 +35,9 @@ pub enum Mode {
     Plan,
     /// Observe, decide and act on what is due.
     Apply,
+    /// As Apply, but every resource is suspended: its status says what drifted, and nothing
+    /// is done (the daemon's `--observe-only`).
+    Observe,
 }
 
 /// Observe-decide-act rounds per pass at most (create, then settle, then clean up).
@@ -56,9 +59,19 @@ pub struct PassOutcome {
 impl PassOutcome {
     /// Waiting on a dependency that will not become Ready by itself (Failed, Conflict, Degraded).
     pub fn blocked(&self, status: &ResourceStatus) -> bool {
-        status.phase == Phase::Pending
-            && reason_of(status) == decide::Reason::BlockedByDependency.as_str()
+        is_blocked(status)
     }
+}
+
+/// Pending on something that will not change by itself: a dependency that is Failed,
+/// Conflict, Degraded or blocked in turn, or its own suspension.
+fn is_blocked(status: &ResourceStatus) -> bool {
+    status.phase == Phase::Pending
+        && [
+            decide::Reason::BlockedByDependency.as_str(),
+            decide::Reason::Suspended.as_str(),
+        ]
+        .contains(&reason_of(status))
 }
 
 fn reason_of(status: &ResourceStatus) -> &str {
@@ -76,6 +89,7 @@ pub fn memory_of(status: &ResourceStatus) -> Memory {
         observed_spec_hash: status.observed_spec_hash.clone(),
         failed_spec_hash: status.failed_spec_hash.clone(),
         failed_rollout: status.failed_rollout.clone(),
+        retry_requested: status.retry_requested_at.is_some(),
         rollout_target: status.rollout_target.clone(),
         rollback_to: status.rollback_to.clone(),
         unconfirmed_updates: status.unconfirmed_updates.clone(),
@@ -94,6 +108,9 @@ fn store_memory(status: &mut ResourceStatus, memory: &Memory) {
     status.observed_spec_hash = memory.observed_spec_hash.clone();
     status.failed_spec_hash = memory.failed_spec_hash.clone();
     status.failed_rollout = memory.failed_rollout.clone();
+    if !memory.retry_requested {
+        status.retry_requested_at = None;
+    }
     status.rollout_target = memory.rollout_target.clone();
     status.rollback_to = memory.rollback_to.clone();
     status.unconfirmed_updates = memory.unconfirmed_updates.clone();
@@ -168,8 +185,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
             id: d.id(),
             phase: d.phase,
             message: d.message.clone(),
-            blocked: d.phase == Phase::Pending
-                && reason_of(d) == decide::Reason::BlockedByDependency.as_str(),
+            blocked: is_blocked(d),
         })
         .collect();
     let dependencies_ready = deps.iter().all(|d| d.phase == Phase::Ready);
@@ -198,7 +214,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
     };
     let mut desired = Vec::new();
     for object in manifest.handler.desired(spec, &ctx) {
-        if !dependencies_ready && mode == Mode::Apply {
+        if !dependencies_ready && mode != Mode::Plan {
             desired.push(object);
             continue;
         }
@@ -245,12 +261,20 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
         let mut decision = decide(&Inputs {
             resource: id,
             spec_hash: &manifest.spec_hash,
+            failure_key: &manifest.failure_key(),
             facts,
             dependencies: &deps,
             desired: &desired,
             observed: &observed,
             memory: &memory,
             spec_outputs: &spec_outputs,
+            suspended: if mode == Mode::Observe {
+                Some(decide::Suspension::ObserveOnly)
+            } else if facts.suspend {
+                Some(decide::Suspension::Spec)
+            } else {
+                None
+            },
         });
         super::billing::attach_costs(
             &mut decision.actions,
@@ -397,7 +421,17 @@ fn record(status: &mut ResourceStatus, decision: &Decision, report: Report<'_>) 
         status.event(notice.line.clone());
     }
     if let Some(change) = &decision.status {
-        status.set_phase(change.phase, change.reason.as_str(), change.message.clone());
+        // A Failed message says how it is retried; `lastError` keeps AWS's reason alone.
+        let message = if change.phase == Phase::Failed {
+            format!(
+                "{}{}",
+                change.message,
+                super::policy::retry_hint(&status.id())
+            )
+        } else {
+            change.message.clone()
+        };
+        status.set_phase(change.phase, change.reason.as_str(), message);
         match change.phase {
             Phase::Ready => status.last_error = None,
             // AWS says the object failed (an endpoint whose container did not start, a training

@@ -42,15 +42,29 @@ pub fn after_pass(result: &Result<PassOutcome>) -> After {
 }
 
 /// Records a pass's error in the status, by the same policy: terminal fails the resource until
-/// its spec changes; retryable leaves it Pending for the next try.
-pub fn record_error(status: &mut ResourceStatus, spec_hash: &str, err: &Error, report: Report<'_>) {
+/// its spec or a file it reads changes (`failure_key`) or a retry is requested; retryable
+/// leaves it Pending for the next try.
+pub fn record_error(
+    status: &mut ResourceStatus,
+    failure_key: &str,
+    err: &Error,
+    report: Report<'_>,
+) {
     status.set_error(err);
     status.event(format!("error: {err}"));
     match after_error(err) {
         After::WhenWoken => {
-            report(format!("x {} failed: {err}", status.id()));
-            status.failed_spec_hash = Some(spec_hash.to_string());
-            status.set_phase(Phase::Failed, "TerminalError", err.to_string());
+            report(format!(
+                "x {} failed: {err}{}",
+                status.id(),
+                retry_hint(&status.id())
+            ));
+            status.failed_spec_hash = Some(failure_key.to_string());
+            status.set_phase(
+                Phase::Failed,
+                "TerminalError",
+                format!("{err}{}", retry_hint(&status.id())),
+            );
         }
         After::Backoff | After::Poll => {
             status.set_phase(
@@ -60,6 +74,13 @@ pub fn record_error(status: &mut ResourceStatus, spec_hash: &str, err: &Error, r
             );
         }
     }
+}
+
+/// How a Failed resource is retried, for its message (plan, get and the log show it).
+pub fn retry_hint(id: &crate::manifest::ResourceId) -> String {
+    format!(
+        " (not retried until the spec or a file it reads changes; after fixing the cause elsewhere, retry now with `sdop reconcile {id}`)"
+    )
 }
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ pub struct BucketSpec {
     /// What pruning does when the manifest is deleted: `Retain` (default) or `Delete`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     /// Take over an existing bucket that sdop did not create.
     #[serde(default)]
     pub adopt: bool,
@@ -100,6 +104,7 @@ impl Kind for Bucket {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct DatasetSpec {
     /// objects sdop wrote.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 impl Kind for Dataset {
@@ -69,6 +73,7 @@ impl Kind for Dataset {
         super::SpecFacts {
             adopt: false,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

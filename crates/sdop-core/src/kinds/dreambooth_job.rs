@@ -131,6 +131,10 @@ pub struct DreamboothJobSpec {
     /// keeps finished jobs; they cannot be deleted); `Retain` lets it run.
     #[serde(default = "stop_on_delete")]
     pub deletion_policy: super::DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     #[serde(default)]
     pub adopt: bool,
 }
@@ -590,6 +594,7 @@ impl Kind for DreamboothJob {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

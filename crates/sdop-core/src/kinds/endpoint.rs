@@ -99,6 +99,10 @@ pub struct EndpointSpec {
     /// Endpoints bill by the hour: pruning deletes them unless this says `Retain`.
     #[serde(default = "delete")]
     pub deletion_policy: DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     #[serde(default)]
     pub adopt: bool,
 }
@@ -504,6 +508,7 @@ impl Kind for Endpoint {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

@@ -119,6 +119,8 @@ pub struct SpecFacts {
     /// `adopt: true`: an existing object without sdop's tags is taken over, not a conflict.
     pub adopt: bool,
     pub deletion_policy: DeletionPolicy,
+    /// `suspend: true`: read and report drift, change nothing (as Flux's `spec.suspend`).
+    pub suspend: bool,
 }
 
 /// A local directory a spec's local paths live under: see [`Kind::local_root`].

@@ -61,6 +61,10 @@ pub struct ModelPackageSpec {
     pub sources: Vec<PackageSource>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     #[serde(default)]
     pub adopt: bool,
 }
@@ -202,6 +206,7 @@ impl Kind for ModelPackage {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

@@ -109,6 +109,10 @@ pub struct StackSpec {
     pub tags: super::Tags,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
+    /// `spec.suspend`); `false` (default) resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     #[serde(default)]
     pub adopt: bool,
 }
@@ -449,6 +453,7 @@ impl Kind for Stack {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
+            suspend: spec.suspend,
         }
     }
 

@@ -709,6 +709,28 @@ mod tests {
         }
     }
 
+    /// Issue #23: a file a resource reads is part of what its failure is remembered by, so
+    /// fixing the file retries it as an edit of the manifest does; the spec hash (and so the
+    /// ownership tags) stays.
+    #[test]
+    fn a_changed_local_file_changes_the_failure_key_not_the_spec_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        std::fs::write(dir.path().join("images/a.jpg"), "a1").unwrap();
+        std::fs::write(
+            dir.path().join("dataset.yaml"),
+            "apiVersion: sdop/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec: {directory: images, s3Uri: \"s3://sdop-b/d/\"}\n",
+        )
+        .unwrap();
+        let before = load_paths(&[dir.path().to_path_buf()]);
+        assert!(before.is_valid(), "{:?}", before.diagnostics);
+        std::fs::write(dir.path().join("images/a.jpg"), "a2").unwrap();
+        let after = load_paths(&[dir.path().to_path_buf()]);
+        let (before, after) = (&before.manifests[0], &after.manifests[0]);
+        assert_eq!(before.spec_hash, after.spec_hash);
+        assert_ne!(before.failure_key(), after.failure_key());
+    }
+
     /// The workshop's clean-up: once no manifest names the checkout and the checkpoints, their
     /// YAML is still not read as manifests, so nothing blocks the prune; a broken manifest
     /// beside them still does.

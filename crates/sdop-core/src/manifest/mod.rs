@@ -77,6 +77,22 @@ impl Manifest {
         self.handler.to_json(self.spec.as_ref())
     }
 
+    /// What a remembered failure is tied to: the spec and the content fingerprints of every
+    /// local file it reads (a template in the checkout, a dataset, a checkpoint). A terminal
+    /// failure is retried when this changes, so fixing a template on disk retries the stack
+    /// as an edit of its manifest does.
+    pub fn failure_key(&self) -> String {
+        if self.local_files.is_empty() {
+            return self.spec_hash.clone();
+        }
+        let files: Vec<(&String, &String)> = self
+            .local_files
+            .iter()
+            .map(|(path, file)| (path, &file.fingerprint))
+            .collect();
+        crate::model::naming::content_hash(&(&self.spec_hash, files))
+    }
+
     /// The typed spec, for code that knows the kind (kind files and tests).
     pub fn spec_as<S: 'static>(&self) -> Option<&S> {
         self.spec.downcast_ref::<S>()
