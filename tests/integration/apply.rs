@@ -2210,3 +2210,85 @@ async fn a_suspended_resource_reports_drift_and_changes_nothing_until_resumed() 
     assert!(summary.converged(), "{lines:#?}");
     assert_eq!(team(s3).await.as_deref(), Some("ml"));
 }
+
+/// Issue #23, partial progress: before the WebUI's first start creates its industrial model,
+/// the endpoint is created and serves; only its WebUI registration waits, and the resource is
+/// Ready once the registration is made.
+#[tokio::test]
+async fn the_endpoint_serves_while_its_webui_registration_waits() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = Env::new();
+    webui_registry(&env.aws, "im-1").await;
+    let ddb = env.aws.dynamodb().await;
+    // The tables exist (the stack made them) but the WebUI has not started yet.
+    ddb.delete_item()
+        .table_name("all_in_one_ai_industrial_model")
+        .key("model_id", AttributeValue::S("im-1".into()))
+        .key(
+            "model_algorithm",
+            AttributeValue::S("stable-diffusion-webui".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.write(
+        "endpoint.yaml",
+        &endpoint("ml.g4dn.xlarge", "  webuiRegistration: {}\n"),
+    );
+    let (result, lines) = env
+        .apply_with(ApplyOptions {
+            wait: true,
+            timeout: Duration::from_secs(15),
+            min_poll: Duration::from_millis(100),
+            max_poll: Duration::from_millis(500),
+            ..ApplyOptions::default()
+        })
+        .await;
+    let summary = result.unwrap();
+    assert!(summary.timed_out, "the registration waits: {lines:#?}");
+    let sm = env.aws.sagemaker().await;
+    let described = sm
+        .describe_endpoint()
+        .endpoint_name("sd-base")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.endpoint_status().map(|s| s.as_str()),
+        Some("InService"),
+        "the endpoint serves meanwhile: {lines:#?}"
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("Endpoint", "base"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.phase, Phase::Pending, "{}", status.message);
+    assert!(
+        status
+            .message
+            .contains("the other AWS objects match the manifest"),
+        "{}",
+        status.message
+    );
+    // The WebUI starts: the registration is made and the endpoint is Ready.
+    ddb.put_item()
+        .table_name("all_in_one_ai_industrial_model")
+        .item("model_id", AttributeValue::S("im-1".into()))
+        .item(
+            "model_algorithm",
+            AttributeValue::S("stable-diffusion-webui".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(
+        registry_rows(&env.aws).await,
+        [(
+            "sd-base/im-1".to_string(),
+            Some("Endpoint/base".to_string())
+        )]
+    );
+}

@@ -235,6 +235,8 @@ struct Draft<'i, 'a> {
     /// This pass retries after a remembered failure (a retry was requested, or the spec or a
     /// file it reads changed).
     retrying: bool,
+    /// Some objects wait for values not known yet while the others go on: why.
+    waiting_for_values: Option<String>,
 }
 
 impl<'i, 'a> Draft<'i, 'a> {
@@ -247,6 +249,7 @@ impl<'i, 'a> Draft<'i, 'a> {
             memory: input.memory.clone(),
             notices: Vec::new(),
             retrying: false,
+            waiting_for_values: None,
         }
     }
 
@@ -499,26 +502,71 @@ impl<'i, 'a> Draft<'i, 'a> {
         self.decision(actions, status, Next::WhenWoken)
     }
 
-    /// Nothing is done before every value the objects need is known.
+    /// An object is acted on only once every value it needs is known; the objects that do
+    /// not need the missing values go on (an endpoint serves while its WebUI registration
+    /// waits for the industrial model the WebUI creates at its first start). The resource is
+    /// not Ready before every object is.
     fn values_known(&mut self) -> ControlFlow<Decision> {
-        let Some(unknown) = self
-            .input
+        let input = self.input;
+        let unknown: Vec<&DesiredObject> = input
             .desired
             .iter()
-            .find(|d| d.name.known().is_none() || !d.fully_known())
-        else {
+            .filter(|d| d.name.known().is_none() || !d.fully_known())
+            .collect();
+        let Some(first) = unknown.first() else {
             return ControlFlow::Continue(());
         };
-        let fields: Vec<&str> = unknown.unknown().collect();
+        let fields: Vec<&str> = first.unknown().collect();
         let message = format!(
             "{} needs values not available yet from its references ({})",
-            unknown.aws_type,
+            first.aws_type,
             fields.join(", ")
         );
-        let mut actions = std::mem::take(&mut self.actions);
-        defer_all(&mut actions, "after the values it reads are known");
-        let status = status(Phase::Pending, Reason::WaitingForOutputs, message);
-        self.decision(actions, status, Next::Backoff)
+        // What waits: the objects with unknown values, and what waits for them in turn.
+        let mut waiting: Vec<(AwsType, String)> = unknown
+            .iter()
+            .map(|d| (d.aws_type, d.name.display()))
+            .collect();
+        loop {
+            let more: Vec<(AwsType, String)> = input
+                .desired
+                .iter()
+                .filter(|d| {
+                    d.after_ready
+                        .as_ref()
+                        .is_some_and(|(t, n)| waiting.iter().any(|(wt, wn)| wt == t && wn == n))
+                })
+                .map(|d| (d.aws_type, d.name.display()))
+                .filter(|key| !waiting.contains(key))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            waiting.extend(more);
+        }
+        let why = "after the values it reads are known";
+        for action in &mut self.actions {
+            if waiting
+                .iter()
+                .any(|(t, n)| *t == action.aws_type && *n == action.name)
+            {
+                action.deferred.get_or_insert_with(|| why.to_string());
+            }
+        }
+        let others_to_do = self.actions.iter().any(|a| a.deferred.is_none());
+        let others_to_watch = input.desired.iter().any(|d| {
+            !waiting
+                .iter()
+                .any(|(t, n)| *t == d.aws_type && *n == d.name.display())
+        });
+        if !others_to_do && !others_to_watch {
+            let mut actions = std::mem::take(&mut self.actions);
+            defer_all(&mut actions, why);
+            let status = status(Phase::Pending, Reason::WaitingForOutputs, message);
+            return self.decision(actions, status, Next::Backoff);
+        }
+        self.waiting_for_values = Some(message);
+        ControlFlow::Continue(())
     }
 
     /// An object sdop does not own stops everything (and is never touched).
@@ -759,6 +807,17 @@ impl<'i, 'a> Draft<'i, 'a> {
             outputs.extend(found.outputs.clone());
         }
         self.memory.outputs = outputs;
+        if let Some(waiting) = self.waiting_for_values.take() {
+            // The rest is done and settled; not Ready (nor converged) before the objects that
+            // wait for values are, and nothing superseded goes yet.
+            actions.extend(self.deletions(Some("after the values it reads are known")));
+            let status = status(
+                Phase::Pending,
+                Reason::WaitingForOutputs,
+                format!("the other AWS objects match the manifest; {waiting}"),
+            );
+            return self.finish(actions, status, Next::Backoff);
+        }
         self.memory.rollout_target = None;
         self.memory.rollback_to = None;
         self.memory.observed_spec_hash = Some(self.input.spec_hash.to_string());
@@ -1433,6 +1492,9 @@ mod tests {
             Mutability::Replace,
         )
         .field("image", None);
+        // The config names the model, the endpoint the config: unknown in turn.
+        objects[1] = objects[1].clone().field("model", None);
+        objects[2] = objects[2].clone().field("endpointConfigName", None);
         let decision = Case::new(objects, vec![], Memory::default()).decide();
         assert_eq!(decision.due().count(), 0);
         assert_eq!(
@@ -1440,6 +1502,50 @@ mod tests {
             (Phase::Pending, Reason::WaitingForOutputs)
         );
         assert_eq!(decision.next, Next::Backoff);
+    }
+
+    /// Issue #23, partial progress: an object whose values are not known yet (the WebUI
+    /// registration, before the WebUI's first start creates its industrial model) waits, with
+    /// what waits for it; the endpoint is created and serves meanwhile, and the resource is
+    /// not Ready until the registration is made.
+    #[test]
+    fn only_the_objects_that_need_a_missing_value_wait() {
+        let registration = DesiredObject::new(
+            AwsType::DynamoDbEndpointRegistration,
+            ObjectName::AfterApply {
+                base: "table/sd-base/".into(),
+            },
+            Mutability::InPlace,
+        )
+        .field("industrialModel", None);
+        let mut objects = desired(1);
+        objects.push(registration);
+        let decision = Case::new(objects.clone(), vec![], Memory::default()).decide();
+        assert_eq!(
+            lines(&decision),
+            [
+                "Create sagemaker:model m1",
+                "Create sagemaker:endpoint-config c1",
+                "Create sagemaker:endpoint sd-base",
+                "Create dynamodb:endpoint-registration table/sd-base/-(known after apply) (later)",
+            ]
+        );
+        // Everything else serves: still not Ready, and it looks again.
+        let decision = Case::new(objects, serving(1), memory_after(&[1])).decide();
+        assert_eq!(
+            phase(&decision),
+            (Phase::Pending, Reason::WaitingForOutputs)
+        );
+        assert!(decision
+            .status
+            .unwrap()
+            .message
+            .contains("the other AWS objects match the manifest"),);
+        assert_eq!(decision.next, Next::Backoff);
+        assert_eq!(
+            decision.memory.observed_spec_hash.as_deref(),
+            Some("old-spec")
+        );
     }
 
     #[test]
