@@ -7,6 +7,7 @@ import time
 
 import moto.cloudformation.responses as cfn_responses
 from moto.cloudformation.models import CloudFormationBackend
+from moto.core.utils import utcnow
 
 from local_aws_state import FINISH, TRACK, dur, patch
 
@@ -94,7 +95,13 @@ def update_stack(self, orig, name, *a, **kw):
     if stack.status.endswith("_IN_PROGRESS"):
         raise cfn_responses.ValidationError(
             name, f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
-    return track_stack(orig(self, name, *a, **kw), "UPDATE")
+    stack = orig(self, name, *a, **kw)
+    # "LastUpdatedTime: The time the stack was last updated. This field will only be returned
+    # if the stack has been updated at least once." (botocore cloudformation model, Stack;
+    # API_Stack). moto 5.2.5 never sets it. sdop reads nested stacks' outputs again when it
+    # changes.
+    stack.last_updated_time = utcnow()
+    return track_stack(stack, "UPDATE")
 
 
 # AWS reports List<...> parameters comma-joined (moto: a Python list repr) and keeps the

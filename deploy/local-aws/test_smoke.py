@@ -258,17 +258,22 @@ def test_cloudformation():
         return cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["StackStatus"]
     assert status() == "CREATE_IN_PROGRESS"
     wait_for(status, "CREATE_COMPLETE")
+    # LastUpdatedTime "will only be returned if the stack has been updated at least once"
+    # (API_Stack); each update sets it.
+    assert "LastUpdatedTime" not in cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]
     template["Resources"]["Other"] = {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "sdop-cfn-2"}}
     cfn.update_stack(StackName="sdop-stack", TemplateBody=json.dumps(template))
     assert status() == "UPDATE_IN_PROGRESS"
     wait_for(status, "UPDATE_COMPLETE")
     assert "sdop-cfn-2" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    first_update = cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["LastUpdatedTime"]
     # A tag-only change is an update, not "No updates are to be performed" (API_UpdateStack).
     cfn.update_stack(StackName="sdop-stack", UsePreviousTemplate=True,
                      Tags=[{"Key": "team", "Value": "ml"}])
     wait_for(status, "UPDATE_COMPLETE")
     assert cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["Tags"] == [
         {"Key": "team", "Value": "ml"}]
+    assert cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["LastUpdatedTime"] > first_update
 
 
 def s3_error(fn, **kw):

@@ -772,7 +772,22 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
         )
     );
 
-    // The value changes upstream (the stack's nested output): the endpoint rolls out.
+    // Converged, the root unchanged: the nested outputs recorded are used, with one
+    // DescribeStacks of the root and no ListStackResources or nested DescribeStacks.
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(
+        (
+            calls.of("cloudformation:DescribeStacks"),
+            calls.of("cloudformation:ListStackResources")
+        ),
+        (1, 0)
+    );
+
+    // The value changes upstream (the stack's nested output): the root's update makes the
+    // nested outputs read again, and the endpoint rolls out.
     env.write("stack.yaml", &stack("prod"));
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");

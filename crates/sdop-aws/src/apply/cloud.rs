@@ -53,6 +53,7 @@ fn context<'a>(clients: &'a Clients, scope: &Scope<'a>) -> ObjectContext<'a> {
         resource: scope.resource,
         spec_hash: scope.spec_hash,
         owned_per_state: scope.owned_per_memory,
+        recorded_outputs: scope.recorded_outputs,
     }
 }
 

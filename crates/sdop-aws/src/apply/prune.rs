@@ -189,6 +189,7 @@ async fn wait_until_gone(
                 spec_hash: "",
                 region: region.as_deref(),
                 owned_per_memory: true,
+                recorded_outputs: None,
             };
             if let Some(found) = cloud.read(scope, &key, &desired).await? {
                 left.push(format!(

@@ -17,6 +17,8 @@ pub struct ObjectContext<'a> {
     /// sdop's state says it created this object for this resource: adapters may skip the
     /// extra call that reads ownership tags.
     pub owned_per_state: bool,
+    /// The outputs the resource recorded when it was last read.
+    pub recorded_outputs: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 #[async_trait]

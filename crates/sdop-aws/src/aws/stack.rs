@@ -22,6 +22,10 @@ const TAG_TEMPLATE: &str = "sdop.io/template-fingerprint";
 /// defaults (the all-in-one-ai main template has a dozen: CustomIdentifier, CIDR, ...), which
 /// are not drift; only these are compared.
 const TAG_PARAMETERS: &str = "sdop.io/parameters";
+/// Output: when the stack last changed (its LastUpdatedTime, else its CreationTime).
+const OUTPUT_CHANGED_AT: &str = "lastChangedTime";
+/// Output: the `lastChangedTime` at which the nested stacks' outputs were read.
+const OUTPUT_NESTED_READ: &str = "nestedOutputsReadAt";
 /// The TAG_PARAMETERS value of a stack sdop passed no parameters.
 const NO_PARAMETERS: &str = "-";
 /// AWS's limit on a tag value; with more parameter names than fit, every parameter is compared.
@@ -287,8 +291,41 @@ impl Adapter for StackAdapter {
                     .insert(format!("outputs.{k}"), v.to_string());
             }
         }
+        // When the stack last changed: CloudFormation reports LastUpdatedTime once updated,
+        // CreationTime before.
+        let changed_at = stack
+            .last_updated_time()
+            .or(stack.creation_time())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        observed
+            .outputs
+            .insert(OUTPUT_CHANGED_AT.into(), changed_at.clone());
         if observed.state == ObjectState::Ready {
-            nested_outputs(ctx, name, &mut observed.outputs).await?;
+            match ctx.recorded_outputs.filter(|recorded| {
+                !changed_at.is_empty()
+                    && recorded.get(OUTPUT_CHANGED_AT) == Some(&changed_at)
+                    && recorded.get(OUTPUT_NESTED_READ) == Some(&changed_at)
+            }) {
+                // Nested stacks change with their root: AWS "strongly recommend[s] that
+                // updates to nested stacks are run from the parent stack" (the
+                // AWS::CloudFormation::Stack reference), which updates the root's
+                // LastUpdatedTime. The root unchanged since the nested outputs were read, they
+                // are the ones recorded: ListStackResources and a DescribeStacks per nested
+                // stack (9 calls for all-in-one-ai) are not made again.
+                Some(recorded) => observed.outputs.extend(
+                    recorded
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("nested.") || *k == OUTPUT_NESTED_READ)
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                ),
+                None => {
+                    nested_outputs(ctx, name, &mut observed.outputs).await?;
+                    observed
+                        .outputs
+                        .insert(OUTPUT_NESTED_READ.into(), changed_at);
+                }
+            }
         }
         Ok(Some(observed))
     }

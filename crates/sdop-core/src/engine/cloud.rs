@@ -49,6 +49,9 @@ pub struct Scope<'a> {
     /// sdop's memory says it created this object for this resource: an implementation may
     /// skip the extra call that reads ownership tags.
     pub owned_per_memory: bool,
+    /// The outputs the resource recorded when it was last read (a stack's nested outputs and
+    /// the root's last update they were read at), if any.
+    pub recorded_outputs: Option<&'a BTreeMap<String, String>>,
 }
 
 /// One object a round reads.

@@ -141,6 +141,7 @@ pub async fn delete_pruned(
         spec_hash: "",
         region: region.as_deref(),
         owned_per_memory: true,
+        recorded_outputs: None,
     };
     for action in actions {
         if action.resource != id || action.operation != Operation::Delete {
@@ -172,11 +173,13 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
     status.deletion_policy = facts.deletion_policy;
     status.region = manifest.handler.region(spec);
     let region = status.region.clone();
+    let recorded_outputs = status.outputs.clone();
     let scope = Scope {
         resource: id,
         spec_hash: &manifest.spec_hash,
         region: region.as_deref(),
         owned_per_memory: false,
+        recorded_outputs: Some(&recorded_outputs),
     };
     let dependencies: Vec<&ResourceStatus> = dependencies.iter().map(Borrow::borrow).collect();
     let deps: Vec<Dependency> = dependencies
