@@ -276,6 +276,71 @@ def test_cloudformation():
     assert cfn.describe_stacks(StackName="sdop-stack")["Stacks"][0]["LastUpdatedTime"] > first_update
 
 
+def test_nested_stack_failure():
+    # A nested stack whose resource fails (a Lambda layer whose code zip is missing): the
+    # resource's CREATE_FAILED and its reason are in the nested stack's events, the parent has
+    # the nested stack resource CREATE_FAILED "Embedded stack <ARN> was not successfully
+    # created: ...", both roll back, and the deleted nested stack's events are read by its ARN
+    # (local_aws_cloudformation.py names AWS's sources).
+    ctl("POST", "/_sdop/config", {"stack_seconds": 0.0})
+    s3.create_bucket(Bucket="sdop-nested")
+    layer = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+        "Layer": {"Type": "AWS::Lambda::LayerVersion", "DependsOn": "Role", "Properties": {
+            "LayerName": "sdop-helper", "CompatibleRuntimes": ["python3.9"],
+            "Content": {"S3Bucket": "sdop-nested", "S3Key": "codes/missing.zip"}}}}}
+    main = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}, "LAMBDA": {
+        "Type": "AWS::CloudFormation::Stack", "DependsOn": "Topic", "Properties": {
+            "TemplateURL": f"http://localhost:{PORT}/sdop-nested/lambda.json"}}}}
+    s3.put_object(Bucket="sdop-nested", Key="lambda.json", Body=json.dumps(layer).encode())
+    cfn.create_stack(StackName="sdop-root", TemplateBody=json.dumps(main))
+    root = cfn.describe_stacks(StackName="sdop-root")["Stacks"][0]
+    assert root["StackStatus"] == "ROLLBACK_COMPLETE", root
+
+    def events(name):
+        # Newest first, as DescribeStackEvents returns them.
+        return [(e["LogicalResourceId"], e["ResourceType"], e["ResourceStatus"],
+                 e.get("ResourceStatusReason"), e.get("PhysicalResourceId"))
+                for e in cfn.describe_stack_events(StackName=name)["StackEvents"]]
+    root_events = events("sdop-root")
+    failed = [e for e in root_events if e[2] == "CREATE_FAILED"]
+    assert len(failed) == 1 and failed[0][:3] == (
+        "LAMBDA", "AWS::CloudFormation::Stack", "CREATE_FAILED"), root_events
+    nested_id = failed[0][4]
+    assert nested_id.startswith("arn:aws:cloudformation:us-east-1:123456789012:stack/"
+                                "sdop-root-LAMBDA-"), failed
+    assert failed[0][3] == (f"Embedded stack {nested_id} was not successfully created: "
+                            "The following resource(s) failed to create: [Layer]. "), failed
+    stack_events = [(e[2], e[3]) for e in root_events if e[1:2] == ("AWS::CloudFormation::Stack",)
+                    and e[4] == root["StackId"]]
+    assert stack_events[:2] == [
+        ("ROLLBACK_COMPLETE", None),
+        ("ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: [LAMBDA]. "
+                                 "Rollback requested by user.")], stack_events
+    # The root's own resources are deleted by the rollback, the nested stack too.
+    assert ("Topic", "AWS::SNS::Topic", "DELETE_COMPLETE", None, None) in root_events
+    assert ("LAMBDA", "AWS::CloudFormation::Stack", "DELETE_COMPLETE", None, None) in root_events
+    assert client("sns").list_topics()["Topics"] == [], "the rollback deletes the topic"
+    nested = cfn.describe_stacks(StackName=nested_id)["Stacks"][0]
+    assert nested["StackStatus"] == "DELETE_COMPLETE", nested
+    assert error_code(cfn.describe_stack_events, StackName=nested["StackName"])[0] == \
+        "ValidationError", "a deleted stack is found by its ID only"
+    nested_events = events(nested_id)
+    assert nested_events[0][2:4] == ("DELETE_COMPLETE", None), nested_events
+    layer_failed = [e for e in nested_events if e[2] == "CREATE_FAILED"]
+    assert [e[:3] for e in layer_failed] == [
+        ("Layer", "AWS::Lambda::LayerVersion", "CREATE_FAILED")], nested_events
+    assert "S3 Error Code: NoSuchKey" in layer_failed[0][3], layer_failed
+    # Role was created before Layer failed, then deleted by the nested stack's own rollback.
+    statuses = [(e[0], e[2]) for e in reversed(nested_events) if e[0] == "Role"]
+    assert statuses == [("Role", "CREATE_IN_PROGRESS"), ("Role", "CREATE_COMPLETE"),
+                        ("Role", "DELETE_IN_PROGRESS"), ("Role", "DELETE_COMPLETE")], statuses
+    rollback = [e[3] for e in nested_events if e[2] == "ROLLBACK_IN_PROGRESS"]
+    assert rollback == ["The following resource(s) failed to create: [Layer]. "], rollback
+
+
 def s3_error(fn, **kw):
     try:
         fn(**kw)
@@ -470,7 +535,8 @@ def main():
         line = proc.stdout.readline().strip()
         assert line == f"sdop-local-aws listening on {URL}", line
         tests = [test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
-                 test_faults_and_calls, test_cloudformation, test_s3_conditional_writes,
+                 test_faults_and_calls, test_cloudformation, test_nested_stack_failure,
+                 test_s3_conditional_writes,
                  test_s3_conditional_races, test_calls_by_caller_and_log, test_call_log_bound,
                  test_ecr_scan_on_push_default, test_reset]
         passed = failed = 0

@@ -798,6 +798,71 @@ async fn nested_stack_outputs_feed_the_endpoint_and_a_change_rolls_it_out() {
     );
 }
 
+/// A nested stack's resource fails (a Lambda layer whose code zip is not in S3, as a missing
+/// `codes/*.zip` fails the all-in-one-ai LAMBDA stack): the root stack's own events only say
+/// "Embedded stack ... was not successfully created"; the Stack's status names the nested
+/// stack, the resource and AWS's reason, read from the nested stack's events after the
+/// rollback deleted it.
+#[tokio::test]
+async fn a_nested_stacks_failure_names_the_nested_stack_the_resource_and_the_reason() {
+    let env = Env::new();
+    let dir = env.manifests.path();
+    std::fs::write(
+        dir.join("main.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  S3Bucket: {Type: String}\nResources:\n  Topic: {Type: AWS::SNS::Topic}\n  LAMBDA:\n    Type: AWS::CloudFormation::Stack\n    DependsOn: Topic\n    Properties:\n      TemplateURL: !Sub 'https://${S3Bucket}.s3.${AWS::Region}.amazonaws.com/templates/lambda.template'\n      Parameters: {S3Bucket: !Ref S3Bucket}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lambda.template"),
+        "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n  S3Bucket: {Type: String}\nResources:\n  HelperLayer:\n    Type: AWS::Lambda::LayerVersion\n    Properties:\n      LayerName: all_in_one_ai_helper\n      CompatibleRuntimes: [python3.9]\n      Content: {S3Bucket: !Ref S3Bucket, S3Key: codes/all_in_one_ai_helper.zip}\n",
+    )
+    .unwrap();
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-nested-fail", ""));
+    env.write(
+        "stack.yaml",
+        "apiVersion: sdop/v1alpha1\nkind: Stack\nmetadata: {name: webui}\nspec:\n  stackName: webui\n  template: {file: main.template}\n  extraTemplateFiles: [lambda.template]\n  upload: {bucket: sdop-it-nested-fail, prefix: templates/}\n  parameters:\n    S3Bucket: {valueFrom: {resource: Bucket/assets, output: bucketName}}\n",
+    );
+    let (summary, lines) = env.apply().await;
+    assert_eq!(
+        summary.phases[&ResourceId::new("Stack", "webui")],
+        Phase::Failed,
+        "{lines:#?}"
+    );
+    let status = env
+        .store()
+        .load(&ResourceId::new("Stack", "webui"))
+        .unwrap()
+        .unwrap();
+    let message = &status.message;
+    assert!(
+        message.starts_with("ROLLBACK_COMPLETE: nested stack LAMBDA (webui-LAMBDA-"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "): resource HelperLayer (AWS::Lambda::LayerVersion) CREATE_FAILED: Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: The specified key does not exist. (s3://sdop-it-nested-fail/codes/all_in_one_ai_helper.zip)"
+        ),
+        "{message}"
+    );
+    // The nested stack is gone (deleted by the rollback): its events were read by its ARN.
+    let cfn = env.aws.cloudformation().await;
+    let listed = cfn.list_stacks().send().await.unwrap();
+    let nested = listed
+        .stack_summaries()
+        .iter()
+        .find(|s| {
+            s.stack_name()
+                .unwrap_or_default()
+                .starts_with("webui-LAMBDA-")
+        })
+        .expect("the nested stack");
+    assert_eq!(nested.stack_status().unwrap().as_str(), "DELETE_COMPLETE");
+    assert!(
+        message.contains(&format!("({})", nested.stack_name().unwrap())),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_dataset_syncs_only_changes_and_never_touches_objects_it_did_not_write() {
     let env = Env::new();

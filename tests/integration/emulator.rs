@@ -1016,18 +1016,47 @@ async fn a_missing_code_zip_fails_the_nested_lambda_stack() {
         out.stacks()[0].stack_status().unwrap().as_str().to_string()
     };
     assert_eq!(create(cfn.clone(), "without").await, "ROLLBACK_COMPLETE");
+    // As on AWS, the root stack's events name the nested stack that failed ("Embedded stack
+    // ARN was not successfully created"); the nested stack's own events (read by its ARN, it
+    // was deleted by the rollback) have the resource and AWS's reason.
     let events = cfn
         .describe_stack_events()
         .stack_name("without")
         .send()
         .await
         .unwrap();
+    let lambda = events
+        .stack_events()
+        .iter()
+        .find(|e| {
+            e.logical_resource_id() == Some("LAMBDA")
+                && e.resource_status().map(|s| s.as_str()) == Some("CREATE_FAILED")
+        })
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let nested = lambda.physical_resource_id().unwrap();
     assert!(
-        events.stack_events().iter().any(|e| e
+        lambda
             .resource_status_reason()
-            .unwrap_or_default()
-            .contains("NoSuchKey")),
-        "{events:?}"
+            .unwrap()
+            .starts_with(&format!(
+                "Embedded stack {nested} was not successfully created: "
+            )),
+        "{lambda:?}"
+    );
+    let nested_events = cfn
+        .describe_stack_events()
+        .stack_name(nested)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        nested_events.stack_events().iter().any(|e| e
+            .resource_status()
+            .is_some_and(|s| s.as_str() == "CREATE_FAILED")
+            && e.resource_status_reason()
+                .unwrap_or_default()
+                .contains("NoSuchKey")),
+        "{nested_events:?}"
     );
     // moto warns about the template's resource types it does not emulate: in the emulator's
     // log, not in the test output (#23).

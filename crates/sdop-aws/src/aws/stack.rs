@@ -1,11 +1,12 @@
 //! `cloudformation:stack`: create or update from a TemplateURL; "No updates are to be
 //! performed" is success; status maps to readiness; failures carry the first failed
-//! resource's reason from the stack events. The template fingerprint rides in a stack tag.
+//! resource's reason from the stack events, followed into the nested stack that failed. The
+//! template fingerprint rides in a stack tag.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, Tag};
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackEvent, StackStatus, Tag};
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
@@ -35,7 +36,6 @@ fn is_missing(err: &Error) -> bool {
     matches!(err, Error::Aws { message, .. } if message.contains("does not exist"))
 }
 
-/// The first failure in the stack's events (oldest first), as `LogicalId: reason`.
 /// Outputs of the stack's nested stacks (`AWS::CloudFormation::Stack` resources), as
 /// `nested.<LogicalId>.<OutputKey>`: the all-in-one-ai templates keep the API URL, subnets,
 /// security group and role in their LAMBDA, VPC and IAM stacks, not in the main one.
@@ -83,33 +83,196 @@ async fn nested_outputs(
     Ok(())
 }
 
-async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
-    let events = ctx
+/// How deep `first_failure` follows nested stacks (the all-in-one-ai templates nest one level).
+const NESTING_MAX: usize = 5;
+
+/// One stack event, the fields a failure is told with.
+#[derive(Debug, Clone, PartialEq)]
+struct Event {
+    stack_id: String,
+    stack_name: String,
+    logical: String,
+    physical: String,
+    resource_type: String,
+    status: String,
+    reason: String,
+}
+
+impl Event {
+    fn of(event: &StackEvent) -> Self {
+        let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+        Event {
+            stack_id: text(event.stack_id()),
+            stack_name: text(event.stack_name()),
+            logical: text(event.logical_resource_id()),
+            physical: text(event.physical_resource_id()),
+            resource_type: text(event.resource_type()),
+            status: event
+                .resource_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            reason: text(event.resource_status_reason()),
+        }
+    }
+
+    /// The stack's own event (its status), not one of its resources': CloudFormation gives it
+    /// the stack's ID as physical ID.
+    fn is_the_stacks(&self) -> bool {
+        self.physical == self.stack_id
+    }
+
+    /// The stack's own event that starts an operation (create, update, delete, import).
+    fn starts_an_operation(&self) -> bool {
+        self.is_the_stacks()
+            && matches!(
+                self.status.as_str(),
+                "CREATE_IN_PROGRESS"
+                    | "UPDATE_IN_PROGRESS"
+                    | "DELETE_IN_PROGRESS"
+                    | "IMPORT_IN_PROGRESS"
+            )
+    }
+
+    /// A failure that only follows another: resources cancelled because one failed, and the
+    /// summary naming the failed ones ("The following resource(s) failed to create: [X]").
+    fn is_a_cascade(&self) -> bool {
+        self.reason.starts_with("Resource creation cancelled")
+            || self.reason.starts_with("Resource update cancelled")
+            || self
+                .reason
+                .starts_with("The following resource(s) failed to")
+    }
+
+    /// The nested stack this event is about (its stack ID), when it is a nested stack resource
+    /// of its stack: the physical ID, or the ARN of "Embedded stack ARN was not successfully
+    /// created/updated" when the event has none.
+    fn nested_stack(&self) -> Option<String> {
+        if self.resource_type != "AWS::CloudFormation::Stack" || self.is_the_stacks() {
+            return None;
+        }
+        if self.physical.starts_with("arn:") {
+            return Some(self.physical.clone());
+        }
+        let rest = self.reason.strip_prefix("Embedded stack ")?;
+        rest.split_whitespace()
+            .next()
+            .filter(|arn| arn.starts_with("arn:"))
+            .map(str::to_string)
+    }
+
+    fn describe(&self) -> String {
+        let reason = if self.reason.is_empty() {
+            "(no reason given)"
+        } else {
+            &self.reason
+        };
+        if self.is_the_stacks() {
+            format!("stack {} {}: {reason}", self.stack_name, self.status)
+        } else {
+            format!(
+                "resource {} ({}) {}: {reason}",
+                self.logical, self.resource_type, self.status
+            )
+        }
+    }
+}
+
+/// Finds the first real failure in a stack's events, read newest first (as DescribeStackEvents
+/// returns them, page after page): among the events of the newest operation that has a failure,
+/// the oldest `*_FAILED` one that is not a cascade of another; a cascade only if there is
+/// nothing else. A nested stack deleted by its parent's rollback has the deletion as its newest
+/// operation, the failure in the create before it.
+#[derive(Default)]
+struct FirstFailure {
+    real: Option<Event>,
+    cascade: Option<Event>,
+}
+
+impl FirstFailure {
+    /// Takes the next (older) event; true once the answer is known.
+    fn push(&mut self, event: Event) -> bool {
+        if event.starts_an_operation() {
+            return self.real.is_some() || self.cascade.is_some();
+        }
+        if event.status.ends_with("_FAILED") {
+            if event.is_a_cascade() {
+                self.cascade = Some(event);
+            } else {
+                self.real = Some(event);
+            }
+        }
+        false
+    }
+
+    fn found(self) -> Option<Event> {
+        self.real.or(self.cascade)
+    }
+}
+
+/// The first real failure in the events of the stack `name` (a name, or a stack ID: a deleted
+/// nested stack is found by its ID only), read page by page until it is known.
+async fn failed_event(ctx: &ObjectContext<'_>, name: &str) -> Result<Option<Event>> {
+    let mut pages = ctx
         .clients
         .cloudformation
         .describe_stack_events()
         .stack_name(name)
-        .send()
-        .await;
-    let Ok(events) = events else {
-        return "stack failed (events unavailable)".into();
+        .into_paginator()
+        .send();
+    let mut scan = FirstFailure::default();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("cloudformation:DescribeStackEvents", e))?;
+        for event in page.stack_events() {
+            if scan.push(Event::of(event)) {
+                return Ok(scan.found());
+            }
+        }
+    }
+    Ok(scan.found())
+}
+
+/// Why the stack failed: its first real failed event; when that is a nested stack's, the
+/// nested stack's own first failure, down to the resource that failed, e.g. `nested stack VPC
+/// (all-in-one-ai-webui-VPC-ABC): resource DefaultSecurityGroup (AWS::EC2::SecurityGroup)
+/// CREATE_FAILED: <AWS's reason>`. The root's events only say "Embedded stack ... was not
+/// successfully created".
+async fn first_failure(ctx: &ObjectContext<'_>, name: &str) -> String {
+    let event = match failed_event(ctx, name).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return "stack failed; no failed resource event".into(),
+        Err(err) => return format!("stack failed (its events could not be read: {err})"),
     };
-    events
-        .stack_events()
-        .iter()
-        .rev()
-        .find(|e| {
-            e.resource_status()
-                .is_some_and(|s| s.as_str().ends_with("_FAILED"))
-        })
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e.logical_resource_id().unwrap_or("?"),
-                e.resource_status_reason().unwrap_or("failed")
-            )
-        })
-        .unwrap_or_else(|| "stack failed; no failed resource event".into())
+    let mut path = String::new();
+    let mut event = event;
+    for _ in 0..NESTING_MAX {
+        let Some(nested_id) = event.nested_stack() else {
+            break;
+        };
+        match failed_event(ctx, &nested_id).await {
+            Ok(Some(inner)) => {
+                let nested_name = if inner.stack_name.is_empty() {
+                    nested_id
+                        .split('/')
+                        .nth(1)
+                        .unwrap_or(&nested_id)
+                        .to_string()
+                } else {
+                    inner.stack_name.clone()
+                };
+                path.push_str(&format!("nested stack {} ({nested_name}): ", event.logical));
+                event = inner;
+            }
+            // No failure in the nested stack's events: what the parent says.
+            Ok(None) => break,
+            Err(err) => {
+                return format!(
+                    "{path}{} (the events of nested stack {nested_id} could not be read: {err})",
+                    event.describe()
+                )
+            }
+        }
+    }
+    format!("{path}{}", event.describe())
 }
 
 fn template_url(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<String> {
@@ -404,5 +567,179 @@ impl Adapter for StackAdapter {
             is_missing,
         )
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/webui/1";
+    const VPC: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/webui-VPC-ABC/2";
+
+    fn stack_event(stack: &str, status: &str, reason: &str) -> Event {
+        let name = stack.split('/').nth(1).unwrap().to_string();
+        Event {
+            stack_id: stack.into(),
+            stack_name: name.clone(),
+            logical: name,
+            physical: stack.into(),
+            resource_type: "AWS::CloudFormation::Stack".into(),
+            status: status.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn resource(stack: &str, logical: &str, kind: &str, status: &str, reason: &str) -> Event {
+        Event {
+            stack_id: stack.into(),
+            stack_name: stack.split('/').nth(1).unwrap().into(),
+            logical: logical.into(),
+            physical: String::new(),
+            resource_type: kind.into(),
+            status: status.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Events given oldest first (as they happen), read newest first (as AWS returns them).
+    fn first(mut events: Vec<Event>) -> Option<Event> {
+        events.reverse();
+        let mut scan = FirstFailure::default();
+        for event in events {
+            if scan.push(event) {
+                break;
+            }
+        }
+        scan.found()
+    }
+
+    #[test]
+    fn the_root_names_the_nested_stack_that_failed_and_the_nested_one_its_resource() {
+        let embedded = format!(
+            "Embedded stack {VPC} was not successfully created: The following resource(s) failed to create: [DefaultSecurityGroup]. "
+        );
+        let mut nested = resource(
+            ROOT,
+            "VPC",
+            "AWS::CloudFormation::Stack",
+            "CREATE_FAILED",
+            &embedded,
+        );
+        nested.physical = VPC.into();
+        let root = vec![
+            stack_event(ROOT, "CREATE_IN_PROGRESS", "User Initiated"),
+            resource(ROOT, "Topic", "AWS::SNS::Topic", "CREATE_COMPLETE", ""),
+            nested.clone(),
+            resource(ROOT, "IAM", "AWS::CloudFormation::Stack", "CREATE_FAILED", "Resource creation cancelled"),
+            stack_event(
+                ROOT,
+                "ROLLBACK_IN_PROGRESS",
+                "The following resource(s) failed to create: [VPC, IAM]. Rollback requested by user.",
+            ),
+            stack_event(ROOT, "ROLLBACK_COMPLETE", ""),
+        ];
+        let found = first(root).unwrap();
+        assert_eq!(found, nested);
+        assert_eq!(found.nested_stack().as_deref(), Some(VPC));
+
+        // The nested stack was deleted by the parent's rollback: its newest operation is that
+        // deletion, the failure is in the create before it.
+        let sg = resource(
+            VPC,
+            "DefaultSecurityGroup",
+            "AWS::EC2::SecurityGroup",
+            "CREATE_FAILED",
+            "Resource handler returned message: \"Invalid value 'x' for portRange\"",
+        );
+        let found = first(vec![
+            stack_event(VPC, "CREATE_IN_PROGRESS", "User Initiated"),
+            resource(VPC, "Vpc", "AWS::EC2::VPC", "CREATE_COMPLETE", ""),
+            sg.clone(),
+            stack_event(
+                VPC,
+                "ROLLBACK_IN_PROGRESS",
+                "The following resource(s) failed to create: [DefaultSecurityGroup]. ",
+            ),
+            stack_event(VPC, "ROLLBACK_COMPLETE", ""),
+            stack_event(VPC, "DELETE_IN_PROGRESS", "User Initiated"),
+            stack_event(VPC, "DELETE_COMPLETE", ""),
+        ])
+        .unwrap();
+        assert_eq!(found, sg);
+        assert_eq!(found.nested_stack(), None);
+        assert_eq!(
+            found.describe(),
+            "resource DefaultSecurityGroup (AWS::EC2::SecurityGroup) CREATE_FAILED: Resource handler returned message: \"Invalid value 'x' for portRange\""
+        );
+    }
+
+    #[test]
+    fn cascades_are_skipped_and_the_newest_failed_operation_counts() {
+        let cancelled = resource(
+            ROOT,
+            "B",
+            "AWS::SNS::Topic",
+            "CREATE_FAILED",
+            "Resource creation cancelled",
+        );
+        // Only cascades: the oldest of them, rather than nothing.
+        assert_eq!(
+            first(vec![
+                stack_event(ROOT, "CREATE_IN_PROGRESS", "User Initiated"),
+                cancelled.clone(),
+            ]),
+            Some(cancelled.clone())
+        );
+        // An update that failed after a create that failed long ago: the update's failure.
+        let old = resource(ROOT, "A", "AWS::SNS::Topic", "CREATE_FAILED", "old reason");
+        let new = resource(ROOT, "A", "AWS::SNS::Topic", "UPDATE_FAILED", "new reason");
+        assert_eq!(
+            first(vec![
+                stack_event(ROOT, "CREATE_IN_PROGRESS", "User Initiated"),
+                old,
+                stack_event(ROOT, "CREATE_COMPLETE", ""),
+                stack_event(ROOT, "UPDATE_IN_PROGRESS", "User Initiated"),
+                new.clone(),
+                resource(
+                    ROOT,
+                    "B",
+                    "AWS::SNS::Topic",
+                    "UPDATE_FAILED",
+                    "Resource update cancelled"
+                ),
+                stack_event(
+                    ROOT,
+                    "UPDATE_ROLLBACK_IN_PROGRESS",
+                    "The following resource(s) failed to update: [A]. "
+                ),
+                stack_event(ROOT, "UPDATE_ROLLBACK_COMPLETE", ""),
+            ]),
+            Some(new)
+        );
+        assert_eq!(
+            first(vec![stack_event(ROOT, "CREATE_IN_PROGRESS", "")]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_nested_stack_without_a_physical_id_is_found_in_its_reason() {
+        let event = resource(
+            ROOT,
+            "VPC",
+            "AWS::CloudFormation::Stack",
+            "CREATE_FAILED",
+            &format!("Embedded stack {VPC} was not successfully created: The following resource(s) failed to create: [X]. "),
+        );
+        assert_eq!(event.nested_stack().as_deref(), Some(VPC));
+        let topic = resource(
+            ROOT,
+            "Topic",
+            "AWS::SNS::Topic",
+            "CREATE_FAILED",
+            "Embedded stack arn:x was",
+        );
+        assert_eq!(topic.nested_stack(), None);
     }
 }

@@ -94,6 +94,17 @@ pub trait Kind: Send + Sync + 'static {
     fn local_path_hint(_spec: &Self::Spec, _written: &str) -> Option<String> {
         None
     }
+    /// Checks of the spec against the local files it names (a stack's parameters against its
+    /// template's `Parameters`), keyed by the path as written in `local_paths`; the loader
+    /// runs them once it has read the files. A small file's bytes are in
+    /// [`LocalFile::content`](crate::model::local_file::LocalFile::content), as read for its
+    /// fingerprint; a large one has none and is not read again.
+    fn check_local(
+        _spec: &Self::Spec,
+        _local_files: &BTreeMap<String, crate::model::local_file::LocalFile>,
+        _checks: &mut Checks,
+    ) {
+    }
     /// The AWS objects this resource should consist of.
     fn desired(spec: &Self::Spec, ctx: &DesiredContext) -> Vec<DesiredObject>;
     /// The region its AWS objects live in, when not the operator's (`spec.region`).
@@ -666,6 +677,12 @@ pub trait KindHandler: Send + Sync {
     fn local_paths(&self, spec: &dyn Any) -> Vec<(String, String)>;
     fn local_root(&self, spec: &dyn Any) -> Option<LocalRoot>;
     fn local_path_hint(&self, spec: &dyn Any, written: &str) -> Option<String>;
+    fn check_local(
+        &self,
+        spec: &dyn Any,
+        local_files: &BTreeMap<String, crate::model::local_file::LocalFile>,
+        checks: &mut Checks,
+    );
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject>;
     fn region(&self, spec: &dyn Any) -> Option<String>;
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
@@ -770,6 +787,14 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn local_path_hint(&self, spec: &dyn Any, written: &str) -> Option<String> {
         K::local_path_hint(Self::typed(spec), written)
+    }
+    fn check_local(
+        &self,
+        spec: &dyn Any,
+        local_files: &BTreeMap<String, crate::model::local_file::LocalFile>,
+        checks: &mut Checks,
+    ) {
+        K::check_local(Self::typed(spec), local_files, checks)
     }
     fn desired(&self, spec: &dyn Any, ctx: &DesiredContext) -> Vec<DesiredObject> {
         K::desired(Self::typed(spec), ctx)

@@ -239,6 +239,120 @@ fn check_keys(spec: &StackSpec, checks: &mut Checks) {
     }
 }
 
+/// A template's `Parameters` section, all this check reads of it: each declared parameter and
+/// whether it has a `Default`. The rest of the template (its `Resources` with `!Ref`, `!Sub`,
+/// `!GetAtt`...) is skipped, short tags included.
+#[derive(Deserialize)]
+struct TemplateParameters {
+    #[serde(rename = "Parameters", default)]
+    parameters: Option<BTreeMap<String, ParameterDeclaration>>,
+}
+
+#[derive(Deserialize)]
+struct ParameterDeclaration {
+    #[serde(rename = "Default", default)]
+    default: Option<serde::de::IgnoredAny>,
+}
+
+/// The parameters a template declares, with whether each has a `Default`. CloudFormation takes
+/// a template as JSON or YAML, the YAML with its short tags (`!Ref`...).
+fn template_parameters(content: &[u8]) -> Result<BTreeMap<String, bool>, String> {
+    let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content);
+    let json = content
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let template: TemplateParameters = if json {
+        serde_json::from_slice(content).map_err(|e| e.to_string())?
+    } else {
+        yaml_serde::from_slice(content).map_err(|e| e.to_string())?
+    };
+    Ok(template
+        .parameters
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, declaration)| (name, declaration.default.is_some()))
+        .collect())
+}
+
+/// The stack's parameters against its local main template's `Parameters`: CloudFormation
+/// refuses CreateStack with a parameter the template does not declare ("Parameters: [X] do not
+/// exist in the template") and without one it declares with no `Default` ("Parameters: [X]
+/// must have values").
+fn check_parameters(spec: &StackSpec, content: &[u8], checks: &mut Checks) {
+    let Some(file) = &spec.template.file else {
+        return;
+    };
+    let declared = match template_parameters(content) {
+        Ok(declared) => declared,
+        Err(message) => {
+            checks.error(
+                "spec.template.file",
+                format!(
+                    "template {file:?} cannot be read as YAML or JSON ({message}), so neither \
+                     can CloudFormation: fix the template"
+                ),
+            );
+            return;
+        }
+    };
+    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    for name in spec.parameters.keys() {
+        if declared.contains_key(name) {
+            continue;
+        }
+        let message = if names.is_empty() {
+            format!(
+                "template {file:?} declares no Parameters, and CloudFormation refuses any \
+                 (\"Parameter values specified for a template which does not require them.\"): \
+                 remove spec.parameters, or declare {name} in the template"
+            )
+        } else {
+            let close = names
+                .iter()
+                .find(|n| n.eq_ignore_ascii_case(name))
+                .map(|n| format!("; did you mean {n}?"))
+                .unwrap_or_default();
+            format!(
+                "parameter {name} is not declared in the Parameters of template {file:?} (it \
+                 declares {}), and CloudFormation refuses it (\"Parameters: [{name}] do not \
+                 exist in the template\"): remove it, or correct its name{close}",
+                names.join(", ")
+            )
+        };
+        checks.error(format!("spec.parameters.{name}"), message);
+    }
+    let missing: Vec<&str> = declared
+        .iter()
+        .filter(|(name, has_default)| !**has_default && !spec.parameters.contains_key(*name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let path = if spec.parameters.is_empty() {
+            "spec.template.file"
+        } else {
+            "spec.parameters"
+        };
+        let list = missing.join(", ");
+        checks.error(
+            path,
+            format!(
+                "template {file:?} requires {} {list} (declared without a Default), which \
+                 spec.parameters does not set, and CloudFormation refuses the stack without \
+                 {} (\"Parameters: [{list}] must have values\"): add {} under spec.parameters \
+                 (\"\" if empty is meant)",
+                if missing.len() == 1 {
+                    "parameter"
+                } else {
+                    "parameters"
+                },
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+            ),
+        );
+    }
+}
+
 impl Kind for Stack {
     const KIND: &'static str = "Stack";
     const OUTPUTS: &'static [&'static str] =
@@ -365,6 +479,24 @@ impl Kind for Stack {
             )
         });
         templates.chain(artifacts).collect()
+    }
+
+    fn check_local(
+        spec: &StackSpec,
+        local_files: &BTreeMap<String, LocalFile>,
+        checks: &mut Checks,
+    ) {
+        // A missing template is reported by the loader; one over 1 MiB (never read whole) is
+        // left to CloudFormation.
+        let content = spec
+            .template
+            .file
+            .as_ref()
+            .and_then(|file| local_files.get(&spec.local(file)))
+            .and_then(|local| local.content.as_deref());
+        if let Some(content) = content {
+            check_parameters(spec, content, checks);
+        }
     }
 
     fn local_root(spec: &StackSpec) -> Option<LocalRoot> {
@@ -573,6 +705,90 @@ mod tests {
     }
 
     const UPLOAD: &str = "upload: {bucket: assets, prefix: templates/}\n";
+
+    fn local_problems(spec: &StackSpec, content: Option<&str>) -> Vec<(String, String)> {
+        let file = LocalFile {
+            resolved: "main.yaml".into(),
+            is_dir: false,
+            size: 0,
+            fingerprint: String::new(),
+            content_md5: None,
+            entries: Vec::new(),
+            content: content.map(|c| std::sync::Arc::from(c.as_bytes())),
+        };
+        let mut checks = Checks::default();
+        Stack::check_local(spec, &[("main.yaml".to_string(), file)].into(), &mut checks);
+        checks.problems
+    }
+
+    #[test]
+    fn a_templates_parameters_are_read_past_its_short_tags_from_yaml_or_json() {
+        let yaml = "Parameters:\n  S3Bucket: {Type: String}\n  S3Key: {Type: String, Default: ''}\n  Zones: {Type: CommaDelimitedList, Default: !Ref AWS::NoValue}\nConditions:\n  HasKey: !Not [!Equals [!Ref S3Key, '']]\nResources:\n  VPC:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: !Sub 'https://${S3Bucket}.s3.amazonaws.com/vpc.yaml'\n      Parameters: {Key: !If [HasKey, !Ref S3Key, !GetAtt X.Y]}\n";
+        assert_eq!(
+            template_parameters(yaml.as_bytes()).unwrap(),
+            [
+                ("S3Bucket".to_string(), false),
+                ("S3Key".to_string(), true),
+                ("Zones".to_string(), true)
+            ]
+            .into()
+        );
+        let json = "\u{feff}{\n\t\"Parameters\": {\"S3Bucket\": {\"Type\": \"String\"}},\n\t\"Resources\": {}\n}";
+        assert_eq!(
+            template_parameters(json.as_bytes()).unwrap(),
+            [("S3Bucket".to_string(), false)].into()
+        );
+        assert_eq!(
+            template_parameters(b"Resources: {T: {Type: AWS::SNS::Topic}}").unwrap(),
+            BTreeMap::new()
+        );
+        assert!(template_parameters(b"Parameters: [unclosed").is_err());
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_local_template() {
+        let template = "Parameters:\n  S3Bucket: {Type: String}\n  S3Key: {Type: String, Default: ''}\nResources: {}\n";
+        let ok = spec(&format!("{UPLOAD}parameters: {{S3Bucket: b}}\n"));
+        assert_eq!(local_problems(&ok, Some(template)), []);
+
+        let undeclared = spec(&format!("{UPLOAD}parameters: {{S3Bucket: b, s3key: x}}\n"));
+        let problems = local_problems(&undeclared, Some(template));
+        assert_eq!(paths(&problems), ["spec.parameters.s3key"]);
+        assert!(
+            problems[0].1.contains("did you mean S3Key?"),
+            "{problems:?}"
+        );
+
+        let missing = spec(&format!("{UPLOAD}parameters: {{S3Key: x}}\n"));
+        let problems = local_problems(&missing, Some(template));
+        assert_eq!(paths(&problems), ["spec.parameters"]);
+        assert!(
+            problems[0]
+                .1
+                .contains("\"Parameters: [S3Bucket] must have values\""),
+            "{problems:?}"
+        );
+        let none = spec(UPLOAD);
+        assert_eq!(
+            paths(&local_problems(&none, Some(template))),
+            ["spec.template.file"]
+        );
+
+        // No Parameters section: any parameter is refused.
+        let problems = local_problems(&ok, Some("Resources: {}\n"));
+        assert_eq!(paths(&problems), ["spec.parameters.S3Bucket"]);
+        assert!(
+            problems[0].1.contains("declares no Parameters"),
+            "{problems:?}"
+        );
+
+        // A template over 1 MiB was not read: not checked; nor is an unreadable one passed.
+        assert_eq!(local_problems(&undeclared, None), []);
+        assert_eq!(
+            paths(&local_problems(&ok, Some("Parameters: [unclosed"))),
+            ["spec.template.file"]
+        );
+    }
 
     #[test]
     fn artifacts_need_upload_and_a_key_space_of_their_own() {

@@ -557,6 +557,7 @@ fn load_document(
                 },
             }
         }
+        handler.check_local(spec.as_ref(), &local_files, &mut checks);
     }
     if !checks.problems.is_empty() || !envelope_ok {
         for (path, message) in checks.problems {

@@ -7,6 +7,7 @@
 //! wrote: a listing of the prefix then shows a whole directory unchanged in one call.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use crate::model::local_file::{LocalEntry, LocalFile};
 use md5::Md5;
@@ -28,6 +29,7 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
     let mut size = 0;
     let mut entries = Vec::new();
     let mut content_md5 = None;
+    let mut content = None;
     if meta.is_dir() {
         let mut files = Vec::new();
         collect_files(&resolved, &mut files)
@@ -44,7 +46,7 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
             hasher.update(rel.as_bytes());
             // The directory's fingerprint sees the same bytes as before files had their own.
             let mut own = Sha256::new();
-            let (bytes, content_md5) = fingerprint_file(&file, &mut [&mut hasher, &mut own])
+            let (bytes, content_md5, _) = fingerprint_file(&file, &mut [&mut hasher, &mut own])
                 .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
             let own = hex(own);
             size += bytes;
@@ -57,10 +59,11 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
             });
         }
     } else {
-        let (bytes, md5) = fingerprint_file(&resolved, &mut [&mut hasher])
+        let (bytes, md5, small) = fingerprint_file(&resolved, &mut [&mut hasher])
             .map_err(|e| format!("cannot read {written:?}: {e}"))?;
         size = bytes;
         content_md5 = md5;
+        content = small.map(Arc::from);
     }
     Ok(LocalFile {
         resolved,
@@ -69,14 +72,15 @@ pub fn inspect(base_dir: &Path, written: &str) -> Result<LocalFile, String> {
         fingerprint: hex(hasher),
         content_md5,
         entries,
+        content,
     })
 }
 
-/// Feeds the file to `hashers`; returns its size and, for a small file, its MD5.
+/// Feeds the file to `hashers`; returns its size and, for a small file, its MD5 and content.
 fn fingerprint_file(
     path: &Path,
     hashers: &mut [&mut Sha256],
-) -> std::io::Result<(u64, Option<String>)> {
+) -> std::io::Result<(u64, Option<String>, Option<Vec<u8>>)> {
     let meta = std::fs::metadata(path)?;
     let modified = meta
         .modified()
@@ -84,18 +88,22 @@ fn fingerprint_file(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let (content, md5) = if meta.len() <= CONTENT_HASH_MAX_BYTES {
-        let content = std::fs::read(path)?;
-        let md5 = crate::model::naming::hex(&Md5::digest(&content));
-        (content, Some(md5))
+    let small = meta.len() <= CONTENT_HASH_MAX_BYTES;
+    let content = if small {
+        std::fs::read(path)?
     } else {
-        (modified.to_le_bytes().to_vec(), None)
+        modified.to_le_bytes().to_vec()
     };
     for hasher in hashers.iter_mut() {
         hasher.update(meta.len().to_le_bytes());
         hasher.update(&content);
     }
-    Ok((meta.len(), md5))
+    if small {
+        let md5 = crate::model::naming::hex(&Md5::digest(&content));
+        Ok((meta.len(), Some(md5), Some(content)))
+    } else {
+        Ok((meta.len(), None, None))
+    }
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 //! fingerprinted when the manifest was read (`crate::manifest::local` reads it).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -22,6 +23,11 @@ pub struct LocalFile {
     /// A directory's files, sorted by path (empty for a file).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<LocalEntry>,
+    /// A small file's bytes as read for its fingerprint (a template), for checks that read
+    /// it (`Kind::check_local`) without reading it again. `None` for a directory and for a
+    /// file over `CONTENT_HASH_MAX_BYTES` (1 MiB), which is never read whole.
+    #[serde(skip)]
+    pub content: Option<Arc<[u8]>>,
 }
 
 /// One file of a local directory.
