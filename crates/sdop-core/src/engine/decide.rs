@@ -1416,6 +1416,23 @@ mod tests {
             .any(|n| n.line.contains("retry requested")));
     }
 
+    /// A retry of an endpoint AWS left Failed (SageMaker does not update it) replaces it:
+    /// deleted and created again; without a retry it keeps the resource Failed.
+    #[test]
+    fn a_retry_replaces_an_endpoint_aws_left_failed() {
+        let mut observed = serving(1);
+        observed[2].state = ObjectState::Failed("endpoint failed".into());
+        let mut memory = memory_after(&[1]);
+        memory.phase = Phase::Failed;
+        memory.failed_spec_hash = Some("spec".into());
+        let waiting = Case::new(desired(1), observed.clone(), memory.clone()).decide();
+        assert!(waiting.actions.is_empty());
+        memory.retry_requested = true;
+        let retried = Case::new(desired(1), observed, memory).decide();
+        assert_eq!(lines(&retried), ["Replace sagemaker:endpoint sd-base"]);
+        assert_eq!(phase(&retried), (Phase::Progressing, Reason::Applying));
+    }
+
     /// Suspended: the plan is made (drift shown, deferred) and nothing is due; with nothing
     /// to do a Ready resource stays Ready (what reads it goes on), with changes it is Pending
     /// and says how to resume.
