@@ -803,10 +803,13 @@ async fn apply_command(aws: &AwsArgs, args: ApplyArgs) -> Result<u8> {
     } = args;
     let mut loaded = load_paths(&paths);
     let invalid = !loaded.is_valid();
+    let mut skipped = Vec::new();
     if invalid {
         // Bad input stops only itself (and what depends on it); nothing is pruned.
         eprintln!("{}", crate::diagnostics::render(&loaded.diagnostics));
-        loaded = loaded.valid_subset();
+        let valid = loaded.valid_subset();
+        skipped = skipped_resources(&loaded, &valid);
+        loaded = valid;
         eprintln!(
             "{} problem(s) found; applying the {} manifest(s) not affected; not pruning",
             loaded.diagnostics.len(),
@@ -821,6 +824,7 @@ async fn apply_command(aws: &AwsArgs, args: ApplyArgs) -> Result<u8> {
         lock_timeout,
         &|holder| eprintln!("waiting for the state lock, held by {holder}"),
     )?;
+    mark_not_applied(&store, &skipped)?;
     if let Some(limit) = max_hourly_cost {
         // The same pass in plan mode: what apply is about to do, priced.
         let plan = crate::apply::plan(&loaded, clients.clone(), &store).await?;
@@ -868,4 +872,64 @@ async fn apply_command(aws: &AwsArgs, args: ApplyArgs) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// The resources an apply skips because their manifest is invalid (with its problems) or
+/// because one they reference is.
+fn skipped_resources(all: &Loaded, valid: &Loaded) -> Vec<(crate::manifest::ResourceId, String)> {
+    let mut ids: Vec<crate::manifest::ResourceId> =
+        all.manifests.iter().map(|m| m.id.clone()).collect();
+    ids.extend(all.diagnostics.iter().filter_map(|d| {
+        d.resource
+            .as_deref()
+            .and_then(crate::manifest::ResourceId::parse)
+    }));
+    ids.sort();
+    ids.dedup();
+    ids.retain(|id| !valid.manifests.iter().any(|m| &m.id == id));
+    ids.into_iter()
+        .map(|id| {
+            let own: Vec<String> = all
+                .diagnostics
+                .iter()
+                .filter(|d| d.resource.as_deref() == Some(id.to_string().as_str()))
+                .map(|d| d.to_string())
+                .collect();
+            let why = if own.is_empty() {
+                "a resource it references has an invalid manifest".to_string()
+            } else {
+                own.join("; ")
+            };
+            (id, format!("manifest invalid, not applied: {why}"))
+        })
+        .collect()
+}
+
+/// Records on each skipped resource sdop applied before that it was not applied and why, so
+/// `sdop get` shows it as such instead of what its last pass left.
+fn mark_not_applied(
+    store: &crate::state::StateStore,
+    skipped: &[(crate::manifest::ResourceId, String)],
+) -> Result<()> {
+    for (id, message) in skipped {
+        let Some(mut status) = store.load(id)? else {
+            continue;
+        };
+        let before = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == crate::state::MANIFEST_CONDITION)
+            .map(|c| (c.status, c.message.clone()));
+        if before != Some((false, message.clone())) {
+            status.set_condition(
+                crate::state::MANIFEST_CONDITION,
+                false,
+                "InvalidManifest",
+                message,
+            );
+            status.event(message.clone());
+            store.save(&status)?;
+        }
+    }
+    Ok(())
 }

@@ -44,8 +44,7 @@ pub struct Outcome {
     pub result: Result<PassOutcome>,
 }
 
-/// Condition recording whether the manifest currently parses and validates.
-pub const MANIFEST_CONDITION: &str = "ManifestValid";
+pub use crate::state::MANIFEST_CONDITION;
 
 pub async fn run(ctx: Arc<WorkerContext>, job: Job) -> Outcome {
     let manifest = &job.manifest;

@@ -855,3 +855,37 @@ spec:
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("has not applied it yet"), "{stderr}");
 }
+
+/// Issue #23: without a daemon too, a resource whose manifest became invalid is shown as
+/// such by `get` (it was not applied, with the problem's position), not as its last pass left
+/// it; fixed, it is applied and shown as usual again.
+#[test]
+fn get_after_an_apply_shows_a_manifest_that_became_invalid() {
+    let aws = crate::support::local_aws::LocalAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bucket.yaml");
+    let good = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: data}\nspec:\n  bucketName: sdop-cli-invalid\n  region: us-east-1\n";
+    std::fs::write(&file, good).unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let (code, out, err) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(&file, good.replace("  region:", "  regoin:")).unwrap();
+    let (code, out, err) = against_local_aws(&aws, state.path(), &["apply", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    let (code, table, _) = against_local_aws(&aws, state.path(), &["get", "Bucket/data"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table.contains("manifest invalid, not applied: ")
+            && table.contains("bucket.yaml:6:3: Bucket/data: spec: unknown field `regoin`"),
+        "{table}"
+    );
+    std::fs::write(&file, good).unwrap();
+    let (code, out, err) = against_local_aws(&aws, state.path(), &["apply", &path, "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, table, _) = against_local_aws(&aws, state.path(), &["get", "Bucket/data"]);
+    assert!(
+        !table.contains("manifest invalid") && table.contains("all AWS objects match the manifest"),
+        "{table}"
+    );
+}

@@ -112,6 +112,9 @@ pub struct ResourceStatus {
     pub events: VecDeque<Event>,
 }
 
+/// Condition recording whether the resource's manifest currently parses and validates.
+pub const MANIFEST_CONDITION: &str = "ManifestValid";
+
 pub fn now() -> String {
     // RFC 3339 in UTC, to the second (as the AWS SDK's DateTime format writes it).
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -183,6 +186,18 @@ impl ResourceStatus {
     }
 
     /// Sets a condition other than `Ready`; returns true when its status or reason changed.
+    /// Marks the manifest valid again (the condition is set once it was invalid), saying so
+    /// in the events.
+    pub fn manifest_valid_again(&mut self) {
+        let was_invalid = self
+            .conditions
+            .iter()
+            .any(|c| c.kind == MANIFEST_CONDITION && !c.status);
+        if was_invalid && self.set_condition(MANIFEST_CONDITION, true, "Valid", "") {
+            self.event("manifest valid again");
+        }
+    }
+
     pub fn set_condition(&mut self, kind: &str, ok: bool, reason: &str, message: &str) -> bool {
         if let Some(c) = self.conditions.iter_mut().find(|c| c.kind == kind) {
             let changed = c.status != ok || c.reason != reason;

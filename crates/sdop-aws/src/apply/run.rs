@@ -79,11 +79,11 @@ async fn reconcile_one(
         let id = &loaded.manifests[dep].id;
         dependencies.push(store.load(id)?.unwrap_or_else(|| ResourceStatus::new(id)));
     }
-    let status = Mutex::new(
-        store
-            .load(&manifest.id)?
-            .unwrap_or_else(|| ResourceStatus::new(&manifest.id)),
-    );
+    let mut loaded_status = store
+        .load(&manifest.id)?
+        .unwrap_or_else(|| ResourceStatus::new(&manifest.id));
+    loaded_status.manifest_valid_again();
+    let status = Mutex::new(loaded_status);
     let persist = |current: &ResourceStatus| store.save(current);
     let attempt = || async {
         let mut current = status.lock().expect("status lock").clone();
