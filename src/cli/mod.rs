@@ -582,7 +582,12 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             })
         }
         Command::IamPolicy { paths } => {
-            let loaded = load_valid(&paths)?;
+            let loaded = load_paths(&paths);
+            if let Some(nothing) = no_manifests(&paths, &loaded) {
+                eprintln!("{nothing}");
+                return Ok(exit::ERROR);
+            }
+            let loaded = valid(loaded)?;
             let policy = crate::apply::iam_policy(&loaded);
             writeln!(stdout, "{policy:#}").map_err(write_error)?;
             Ok(exit::OK)
@@ -744,11 +749,6 @@ fn no_manifests(paths: &[PathBuf], loaded: &Loaded) -> Option<String> {
         "no manifests found in {} (sdop reads .yaml and .yml files): pass the files or directories holding your manifests",
         shown.join(", ")
     ))
-}
-
-/// Loads manifests; any diagnostic fails the command with all of them listed.
-fn load_valid(paths: &[PathBuf]) -> Result<Loaded> {
-    valid(load_paths(paths))
 }
 
 fn valid(loaded: Loaded) -> Result<Loaded> {

@@ -504,7 +504,11 @@ fn plan_of_a_directory_without_manifests_fails_as_validate_does() {
         said.contains(&format!("no manifests found in {path}")) && said.contains(".yaml"),
         "{said}"
     );
-    for args in [vec!["plan", path], vec!["plan", "--offline", path]] {
+    for args in [
+        vec!["plan", path],
+        vec!["plan", "--offline", path],
+        vec!["iam-policy", path],
+    ] {
         let (code, stdout, stderr) = sdop_env(&args, &[]);
         assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
         assert_eq!(stderr, said, "{args:?}");

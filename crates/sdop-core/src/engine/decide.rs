@@ -705,7 +705,7 @@ impl<'i, 'a> Draft<'i, 'a> {
                 let status = status(
                     Phase::Degraded,
                     Reason::RolloutRolledBack,
-                    format!("rollout {target} was rolled back by AWS; not retried until the spec changes"),
+                    format!("rollout {target} was rolled back by AWS; not retried until the spec changes, or `sdop reconcile {}` after fixing the cause elsewhere", input.resource),
                 );
                 return self.decision(Vec::new(), status, Next::WhenWoken);
             }
@@ -1000,8 +1000,9 @@ fn roll_back_failed_check(
                     },
                     Reason::SmokeCheckFailed,
                     format!(
-                        "smoke check {check_name} failed: {reason}; {checked_type} {checked_name} {}; not retried until the spec changes",
-                        if rolling_back { "is rolling back" } else { "was rolled back" }
+                        "smoke check {check_name} failed: {reason}; {checked_type} {checked_name} {}; not retried until the spec changes, or `sdop reconcile {}` after fixing the cause elsewhere",
+                        if rolling_back { "is rolling back" } else { "was rolled back" },
+                        input.resource
                     ),
                 ),
                 memory: memory.clone(),
