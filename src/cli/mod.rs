@@ -276,6 +276,13 @@ fn parse() -> Cli {
     for (name, usage) in usages {
         command = command.mut_subcommand(name, |sub| sub.override_usage(usage));
     }
+    // `sdop` alone is a request for help, also when AWS_REGION or SDOP_STATE_DIR are set
+    // (clap counts flags set by the environment as given, and would say a subcommand is
+    // missing instead).
+    if std::env::args_os().len() <= 1 {
+        let _ = command.print_help();
+        std::process::exit(2);
+    }
     Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 

@@ -893,3 +893,24 @@ fn get_after_an_apply_shows_a_manifest_that_became_invalid() {
         "{table}"
     );
 }
+
+/// Issue #23 (the newcomer's list): `sdop` alone prints the help, also with AWS_REGION and
+/// SDOP_STATE_DIR set (flags the environment sets are not a command line).
+#[test]
+fn sdop_alone_prints_the_help_whatever_the_environment() {
+    for env in [
+        &[][..],
+        &[("AWS_REGION", "us-east-1"), ("SDOP_STATE_DIR", "/tmp/x")][..],
+    ] {
+        let (code, stdout, stderr) = sdop_env(&[], env);
+        assert_eq!(code, 2, "{env:?}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("Usage: sdop") && stdout.contains("Commands:"),
+            "{env:?}: {stdout}{stderr}"
+        );
+        assert!(
+            !stderr.contains("requires a subcommand"),
+            "{env:?}: {stderr}"
+        );
+    }
+}
