@@ -457,11 +457,20 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             };
             let store = store(&cli.aws)?;
             {
-                let _writer = store.lock(
-                    &format!("sdop reconcile (pid {})", std::process::id()),
-                    lock_timeout,
-                    &|holder| eprintln!("waiting for the state lock, held by {holder}"),
-                )?;
+                // A state directory is written without its writer lock, which a running daemon
+                // holds for its whole life: the request is one field of one status, and the
+                // daemon reads the status again at the start of each pass. A shared state is
+                // written only under its lease.
+                let _writer = match state_location(&cli.aws) {
+                    crate::state::StateLocation::Dir(_) => None,
+                    crate::state::StateLocation::Shared(_) => Some(store.lock(
+                        &format!("sdop reconcile (pid {})", std::process::id()),
+                        lock_timeout,
+                        &|holder| {
+                            eprintln!("waiting for the shared state's lease, held by {holder}")
+                        },
+                    )?),
+                };
                 let Some(mut status) = store.load(&id)? else {
                     eprintln!(
                         "{id}: no status in {}: sdop has not applied it yet, so there is nothing to retry; run `sdop apply`",

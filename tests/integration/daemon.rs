@@ -898,3 +898,59 @@ fn observe_only_reports_drift_and_changes_nothing() {
     );
     assert_eq!(mutations_by(&aws, "AKIDOBSERVE"), 0, "{}", daemon.logs());
 }
+
+/// Issue #23: `sdop reconcile KIND/NAME` beside a running daemon (which holds the state's
+/// writer lock) records the request, and the daemon's next pass of the resource (here its
+/// resync) retries it: the failed endpoint is created again and serves.
+#[test]
+fn reconcile_beside_a_running_daemon_is_carried_out_by_its_next_pass() {
+    let aws = LocalAws::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(aws.s3());
+    let model = runtime.block_on(crate::emulator::upload_package(
+        &s3,
+        "daemon/model.tar.gz",
+        &["README.md"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("a");
+    write(
+        dir.path(),
+        "endpoint.yaml",
+        &format!(
+            "apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {{name: base}}\nspec:\n  endpointName: sd-daemon-retry\n  image: {{uri: \"123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest\"}}\n  modelData: {{s3Uri: \"{model}\"}}\n  instanceType: ml.g4dn.xlarge\n  executionRoleArn: {ROLE}\n  environment: {{api_endpoint: \"{API}\"}}\n"
+        ),
+    );
+    let daemon = Daemon::start(
+        &aws,
+        &[dir.path()],
+        &state_dir,
+        "AKIDRETRY",
+        &["--resync", "2s"],
+    );
+    daemon.wait_for("the endpoint failed", WAIT, |status| {
+        status["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "base" && r["phase"] == "Failed")
+    });
+    runtime.block_on(crate::emulator::upload_package(
+        &s3,
+        "daemon/model.tar.gz",
+        &["Stable-diffusion/v1-5-pruned.ckpt"],
+    ));
+    let out = std::process::Command::new(crate::support::daemon::sdop_bin())
+        .args(["reconcile", "Endpoint/base"])
+        .env("SDOP_STATE_DIR", &state_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.wait_ready(&["Endpoint/base"], WAIT);
+}

@@ -122,7 +122,6 @@ pub async fn prune(
     }
     let cloud = super::cloud::AwsCloud::new(clients.clone());
     let persist = |status: &ResourceStatus| store.save(status);
-    let mut deleting = Vec::new();
     for mut status in statuses
         .into_iter()
         .filter(|s| planned.deleted.contains(&s.id()))
@@ -141,14 +140,25 @@ pub async fn prune(
         );
         store.save(&status)?;
         delete_pruned(&cloud, &mut status, &mine, report, &persist).await?;
-        for action in mine.iter().filter(|a| deletes_in_background(a.aws_type)) {
-            deleting.push((status.region.clone(), id.clone(), action.clone()));
+        if options.wait {
+            let deleting: Vec<(Option<String>, ResourceId, Action)> = mine
+                .iter()
+                .filter(|a| deletes_in_background(a.aws_type))
+                .map(|a| (status.region.clone(), id.clone(), a.clone()))
+                .collect();
+            if let Err(err) = wait_until_gone(&cloud, &deleting, options, report).await {
+                // Not gone: the status keeps the objects, so the next `apply --prune` deletes
+                // them again (and `sdop get` shows why).
+                for (_, _, action) in &deleting {
+                    status.record_object(action.aws_type, &action.name);
+                }
+                status.set_phase(Phase::Failed, "PruneIncomplete", err.to_string());
+                store.save(&status)?;
+                return Err(err);
+            }
         }
         store.remove(&id)?;
         pruned.push(id);
-    }
-    if options.wait {
-        wait_until_gone(&cloud, &deleting, options, report).await?;
     }
     Ok(pruned)
 }
@@ -171,7 +181,7 @@ async fn wait_until_gone(
     report: Report<'_>,
 ) -> Result<()> {
     use crate::engine::cloud::{Cloud, Scope};
-    use crate::engine::plan::ObjectKey;
+    use crate::engine::plan::{ObjectKey, ObjectState};
     use crate::model::object::{DesiredObject, Mutability, ObjectName};
     let started = std::time::Instant::now();
     let mut poll = options.min_poll;
@@ -191,11 +201,18 @@ async fn wait_until_gone(
                 owned_per_memory: true,
                 recorded_outputs: None,
             };
-            if let Some(found) = cloud.read(scope, &key, &desired).await? {
-                left.push(format!(
-                    "{} {} ({:?})",
-                    action.aws_type, action.name, found.state
-                ));
+            match cloud.read(scope, &key, &desired).await? {
+                None => {}
+                // AWS gave up (a stack in DELETE_FAILED): waiting longer changes nothing.
+                Some(found) => match found.state {
+                    ObjectState::Failed(reason) => {
+                        return Err(Error::Terminal(format!(
+                            "AWS could not delete {} {}: {reason}; fix the cause, then run `sdop apply --prune` again to retry the delete",
+                            action.aws_type, action.name
+                        )));
+                    }
+                    state => left.push(format!("{} {} ({state:?})", action.aws_type, action.name)),
+                },
             }
         }
         if left.is_empty() {
@@ -203,7 +220,7 @@ async fn wait_until_gone(
         }
         if started.elapsed() >= options.timeout {
             return Err(Error::Terminal(format!(
-                "pruned, but after {:?} AWS is still deleting: {}; run the apply again to keep waiting, or check these in the AWS console",
+                "after {:?} AWS is still deleting: {}; run `sdop apply --prune --wait` again to keep waiting, or check these in the AWS console",
                 options.timeout,
                 left.join(", ")
             )));

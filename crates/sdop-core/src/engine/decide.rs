@@ -197,6 +197,18 @@ pub fn rollout_target(action: &Action) -> RolloutTarget {
     RolloutTarget::new(action.aws_type, &action.name, &action.changes)
 }
 
+/// Forgets a remembered failure, a rolled-back rollout included (what it rolled back to and
+/// the updates not confirmed), so the next decision tries again from what AWS shows.
+fn forget_failure(memory: &mut Memory) {
+    memory.failed_spec_hash = None;
+    if let Some(target) = memory.failed_rollout.take() {
+        memory.unconfirmed_updates.retain(|u| *u != target);
+        if memory.rollout_target.as_ref() == Some(&target) {
+            memory.rollout_target = None;
+        }
+    }
+}
+
 fn defer_all(actions: &mut [Action], why: &str) {
     for action in actions.iter_mut() {
         action.deferred.get_or_insert_with(|| why.to_string());
@@ -308,30 +320,44 @@ impl<'i, 'a> Draft<'i, 'a> {
     /// forgets it), or someone asks for a retry (an image pushed again, a quota raised: causes
     /// outside the spec).
     fn failed_spec_waits_for_a_change(&mut self) -> ControlFlow<Decision> {
-        let failure_key = self.input.failure_key;
+        let input = self.input;
+        let failure_key = input.failure_key;
+        // A request is kept until a pass can act on it: not while suspended or while what the
+        // resource reads is not Ready (nothing would be read or done).
+        let can_act =
+            input.suspended.is_none() && input.dependencies.iter().all(|d| d.phase == Phase::Ready);
         let memory = &mut self.memory;
-        if std::mem::take(&mut memory.retry_requested)
-            && (memory.failed_spec_hash.is_some() || memory.failed_rollout.is_some())
-        {
-            memory.failed_spec_hash = None;
-            memory.failed_rollout = None;
-            self.retrying = true;
-            self.notice(false, "retry requested: retrying after the earlier failure");
+        if memory.retry_requested && can_act {
+            memory.retry_requested = false;
+            if memory.failed_spec_hash.is_some() || memory.failed_rollout.is_some() {
+                forget_failure(memory);
+                self.retrying = true;
+                self.notice(false, "retry requested: retrying after the earlier failure");
+            }
         }
         let memory = &mut self.memory;
-        if memory.observed_spec_hash.as_deref() != Some(self.input.spec_hash)
-            && memory.failed_spec_hash.is_some()
-            && memory.failed_spec_hash.as_deref() != Some(failure_key)
+        // Failures recorded before the failure key existed carry the spec hash: still this
+        // attempt's.
+        let same_attempt = |failed: &str| failed == failure_key || failed == input.spec_hash;
+        if memory.observed_spec_hash.as_deref() != Some(input.spec_hash)
+            && memory
+                .failed_spec_hash
+                .as_deref()
+                .is_some_and(|failed| !same_attempt(failed))
         {
-            memory.failed_spec_hash = None;
-            memory.failed_rollout = None;
+            forget_failure(memory);
             self.retrying = true;
             self.notice(
                 false,
                 "spec or a file it reads changed: retrying after the earlier failure",
             );
         }
-        if self.memory.failed_spec_hash.as_deref() == Some(failure_key) {
+        if self
+            .memory
+            .failed_spec_hash
+            .as_deref()
+            .is_some_and(same_attempt)
+        {
             return self.decision(Vec::new(), None, Next::WhenWoken);
         }
         ControlFlow::Continue(())
@@ -413,10 +439,14 @@ impl<'i, 'a> Draft<'i, 'a> {
             let ObjectState::Failed(reason) = &found.state else {
                 continue;
             };
-            let replaceable = matches!(
-                found.key.aws_type,
-                AwsType::SageMakerEndpoint | AwsType::CloudFormationStack
-            );
+            // Only what AWS can do nothing else with: a Failed endpoint, a stack whose first
+            // create rolled back. A stack in UPDATE_ROLLBACK_FAILED or DELETE_FAILED still
+            // holds its resources and data: never deleted by a retry.
+            let replaceable = match found.key.aws_type {
+                AwsType::SageMakerEndpoint => true,
+                AwsType::CloudFormationStack => reason.starts_with("ROLLBACK_COMPLETE"),
+                _ => false,
+            };
             let ours = matches!(&found.ownership, Ownership::Owned { resource } if resource == input.resource);
             let Some(want) = input.desired.iter().find(|d| {
                 d.aws_type == found.key.aws_type && d.name.known() == Some(found.key.name.as_str())
@@ -445,30 +475,30 @@ impl<'i, 'a> Draft<'i, 'a> {
         let Some(suspension) = self.input.suspended else {
             return ControlFlow::Continue(());
         };
-        let mut actions = std::mem::take(&mut self.actions);
-        defer_all(&mut actions, "when resumed");
-        let changes = actions
+        defer_all(&mut self.actions, "when resumed");
+        let changes = self
+            .actions
             .iter()
             .filter(|a| a.operation != Operation::Conflict)
             .count();
-        let (phase, message) = if changes == 0 && self.memory.phase != Phase::Pending {
-            (
-                self.memory.phase,
-                format!(
-                    "suspended ({}): AWS matches the manifest",
-                    suspension.describe()
-                ),
-            )
-        } else {
-            (
-                Phase::Pending,
-                format!(
-                    "suspended ({}): {changes} change(s) not applied (sdop plan shows them)",
-                    suspension.describe()
-                ),
-            )
-        };
-        let status = status(phase, Reason::Suspended, message);
+        if changes == 0 {
+            // Nothing to change: the phase is what AWS shows (a suspended resource still
+            // becomes Ready, fails or progresses as AWS says), and nothing superseded goes.
+            let mut decision = self.phase_from_aws();
+            defer_all(&mut decision.actions, "when resumed");
+            if let Some(change) = &mut decision.status {
+                change.reason = Reason::Suspended;
+                change.message =
+                    format!("suspended ({}): {}", suspension.describe(), change.message);
+            }
+            return ControlFlow::Break(decision);
+        }
+        let actions = std::mem::take(&mut self.actions);
+        let message = format!(
+            "suspended ({}): {changes} change(s) not applied (sdop plan shows them)",
+            suspension.describe()
+        );
+        let status = status(Phase::Pending, Reason::Suspended, message);
         self.decision(actions, status, Next::WhenWoken)
     }
 

@@ -200,7 +200,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
         outputs.insert(dep.id(), dep.outputs.clone());
     }
     outputs.insert(id.clone(), spec_outputs.clone());
-    if dependencies_ready || mode == Mode::Plan {
+    if dependencies_ready || mode != Mode::Apply {
         for (value_id, values) in cloud
             .external_values(scope, &manifest.ssm_parameters)
             .await?
@@ -217,7 +217,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
     };
     let mut desired = Vec::new();
     for object in manifest.handler.desired(spec, &ctx) {
-        if !dependencies_ready && mode != Mode::Plan {
+        if !dependencies_ready && mode == Mode::Apply {
             desired.push(object);
             continue;
         }
@@ -238,7 +238,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
         {
             Ok(resolved) => desired.push(resolved),
             // A source not there yet: known after apply in a plan, a wait in apply.
-            Err(Error::Waiting(_)) if mode == Mode::Plan => desired.push(unresolved),
+            Err(Error::Waiting(_)) if mode != Mode::Apply => desired.push(unresolved),
             Err(err) => return Err(err),
         }
     }
@@ -255,7 +255,7 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
     let mut carried_out: Vec<Action> = Vec::new();
     let mut next = Next::WhenWoken;
     for _round in 0..MAX_ROUNDS {
-        let observed = if dependencies_ready || mode == Mode::Plan {
+        let observed = if dependencies_ready || mode != Mode::Apply {
             observe(cloud, scope, &desired, status).await?
         } else {
             Vec::new()
@@ -798,10 +798,20 @@ spec:
         let error = status.last_error.expect("lastError set");
         assert_eq!(error.message, reason);
         assert_eq!(error.class, crate::error::ErrorClass::Terminal);
-        // Seen again: the same error, first seen then.
+        // Seen again: the same error, still dated when it was first seen (an old date is put
+        // in first, so an overwrite within the same second would show).
+        let first_seen = "2020-01-01T00:00:00Z".to_string();
+        disk.lock()
+            .unwrap()
+            .get_mut(&ResourceId::new("Endpoint", "base"))
+            .unwrap()
+            .last_error
+            .as_mut()
+            .unwrap()
+            .at = first_seen.clone();
         apply_once(&loaded, &cloud, &disk).await.unwrap();
         let again = disk.lock().unwrap()[&ResourceId::new("Endpoint", "base")].clone();
-        assert_eq!(again.last_error.unwrap().at, error.at);
+        assert_eq!(again.last_error.unwrap().at, first_seen);
     }
 
     #[tokio::test]

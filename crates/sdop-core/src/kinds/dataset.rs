@@ -50,10 +50,9 @@ impl Kind for Dataset {
     }
 
     fn claims(spec: &DatasetSpec) -> Vec<(&'static str, Claim)> {
-        vec![(
-            "spec.s3Uri",
-            Claim::Unique(format!("dataset prefix {}", spec.s3_uri)),
-        )]
+        let uri = spec.s3_uri.trim_start_matches("s3://");
+        let (bucket, prefix) = uri.split_once('/').unwrap_or((uri, ""));
+        vec![("spec.s3Uri", super::s3_prefix_claim(bucket, prefix))]
     }
 
     fn spec_outputs(spec: &DatasetSpec) -> BTreeMap<String, String> {

@@ -134,6 +134,12 @@ pub struct SpecFacts {
     pub suspend: bool,
 }
 
+/// The claim on an S3 key prefix a resource writes its objects under (a Stack's uploads, a
+/// Dataset): one writer per prefix.
+pub fn s3_prefix_claim(bucket: &str, prefix: &str) -> Claim {
+    Claim::Unique(format!("S3 prefix s3://{bucket}/{prefix}"))
+}
+
 /// A local directory a spec's local paths live under: see [`Kind::local_root`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRoot {

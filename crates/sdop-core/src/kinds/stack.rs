@@ -450,10 +450,25 @@ impl Kind for Stack {
     }
 
     fn claims(spec: &StackSpec) -> Vec<(&'static str, Claim)> {
-        vec![(
+        let mut claims = vec![(
             "spec.stackName",
             Claim::Unique(format!("CloudFormation stack {:?}", spec.stack_name)),
-        )]
+        )];
+        // The prefixes it uploads to are its own: two resources writing one key would each
+        // take the other's object for theirs (and prune it).
+        if let Some(upload) = &spec.upload {
+            claims.push((
+                "spec.upload.prefix",
+                super::s3_prefix_claim(&upload.bucket, &upload.prefix),
+            ));
+            for artifact in &spec.artifacts {
+                claims.push((
+                    "spec.artifacts",
+                    super::s3_prefix_claim(&upload.bucket, &artifact.prefix),
+                ));
+            }
+        }
+        claims
     }
 
     fn uses(spec: &StackSpec) -> Vec<Claim> {

@@ -138,14 +138,15 @@ fn is_other_yaml(text: &str) -> bool {
         let Ok(value) = yaml_serde::Value::deserialize(document) else {
             return false;
         };
-        let value = match value {
-            yaml_serde::Value::Tagged(tagged) => tagged.value,
-            value => value,
-        };
-        match value {
+        match untagged(value) {
             yaml_serde::Value::Null => continue,
-            yaml_serde::Value::Mapping(map)
-                if ENVELOPE_KEYS.iter().any(|key| map.contains_key(*key)) =>
+            yaml_serde::Value::Mapping(map) if looks_like_a_manifest(&map) => return false,
+            // Manifests written as a list (`- apiVersion: ...`, `[{kind: ...}]`) are still
+            // manifests, reported as such.
+            yaml_serde::Value::Sequence(items)
+                if items.iter().any(|item| {
+                    matches!(untagged(item.clone()), yaml_serde::Value::Mapping(map) if looks_like_a_manifest(&map))
+                }) =>
             {
                 return false
             }
@@ -153,6 +154,26 @@ fn is_other_yaml(text: &str) -> bool {
         }
     }
     documents > 0
+}
+
+fn untagged(value: yaml_serde::Value) -> yaml_serde::Value {
+    match value {
+        yaml_serde::Value::Tagged(tagged) => tagged.value,
+        value => value,
+    }
+}
+
+/// Any envelope key at the top, `apiVersion`, `kind` and `spec` in any case (`Kind:` is a
+/// manifest with a mistake); `metadata` exactly, as CloudFormation templates have their own
+/// `Metadata` section.
+fn looks_like_a_manifest(map: &yaml_serde::Mapping) -> bool {
+    map.keys().filter_map(|key| key.as_str()).any(|key| {
+        key == "metadata"
+            || ENVELOPE_KEYS
+                .iter()
+                .filter(|k| **k != "metadata")
+                .any(|k| k.eq_ignore_ascii_case(key))
+    })
 }
 
 /// Loads manifests from a string, as if read from `file` (tests, benches, stdin).
@@ -700,6 +721,9 @@ mod tests {
             "apiVersoin: sdop/v1alpha1\nkind: Bucket\n",
             "kind: Bukcet\nmetadata: {name: a}\n",
             "spec: {}\n",
+            "Kind: Bucket\nMetadata: {name: a}\nSpec: {}\n",
+            "- apiVersion: sdop/v1alpha1\n  kind: Bucket\n",
+            "[{kind: Bucket, metadata: {name: a}}]\n",
             "AWSTemplateFormatVersion: x\n---\napiVersion: sdop/v1alpha1\n",
             // Not YAML at all, or nothing in it: reported as before.
             "a: [\n",
@@ -725,6 +749,20 @@ mod tests {
         .unwrap();
         let before = load_paths(&[dir.path().to_path_buf()]);
         assert!(before.is_valid(), "{:?}", before.diagnostics);
+        // Touched (a fresh clone, a sync): the same content, the same key.
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("images/a.jpg"))
+            .unwrap()
+            .set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400),
+            )
+            .unwrap();
+        let touched = load_paths(&[dir.path().to_path_buf()]);
+        assert_eq!(
+            before.manifests[0].failure_key(),
+            touched.manifests[0].failure_key()
+        );
         std::fs::write(dir.path().join("images/a.jpg"), "a2").unwrap();
         let after = load_paths(&[dir.path().to_path_buf()]);
         let (before, after) = (&before.manifests[0], &after.manifests[0]);

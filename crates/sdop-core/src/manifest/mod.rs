@@ -77,18 +77,34 @@ impl Manifest {
         self.handler.to_json(self.spec.as_ref())
     }
 
-    /// What a remembered failure is tied to: the spec and the content fingerprints of every
-    /// local file it reads (a template in the checkout, a dataset, a checkpoint). A terminal
-    /// failure is retried when this changes, so fixing a template on disk retries the stack
-    /// as an edit of its manifest does.
+    /// What a remembered failure is tied to: the spec and the content of every local file it
+    /// reads (a template in the checkout, a dataset's files, a checkpoint). A terminal failure
+    /// is retried when this changes, so fixing a template on disk retries the stack as an edit
+    /// of its manifest does. Small files count by their MD5, large ones (checkpoints, which
+    /// are not read to fingerprint them) by their size: never by modification time, which a
+    /// fresh clone or a sync changes without any fix.
     pub fn failure_key(&self) -> String {
         if self.local_files.is_empty() {
             return self.spec_hash.clone();
         }
-        let files: Vec<(&String, &String)> = self
+        let content = |md5: &Option<String>, size: u64| match md5 {
+            Some(md5) => md5.clone(),
+            None => format!("{size} bytes"),
+        };
+        let files: Vec<(&String, Vec<(String, String)>)> = self
             .local_files
             .iter()
-            .map(|(path, file)| (path, &file.fingerprint))
+            .map(|(path, file)| {
+                let parts = if file.is_dir {
+                    file.entries
+                        .iter()
+                        .map(|e| (e.path.clone(), content(&e.content_md5, e.size)))
+                        .collect()
+                } else {
+                    vec![(String::new(), content(&file.content_md5, file.size))]
+                };
+                (path, parts)
+            })
             .collect();
         crate::model::naming::content_hash(&(&self.spec_hash, files))
     }
