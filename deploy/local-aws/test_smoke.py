@@ -254,19 +254,22 @@ def test_upload_part_faults_and_body_bytes():
     upload = s3.create_multipart_upload(Bucket="sdop-parts", Key="k")["UploadId"]
     ctl("POST", "/_sdop/faults", {"no_such_upload": {"s3:UploadPart": {"fraction": 0.5, "times": 1}},
                                   "error500": {"s3:PutObject": 1.0}})
-    part = dict(Bucket="sdop-parts", Key="k", UploadId=upload, Body=b"p" * 1000)
-    outcomes = []
-    for number in range(1, 5):
-        try:
-            s3.upload_part(PartNumber=number, **part)
-            outcomes.append("ok")
-        except ClientError as err:
-            outcomes.append((err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]))
-    # Calls 2 and 4 are picked by the fraction; only the first of them (times: 1) is faulted.
-    assert outcomes == ["ok", ("NoSuchUpload", 404), "ok", "ok"], outcomes
-    assert error_code(s3.put_object, Bucket="sdop-parts", Key="o", Body=b"x" * 10)[0] == "InternalError"
-    ctl("DELETE", "/_sdop/faults")
-    s3.abort_multipart_upload(Bucket="sdop-parts", Key="k", UploadId=upload)
+    try:
+        part = dict(Bucket="sdop-parts", Key="k", UploadId=upload, Body=b"p" * 1000)
+        outcomes = []
+        for number in range(1, 5):
+            try:
+                s3.upload_part(PartNumber=number, **part)
+                outcomes.append("ok")
+            except ClientError as err:
+                outcomes.append((err.response["Error"]["Code"],
+                                 err.response["ResponseMetadata"]["HTTPStatusCode"]))
+        # Calls 2 and 4 are picked by the fraction; only the first of them (times: 1) is faulted.
+        assert outcomes == ["ok", ("NoSuchUpload", 404), "ok", "ok"], outcomes
+        assert error_code(s3.put_object, Bucket="sdop-parts", Key="o", Body=b"x" * 10)[0] == "InternalError"
+    finally:
+        ctl("DELETE", "/_sdop/faults")
+        s3.abort_multipart_upload(Bucket="sdop-parts", Key="k", UploadId=upload)
     body_bytes = ctl("GET", "/_sdop/calls")["body_bytes"]
     assert body_bytes == {"s3:UploadPart": {"bytes": 4000, "faulted": 1000},
                           "s3:PutObject": {"bytes": 10, "faulted": 10}}, body_bytes

@@ -491,7 +491,7 @@ impl Part {
             let Some(delay) = delays.next() else {
                 return Err(self.gave_up(err, attempts, "every attempt failed"));
             };
-            tracing::debug!(bucket = %self.bucket, key = %self.key, part = self.number, attempts, ?delay, error = %err, "retrying a part");
+            tracing::info!(bucket = %self.bucket, key = %self.key, part = self.number, attempts, ?delay, error = %err, "retrying a part of a multipart upload");
             tokio::time::sleep(delay).await;
             if !budget.take(self.body.len() as u64).await {
                 return Err(self.gave_up(
