@@ -15,8 +15,9 @@ from moto.moto_api._internal.models import moto_api_backend
 import containers  # the all-in-one-ai images' contract (containers.py beside this file)
 import local_aws_validation
 from local_aws_s3 import S3_OBJECT_WRITES, S3_WRITE_LOCK, buffer_body, s3_api
-from local_aws_state import (BY_CALLER, CALL_LOG, CALLS, CONFIG, ENV_DEFAULTS, FAULT_COUNTERS,
-                             FAULTS, LOCK, ROLLOUTS, advance, check_config, clear_state)
+from local_aws_state import (BODY_BYTES, BY_CALLER, CALL_LOG, CALLS, CONFIG, ENV_DEFAULTS,
+                             FAULT_COUNTERS, FAULTS, LOCK, ROLLOUTS, advance, check_config,
+                             clear_state)
 
 CRED = re.compile(r"Credential=([^/,]*)/[^/]*/[^/]*/([^/]*)/")
 # sagemaker-runtime's REST paths (botocore sagemaker-runtime service-2 requestUri; signing name
@@ -61,14 +62,26 @@ def classify(environ):
     return f"{service}:{action}", proto, is_read, caller
 
 
+FAULT_KINDS = ("throttle", "error500", "no_such_upload")  # checked in this order
+
+
 def pick_fault(kind, api, method):
     rules = FAULTS.get(kind) or {}
     svc = api.split(":")[0]
     for pattern in (api, f"{svc}:{method}", f"{svc}:*", "*"):
         if pattern in rules:
-            frac = Fraction(str(rules[pattern])).limit_denominator(10**6)
+            rule = rules[pattern]
+            # A fraction, or {"fraction": f, "times": n}: the same calls, at most n of them.
+            fraction, times = ((rule.get("fraction", 1.0), rule.get("times"))
+                               if isinstance(rule, dict) else (rule, None))
+            frac = Fraction(str(fraction)).limit_denominator(10**6)
             n = FAULT_COUNTERS[(kind, api)] = FAULT_COUNTERS.get((kind, api), 0) + 1
-            return int(n * frac) > int((n - 1) * frac)  # exactly every 1/frac-th call
+            hit = int(n * frac) > int((n - 1) * frac)  # exactly every 1/frac-th call
+            if hit and times is not None:
+                done = FAULT_COUNTERS.get((kind, api, "hits"), 0)
+                hit = done < int(times)
+                FAULT_COUNTERS[(kind, api, "hits")] = done + hit
+            return hit
     return False
 
 
@@ -81,9 +94,13 @@ def error_response(kind, proto, start_response):
         body = json.dumps({"__type": code, "message": msg})
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
     elif proto == "s3":
-        code, status, msg = (("SlowDown", "503 Slow Down", "Please reduce your request rate.")
-                             if kind == "throttle" else
-                             ("InternalError", "500 Internal Server Error", "injected"))
+        code, status, msg = {
+            "throttle": ("SlowDown", "503 Slow Down", "Please reduce your request rate."),
+            # What S3 answers for a part of an upload that was aborted (or completed) meanwhile.
+            "no_such_upload": ("NoSuchUpload", "404 Not Found",
+                               "The specified upload does not exist. The upload ID may be invalid, "
+                               "or the upload may have been aborted or completed."),
+        }.get(kind, ("InternalError", "500 Internal Server Error", "injected"))
         body = f"<Error><Code>{code}</Code><Message>{msg}</Message><RequestId>{rid}</RequestId></Error>"
         headers = [("Content-Type", "application/xml")]
     else:
@@ -106,8 +123,23 @@ def bump(table, api, is_read, faulted):
     entry["faulted"] += faulted
 
 
-def count(api, is_read, faulted, caller, t):
+def body_bytes(environ):
+    """Bytes of the request's body as the client declared them: an aws-chunked body's decoded
+    length (X-Amz-Decoded-Content-Length), else Content-Length; 0 when neither is set."""
+    declared = (environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH")
+                or environ.get("CONTENT_LENGTH") or "0")
+    try:
+        return max(int(declared), 0)
+    except ValueError:
+        return 0
+
+
+def count(api, is_read, faulted, caller, t, sent=0):
     bump(CALLS, api, is_read, faulted)
+    if sent:
+        entry = BODY_BYTES.setdefault(api, {"bytes": 0, "faulted": 0})
+        entry["bytes"] += sent
+        entry["faulted"] += sent if faulted else 0
     who = BY_CALLER.setdefault(caller, {"read": 0, "mutate": 0, "by_api": {}})
     who["read" if is_read else "mutate"] += 1
     bump(who["by_api"], api, is_read, faulted)
@@ -118,7 +150,7 @@ def count(api, is_read, faulted, caller, t):
 def calls_report():
     total = {"read": sum(e["read"] for e in CALLS.values()),
              "mutate": sum(e["mutate"] for e in CALLS.values())}
-    return {"total": total, "by_api": CALLS, "by_caller": BY_CALLER}
+    return {"total": total, "by_api": CALLS, "by_caller": BY_CALLER, "body_bytes": BODY_BYTES}
 
 
 def calls_log(environ):
@@ -153,7 +185,7 @@ def control(environ, start_response):
             elif path == "/_sdop/faults" and method == "DELETE":
                 FAULTS.clear(); FAULT_COUNTERS.clear()
             elif path == "/_sdop/calls" and method == "DELETE":
-                CALLS.clear(); BY_CALLER.clear(); CALL_LOG.clear()
+                CALLS.clear(); BY_CALLER.clear(); CALL_LOG.clear(); BODY_BYTES.clear()
             elif path == "/_sdop/reset" and method == "POST":
                 moto_api_backend.reset()
                 clear_state()
@@ -200,9 +232,9 @@ class SdopMiddleware:
         api, proto, is_read, caller = classify(environ)
         with LOCK:
             advance()
-            fault = next((k for k in ("throttle", "error500")
+            fault = next((k for k in FAULT_KINDS
                           if pick_fault(k, api, environ["REQUEST_METHOD"])), None)
-            count(api, is_read, fault is not None, caller, arrived)
+            count(api, is_read, fault is not None, caller, arrived, body_bytes(environ))
             delay = (FAULTS.get("delay") or {}).get(api, 0)
         if fault:
             return error_response(fault, proto, start_response)

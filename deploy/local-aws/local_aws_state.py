@@ -31,6 +31,7 @@ INVOCATION_OUTCOMES = ("container", "error", "silent")
 LOCK = threading.RLock()
 CONFIG, FAULTS, FAULT_COUNTERS, CALLS, TRACK = {}, {}, {}, {}, {}
 BY_CALLER = {}  # access key id -> {"read", "mutate", "by_api": {api: CALLS-like entry}}
+BODY_BYTES = {}  # api -> {"bytes": request body bytes declared, "faulted": of faulted calls}
 CALL_LOG = deque(maxlen=20000)  # last counted calls: {"t", "api", "read", "caller", "faulted"}
 # Rollouts as the traffic shifts, per endpoint (GET /_sdop/rollouts; local_aws_sagemaker).
 ROLLOUTS = {}
@@ -51,7 +52,7 @@ def clear_state():
     with LOCK:
         CONFIG.clear(); CONFIG.update(env_config())
         FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
-        BY_CALLER.clear(); CALL_LOG.clear(); ROLLOUTS.clear()
+        BY_CALLER.clear(); CALL_LOG.clear(); ROLLOUTS.clear(); BODY_BYTES.clear()
         containers.clear()
 
 

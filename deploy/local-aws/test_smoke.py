@@ -243,7 +243,36 @@ def test_faults_and_calls():
     assert by_api["s3:GetObject"]["read"] == 1, by_api
     ctl("DELETE", "/_sdop/calls")
     assert ctl("GET", "/_sdop/calls") == {"total": {"read": 0, "mutate": 0}, "by_api": {},
-                                          "by_caller": {}}
+                                          "by_caller": {}, "body_bytes": {}}
+
+
+def test_upload_part_faults_and_body_bytes():
+    """UploadPart answered NoSuchUpload a limited number of times, and the bytes of request
+    bodies counted per API, faulted ones included (what a retrying uploader sent)."""
+    ctl("DELETE", "/_sdop/calls")
+    s3.create_bucket(Bucket="sdop-parts")
+    upload = s3.create_multipart_upload(Bucket="sdop-parts", Key="k")["UploadId"]
+    ctl("POST", "/_sdop/faults", {"no_such_upload": {"s3:UploadPart": {"fraction": 0.5, "times": 1}},
+                                  "error500": {"s3:PutObject": 1.0}})
+    try:
+        part = dict(Bucket="sdop-parts", Key="k", UploadId=upload, Body=b"p" * 1000)
+        outcomes = []
+        for number in range(1, 5):
+            try:
+                s3.upload_part(PartNumber=number, **part)
+                outcomes.append("ok")
+            except ClientError as err:
+                outcomes.append((err.response["Error"]["Code"],
+                                 err.response["ResponseMetadata"]["HTTPStatusCode"]))
+        # Calls 2 and 4 are picked by the fraction; only the first of them (times: 1) is faulted.
+        assert outcomes == ["ok", ("NoSuchUpload", 404), "ok", "ok"], outcomes
+        assert error_code(s3.put_object, Bucket="sdop-parts", Key="o", Body=b"x" * 10)[0] == "InternalError"
+    finally:
+        ctl("DELETE", "/_sdop/faults")
+        s3.abort_multipart_upload(Bucket="sdop-parts", Key="k", UploadId=upload)
+    body_bytes = ctl("GET", "/_sdop/calls")["body_bytes"]
+    assert body_bytes == {"s3:UploadPart": {"bytes": 4000, "faulted": 1000},
+                          "s3:PutObject": {"bytes": 10, "faulted": 10}}, body_bytes
 
 
 def test_cloudformation():
@@ -535,8 +564,8 @@ def main():
         line = proc.stdout.readline().strip()
         assert line == f"sdop-local-aws listening on {URL}", line
         tests = [test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
-                 test_faults_and_calls, test_cloudformation, test_nested_stack_failure,
-                 test_s3_conditional_writes,
+                 test_faults_and_calls, test_upload_part_faults_and_body_bytes,
+                 test_cloudformation, test_nested_stack_failure, test_s3_conditional_writes,
                  test_s3_conditional_races, test_calls_by_caller_and_log, test_call_log_bound,
                  test_ecr_scan_on_push_default, test_reset]
         passed = failed = 0

@@ -70,6 +70,11 @@ impl CallCounts {
     pub fn of(&self, api: &str) -> u64 {
         self.0["by_api"][api]["count"].as_u64().unwrap_or(0)
     }
+    /// Bytes of the request bodies of one API's calls (faulted ones included), e.g. what
+    /// `s3:UploadPart` sent.
+    pub fn body_bytes(&self, api: &str) -> u64 {
+        self.0["body_bytes"][api]["bytes"].as_u64().unwrap_or(0)
+    }
 }
 
 fn free_port() -> u16 {

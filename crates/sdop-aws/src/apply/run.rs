@@ -109,8 +109,9 @@ async fn reconcile_one(
                 .with_max_times(4)
                 .with_jitter(),
         )
-        // The one policy: what backs off is retried (a few times here: apply is one-shot).
-        .when(|e: &Error| policy::after_error(e) == policy::After::Backoff)
+        // The one policy: what backs off is retried (a few times here: apply is one-shot),
+        // unless its call was already retried by its caller (a multipart upload's parts).
+        .when(policy::retry_pass_now)
         .notify(|e: &Error, after: Duration| {
             report(format!("~ {} retrying in {after:.1?}: {e}", manifest.id))
         })

@@ -123,7 +123,9 @@ impl Clients {
     }
 
     /// As [`Clients::connect`], with every call passing through `transport` (rate limits,
-    /// leader gate, call metrics).
+    /// leader gate, call metrics). The clients keep the SDK's default retries (standard mode:
+    /// up to 3 attempts of a throttled, 5xx or dropped call, with backoff); a multipart
+    /// upload's parts turn them off and retry on their own (`package::multipart`).
     pub async fn connect_through(
         connection: &Connection,
         transport: Option<&std::sync::Arc<transport::Transport>>,

@@ -153,14 +153,16 @@ pub async fn build(
                 copy_large(clients, (from_bucket, from_key), (bucket, &key), entry.size).await?;
             }
             EntrySource::Local { file } => {
-                let file = tokio::fs::File::open(file)
-                    .await
-                    .map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Ok(()));
-                through_sdop +=
+                through_sdop += multipart::restarting(bucket, &key, || async {
+                    let file = tokio::fs::File::open(file)
+                        .await
+                        .map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let _ = tx.send(Ok(()));
                     multipart::upload(clients, bucket, &key, &BTreeMap::new(), file, progress, rx)
-                        .await?;
+                        .await
+                })
+                .await?;
             }
         }
     }

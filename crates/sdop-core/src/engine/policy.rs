@@ -29,6 +29,20 @@ pub fn after_error(err: &Error) -> After {
     }
 }
 
+/// AWS operations whose callers retry them with backoff themselves, each attempt sending a
+/// body: a multipart upload's parts (`sdop_aws::package::multipart`). Their error has spent
+/// its retries, and repeating the pass would start the whole upload again.
+pub const RETRIED_BY_THE_CALLER: &[&str] = &["s3:UploadPart"];
+
+/// Whether a failed pass is tried again at once (`sdop apply`'s few quick retries): what backs
+/// off, unless the failed call was already retried with backoff by its caller
+/// ([`RETRIED_BY_THE_CALLER`]). Such a resource stays Pending and is tried again on the next
+/// pass (`apply --wait`'s poll, the daemon's backoff), as any retryable error is.
+pub fn retry_pass_now(err: &Error) -> bool {
+    after_error(err) == After::Backoff
+        && !matches!(err, Error::Aws { operation, .. } if RETRIED_BY_THE_CALLER.contains(&operation.as_str()))
+}
+
 /// After a pass: its decision's next step, or its error's.
 pub fn after_pass(result: &Result<PassOutcome>) -> After {
     match result {
@@ -113,6 +127,21 @@ mod tests {
             (status.phase, status.failed_spec_hash),
             (Phase::Pending, None)
         );
+    }
+
+    #[test]
+    fn a_pass_is_retried_at_once_unless_its_call_was_retried_by_its_caller() {
+        assert!(retry_pass_now(&aws(true)));
+        assert!(!retry_pass_now(&aws(false)));
+        let part = Error::Aws {
+            operation: "s3:UploadPart".into(),
+            code: Some("InternalError".into()),
+            message: "m".into(),
+            retryable: true,
+        };
+        assert!(!retry_pass_now(&part));
+        // Still retryable: the resource stays Pending and the next pass tries again.
+        assert_eq!(after_error(&part), After::Backoff);
     }
 
     #[test]
