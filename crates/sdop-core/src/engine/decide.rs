@@ -328,11 +328,14 @@ impl<'i, 'a> Draft<'i, 'a> {
             input.suspended.is_none() && input.dependencies.iter().all(|d| d.phase == Phase::Ready);
         let memory = &mut self.memory;
         if memory.retry_requested && can_act {
-            memory.retry_requested = false;
             if memory.failed_spec_hash.is_some() || memory.failed_rollout.is_some() {
+                // Kept until no failed object is left to replace (`replace_failed_on_retry`):
+                // a kill -9 between the decision and the replacement does not lose it.
                 forget_failure(memory);
                 self.retrying = true;
                 self.notice(false, "retry requested: retrying after the earlier failure");
+            } else {
+                memory.retry_requested = false;
             }
         }
         let memory = &mut self.memory;
@@ -435,6 +438,7 @@ impl<'i, 'a> Draft<'i, 'a> {
             return;
         }
         let input = self.input;
+        let mut replacing = false;
         for found in &self.observed {
             let ObjectState::Failed(reason) = &found.state else {
                 continue;
@@ -465,6 +469,11 @@ impl<'i, 'a> Draft<'i, 'a> {
             );
             replace.operation = Operation::Replace;
             self.actions.push(replace);
+            replacing = true;
+        }
+        // A requested retry is carried out once nothing it must replace is left.
+        if !replacing {
+            self.memory.retry_requested = false;
         }
     }
 
@@ -1459,9 +1468,16 @@ mod tests {
         let waiting = Case::new(desired(1), observed.clone(), memory.clone()).decide();
         assert!(waiting.actions.is_empty());
         memory.retry_requested = true;
-        let retried = Case::new(desired(1), observed, memory).decide();
+        let retried = Case::new(desired(1), observed.clone(), memory.clone()).decide();
         assert_eq!(lines(&retried), ["Replace sagemaker:endpoint sd-base"]);
         assert_eq!(phase(&retried), (Phase::Progressing, Reason::Applying));
+        // The request is kept until the endpoint is replaced: a kill -9 before the delete
+        // retries again; once it is deleting, the request is done.
+        assert!(retried.memory.retry_requested);
+        let mut deleting = observed;
+        deleting[2].state = ObjectState::Deleting("Deleting".into());
+        let after = Case::new(desired(1), deleting, retried.memory).decide();
+        assert!(!after.memory.retry_requested);
     }
 
     /// Suspended: the plan is made (drift shown, deferred) and nothing is due; with nothing
