@@ -44,6 +44,14 @@ impl Env {
     }
 
     async fn run(&self, wait: bool) -> (Result<ApplySummary, sdop::Error>, Vec<String>) {
+        self.run_for(wait, Duration::from_secs(60)).await
+    }
+
+    async fn run_for(
+        &self,
+        wait: bool,
+        timeout: Duration,
+    ) -> (Result<ApplySummary, sdop::Error>, Vec<String>) {
         let loaded = load_paths(&[PathBuf::from(self.manifests.path())]);
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
         let lines = Mutex::new(Vec::new());
@@ -54,7 +62,7 @@ impl Env {
         );
         let options = ApplyOptions {
             wait,
-            timeout: Duration::from_secs(60),
+            timeout,
             min_poll: Duration::from_millis(100),
             max_poll: Duration::from_millis(400),
             ..ApplyOptions::default()
@@ -864,5 +872,37 @@ async fn a_new_push_rolls_out_the_endpoint_and_retrains() {
     assert!(
         image.ends_with(&format!("sd-inference@{}", second.0)),
         "{image}"
+    );
+}
+
+/// Issue #23: under `apply --wait`, a package whose upload keeps failing is tried again after
+/// a doubling delay (2 s, 4 s, 8 s, ...), not at every poll: a long outage does not repeat the
+/// upload, and its bytes, every few seconds.
+#[tokio::test]
+async fn a_failing_upload_is_retried_after_a_growing_delay_not_at_every_poll() {
+    let env = Env::new();
+    random_package(&env, 20);
+    env.aws.faults(json!({"error500": {"s3:UploadPart": 1.0}}));
+    env.aws.reset_calls();
+    let started = std::time::Instant::now();
+    let (result, lines) = env.run_for(true, Duration::from_secs(25)).await;
+    let elapsed = started.elapsed();
+    let uploads = env.aws.calls().of("s3:CreateMultipartUpload");
+    env.aws.clear_faults();
+    assert!(result.unwrap().timed_out, "{lines:#?}");
+    let delays: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("next attempt in"))
+        .collect();
+    assert!(
+        delays.iter().any(|l| l.contains("next attempt in 2s"))
+            && delays.iter().any(|l| l.contains("next attempt in 4s")),
+        "{lines:#?}"
+    );
+    // Passes at about 0 s, 2 s, 6 s, 14 s (each plus its own duration) in 25 s; at every poll
+    // it would be one per pass's duration.
+    assert!(
+        (2..=5).contains(&uploads),
+        "{uploads} uploads started in {elapsed:?}: {lines:#?}"
     );
 }

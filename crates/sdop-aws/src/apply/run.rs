@@ -128,6 +128,11 @@ async fn reconcile_one(
     Ok((status, result))
 }
 
+/// The first and the longest wait before a resource whose pass failed with a retryable error
+/// is tried again within one apply.
+const RETRY_FIRST_DELAY: Duration = Duration::from_secs(2);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(300);
+
 /// Converges `loaded` (which must be valid). Returns the final phase of every resource.
 pub async fn apply(
     loaded: &Loaded,
@@ -141,18 +146,45 @@ pub async fn apply(
     let waves = loaded.graph.waves();
     let mut poll = options.min_poll;
     let mut summary = ApplySummary::default();
+    // A resource whose last pass failed with a retryable error (AWS throttling or down, an
+    // upload failing) waits a doubling delay before its next pass, instead of a pass at every
+    // poll: a long outage does not repeat the work (and the bytes) every few seconds.
+    let mut retry_at: BTreeMap<ResourceId, (Instant, Duration)> = BTreeMap::new();
     loop {
         let mut mutated = false;
         let mut changed_phase = false;
         let mut blocked = std::collections::BTreeSet::new();
         for wave in &waves {
+            let now = Instant::now();
+            let due: Vec<usize> = wave
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    retry_at
+                        .get(&loaded.manifests[i].id)
+                        .is_none_or(|(at, _)| now >= *at)
+                })
+                .collect();
             let passes = futures::future::join_all(
-                wave.iter()
+                due.iter()
                     .map(|&i| reconcile_one(&cloud, store, loaded, i, report)),
             )
             .await;
             for pass in passes {
                 let (status, result) = pass?;
+                let id = status.id();
+                if result.is_none() && status.phase == Phase::Pending {
+                    let delay = retry_at.get(&id).map_or(RETRY_FIRST_DELAY, |(_, last)| {
+                        (*last * 2).min(RETRY_MAX_DELAY)
+                    });
+                    report(format!(
+                        "~ {id} next attempt in {delay:?} (retryable error: {})",
+                        status.message
+                    ));
+                    retry_at.insert(id, (Instant::now() + delay, delay));
+                } else {
+                    retry_at.remove(&id);
+                }
                 if let Some(result) = &result {
                     mutated |= result.mutated;
                     if result.blocked(&status) {
