@@ -155,15 +155,7 @@ impl Cloud for AwsCloud {
                             owned_per_memory: request.owned_per_memory,
                             ..scope
                         };
-                        found.push(
-                            adapter(request.key.aws_type)
-                                .read(
-                                    &context(&clients, &scope),
-                                    &request.key.name,
-                                    Some(request.desired),
-                                )
-                                .await?,
-                        );
+                        found.push(self.read(scope, request.key, request.desired).await?);
                     }
                 }
             }

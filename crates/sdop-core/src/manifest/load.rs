@@ -85,10 +85,17 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         let mut manifests = Vec::new();
         let mut problems = Vec::new();
         match read_text(file) {
-            // Found by walking a directory, and YAML of another kind (a CloudFormation
-            // template, a checkpoint's config): data, whether or not a manifest names it.
-            Ok(text) if !paths.iter().any(|p| p == file) && is_other_yaml(&text) => continue,
-            Ok(text) => load_text(file, &text, &mut manifests, &mut problems, &mut data_paths),
+            Ok(text) => {
+                load_text(file, &text, &mut manifests, &mut problems, &mut data_paths);
+                // Found by walking a directory, refused as a manifest, and YAML of another
+                // kind (a CloudFormation template, a checkpoint's config): data, whether or
+                // not a manifest names it. Only refused files are looked at again, so a
+                // directory of manifests is parsed once.
+                let walked = !paths.iter().any(|p| p == file);
+                if manifests.is_empty() && !problems.is_empty() && walked && is_other_yaml(&text) {
+                    continue;
+                }
+            }
             Err(diagnostic) => problems.push(diagnostic),
         }
         per_file.push((file, manifests, problems));
