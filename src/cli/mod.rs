@@ -131,6 +131,28 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         lock_timeout: std::time::Duration,
     },
+    /// Approve version VERSION of a ModelPromotion's model package group (or reject it with
+    /// --reject), as in the SageMaker console: who, why and the evidence digest go into its
+    /// ApprovalDescription; sdop reads the decision back on its next pass. Needs the
+    /// resource's status (it has been applied).
+    Approve {
+        /// The resource, e.g. ModelPromotion/jpstyle.
+        resource: String,
+        /// The version number, as the registry shows it.
+        version: i32,
+        /// Why (recorded in the registry).
+        #[arg(long)]
+        reason: String,
+        /// Who decides (default: $SDOP_APPROVER, else $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Reject instead: a version rejected after approval rolls production back.
+        #[arg(long)]
+        reject: bool,
+        /// Approve a version whose evidence failed or is missing.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run as a daemon: watch the manifests and converge continuously (SIGTERM/SIGINT: clean exit 0).
     Run(RunArgs),
     /// Show status: all resources, one kind, or KIND/NAME (from a running daemon, else the state directory).
@@ -514,6 +536,76 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 },
             )
             .await
+        }
+        Command::Approve {
+            resource,
+            version,
+            reason,
+            by,
+            reject,
+            force,
+        } => {
+            drop(stdout);
+            let kind = <crate::kinds::model_promotion::ModelPromotion as crate::kinds::Kind>::KIND;
+            let Some(name) = resource
+                .split_once('/')
+                .filter(|(k, n)| k.eq_ignore_ascii_case(kind) && !n.is_empty())
+                .map(|(_, n)| n)
+            else {
+                eprintln!("{resource:?} is not {kind}/NAME, e.g. {kind}/jpstyle");
+                return Ok(exit::ERROR);
+            };
+            let id = crate::manifest::ResourceId::new(kind, name);
+            let Some(status) = store(&cli.aws)?.load(&id)? else {
+                eprintln!(
+                    "{id}: no status in the state: apply its manifest first (`sdop apply`), so sdop knows its model package group"
+                );
+                return Ok(exit::ERROR);
+            };
+            let Some(group) = status.outputs.get("modelPackageGroupName").cloned() else {
+                eprintln!("{id}: its status names no model package group yet; apply it first");
+                return Ok(exit::ERROR);
+            };
+            // The evidence root: the parent of the candidate's `CANDIDATE/evidence.json`.
+            let evidence_root = status.outputs.get("evidence").and_then(|uri| {
+                let path = uri.strip_prefix("s3://")?.strip_suffix("/evidence.json")?;
+                let (root, _) = path.rsplit_once('/')?;
+                Some(format!("{root}/"))
+            });
+            let by = by
+                .or_else(|| std::env::var("SDOP_APPROVER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| "unknown".to_string());
+            if reason.trim().is_empty() {
+                eprintln!("--reason must say why (it is recorded in the registry)");
+                return Ok(exit::ERROR);
+            }
+            let clients = connect(&cli.aws).await?.in_region(status.region.as_deref());
+            let done = crate::apply::approve::approve(
+                &clients,
+                &crate::apply::approve::Approval {
+                    resource: &id.to_string(),
+                    group: &group,
+                    version,
+                    approve: !reject,
+                    by: &by,
+                    reason: &reason,
+                    evidence_root: evidence_root.as_deref(),
+                    force,
+                },
+            )
+            .await;
+            match done {
+                Ok(message) => {
+                    println!("{message}");
+                    Ok(exit::OK)
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    Ok(exit::ERROR)
+                }
+            }
         }
         Command::Run(args) => {
             drop(stdout);

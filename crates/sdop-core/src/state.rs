@@ -110,6 +110,11 @@ pub struct ResourceStatus {
     pub updated_at: String,
     #[serde(default)]
     pub events: VecDeque<Event>,
+    /// Append-only: what the resource served or decided, when, and on what grounds (a
+    /// production endpoint's model versions, a promotion's approvals and rollbacks). Never
+    /// trimmed, unlike `events`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Event>,
 }
 
 /// Condition recording whether the resource's manifest currently parses and validates.
@@ -144,11 +149,19 @@ impl ResourceStatus {
             created_at: at.clone(),
             updated_at: at,
             events: VecDeque::new(),
+            history: Vec::new(),
         }
     }
 
     pub fn id(&self) -> ResourceId {
         ResourceId::new(self.kind.clone(), self.name.clone())
+    }
+
+    /// Appends to the history (and to the events).
+    pub fn remember(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        self.event(message.clone());
+        self.history.push(Event { at: now(), message });
     }
 
     pub fn event(&mut self, message: impl Into<String>) {

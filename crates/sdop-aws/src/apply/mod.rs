@@ -6,6 +6,7 @@
 //! - [`run`]: passes over the graph until converged (or, without `--wait`, until stable).
 //! - [`prune`]: guarded deletion of resources whose manifests are gone.
 
+pub mod approve;
 pub mod audit;
 pub mod cloud;
 pub mod prune;

@@ -89,6 +89,7 @@ pub fn planned_prune(
                 deferred: None,
                 cost: None,
                 deletion: Some(crate::engine::plan::Deletion::Pruned),
+                one_off: None,
             });
         }
     }

@@ -70,6 +70,11 @@ pub fn adapter(aws_type: AwsType) -> &'static dyn Adapter {
         AwsType::DynamoDbEndpointRegistration => &super::dynamodb_registration::RegistrationAdapter,
         AwsType::EndpointScaling => &super::autoscaling_endpoint::EndpointScalingAdapter,
         AwsType::SageMakerSmokeCheck => &super::sagemaker_smoke_check::SmokeCheckAdapter,
+        AwsType::ModelPackageGroup => &super::model_registry::GroupAdapter,
+        AwsType::ModelPackageVersion => &super::model_registry::VersionAdapter,
+        AwsType::ModelApproval => &super::model_registry::ApprovalAdapter,
+        AwsType::ModelEvaluation => &super::model_evaluation::EvaluationAdapter,
+        AwsType::EvidenceBundle => &super::model_evaluation::EvidenceAdapter,
     }
 }
 

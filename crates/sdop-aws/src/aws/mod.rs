@@ -6,6 +6,8 @@ pub mod audit;
 pub mod autoscaling_endpoint;
 pub mod dynamodb_registration;
 pub mod ecr_repository;
+pub mod model_evaluation;
+pub mod model_registry;
 pub mod s3_bucket;
 pub mod s3_model_package;
 pub mod s3_object;
@@ -456,6 +458,13 @@ const ALREADY_EXISTS: &[(&str, &str, &str)] = &[
         "",
     ),
     ("cloudformation:CreateStack", "AlreadyExistsException", ""),
+    // Not in the first row's words: "Model Package Group already exists: ARN" (moto's and
+    // AWS's ValidationException for CreateModelPackageGroup).
+    (
+        "sagemaker:CreateModelPackageGroup",
+        "ValidationException",
+        "already exists",
+    ),
 ];
 
 /// True when a create failed only because the object is already there (whose it is, is for

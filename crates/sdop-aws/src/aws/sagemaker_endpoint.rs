@@ -241,6 +241,13 @@ impl Adapter for ModelAdapter {
             if let Some(image) = container.image() {
                 observed.outputs.insert("image".into(), image.to_string());
             }
+            // What a ModelPromotion registers as the candidate's environment (sorted).
+            let environment: std::collections::BTreeMap<&String, &String> =
+                container.environment().into_iter().flatten().collect();
+            observed.outputs.insert(
+                "modelEnvironment".into(),
+                serde_json::to_string(&environment).unwrap_or_default(),
+            );
         }
         Ok(Some(observed))
     }

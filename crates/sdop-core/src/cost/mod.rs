@@ -77,6 +77,40 @@ pub struct Autoscaled {
     pub max: u32,
 }
 
+/// A cost paid once, not by the hour: an evaluation's staging instance time (shown in the plan,
+/// not in the hourly totals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OneOff {
+    pub what: String,
+    /// The instance type that does the work, when known.
+    pub instance_type: Option<String>,
+    /// The instance time it takes, estimated.
+    pub seconds: u64,
+}
+
+impl OneOff {
+    /// `evaluation: 6 images on the staging endpoint, about 2 min of ml.g4dn.2xlarge (~$0.03
+    /// once, plus start-up if it scaled to zero)`.
+    pub fn describe(&self, region: &str) -> String {
+        let minutes = self.seconds.div_ceil(60);
+        match &self.instance_type {
+            Some(instance) => match hourly(instance, 1, region) {
+                Some(price) => format!(
+                    "{}, about {minutes} min of {instance} (~${:.2} once at ${price:.3}/h in {region}; plus start-up if it scaled to zero)",
+                    self.what,
+                    price * self.seconds as f64 / 3600.0
+                ),
+                None => format!(
+                    "{}, about {minutes} min of {instance} (no price for it in {region} in sdop's price table)",
+                    self.what
+                ),
+            },
+            None => format!("{}, about {minutes} min of instance time", self.what),
+        }
+    }
+}
+
 /// A price, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Price {

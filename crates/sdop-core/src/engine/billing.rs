@@ -28,6 +28,11 @@ pub fn attach_costs(
         let want = desired
             .iter()
             .find(|d| d.aws_type == action.aws_type && d.name.display() == action.name);
+        if let Some(one_off) = want.and_then(|d| d.one_off.as_ref()) {
+            if action.operation == Operation::Create {
+                action.one_off = Some(one_off.describe(region));
+            }
+        }
         if let Some(scaled) = want.and_then(|d| d.autoscaled.clone()) {
             if matches!(
                 action.operation,

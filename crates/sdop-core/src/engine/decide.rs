@@ -780,6 +780,7 @@ impl<'i, 'a> Draft<'i, 'a> {
                 deferred: why.map(str::to_string),
                 cost: None,
                 deletion: Some(plan::Deletion::Superseded),
+                one_off: None,
             })
             .collect()
     }
@@ -864,10 +865,19 @@ impl<'i, 'a> Draft<'i, 'a> {
             self.notice(true, "ready");
         }
         actions.extend(self.deletions(None));
+        // A note an object reads (a version waiting for a person) belongs in the message.
+        let note = self
+            .observed
+            .iter()
+            .filter_map(|o| o.outputs.get(crate::model::outputs::NOTE))
+            .find(|n| !n.is_empty());
         let status = status(
             Phase::Ready,
             Reason::Converged,
-            "all AWS objects match the manifest",
+            match note {
+                Some(note) => format!("all AWS objects match the manifest; {note}"),
+                None => "all AWS objects match the manifest".to_string(),
+            },
         );
         self.finish(actions, status, Next::WhenWoken)
     }
@@ -1018,6 +1028,7 @@ fn roll_back_failed_check(
                     deferred: None,
                     cost: None,
                     deletion: None,
+                    one_off: None,
                 }],
                 // Progressing while it rolls back (so `apply --wait` waits for it); Degraded
                 // once the old config serves again.
@@ -1076,7 +1087,12 @@ fn waits_for_sibling<'a>(
         state_of(*sibling_type, sibling),
         Some(ObjectState::Ready | ObjectState::Degraded(_))
     );
-    (changing || !settled).then(|| format!("after {sibling_type} {sibling} is in service"))
+    (changing || !settled).then(|| {
+        format!(
+            "after {sibling_type} {sibling} {}",
+            sibling_type.ready_phrase()
+        )
+    })
 }
 
 /// Objects the resource recorded that it no longer wants, to delete. The newest superseded
@@ -1089,7 +1105,13 @@ fn superseded(desired: &[DesiredObject], memory: &Memory) -> Vec<ObjectKey> {
     };
     let mut kept_types: Vec<AwsType> = Vec::new();
     let mut doomed = Vec::new();
-    for key in memory.objects.iter().rev().filter(|k| !wanted(k)) {
+    // Records (registry versions, evaluations, evidence, decisions) stay with the resource.
+    for key in memory
+        .objects
+        .iter()
+        .rev()
+        .filter(|k| !wanted(k) && !k.aws_type.is_record())
+    {
         let immutable = desired
             .iter()
             .any(|d| d.aws_type == key.aws_type && d.mutability == plan::Mutability::Replace);

@@ -295,8 +295,18 @@ pub async fn pass<D: Borrow<ResourceStatus> + Sync>(
                 capacity,
             });
         }
+        let before = status.outputs.clone();
         record(status, &decision, report);
         record_hourly_cost(status, capacity.as_ref());
+        if status.phase == Phase::Ready {
+            for line in manifest
+                .handler
+                .history(spec, &before, &status.outputs, &outputs)
+            {
+                report(format!("= {id} {line}"));
+                status.remember(line);
+            }
+        }
         let due: Vec<Action> = decision
             .due()
             .filter(|a| a.operation != Operation::Conflict)

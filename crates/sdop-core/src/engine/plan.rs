@@ -59,6 +59,9 @@ pub struct Action {
     /// Why a Delete deletes (what apply reports), typed so nothing parses `reason` back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion: Option<Deletion>,
+    /// What it costs once (an evaluation's instance time), described with the region's price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_off: Option<String>,
 }
 
 /// Why an object is deleted.
@@ -188,6 +191,7 @@ pub fn create_action(resource: &ResourceId, want: &DesiredObject, reason: String
         deferred: None,
         cost: None,
         deletion: None,
+        one_off: None,
     }
 }
 
@@ -217,6 +221,7 @@ pub fn plan_resource(
             deferred: None,
             cost: None,
             deletion: None,
+            one_off: None,
         };
         let Some(found) = found else {
             let reason = match want.name {

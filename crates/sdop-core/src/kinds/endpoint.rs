@@ -33,6 +33,11 @@ pub struct ModelDataRef {
     /// An existing `model.tar.gz` (object) or uncompressed model prefix (ending in `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_uri: Option<String>,
+    /// Name of a `ModelPromotion`: the endpoint serves its latest approved version (a
+    /// production endpoint); a newly approved version rolls it out, a version rejected after
+    /// approval rolls it back to the one approved before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_promotion: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -228,6 +233,12 @@ impl Kind for Endpoint {
         "instanceType",
         "instanceCount",
         "hourlyCost",
+        // What it serves now (its Model's, read back): a ModelPromotion's candidate.
+        "modelData",
+        "image",
+        "modelEnvironment",
+        "asyncOutputPath",
+        "asyncFailurePath",
     ];
     type Spec = EndpointSpec;
 
@@ -245,9 +256,13 @@ impl Kind for Endpoint {
             );
         }
         spec.image.check("spec.image", checks);
-        match (&spec.model_data.model_package, &spec.model_data.s3_uri) {
-            (Some(_), None) => {}
-            (None, Some(uri)) => {
+        match (
+            &spec.model_data.model_package,
+            &spec.model_data.s3_uri,
+            &spec.model_data.model_promotion,
+        ) {
+            (Some(_), None, None) | (None, None, Some(_)) => {}
+            (None, Some(uri), None) => {
                 if let Some(parsed) = checks.check("spec.modelData.s3Uri", rules::s3_uri(uri)) {
                     if parsed.key.is_empty()
                         || !(parsed.is_prefix() || parsed.key.ends_with(".tar.gz"))
@@ -261,7 +276,7 @@ impl Kind for Endpoint {
             }
             _ => checks.error(
                 "spec.modelData",
-                "set exactly one of `modelPackage` or `s3Uri`",
+                "set exactly one of `modelPackage`, `modelPromotion` or `s3Uri`",
             ),
         }
         // sdop's rule (ml.FAMILY.SIZE with a price) first; AWS's enum when that holds.
@@ -410,6 +425,13 @@ impl Kind for Endpoint {
                 package,
             ));
         }
+        if let Some(promotion) = &spec.model_data.model_promotion {
+            refs.push(Reference::to(
+                "spec.modelData.modelPromotion",
+                super::model_promotion::ModelPromotion::KIND,
+                promotion,
+            ));
+        }
         refs.extend(spec.execution_role_arn.reference("spec.executionRoleArn"));
         if let Some(model) = spec
             .webui_registration
@@ -444,7 +466,17 @@ impl Kind for Endpoint {
             ("instanceType".to_string(), spec.instance_type.clone()),
             ("instanceCount".to_string(), spec.instance_count.to_string()),
         ]
-        .into()
+        .into_iter()
+        .chain(spec.async_inference.iter().flat_map(|a| {
+            [("asyncOutputPath".to_string(), a.output_path.clone())]
+                .into_iter()
+                .chain(
+                    a.failure_path
+                        .clone()
+                        .map(|f| ("asyncFailurePath".to_string(), f)),
+                )
+        }))
+        .collect()
     }
 
     fn permissions(spec: &EndpointSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
@@ -512,6 +544,34 @@ impl Kind for Endpoint {
         }
     }
 
+    /// Which model the endpoint serves from when: each config it converged on, with its model
+    /// data and, for a production endpoint, the promoted version.
+    fn history(
+        spec: &EndpointSpec,
+        before: &BTreeMap<String, String>,
+        after: &BTreeMap<String, String>,
+        references: &crate::model::outputs::Outputs,
+    ) -> Vec<String> {
+        let config = after.get("endpointConfigName");
+        if config.is_none() || before.get("endpointConfigName") == config {
+            return Vec::new();
+        }
+        let promoted = spec.model_data.model_promotion.as_ref().map(|name| {
+            let id = ResourceId::new(super::model_promotion::ModelPromotion::KIND, name);
+            format!(
+                ", {id} version {} (approved: {})",
+                references.get(&id, "approvedVersion").unwrap_or_default(),
+                references.get(&id, "approvedBy").unwrap_or_default()
+            )
+        });
+        vec![format!(
+            "serving {} (model data {}{})",
+            config.map_or("", String::as_str),
+            after.get("modelData").map_or("?", String::as_str),
+            promoted.unwrap_or_default()
+        )]
+    }
+
     fn desired(spec: &EndpointSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let model_data: Option<Value> = match (
             &spec.model_data.model_package,
@@ -536,7 +596,17 @@ impl Kind for Endpoint {
                 "s3Uri": uri,
                 "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
             })),
-            (None, None) => None,
+            (None, None) => spec.model_data.model_promotion.as_ref().and_then(|promotion| {
+                let id = ResourceId::new(super::model_promotion::ModelPromotion::KIND, promotion);
+                // "" (no version approved, or none left): nothing to serve yet.
+                let approved = |key: &str| ctx.outputs.get(&id, key).filter(|v| !v.is_empty());
+                let uri = approved("approvedModelData")?;
+                Some(json!({
+                    "s3Uri": uri,
+                    "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
+                    "promotedVersion": format!("{id} version {}", approved("approvedVersion")?),
+                }))
+            }),
         };
         let model = DesiredObject::new(
             MODEL,

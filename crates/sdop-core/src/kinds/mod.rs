@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod iam;
 pub mod image_repository;
 pub mod model_package;
+pub mod model_promotion;
 pub mod smoke_check;
 pub mod stack;
 
@@ -39,6 +40,7 @@ pub static REGISTRY: &[&dyn KindHandler] = &[
     &Registered::<endpoint::Endpoint>(PhantomData),
     &Registered::<dreambooth_job::DreamboothJob>(PhantomData),
     &Registered::<dataset::Dataset>(PhantomData),
+    &Registered::<model_promotion::ModelPromotion>(PhantomData),
 ];
 
 /// Looks a kind up by its name as written in manifests (`kind: Endpoint`).
@@ -122,6 +124,17 @@ pub trait Kind: Send + Sync + 'static {
     /// spec names and SSM reads of the parameters it reads (`sdop iam-policy`; every kind says
     /// it). Returns the grants and any bucket named other than by an `s3://` URI.
     fn permissions(spec: &Self::Spec) -> (Vec<iam::Grant>, Vec<String>);
+    /// What a converged pass changed that belongs in the resource's append-only history
+    /// (`ResourceStatus::history`), from its outputs before and after and its references'
+    /// outputs: a production endpoint's model version, a promotion's decisions.
+    fn history(
+        _spec: &Self::Spec,
+        _before: &BTreeMap<String, String>,
+        _after: &BTreeMap<String, String>,
+        _references: &Outputs,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The spec's say on ownership, typed.
@@ -694,6 +707,13 @@ pub trait KindHandler: Send + Sync {
     fn same_region(&self, spec: &dyn Any) -> Vec<(&'static str, Claim, &'static str)>;
     fn facts(&self, spec: &dyn Any) -> SpecFacts;
     fn permissions(&self, spec: &dyn Any) -> (Vec<iam::Grant>, Vec<String>);
+    fn history(
+        &self,
+        spec: &dyn Any,
+        before: &BTreeMap<String, String>,
+        after: &BTreeMap<String, String>,
+        references: &Outputs,
+    ) -> Vec<String>;
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -816,6 +836,15 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn permissions(&self, spec: &dyn Any) -> (Vec<iam::Grant>, Vec<String>) {
         K::permissions(Self::typed(spec))
+    }
+    fn history(
+        &self,
+        spec: &dyn Any,
+        before: &BTreeMap<String, String>,
+        after: &BTreeMap<String, String>,
+        references: &Outputs,
+    ) -> Vec<String> {
+        K::history(Self::typed(spec), before, after, references)
     }
     fn spec_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::Spec>()

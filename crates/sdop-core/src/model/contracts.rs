@@ -207,6 +207,14 @@ contract! {
     }
 }
 
+contract! {
+    /// A SageMaker Model Registry model package group (`sagemaker:model-package-group`). Its
+    /// description is set once, by sdop: SageMaker has no call that changes it.
+    ModelPackageGroup: ModelPackageGroupDesired / ModelPackageGroupFields {
+        tags ("tags"): Tags,
+    }
+}
+
 /// The compared field names of each AWS object type with a contract; `None`: content-named
 /// (nothing read back). An exhaustive match: a new type says which it is.
 pub fn fields_of(aws_type: AwsType) -> Option<&'static [&'static str]> {
@@ -218,11 +226,16 @@ pub fn fields_of(aws_type: AwsType) -> Option<&'static [&'static str]> {
         AwsType::SageMakerEndpoint => Some(EndpointDesired::FIELDS),
         AwsType::DynamoDbEndpointRegistration => Some(RegistrationDesired::FIELDS),
         AwsType::EndpointScaling => Some(ScalingDesired::FIELDS),
+        AwsType::ModelPackageGroup => Some(ModelPackageGroupDesired::FIELDS),
         AwsType::S3ModelPackage
         | AwsType::SageMakerModel
         | AwsType::SageMakerEndpointConfig
         | AwsType::SageMakerSmokeCheck
-        | AwsType::SageMakerTrainingJob => None,
+        | AwsType::SageMakerTrainingJob
+        | AwsType::ModelPackageVersion
+        | AwsType::ModelEvaluation
+        | AwsType::EvidenceBundle
+        | AwsType::ModelApproval => None,
     }
 }
 

@@ -30,10 +30,15 @@ pub enum AwsType {
     /// An endpoint's scalable target and its scaling policy (Application Auto Scaling).
     EndpointScaling,
     SageMakerTrainingJob,
+    ModelPackageGroup,
+    ModelPackageVersion,
+    ModelEvaluation,
+    EvidenceBundle,
+    ModelApproval,
 }
 
 impl AwsType {
-    pub const ALL: [AwsType; 12] = [
+    pub const ALL: [AwsType; 17] = [
         AwsType::S3Bucket,
         AwsType::EcrRepository,
         AwsType::S3Object,
@@ -46,6 +51,11 @@ impl AwsType {
         AwsType::SageMakerSmokeCheck,
         AwsType::EndpointScaling,
         AwsType::SageMakerTrainingJob,
+        AwsType::ModelPackageGroup,
+        AwsType::ModelPackageVersion,
+        AwsType::ModelEvaluation,
+        AwsType::EvidenceBundle,
+        AwsType::ModelApproval,
     ];
 
     /// The name in plans, status and state files (`service:thing`).
@@ -63,6 +73,11 @@ impl AwsType {
             AwsType::SageMakerSmokeCheck => "sagemaker:smoke-check",
             AwsType::EndpointScaling => "application-autoscaling:endpoint-scaling",
             AwsType::SageMakerTrainingJob => "sagemaker:training-job",
+            AwsType::ModelPackageGroup => "sagemaker:model-package-group",
+            AwsType::ModelPackageVersion => "sagemaker:model-package-version",
+            AwsType::ModelEvaluation => "sagemaker:model-evaluation",
+            AwsType::EvidenceBundle => "s3:evidence-bundle",
+            AwsType::ModelApproval => "sagemaker:model-approval",
         }
     }
 
@@ -74,6 +89,30 @@ impl AwsType {
     }
 
     /// The type of a name read back from state (`None`: not one this build knows).
+    /// A record of what happened (a registered version, an evaluation, its evidence, a
+    /// decision): kept when a newer one supersedes it, deleted only with its resource (prune
+    /// under deletionPolicy Delete). Production may serve an older approved version, and
+    /// the registry is the history of what was approved on what evidence.
+    pub const fn is_record(self) -> bool {
+        matches!(
+            self,
+            AwsType::ModelPackageVersion
+                | AwsType::ModelEvaluation
+                | AwsType::EvidenceBundle
+                | AwsType::ModelApproval
+        )
+    }
+
+    /// What a sibling that waits for this one waits for, in the plan's `[after ...]`.
+    pub const fn ready_phrase(self) -> &'static str {
+        match self {
+            AwsType::ModelEvaluation => "has every result",
+            AwsType::EvidenceBundle => "is written and judged",
+            AwsType::ModelPackageVersion | AwsType::ModelPackageGroup => "is registered",
+            _ => "is in service",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<AwsType> {
         AwsType::ALL.into_iter().find(|t| t.as_str() == name)
     }
@@ -198,6 +237,9 @@ pub struct DesiredObject {
     /// An S3 object that one listing of its prefix can show unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listable: Option<Listable>,
+    /// What creating it costs once (an evaluation's instance time): shown in the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_off: Option<crate::cost::OneOff>,
 }
 
 /// An S3 object whose siblings share a key prefix (a directory's files, a stack's templates):
@@ -231,6 +273,7 @@ impl DesiredObject {
             replaced_on: &[],
             autoscaled: None,
             listable: None,
+            one_off: None,
         }
     }
 

@@ -7,6 +7,10 @@ use super::resource::ResourceId;
 /// The status output with the instances an endpoint runs now (autoscaling moves it, down to
 /// 0): what `sdop get` and the cost metric price.
 pub const CURRENT_INSTANCE_COUNT: &str = "currentInstanceCount";
+/// What a person should know about a resource that is otherwise converged (a version waiting
+/// for approval): set by an adapter on an observed object, appended to the Ready message; ""
+/// clears it.
+pub const NOTE: &str = "note";
 
 /// `Kind/name` → output name → value. Missing means "known after apply".
 #[derive(Debug, Clone, Default)]
