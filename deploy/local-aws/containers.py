@@ -12,14 +12,19 @@ Outcomes follow what the real job or endpoint would show:
   ends with os.system(cmd) and drops the status, so the job ends Completed without a checkpoint.
 - An inference container that dies at start never passes the ping health check.
 The container's own error is kept in LOGS (GET /_sdop/containers), as CloudWatch would."""
+import base64
 import fnmatch
+import hashlib
 import io
 import json
 import math
 import random
 import re
 import shlex
+import struct
 import tarfile
+import time
+import zlib
 from collections import defaultdict
 from urllib.parse import urlparse
 
@@ -372,6 +377,45 @@ def model_files(container, s3):
         raise Crash(f"model data {uri} is not a tar.gz: {err}")
 
 
+def select_checkpoint(files, env):
+    """The checkpoint the inference container loads from its model data (paths under
+    /opt/ml/model/), or None when there is none: the model env's `ckpt` when the package holds
+    it, else the first checkpoint under Stable-diffusion/ (serve: --ckpt-dir
+    /opt/ml/model/Stable-diffusion, copied into the container's models/; modules/sd_models.py
+    list_models prints a --ckpt that is not found and select_checkpoint falls back)."""
+    checkpoints = sorted(f for f in files if f.startswith("Stable-diffusion/")
+                         and f.endswith((".ckpt", ".safetensors")))
+    wanted = (env.get("ckpt") or "").removeprefix("/opt/ml/model/")
+    if wanted and wanted in files:
+        return wanted
+    return checkpoints[0] if checkpoints else None
+
+
+def model_file(container, s3, path):
+    """The bytes of one file of the model data (a model.tar.gz member or an object under an
+    uncompressed prefix), or None when this S3 does not hold it."""
+    source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+    uri = source.get("S3Uri") or container.get("ModelDataUrl") or ""
+    parts = urlparse(uri)
+    bucket = s3.buckets.get(parts.netloc)
+    key = parts.path.lstrip("/")
+    if bucket is None:
+        return None
+    if key.endswith("/") or source.get("CompressionType") == "None":
+        obj = bucket.keys.get(key + path)
+        return None if obj is None else obj.value
+    if key not in bucket.keys:
+        return None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(bucket.keys[key].value), mode="r:*") as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.removeprefix("./") == path:
+                    return tar.extractfile(member).read()
+    except tarfile.TarError:
+        return None
+    return None
+
+
 def start_inference(endpoint_name, model, s3, ecr_backends, account, external_revision):
     """Starts the inference image for one model. Returns a FailureReason, or None when it
     serves (LOADED records the checkpoint it loaded)."""
@@ -393,18 +437,15 @@ def start_inference(endpoint_name, model, s3, ecr_backends, account, external_re
             log.append("model data not in this S3: contents not checked")
             LOADED[endpoint_name] = (env.get("ckpt") or "").removeprefix("/opt/ml/model/")
             return None
-        # serve: --ckpt-dir /opt/ml/model/Stable-diffusion (copied into the container's models/).
-        checkpoints = sorted(f for f in files if f.startswith("Stable-diffusion/")
-                             and f.endswith((".ckpt", ".safetensors")))
         wanted = (env.get("ckpt") or "").removeprefix("/opt/ml/model/")
         if wanted and wanted not in files:
             # modules/sd_models.list_models: printed, then a fallback is loaded.
             log.append(f"Checkpoint in --ckpt argument not found: /opt/ml/model/{wanted}")
-            wanted = ""
-        if not wanted and not checkpoints:
+        loaded = select_checkpoint(files, env)
+        if loaded is None:
             raise Crash("No checkpoints found. Can't run without a checkpoint. The program "
                         "will exit. (modules/sd_models.select_checkpoint)")
-        LOADED[endpoint_name] = wanted or checkpoints[0]
+        LOADED[endpoint_name] = loaded
         log.append(f"Loaded checkpoint {LOADED[endpoint_name]} (fork {revision})")
         return None
     except Crash as err:
@@ -450,10 +491,105 @@ class HandlerError(Exception):
     handler returns None."""
 
 
+def _json(obj):
+    """A FastAPI 0.90.1 response body: starlette 0.23 JSONResponse.render is json.dumps(content,
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")) in UTF-8."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
 def _unprocessable(errors):
     # FastAPI 0.90.1 RequestValidationError -> 422 {"detail": [...]} (the default handler;
     # webui() mounts the API on gradio's app without webui.py's api_only() 422 handler).
-    return 422, json.dumps({"detail": errors}).encode()
+    return 422, _json({"detail": errors})
+
+
+# The text-to-image request model, StableDiffusionTxt2ImgProcessingAPI (fork 9f7dec70
+# modules/api/models.py PydanticModelGenerator): the __init__ parameters of
+# StableDiffusionProcessingTxt2Img and then StableDiffusionProcessing (processing.py L81 and
+# L634) merged as {**txt2img, **base} (so denoising_strength keeps its place but takes the base
+# default 0), minus API_NOT_ALLOWED, plus sampler_index: str = "Euler". Every field but
+# sampler_index is Optional[annotation] with the __init__ default (pydantic does not validate
+# defaults, so 0 stays an int). Order = the model's field order = vars(txt2imgreq)'s order.
+TXT2IMG_FIELDS = (
+    ("enable_hr", "bool", False), ("denoising_strength", "float", 0),
+    ("firstphase_width", "int", 0), ("firstphase_height", "int", 0), ("prompt", "str", ""),
+    ("styles", "list[str]", None), ("seed", "int", -1), ("subseed", "int", -1),
+    ("subseed_strength", "float", 0), ("seed_resize_from_h", "int", -1),
+    ("seed_resize_from_w", "int", -1), ("sampler_name", "str", None), ("batch_size", "int", 1),
+    ("n_iter", "int", 1), ("steps", "int", 50), ("cfg_scale", "float", 7.0),
+    ("width", "int", 512), ("height", "int", 512), ("restore_faces", "bool", False),
+    ("tiling", "bool", False), ("negative_prompt", "str", None), ("eta", "float", None),
+    ("s_churn", "float", 0.0), ("s_tmax", "float", None), ("s_tmin", "float", 0.0),
+    ("s_noise", "float", 1.0), ("override_settings", "dict", None), ("script_args", "str", None),
+    ("sampler_index", "str", "Euler"))
+
+
+class _Invalid(Exception):
+    def __init__(self, msg, typ):
+        super().__init__(msg)
+        self.msg, self.typ = msg, typ
+
+
+def _coerce(kind, value):
+    """pydantic 1.10's validators for the field kinds above (int_validator, float_validator,
+    str_validator, bool_validator, list and dict)."""
+    if kind == "int":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise _Invalid("value is not a valid integer", "type_error.integer")
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise _Invalid("value is not a valid float", "type_error.float")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)):
+            return str(value)
+        raise _Invalid("str type expected", "type_error.str")
+    if kind == "bool":
+        if value is True or value is False:
+            return value
+        if isinstance(value, str) and value.lower() in ("0", "off", "f", "false", "n", "no"):
+            return False
+        if isinstance(value, str) and value.lower() in ("1", "on", "t", "true", "y", "yes"):
+            return True
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        raise _Invalid("value could not be parsed to a boolean", "type_error.bool")
+    if kind == "list[str]":
+        if not isinstance(value, list):
+            raise _Invalid("value is not a valid list", "type_error.list")
+        return [_coerce("str", v) for v in value]
+    if not isinstance(value, dict):
+        raise _Invalid("value is not a valid dict", "type_error.dict")
+    return dict(value)
+
+
+def _txt2img_request(payload):
+    """-> (the validated StableDiffusionTxt2ImgProcessingAPI as vars() gives it, errors)."""
+    fields, errors = {}, []
+    for name, kind, default in TXT2IMG_FIELDS:
+        if name not in payload:
+            fields[name] = default
+            continue
+        value = payload[name]
+        if value is None:
+            if name == "sampler_index":  # str, not Optional (models.py additional_fields)
+                errors.append({"loc": ["body", "txt2img_payload", name],
+                               "msg": "none is not an allowed value",
+                               "type": "type_error.none.not_allowed"})
+            fields[name] = None
+            continue
+        try:
+            fields[name] = _coerce(kind, value)
+        except _Invalid as err:
+            loc = ["body", "txt2img_payload", name]
+            errors.append({"loc": loc, "msg": err.msg, "type": err.typ})
+    return fields, errors
 
 
 def _str_field(value):
@@ -484,47 +620,129 @@ def _request_errors(req):
     if payload is not None and not isinstance(payload, dict):
         bad(["txt2img_payload"], "value is not a valid dict", "type_error.dict")
     elif isinstance(payload, dict):
-        # StableDiffusionTxt2ImgProcessingAPI: the processing.py __init__ parameters
-        # (script_args: str = None, sampler_name: str = None, ints with defaults) plus
-        # sampler_index: str = "Euler" (models.py L101-105, not Optional).
-        for key in ("script_args", "sampler_name"):
-            if payload.get(key) is not None and not _str_field(payload[key]):
-                bad(["txt2img_payload", key], "str type expected", "type_error.str")
-        if "sampler_index" in payload:
-            if payload["sampler_index"] is None:
-                bad(["txt2img_payload", "sampler_index"], "none is not an allowed value",
-                    "type_error.none.not_allowed")
-            elif not _str_field(payload["sampler_index"]):
-                bad(["txt2img_payload", "sampler_index"], "str type expected", "type_error.str")
-        for key in ("width", "height", "batch_size", "n_iter", "steps", "seed"):
-            value = payload.get(key)
-            if value is None:
-                continue
-            try:
-                int(value)
-            except (TypeError, ValueError):
-                bad(["txt2img_payload", key], "value is not a valid integer",
-                    "type_error.integer")
+        errors += _txt2img_request(payload)[1]
     return errors
 
 
-def _png(width, height):
-    """A black greyscale PNG of width x height: the stand-in for a generated image."""
-    import struct
-    import zlib
+# ------------------------------------------------------------------------- the images
+# What the fork's text2imgapi() returns for an image: processing.py process_images_inner makes
+# Image.fromarray(x_sample) of the decoded latent (RGB, 8 bits a channel) and, with
+# opts.enable_pnginfo (true: shared.py default and all-in-one-ai
+# sagemaker/stable-diffusion-webui/config.json, copied into the image by Dockerfile.inference),
+# sets image.info["parameters"] = the image's infotext; api.py encode_pil_to_base64 saves it
+# with opts.samples_format "png" (same two sources) through PngImagePlugin.PngInfo.add_text and
+# returns base64.b64encode(bytes), which TextToImageResponse's List[str] decodes to str: plain
+# base64 (no "data:image/png;base64," prefix, no line breaks).
+#
+# The pixels are the emulator's (no weights here): not blank, a pattern of three per-channel
+# triangle-wave ramps whose directions, periods and phases come from the SHA-256 of what makes a
+# Stable Diffusion image (the loaded checkpoint's bytes, prompt, negative prompt, the image's
+# seed, size, steps, CFG scale, sampler, ...). Same inputs, same bytes; another checkpoint,
+# another picture.
+OPT_F = 8  # processing.py opt_f: the latent is height//8 x width//8, decoded 8 times larger
+MAX_PIXELS = 2048 * 2048  # the emulator's cap (a real GPU runs out of memory somewhere above)
 
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    raw = (b"\x00" + b"\x00" * width) * height  # filter byte 0 per row, grey level 0
+
+def _triangle(u):
+    return 2 * u if u < 128 else 2 * (255 - u) + 1
+
+
+# _WAVE[r][v] = triangle((v + r) mod 256): one bytes.translate table per phase r.
+_WAVE = [bytes(_triangle((v + r) & 255) for v in range(256)) for r in range(256)]
+
+
+def _scanlines(width, height, digest, blank):
+    """PNG scanlines (filter byte 0, RGB) of the picture for `digest`, or all black."""
+    if blank:
+        return bytes(3 * width + 1) * height
+    # Constant over 8x8 blocks, one block per latent pixel: a picture at the latent's
+    # resolution (it also keeps the PNG small, as zlib finds the repeats).
+    columns, rows = [], []
+    for c in range(3):
+        periods_x, phase_x = 1 + digest[c] % 3, digest[3 + c]
+        columns.append(bytes((phase_x + (x - x % OPT_F) * 256 * periods_x // width) & 255
+                             for x in range(width)))
+        rows.append((1 + digest[6 + c] % 3, digest[9 + c], -1 if digest[12 + c] & 1 else 1))
+    row, out, line = bytearray(3 * width), bytearray(), b""
+    for y in range(height):
+        if y % OPT_F == 0:
+            for c, (periods_y, phase_y, sign) in enumerate(rows):
+                row[c::3] = columns[c].translate(
+                    _WAVE[(phase_y + sign * (y * 256 * periods_y // height)) & 255])
+            line = b"\x00" + bytes(row)
+        out += line
+    return bytes(out)
+
+
+def _chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def _png(width, height, scanlines, parameters):
+    """The PNG Pillow's PngImagePlugin._save writes for an RGB image with
+    pnginfo.add_text("parameters", text): IHDR (8-bit, colour type 2), the text chunk (tEXt when
+    key and text are Latin-1, else iTXt, uncompressed), IDAT, IEND. Pillow writes one IDAT per
+    encoder buffer of max(MAXBLOCK = 65536, width * 4) bytes (ImageFile._save), zlib level 6
+    (compress_level -1, zlib's default)."""
+    try:
+        text = _chunk(b"tEXt", b"parameters\x00" + parameters.encode("latin-1"))
+    except UnicodeEncodeError:
+        text = _chunk(b"iTXt", b"parameters\x00\x00\x00\x00\x00" + parameters.encode("utf-8"))
+    data, step = zlib.compress(scanlines, 6), max(65536, width * 4)
     return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + text
+            + b"".join(_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step))
+            + _chunk(b"IEND", b""))
 
 
-def _txt2img(req, env, s3, seed_source):
-    """invocations() for task text-to-image, then api.py text2imgapi()."""
-    import base64
+def _quote(value):
+    """generation_parameters_copypaste.quote."""
+    if "," not in str(value):
+        return value
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _infotext(p, index):
+    """processing.py create_infotext for image `index` (iteration * batch_size + position), with
+    the options of all-in-one-ai's config.json (add_model_hash_to_info true,
+    add_model_name_to_info false, CLIP_stop_at_last_layers 1, eta_noise_seed_delta 0,
+    face_restoration_model null, no hypernetwork)."""
+    batch = p["batch_size"]
+    eta = None  # "Eta": shown when the sampler's eta is not its default
+    if p["sampler_name"] in ("DDIM", "PLMS"):  # VanillaStableDiffusionSampler, default 0.0
+        eta = p["eta"] if p["eta"] is not None and p["eta"] != 0.0 else None
+    elif (p["eta"] or 1.0) != 1.0:  # KDiffusionSampler: p.eta or opts.eta_ancestral, default 1.0
+        eta = p["eta"]
+    params = {
+        "Steps": p["steps"], "Sampler": p["sampler_name"], "CFG scale": p["cfg_scale"],
+        "Seed": p["all_seeds"][index], "Face restoration": None,
+        "Size": f"{p['width']}x{p['height']}", "Model hash": p["sd_model_hash"], "Model": None,
+        "Hypernet": None, "Hypernet strength": None,
+        "Batch size": None if batch < 2 else batch,
+        "Batch pos": None if batch < 2 else index % batch,
+        "Variation seed": None if p["subseed_strength"] == 0 else p["all_subseeds"][index],
+        "Variation seed strength": None if p["subseed_strength"] == 0 else p["subseed_strength"],
+        "Seed resize from": (None if p["seed_resize_from_w"] == 0 or p["seed_resize_from_h"] == 0
+                             else f"{p['seed_resize_from_w']}x{p['seed_resize_from_h']}"),
+        "Denoising strength": p["denoising_strength"], "Conditional mask weight": None,
+        "Eta": eta, "Clip skip": None, "ENSD": None, **p["extra_generation_params"]}
+    text = ", ".join(k if k == v else f"{k}: {_quote(v)}" for k, v in params.items()
+                     if v is not None)
+    negative = p["negative_prompt"]
+    negative = "\nNegative prompt: " + negative if negative else ""
+    return f"{p['prompt']}{negative}\n{text}".strip()
+
+
+def _model_hash(data):
+    """modules/sd_models.py model_hash: sha256 of the 64 KiB at offset 1 MiB, 8 hex digits."""
+    return hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+
+
+def _txt2img(req, env, s3, checkpoint, blank):
+    """invocations() for task text-to-image, then api.py text2imgapi() and processing.py
+    process_images(). `checkpoint` is (title, bytes or None) of what the container loaded."""
     # download_s3files(cmd_opts.embeddings_s3uri, ...): serve passes --embeddings-s3uri only
     # when the model env has embeddings_s3uri (all-in-one-ai sagemaker/stable-diffusion-webui/
     # serve), else the default '' (modules/shared.py L97). download_s3files slices the URI as
@@ -542,20 +760,21 @@ def _txt2img(req, env, s3, seed_source):
     if payload is None:
         raise HandlerError("AttributeError: 'NoneType' object has no attribute 'sampler_name' "
                            "(no txt2img_payload)")
+    request, _ = _txt2img_request(payload)  # valid: _request_errors passed
     # text2imgapi: validate_sampler_name(sampler_name or sampler_index); sampler_index
     # defaults to "Euler" (models.py L101-105). Its HTTPException is inside invocations()' try.
-    sampler = payload.get("sampler_name") or str(payload.get("sampler_index", "Euler"))
+    sampler = request["sampler_name"] or request["sampler_index"]
     if sampler not in SAMPLERS:
         raise HandlerError(f"fastapi.HTTPException: 404 Sampler not found ({sampler!r})")
     # processing.py L124: script_args = json.loads(script_args) if not None; text2imgapi then
     # calls p.scripts.run(p, *p.script_args); ScriptRunner.run (modules/scripts.py L305-309)
     # returns None for script index args[0] == 0, and process_images() runs.
-    raw_args = payload.get("script_args")
+    raw_args = request["script_args"]
     if raw_args is None:
         raise HandlerError("TypeError: modules.scripts.ScriptRunner.run() argument after * must "
                            "be an iterable, not NoneType (txt2img_payload.script_args omitted)")
     try:
-        script_args = json.loads(str(raw_args))
+        script_args = json.loads(raw_args)
     except ValueError as err:
         raise HandlerError(f"json.decoder.JSONDecodeError: {err} (txt2img_payload.script_args)")
     if not isinstance(script_args, list):
@@ -566,34 +785,82 @@ def _txt2img(req, env, s3, seed_source):
         # Known gap (README): the fork's selectable scripts are not modelled.
         raise HandlerError(f"script index {script_args[0]!r}: selectable scripts are not "
                            "modelled by the emulator (use 0)")
-    # StableDiffusionProcessing defaults (processing.py L81): 512x512, 50 steps, batch 1.
-    width, height = int(payload.get("width") or 512), int(payload.get("height") or 512)
-    batch, n_iter = int(payload.get("batch_size") or 1), int(payload.get("n_iter") or 1)
-    if width < 1 or height < 1 or batch < 1 or n_iter < 1:
+    # StableDiffusionProcessing(**vars(populate)): a null field is passed as None.
+    p = dict(request)
+    if p["prompt"] is None:
+        raise HandlerError("AssertionError: assert p.prompt is not None (process_images_inner)")
+    for name in ("width", "height", "batch_size", "n_iter", "steps", "cfg_scale",
+                 "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
+                 "denoising_strength"):
+        if p[name] is None:
+            raise HandlerError(f"TypeError: txt2img_payload.{name} is null")
+    width, height, batch, n_iter = p["width"], p["height"], p["batch_size"], p["n_iter"]
+    # create_random_tensors([opt_C, height // opt_f, width // opt_f]): the image is the latent
+    # decoded, (height // 8 * 8) x (width // 8 * 8).
+    image_w, image_h = width // OPT_F * OPT_F, height // OPT_F * OPT_F
+    if image_w < 1 or image_h < 1 or batch < 1 or n_iter < 1:
         raise HandlerError(f"RuntimeError: cannot generate {batch}x{n_iter} images of "
                            f"{width}x{height}")
-    seed = payload.get("seed")
-    seed = -1 if seed is None else int(float(seed))
-    if seed == -1:
-        seed = random.Random(seed_source).randrange(2**32)
-    prompt = str(payload.get("prompt", ""))
-    png = base64.b64encode(_png(width, height)).decode()
+    if image_w * image_h > MAX_PIXELS:
+        raise HandlerError(f"torch.cuda.OutOfMemoryError: CUDA out of memory ({width}x{height}; "
+                           "the emulator draws at most 2048x2048 pixels)")
+    p.update(sampler_name=sampler, negative_prompt=p["negative_prompt"] or "",
+             styles=p["styles"] or [], extra_generation_params={})
+    if p["enable_hr"]:  # StableDiffusionProcessingTxt2Img.init
+        p["extra_generation_params"]["First pass size"] = \
+            f"{p['firstphase_width']}x{p['firstphase_height']}"
+    # process_images_inner: seed = get_fixed_seed(p.seed): None or -1 draws
+    # random.randrange(4294967294) (so does the subseed); all_seeds = seed + x per image when
+    # subseed_strength == 0 (else seed for every image), all_subseeds = subseed + x.
     count = batch * n_iter  # text2imgapi sets do_not_save_grid: no grid image is added
-    # processing.py Processed.js(): a JSON string (a subset of its keys here).
-    info = {"prompt": prompt, "all_prompts": [prompt] * count,
-            "negative_prompt": str(payload.get("negative_prompt") or ""),
-            "seed": seed, "all_seeds": [seed + i for i in range(count)],
-            "width": width, "height": height, "sampler_name": sampler,
-            "cfg_scale": payload.get("cfg_scale", 7.0), "steps": int(payload.get("steps") or 50),
-            "batch_size": batch}
-    # TextToImageResponse(images=b64images, parameters=vars(txt2imgreq), info=processed.js())
-    return {"images": [png] * count, "parameters": payload, "info": json.dumps(info)}
+    seed = p["seed"] if p["seed"] not in (None, -1) else random.randrange(4294967294)
+    subseed = p["subseed"] if p["subseed"] not in (None, -1) else random.randrange(4294967294)
+    p["all_seeds"] = [seed + (x if p["subseed_strength"] == 0 else 0) for x in range(count)]
+    p["all_subseeds"] = [subseed + x for x in range(count)]
+    title, weights = checkpoint
+    p["sd_model_hash"] = _model_hash(weights) if weights is not None else None
+    model_id = (hashlib.sha256(weights).hexdigest() if weights is not None
+                else f"not in this S3: {title}")
+    infotexts, images = [], []
+    for i in range(count):
+        infotexts.append(_infotext(p, i))
+        digest = hashlib.sha256(json.dumps([
+            model_id, p["prompt"], p["negative_prompt"], p["all_seeds"][i],
+            p["all_subseeds"][i] if p["subseed_strength"] else None, p["subseed_strength"],
+            width, height, p["steps"], p["cfg_scale"], sampler, p["eta"], p["enable_hr"],
+            p["tiling"]]).encode()).digest()
+        png = _png(image_w, image_h, _scanlines(image_w, image_h, digest, blank), infotexts[-1])
+        images.append(base64.b64encode(png).decode())
+    # processing.py Processed.js(): json.dumps of these keys, in this order. job_timestamp is
+    # shared.state.begin()'s datetime.now().strftime("%Y%m%d%H%M%S").
+    info = {
+        "prompt": p["prompt"], "all_prompts": [p["prompt"]] * count,
+        "negative_prompt": p["negative_prompt"],
+        "all_negative_prompts": [p["negative_prompt"]] * count,
+        "seed": p["all_seeds"][0], "all_seeds": p["all_seeds"],
+        "subseed": p["all_subseeds"][0], "all_subseeds": p["all_subseeds"],
+        "subseed_strength": p["subseed_strength"], "width": width, "height": height,
+        "sampler_name": sampler, "cfg_scale": p["cfg_scale"], "steps": p["steps"],
+        "batch_size": batch, "restore_faces": p["restore_faces"],
+        "face_restoration_model": None, "sd_model_hash": p["sd_model_hash"],
+        "seed_resize_from_w": p["seed_resize_from_w"],
+        "seed_resize_from_h": p["seed_resize_from_h"],
+        "denoising_strength": p["denoising_strength"],
+        "extra_generation_params": p["extra_generation_params"], "index_of_first_image": 0,
+        "infotexts": infotexts, "styles": p["styles"],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
+        "is_using_inpainting_conditioning": False}
+    # TextToImageResponse(images=b64images, parameters=vars(txt2imgreq), info=processed.js()):
+    # parameters is the request model with its defaults, as sent (seed -1 stays -1; the seed
+    # used is in info).
+    return {"images": images, "parameters": request, "info": json.dumps(info)}
 
 
 def invoke_async(endpoint_name, model, body, content_type, s3, ecr_backends, account,
-                 external_revision, seed_source=""):
+                 external_revision, blank=False):
     """POST /invocations with `body` on the inference container of `model` (the endpoint's
-    serving variant). Returns (HTTP status, response bytes); 2xx is a success."""
+    serving variant). Returns (HTTP status, response bytes); 2xx is a success. `blank`: the
+    images are drawn all black (config blank_images, a finetune gone wrong)."""
     log = LOGS[endpoint_name]
     container = model.primary_container or {}
     env = container.get("Environment") or {}
@@ -614,7 +881,7 @@ def invoke_async(endpoint_name, model, body, content_type, s3, ecr_backends, acc
                 req = json.loads(body)
             except UnicodeDecodeError:
                 log.append("invocation: 400 There was an error parsing the body")
-                return 400, json.dumps({"detail": "There was an error parsing the body"}).encode()
+                return 400, _json({"detail": "There was an error parsing the body"})
             except ValueError as err:
                 log.append(f"invocation: 422 JSONDecodeError {err}")
                 return _unprocessable([{"loc": ["body", getattr(err, "pos", 0)],
@@ -643,7 +910,7 @@ def invoke_async(endpoint_name, model, body, content_type, s3, ecr_backends, acc
             raise HandlerError(f"NotImplementedError (task {task!r})")
         if task != "text-to-image":
             raise HandlerError(f"task {task!r} is not modelled by the emulator")
-        response = _txt2img(req, env, s3, seed_source)
+        response = _txt2img(req, env, s3, loaded_checkpoint(container, s3), blank)
     except HandlerError as err:
         # The handler printed the traceback and returned None; FastAPI 0.90.1
         # serialize_response() validates None against the non-Optional response_model Union
@@ -651,5 +918,21 @@ def invoke_async(endpoint_name, model, body, content_type, s3, ecr_backends, acc
         # 500.
         log.append(f"invocation (fork {revision}): Traceback: {err}")
         return SERVER_ERROR
-    log.append(f"invocation (fork {revision}): text-to-image, {len(response['images'])} image(s)")
-    return 200, json.dumps(response).encode()
+    log.append(f"invocation (fork {revision}): text-to-image, {len(response['images'])} "
+               f"image(s) of {response['parameters']['width']}x"
+               f"{response['parameters']['height']}{' drawn blank' if blank else ''}")
+    return 200, _json(response)
+
+
+def loaded_checkpoint(container, s3):
+    """(title, bytes or None) of the checkpoint the model's inference container loads
+    (select_checkpoint); the bytes are None when this S3 does not hold the model data."""
+    env = container.get("Environment") or {}
+    try:
+        files = model_files(container, s3)
+    except Crash:
+        files = None
+    if files is None:
+        return (env.get("ckpt") or "").removeprefix("/opt/ml/model/"), None
+    title = select_checkpoint(files, env)
+    return title, (model_file(container, s3, title) if title else None)

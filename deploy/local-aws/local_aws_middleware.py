@@ -171,8 +171,7 @@ def control(environ, start_response):
                 unknown = set(body) - set(ENV_DEFAULTS)
                 if unknown:
                     raise ValueError(f"unknown config keys: {sorted(unknown)}")
-                CONFIG.update(check_config(
-                    {k: type(ENV_DEFAULTS[k][1])(v) for k, v in body.items()}))
+                CONFIG.update(check_config(body))
             elif path == "/_sdop/faults" and method == "POST":
                 for k, v in body.items():
                     if isinstance(v, dict) and isinstance(FAULTS.get(k), dict):

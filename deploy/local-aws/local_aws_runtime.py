@@ -15,7 +15,7 @@ from moto.sagemakerruntime.models import SageMakerRuntimeBackend
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 import containers  # the all-in-one-ai images' contract (containers.py beside this file)
-from local_aws_state import CONFIG, FINISH, TRACK, dur, patch
+from local_aws_state import CONFIG, FINISH, TRACK, blank_images, dur, patch
 
 
 def finish_invocation(e):
@@ -30,7 +30,7 @@ def finish_invocation(e):
     else:
         status, out = containers.invoke_async(
             e["endpoint"], e["model"], e["body"], e["content_type"], s3, ecr_backends,
-            be.account_id, e["external_revision"], seed_source=e["id"])
+            be.account_id, e["external_revision"], blank=e["blank"])
     # A 2xx answer is the inference response (S3OutputPath, "The Amazon S3 location to upload
     # inference responses to"); any other is a failure response (S3FailurePath, "The Amazon S3
     # location to upload failure inference responses to"; API_AsyncInferenceOutputConfig).
@@ -153,6 +153,10 @@ def invoke_endpoint_async(self, orig, endpoint_name, input_location=None, body=N
             "model": model, "body": bytes(body), "content_type": content_type,
             "output": output, "failure": failure, "outcome": outcome,
             "external_revision": CONFIG["external_image_revision"],
+            # Both taken at call time, like the outcome: each invocation's result is written
+            # invocation_seconds after its own call (no queue: concurrent invocations do not
+            # wait for each other).
+            "blank": blank_images(endpoint_name),
             "until": time.time() + dur("invocation_seconds")}
     return inference_id, output, failure
 

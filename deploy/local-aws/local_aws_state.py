@@ -26,6 +26,10 @@ ENV_DEFAULTS = {  # config key -> (env var, default)
     # (accepted, no result ever written).
     "invocation_seconds": ("SDOP_EMU_INVOCATION_SECONDS", 1.0),
     "invocation_outcome": ("SDOP_EMU_INVOCATION_OUTCOME", "container"),
+    # InvokeEndpointAsync: the endpoints whose text-to-image images are drawn all black (a
+    # finetune gone wrong, for a failing evaluation): a list of endpoint names, or "*" for
+    # every endpoint; the env var is comma-separated. Taken at call time.
+    "blank_images": ("SDOP_EMU_BLANK_IMAGES", []),
 }
 INVOCATION_OUTCOMES = ("container", "error", "silent")
 LOCK = threading.RLock()
@@ -39,13 +43,33 @@ ROLLOUTS = {}
 
 def env_config():
     return check_config(
-        {k: type(d)(os.environ.get(env, d)) for k, (env, d) in ENV_DEFAULTS.items()})
+        {k: os.environ.get(env, d) for k, (env, d) in ENV_DEFAULTS.items()})
+
+
+def config_value(key, value):
+    """A config value in its key's type; a list key takes a list of strings or a
+    comma-separated string."""
+    default = ENV_DEFAULTS[key][1]
+    if isinstance(default, list):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{key} must be a list of strings or a comma-separated string")
+        return list(value)
+    return type(default)(value)
 
 
 def check_config(values):
+    values = {k: config_value(k, v) for k, v in values.items()}
     if values.get("invocation_outcome", "container") not in INVOCATION_OUTCOMES:
         raise ValueError(f"invocation_outcome must be one of {list(INVOCATION_OUTCOMES)}")
     return values
+
+
+def blank_images(endpoint_name):
+    """Whether config blank_images names this endpoint (or is "*")."""
+    names = CONFIG.get("blank_images") or []
+    return "*" in names or endpoint_name in names
 
 
 def clear_state():

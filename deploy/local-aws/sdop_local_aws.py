@@ -1,13 +1,13 @@
 """sdop local AWS emulator: moto 5.2.5 server plus the SageMaker/CloudFormation
 behaviour sdop depends on (status lifecycles, UpdateEndpoint, StopTrainingJob,
-duplicate-name errors, tag upsert, DreamBooth checkpoints, InvokeEndpointAsync, Application
-Auto Scaling tags and checks), every request validated against botocore's service models, and a
-control API under /_sdop/ for durations, fault injection and call counting/logging, and atomic
-S3 conditional writes. See README.md.
+duplicate-name errors, tag upsert, DreamBooth checkpoints, InvokeEndpointAsync with PNG
+results, the Model Registry, Application Auto Scaling tags and checks), every request
+validated against botocore's service models, and a control API under /_sdop/ for durations,
+fault injection and call counting/logging, and atomic S3 conditional writes. See README.md.
 
 The entry point `up` runs. The rules live beside it, by service:
   local_aws_state.py           config, faults, counters, lifecycle tracker, the lock
-  local_aws_sagemaker.py       SageMaker lifecycles and API patches
+  local_aws_sagemaker.py       SageMaker lifecycles and API patches, Model Registry
   local_aws_runtime.py         sagemaker-runtime InvokeEndpointAsync
   local_aws_autoscaling.py     Application Auto Scaling
   local_aws_cloudformation.py  CloudFormation
