@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sdop's ModelPackage against the workshop's manual packaging, side by side in one run, over
+# sdop's ModelArchive against the workshop's manual packaging, side by side in one run, over
 # the local AWS emulator (deploy/local-aws: moto server on loopback) and the same data.
 #
 #   benches/package_vs_workshop.sh [SIZE_MIB]        # default 1024
@@ -170,7 +170,7 @@ prepare() {
 manifest() {  # manifest DIR OUTPUT FORMAT [LEVEL]
   mkdir -p "$1"
   {
-    printf 'apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: bench}\nspec:\n'
+    printf 'apiVersion: sdop/v1alpha1\nkind: ModelArchive\nmetadata: {name: bench}\nspec:\n'
     printf '  output: %s\n  format: %s\n' "$2" "$3"
     [[ -n ${4:-} ]] && printf '  compressionLevel: %s\n' "$4"
     printf '  sources:\n    - {s3: "s3://%s/checkpoints/", path: Stable-diffusion/}\n' "$SRC"
@@ -310,7 +310,7 @@ meta = {
 workshop = {r[0]: float(r[2]) for r in rows if r[1] == "workshop (total)"}
 def mib(b): return f"{int(b) / 1048576:.0f}" if b else ""
 out = []
-out.append("# sdop ModelPackage vs the workshop's manual packaging\n")
+out.append("# sdop ModelArchive vs the workshop's manual packaging\n")
 for k, v in meta.items():
     out.append(f"- {k}: {v}")
 out.append("")

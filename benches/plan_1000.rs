@@ -49,7 +49,7 @@ spec:
   capabilities: [CAPABILITY_IAM]
 ---
 apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {{name: base{g}}}
 spec:
   output: s3://sdop-bench-{g}/base/
@@ -65,7 +65,7 @@ spec:
   image: {{repository: r{g}}}
   instanceType: ml.g4dn.2xlarge
   roleArn: {ROLE}
-  sourceCheckpoint: {{modelPackage: base{g}, file: Stable-diffusion/v1-5-pruned.ckpt}}
+  sourceCheckpoint: {{modelArchive: base{g}, file: Stable-diffusion/v1-5-pruned.ckpt}}
   modelName: jp-style-{g}
   maxTrainSteps: 2500
   concepts:
@@ -73,7 +73,7 @@ spec:
   checkpointS3Uri: s3://sdop-bench-{g}/models/
 ---
 apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {{name: tuned{g}}}
 spec:
   output: s3://sdop-bench-{g}/tuned/model.tar.gz
@@ -81,7 +81,7 @@ spec:
     - {{dreamboothJob: j{g}, path: Stable-diffusion/}}
 ---
 apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {{name: extra{g}}}
 spec:
   output: s3://sdop-bench-{g}-x/extra/model.tar.gz
@@ -94,7 +94,7 @@ metadata: {{name: e{g}a}}
 spec:
   endpointName: sd-tuned-{g}
   image: {{repository: r{g}}}
-  modelData: {{modelPackage: tuned{g}}}
+  modelData: {{modelArchive: tuned{g}}}
   instanceType: ml.g4dn.2xlarge
   executionRoleArn: {ROLE}
   environment: {{api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}}
@@ -158,7 +158,7 @@ fn recorded_state(loaded: &sdop::manifest::Loaded) -> Recorded {
             "ImageRepository" => {
                 outputs.insert("imageUri".to_string(), format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/sd/inference-{g}@sha256:{g:064}"));
             }
-            "ModelPackage" => {
+            "ModelArchive" => {
                 outputs.insert("identity".to_string(), format!("{g:016x}"));
             }
             "DreamboothJob" => {

@@ -29,7 +29,7 @@ metadata: {name: models}
 spec: {bucketName: sdop-upload-bench, region: us-east-1}
 ---
 apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {name: bench}
 spec:
   output: s3://sdop-upload-bench/bench/model.tar.gz

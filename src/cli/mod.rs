@@ -471,10 +471,16 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                         .map(|k| crate::manifest::ResourceId::new(*k, name))
                 })
             else {
-                eprintln!(
-                    "{resource:?} is not KIND/NAME (kinds: {}), e.g. Endpoint/sd-base",
-                    crate::kinds::kind_names().join(", ")
-                );
+                match resource
+                    .split_once('/')
+                    .and_then(|(kind, _)| crate::kinds::renamed_kind(kind))
+                {
+                    Some(renamed) => eprintln!("{resource:?}: {renamed}"),
+                    None => eprintln!(
+                        "{resource:?} is not KIND/NAME (kinds: {}), e.g. Endpoint/sd-base",
+                        crate::kinds::kind_names().join(", ")
+                    ),
+                }
                 return Ok(exit::ERROR);
             };
             let store = store(&cli.aws)?;
@@ -621,10 +627,13 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                     .iter()
                     .any(|k| k.eq_ignore_ascii_case(kind))
                 {
-                    eprintln!(
-                        "unknown kind {kind:?} (kinds: {})",
-                        crate::kinds::kind_names().join(", ")
-                    );
+                    match crate::kinds::renamed_kind(kind) {
+                        Some(renamed) => eprintln!("{renamed}"),
+                        None => eprintln!(
+                            "unknown kind {kind:?} (kinds: {})",
+                            crate::kinds::kind_names().join(", ")
+                        ),
+                    }
                     return Ok(exit::ERROR);
                 }
             }

@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn changes_are_new_specs_and_touched_files_plus_dependents() {
-        let stack = "apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: base}\nspec:\n  output: s3://sdop-test-assets/models/model.tar.gz\n  sources:\n    - {s3: 's3://sdop-test-assets/in/model.ckpt', path: Stable-diffusion/}\n";
+        let stack = "apiVersion: sdop/v1alpha1\nkind: ModelArchive\nmetadata: {name: base}\nspec:\n  output: s3://sdop-test-assets/models/model.tar.gz\n  sources:\n    - {s3: 's3://sdop-test-assets/in/model.ckpt', path: Stable-diffusion/}\n";
         let old = merge_last_good(
             load(&[("a.yaml", BUCKET), ("p.yaml", stack)]),
             &Loaded::default(),
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(affected.len(), 2, "{affected:?}");
         assert_eq!(
             dependents_of(&new.loaded, &ResourceId::new("Bucket", "assets")),
-            [ResourceId::new("ModelPackage", "base")]
+            [ResourceId::new("ModelArchive", "base")]
         );
         // Re-saving a file unchanged still reconciles what it declares.
         let touched = changes(&new.loaded, &new.loaded, &[PathBuf::from("p.yaml")]);
@@ -326,7 +326,7 @@ mod tests {
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>(),
-            ["ModelPackage/base"]
+            ["ModelArchive/base"]
         );
     }
 }

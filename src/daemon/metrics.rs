@@ -112,7 +112,7 @@ impl Metrics {
         );
         registry.register(
             "package_bytes",
-            "Bytes of model packages uploaded (multipart parts)",
+            "Bytes of model archives uploaded (multipart parts)",
             package_bytes.clone(),
         );
         registry.register(

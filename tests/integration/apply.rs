@@ -2151,13 +2151,13 @@ async fn everything_downstream_of_a_failure_is_blocked_at_once_and_apply_returns
         .faults(json!({"complete_without_checkpoint": ["*"]}));
     env.write(
         "package.yaml",
-        "apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: jpstyle}\nspec:\n  output: s3://sdop-it-train/jpstyle/model.tar.gz\n  sources: [{dreamboothJob: jpstyle, path: Stable-diffusion/}]\n",
+        "apiVersion: sdop/v1alpha1\nkind: ModelArchive\nmetadata: {name: jpstyle}\nspec:\n  output: s3://sdop-it-train/jpstyle/model.tar.gz\n  sources: [{dreamboothJob: jpstyle, path: Stable-diffusion/}]\n",
     );
     env.write(
         "endpoint.yaml",
         &endpoint("ml.g4dn.xlarge", "").replace(
             "modelData: {s3Uri: \"s3://sdop-it-assets/model.tar.gz\"}",
-            "modelData: {modelPackage: jpstyle}",
+            "modelData: {modelArchive: jpstyle}",
         ),
     );
     let options = ApplyOptions {
@@ -2177,7 +2177,7 @@ async fn everything_downstream_of_a_failure_is_blocked_at_once_and_apply_returns
     );
     assert!(!summary.timed_out, "{lines:#?}");
     assert_eq!(env.phase("DreamboothJob", "jpstyle"), Phase::Failed);
-    for (kind, name) in [("ModelPackage", "jpstyle"), ("Endpoint", "base")] {
+    for (kind, name) in [("ModelArchive", "jpstyle"), ("Endpoint", "base")] {
         let status = env
             .store()
             .load(&ResourceId::new(kind, name))

@@ -206,6 +206,18 @@ fn unknown_kind_broken_pipe_and_no_manifests() {
     assert_eq!(code, 1);
     assert!(stderr.contains("unknown kind \"Endpont\""), "{stderr}");
     assert!(stderr.contains("Endpoint"), "{stderr}");
+    // A renamed kind: what it is called now, not "unknown".
+    for args in [
+        &["get", "ModelPackage"][..],
+        &["reconcile", "ModelPackage/base"][..],
+    ] {
+        let (code, _, stderr) = sdop_env(args, &[]);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("kind ModelPackage was renamed to ModelArchive"),
+            "{stderr}"
+        );
+    }
 
     let empty = tempfile::tempdir().unwrap();
     let (code, _, stderr) = sdop_env(&["validate", empty.path().to_str().unwrap()], &[]);

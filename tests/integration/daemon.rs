@@ -253,10 +253,10 @@ async fn run_follows_the_train_then_deploy_chain_without_any_command() {
     let status = daemon.wait_ready(
         &[
             "Bucket/example-train",
-            "ModelPackage/portrait-base",
+            "ModelArchive/portrait-base",
             "Dataset/portrait",
             "DreamboothJob/portrait",
-            "ModelPackage/portrait",
+            "ModelArchive/portrait",
             "Endpoint/portrait",
         ],
         Duration::from_secs(120),

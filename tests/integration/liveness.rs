@@ -94,7 +94,7 @@ spec:
 "#;
 
 const PACKAGE: &str = r#"apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {name: base}
 spec:
   output: s3://sdop-live-assets/packages/model.tar.gz
@@ -168,7 +168,7 @@ const NOT_SENT: &[(&str, &str, &str)] = &[
 /// Spec leaves whose every other value needs another leaf changed with it, with why and the
 /// test that covers such a change.
 const COUPLED: &[(&str, &str, &str)] = &[(
-    "ModelPackage",
+    "ModelArchive",
     "spec.format",
     "the format decides the output's form (an object for tar.gz, a prefix for uncompressed), so it changes with spec.output: tests/integration/package.rs",
 )];

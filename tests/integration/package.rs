@@ -1,4 +1,4 @@
-//! ModelPackage against the local AWS: streamed model.tar.gz from S3 and local sources checked
+//! ModelArchive against the local AWS: streamed model.tar.gz from S3 and local sources checked
 //! byte for byte, zero bytes moved when unchanged, rebuild on change, no leftovers after a
 //! failed upload, uncompressed layout, and the train → package → redeploy chain.
 
@@ -85,7 +85,7 @@ impl Env {
 
     /// `(bucket, key)` of a package as built: `<output dir>/<identity>/<file>`.
     fn package_key(&self, name: &str) -> (String, String) {
-        let uri = self.status("ModelPackage", name).outputs["s3Uri"].clone();
+        let uri = self.status("ModelArchive", name).outputs["s3Uri"].clone();
         let (bucket, key) = uri
             .trim_start_matches("s3://")
             .split_once('/')
@@ -150,7 +150,7 @@ async fn archive(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> BTreeMap<S
 }
 
 fn package(output: &str, format: &str, sources: &str) -> String {
-    format!("apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {{name: base}}\nspec:\n  output: {output}\n  format: {format}\n  sources:\n{sources}")
+    format!("apiVersion: sdop/v1alpha1\nkind: ModelArchive\nmetadata: {{name: base}}\nspec:\n  output: {output}\n  format: {format}\n  sources:\n{sources}")
 }
 
 const BUCKET: &str = "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: assets}\nspec: {bucketName: sdop-pkg, region: us-east-1}\n";
@@ -197,7 +197,7 @@ async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() 
     let (summary, lines) = env.apply().await;
     assert!(summary.converged(), "{lines:#?}");
     let (bucket, first_key) = env.package_key("base");
-    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
+    let identity = env.status("ModelArchive", "base").outputs["identity"].clone();
     // Content-addressed: the identity names the package's key.
     assert_eq!(
         first_key,
@@ -239,11 +239,11 @@ async fn tar_gz_from_s3_and_local_sources_is_exact_and_rebuilt_only_on_change() 
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("ModelPackage/base") && l.contains("created")),
+            .any(|l| l.contains("ModelArchive/base") && l.contains("created")),
         "{lines:#?}"
     );
     assert_ne!(
-        env.status("ModelPackage", "base").outputs["identity"],
+        env.status("ModelArchive", "base").outputs["identity"],
         identity
     );
     let (_, new_key) = env.package_key("base");
@@ -285,7 +285,7 @@ async fn a_failed_upload_leaves_no_parts_and_no_object() {
     let (result, lines) = env.run(false).await;
     let summary = result.unwrap();
     assert_ne!(
-        summary.phases[&ResourceId::new("ModelPackage", "base")],
+        summary.phases[&ResourceId::new("ModelArchive", "base")],
         Phase::Ready,
         "{lines:#?}"
     );
@@ -415,7 +415,7 @@ async fn every_upload_part_failing_sends_a_bounded_number_of_bytes() {
     let summary = result.unwrap();
     let calls = env.aws.calls();
     env.aws.clear_faults();
-    let id = ResourceId::new("ModelPackage", "base");
+    let id = ResourceId::new("ModelArchive", "base");
     assert_eq!(summary.phases[&id], Phase::Pending, "{lines:#?}");
     let uploads = calls.of("s3:CreateMultipartUpload");
     assert!(
@@ -437,7 +437,7 @@ async fn every_upload_part_failing_sends_a_bounded_number_of_bytes() {
     let s3 = env.aws.s3().await;
     assert_eq!(open_uploads(&s3, "sdop-pkg").await, Vec::<String>::new());
     // The status says which part of which upload failed, and what happens next.
-    let status = env.status("ModelPackage", "base");
+    let status = env.status("ModelArchive", "base");
     assert!(
         status.message.contains("s3:UploadPart")
             && status.message.contains("of s3://sdop-pkg/out/")
@@ -559,7 +559,7 @@ async fn uncompressed_packages_are_copied_server_side() {
     );
     assert!(calls.of("s3:CopyObject") >= 1);
     let (bucket, prefix) = env.package_key("base");
-    let identity = env.status("ModelPackage", "base").outputs["identity"].clone();
+    let identity = env.status("ModelArchive", "base").outputs["identity"].clone();
     assert_eq!(
         (bucket.as_str(), prefix.clone()),
         ("sdop-pkg", format!("models/base/{}/", &identity[..16]))
@@ -598,7 +598,7 @@ spec:
   checkpointS3Uri: s3://sdop-chain/models/Stable-diffusion/
 ---
 apiVersion: sdop/v1alpha1
-kind: ModelPackage
+kind: ModelArchive
 metadata: {{name: jpstyle}}
 spec:
   output: s3://sdop-chain/assets/jpstyle/model.tar.gz
@@ -611,7 +611,7 @@ metadata: {{name: jpstyle}}
 spec:
   endpointName: sd-jpstyle
   image: {{uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-inference:latest"}}
-  modelData: {{modelPackage: jpstyle}}
+  modelData: {{modelArchive: jpstyle}}
   instanceType: ml.g4dn.2xlarge
   executionRoleArn: {ROLE}
   environment:
@@ -674,7 +674,7 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
     // The inference container loaded the finetuned checkpoint (ckpt from the job's spec).
     let loaded = env.aws.containers()["loaded"]["sd-jpstyle"].clone();
     assert_eq!(loaded, "Stable-diffusion/jp-style-model_2500.ckpt");
-    let first_identity = env.status("ModelPackage", "jpstyle").outputs["identity"].clone();
+    let first_identity = env.status("ModelArchive", "jpstyle").outputs["identity"].clone();
     let first_config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
 
     // Retrain (2500 -> 3000 steps): new job, new package, rollout, nobody else edits anything.
@@ -689,7 +689,7 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
         files.keys()
     );
     assert_ne!(
-        env.status("ModelPackage", "jpstyle").outputs["identity"],
+        env.status("ModelArchive", "jpstyle").outputs["identity"],
         first_identity
     );
     let config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
@@ -725,7 +725,7 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
     let (summary, lines) = env.apply().await;
     assert!(summary.has_problems(), "{lines:#?}");
     assert_eq!(env.status("DreamboothJob", "jpstyle").phase, Phase::Failed);
-    for (kind, name) in [("ModelPackage", "jpstyle"), ("Endpoint", "jpstyle")] {
+    for (kind, name) in [("ModelArchive", "jpstyle"), ("Endpoint", "jpstyle")] {
         let status = env.status(kind, name);
         assert!(
             status.message.contains("CUDA out of memory"),
@@ -742,6 +742,91 @@ async fn train_package_redeploy_chain_with_retrain_and_failure() {
             .unwrap()
             .endpoint_config_name(),
         Some(config.as_str())
+    );
+}
+
+/// A deployment made before the kind was renamed: its state says `ModelPackage` and
+/// `s3:model-package`, its archive's metadata names `ModelPackage/jpstyle` as the owner, and
+/// the endpoint's spec was written with `modelPackage:`. Applying the renamed manifests reads
+/// all of it as the `ModelArchive`'s own: nothing in AWS changes (no rebuild, no rollout), and
+/// the status moves under the new name.
+#[tokio::test]
+async fn a_deployment_made_before_the_rename_is_kept_as_it_is() {
+    let env = Env::new();
+    env.aws.seed_training_inputs("sdop-chain-inputs").await;
+    env.write("chain.yaml", &chain(2500));
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let (bucket, key) = env.package_key("jpstyle");
+    let config = env.status("Endpoint", "jpstyle").outputs["endpointConfigName"].clone();
+
+    // What the earlier sdop left: the archive's status under `ModelPackage/`, with the earlier
+    // type name...
+    let state = env.state.path();
+    let current = state.join("ModelArchive/jpstyle.json");
+    let earlier = state.join("ModelPackage/jpstyle.json");
+    let text = std::fs::read_to_string(&current).unwrap();
+    assert!(text.contains("\"s3:model-archive\""), "{text}");
+    // (and a spec hash of its own, so that the archive is read back, not trusted by name)...
+    let mut status: serde_json::Value = serde_json::from_str(
+        &text
+            .replace("\"ModelArchive\"", "\"ModelPackage\"")
+            .replace("s3:model-archive", "s3:model-package"),
+    )
+    .unwrap();
+    status["observedSpecHash"] = json!("an-earlier-spec");
+    std::fs::create_dir_all(earlier.parent().unwrap()).unwrap();
+    std::fs::write(&earlier, status.to_string()).unwrap();
+    std::fs::remove_file(&current).unwrap();
+    // ...the endpoint's spec hash of `modelData: {modelPackage: jpstyle}`...
+    let endpoint = state.join("Endpoint/jpstyle.json");
+    let mut status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&endpoint).unwrap()).unwrap();
+    status["observedSpecHash"] = json!("the-spec-written-with-modelPackage");
+    std::fs::write(&endpoint, status.to_string()).unwrap();
+    // ...and the archive's owner in its S3 metadata.
+    let s3 = env.aws.s3().await;
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let mut metadata = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(metadata["sdop-resource"], "ModelArchive/jpstyle");
+    metadata.insert("sdop-resource".into(), "ModelPackage/jpstyle".into());
+    s3.copy_object()
+        .bucket(&bucket)
+        .key(&key)
+        .copy_source(format!("{bucket}/{key}"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .set_metadata(Some(metadata))
+        .send()
+        .await
+        .unwrap();
+
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    assert_eq!(env.aws.mutating_calls(), Vec::<String>::new(), "{lines:#?}");
+    let archive = env.status("ModelArchive", "jpstyle");
+    assert_eq!(archive.phase, Phase::Ready, "{}", archive.message);
+    assert!(archive.owns(
+        sdop::model::object::AwsType::S3ModelArchive,
+        &format!("{bucket}/{key}")
+    ));
+    assert!(current.is_file() && !earlier.exists());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&current).unwrap()).unwrap();
+    assert_eq!(saved["kind"], "ModelArchive");
+    assert_eq!(
+        saved["objects"][0]["awsType"], "s3:model-archive",
+        "{saved}"
+    );
+    assert_eq!(
+        env.status("Endpoint", "jpstyle").outputs["endpointConfigName"],
+        config
     );
 }
 

@@ -56,7 +56,7 @@ mod tests {
                 "Bucket",
                 "ImageRepository",
                 "Stack",
-                "ModelPackage",
+                "ModelArchive",
                 "Endpoint",
                 "DreamboothJob",
                 "Dataset"

@@ -55,6 +55,7 @@ pub struct LastError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRecord {
+    #[serde(deserialize_with = "earlier::aws_type")]
     pub aws_type: String,
     pub name: String,
     pub created_at: String,
@@ -273,6 +274,10 @@ pub enum StateLocation {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     backend: std::sync::Arc<dyn StatusBackend>,
+    /// Statuses found stored under an earlier name of their kind (`ModelPackage/x`, written
+    /// before the kind was renamed): the next save or removal of the resource, under its
+    /// current name, removes them.
+    earlier_copies: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<ResourceId>>>,
 }
 
 /// What keeps statuses: one read, all reads, a crash-safe save, a removal, and the one
@@ -340,6 +345,7 @@ impl StateStore {
     pub fn with_backend(backend: impl StatusBackend) -> Self {
         StateStore {
             backend: std::sync::Arc::new(backend),
+            earlier_copies: Default::default(),
         }
     }
 
@@ -364,22 +370,82 @@ impl StateStore {
         self.backend.lock(holder, wait, waiting)
     }
 
+    /// The status of `id` (named by the current or an earlier name of its kind), also when an
+    /// earlier sdop stored it under an earlier name of its kind
+    /// ([`crate::model::resource::RENAMED_KINDS`]): it is read as the current kind.
     pub fn load(&self, id: &ResourceId) -> Result<Option<ResourceStatus>> {
-        self.backend.load(id)
+        let id = id.clone().current();
+        if let Some(status) = self.backend.load(&id)? {
+            return Ok(Some(status));
+        }
+        for earlier in id.earlier() {
+            if let Some(mut status) = self.backend.load(&earlier)? {
+                status.kind = id.kind.clone();
+                self.earlier_copies().insert(earlier);
+                return Ok(Some(status));
+            }
+        }
+        Ok(None)
     }
 
-    /// Every stored status, sorted by kind and name.
+    /// Every stored status, sorted by kind and name. One stored under an earlier name of its
+    /// kind reads as the current kind; where both are stored (a crash between the save under
+    /// the current name and the removal of the earlier copy), the current one, written later,
+    /// stands.
     pub fn load_all(&self) -> Result<Vec<ResourceStatus>> {
-        self.backend.load_all()
+        let mut all = self.backend.load_all()?;
+        let stored: std::collections::BTreeSet<ResourceId> =
+            all.iter().map(ResourceStatus::id).collect();
+        let mut earlier_copies = self.earlier_copies();
+        all.retain_mut(|status| {
+            let stored_as = status.id();
+            let current = stored_as.clone().current();
+            if current == stored_as {
+                return true;
+            }
+            earlier_copies.insert(stored_as);
+            status.kind = current.kind.clone();
+            !stored.contains(&current)
+        });
+        drop(earlier_copies);
+        all.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        Ok(all)
     }
 
-    /// Saves crash-safely (a shared state: only while this process holds its lease).
+    /// Saves crash-safely (a shared state: only while this process holds its lease), under
+    /// the current name of its kind; then removes a copy found under an earlier name.
     pub fn save(&self, status: &ResourceStatus) -> Result<()> {
-        self.backend.save(status)
+        let id = status.id().current();
+        if id.kind == status.kind {
+            self.backend.save(status)?;
+        } else {
+            let mut renamed = status.clone();
+            renamed.kind = id.kind.clone();
+            self.backend.save(&renamed)?;
+        }
+        self.remove_earlier_copies(&id)
     }
 
     pub fn remove(&self, id: &ResourceId) -> Result<()> {
-        self.backend.remove(id)
+        let id = id.clone().current();
+        self.backend.remove(&id)?;
+        self.remove_earlier_copies(&id)
+    }
+
+    fn earlier_copies(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<ResourceId>> {
+        self.earlier_copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remove_earlier_copies(&self, id: &ResourceId) -> Result<()> {
+        for earlier in id.earlier() {
+            if self.earlier_copies().contains(&earlier) {
+                self.backend.remove(&earlier)?;
+                self.earlier_copies().remove(&earlier);
+            }
+        }
+        Ok(())
     }
 
     /// `--state-dir` default: `$SDOP_STATE_DIR`, else `$XDG_STATE_HOME/sdop`, else `~/.local/state/sdop`.
@@ -575,12 +641,72 @@ mod tests {
         store.remove(&id).unwrap();
         assert!(store.load(&id).unwrap().is_none());
     }
+
+    /// A state directory written before `ModelPackage` became `ModelArchive` (and
+    /// `s3:model-package` became `s3:model-archive`): its statuses are the renamed kind's,
+    /// they own what they recorded, and the next save moves them under the current name.
+    #[test]
+    fn a_status_stored_under_a_renamed_kind_is_read_and_moved_as_the_current_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier_dir = dir.path().join("ModelPackage");
+        std::fs::create_dir_all(&earlier_dir).unwrap();
+        let earlier = serde_json::json!({
+            "kind": "ModelPackage", "name": "base", "phase": "Ready",
+            "objects": [{"awsType": "s3:model-package", "name": "b/m/0123/model.tar.gz",
+                         "createdAt": "2026-01-01T00:00:00Z"}],
+            "outputs": {"s3Uri": "s3://b/m/0123/model.tar.gz"},
+            "deletionPolicy": "Delete"
+        });
+        std::fs::write(earlier_dir.join("base.json"), earlier.to_string()).unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let id = ResourceId::new("ModelArchive", "base");
+
+        let all = store.load_all().unwrap();
+        assert_eq!(
+            all.iter().map(ResourceStatus::id).collect::<Vec<_>>(),
+            std::slice::from_ref(&id)
+        );
+        let status = store
+            .load(&id)
+            .unwrap()
+            .expect("read under the earlier name");
+        assert_eq!(status.id(), id);
+        assert!(status.owns(AwsType::S3ModelArchive, "b/m/0123/model.tar.gz"));
+        assert_eq!(status.deletion_policy, DeletionPolicy::Delete);
+        // Asked for by the earlier name (a diagnostic's resource), the same status.
+        let by_earlier = store
+            .load(&ResourceId::new("ModelPackage", "base"))
+            .unwrap();
+        assert_eq!(by_earlier.map(|s| s.id()), Some(id.clone()));
+
+        store.save(&status).unwrap();
+        assert!(dir.path().join("ModelArchive/base.json").is_file());
+        assert!(!earlier_dir.join("base.json").exists());
+        let saved = std::fs::read_to_string(dir.path().join("ModelArchive/base.json")).unwrap();
+        assert!(saved.contains("s3:model-archive") && !saved.contains("model-package"));
+        assert_eq!(store.load_all().unwrap().len(), 1);
+
+        // A crash between the save and the removal leaves both: the current one stands, and
+        // the next save removes the earlier copy.
+        let mut stale = earlier.clone();
+        stale["outputs"] = serde_json::json!({"s3Uri": "s3://b/m/old/model.tar.gz"});
+        std::fs::write(earlier_dir.join("base.json"), stale.to_string()).unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let all = store.load_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].outputs["s3Uri"], "s3://b/m/0123/model.tar.gz");
+        store.save(&all[0]).unwrap();
+        assert!(!earlier_dir.join("base.json").exists());
+        store.remove(&id).unwrap();
+        assert!(store.load_all().unwrap().is_empty());
+    }
 }
 
-/// Statuses written before the rollout memory was typed held it as text
-/// (`sagemaker:endpoint NAME field=value`): such entries are read as absent, so an in-flight
-/// rollout's memory is forgotten once on upgrade (at worst one more update is tried before a
-/// rollback or persisting drift is recognised again).
+/// What statuses written by an earlier sdop hold. The rollout memory, before it was typed,
+/// was text (`sagemaker:endpoint NAME field=value`): such entries are read as absent, so an
+/// in-flight rollout's memory is forgotten once on upgrade (at worst one more update is tried
+/// before a rollback or persisting drift is recognised again). An object type since renamed
+/// is read under its current name.
 mod earlier {
     use serde::{Deserialize, Deserializer};
 
@@ -589,6 +715,13 @@ mod earlier {
     pub fn rollout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RolloutTarget>, D::Error> {
         let value = Option::<serde_json::Value>::deserialize(d)?;
         Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// An object type recorded under an earlier name of the type (`s3:model-package`) reads
+    /// as its current name, so the status still owns, prunes and deletes the object.
+    pub fn aws_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(crate::model::object::AwsType::parse(&name).map_or(name, |t| t.as_str().to_string()))
     }
 
     pub fn rollouts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RolloutTarget>, D::Error> {

@@ -1,5 +1,5 @@
 //! `sdop audit`: every AWS object carrying sdop's ownership that no state accounts for (an
-//! endpoint, a running training job, a model, a config, a package left behind by a lost state
+//! endpoint, a running training job, a model, a config, a model archive left behind by a lost state
 //! or a crash), and every open multipart upload, across the regions the manifests use, with
 //! what it costs per hour. Reads only.
 
@@ -10,7 +10,7 @@ use crate::aws::Clients;
 use crate::cost::Price;
 use crate::error::Result;
 use crate::kinds::bucket::BucketSpec;
-use crate::kinds::model_package::ModelPackageSpec;
+use crate::kinds::model_archive::ModelArchiveSpec;
 use crate::manifest::{Loaded, ResourceId};
 use crate::state::{ResourceStatus, StateStore};
 
@@ -33,7 +33,7 @@ pub fn unaccounted(
             s.objects.iter().any(|r| {
                 r.aws_type == object.aws_type
                     && (r.name == object.name
-                        // An uncompressed package is recorded as its prefix.
+                        // An uncompressed archive is recorded as its prefix.
                         || (r.name.ends_with('/') && object.name.starts_with(&r.name)))
             })
         })
@@ -71,19 +71,19 @@ pub async fn audit(loaded: &Loaded, clients: &Clients, store: &StateStore) -> Re
     }
     regions.extend(statuses.iter().filter_map(|s| s.region.clone()));
     let mut buckets: BTreeSet<String> = BTreeSet::new();
-    let mut package_prefixes: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut archive_prefixes: BTreeSet<(String, String)> = BTreeSet::new();
     for manifest in &loaded.manifests {
         if let Some(bucket) = manifest.spec_as::<BucketSpec>() {
             buckets.insert(bucket.bucket_name.clone());
         }
-        if let Some(package) = manifest.spec_as::<ModelPackageSpec>() {
-            if let Ok(uri) = crate::rules::s3_uri(&package.output) {
+        if let Some(archive) = manifest.spec_as::<ModelArchiveSpec>() {
+            if let Ok(uri) = crate::rules::s3_uri(&archive.output) {
                 let dir = match uri.key.rsplit_once('/') {
                     Some((dir, _)) => format!("{dir}/"),
                     None => String::new(),
                 };
                 buckets.insert(uri.bucket.clone());
-                package_prefixes.insert((uri.bucket, dir));
+                archive_prefixes.insert((uri.bucket, dir));
             }
         }
     }
@@ -92,8 +92,8 @@ pub async fn audit(loaded: &Loaded, clients: &Clients, store: &StateStore) -> Re
         let regional = clients.in_region(Some(region));
         found.extend(audit::sagemaker_objects(&regional).await?);
     }
-    for (bucket, prefix) in &package_prefixes {
-        found.extend(audit::package_objects(clients, bucket, prefix).await?);
+    for (bucket, prefix) in &archive_prefixes {
+        found.extend(audit::archive_objects(clients, bucket, prefix).await?);
     }
     for bucket in &buckets {
         found.extend(audit::open_uploads(clients, bucket).await?);
@@ -119,7 +119,7 @@ mod tests {
     fn only_what_no_state_records_is_a_finding() {
         let mut status = ResourceStatus::new(&ResourceId::new("Endpoint", "base"));
         status.record_object(crate::model::object::AwsType::SageMakerEndpoint, "sd-base");
-        status.record_object(crate::model::object::AwsType::S3ModelPackage, "b/pkg/0123/");
+        status.record_object(crate::model::object::AwsType::S3ModelArchive, "b/pkg/0123/");
         let found = vec![
             owned(
                 crate::model::object::AwsType::SageMakerEndpoint.as_str(),
@@ -137,9 +137,9 @@ mod tests {
                 Some("Endpoint/gone"),
             ),
             owned(
-                crate::model::object::AwsType::S3ModelPackage.as_str(),
+                crate::model::object::AwsType::S3ModelArchive.as_str(),
                 "b/pkg/0123/v1.ckpt",
-                Some("ModelPackage/p"),
+                Some("ModelArchive/p"),
             ),
             owned("s3:multipart-upload", "b/pkg/x (id)", None),
         ];

@@ -24,7 +24,7 @@ pub struct ObjectContext<'a> {
 #[async_trait]
 pub trait Adapter: Send + Sync {
     fn aws_type(&self) -> crate::model::object::AwsType;
-    /// Completes a desired object with facts only AWS has (a package's source ETags), before
+    /// Completes a desired object with facts only AWS has (an archive's source ETags), before
     /// it is read and compared. Most objects need nothing.
     async fn resolve(
         &self,
@@ -66,7 +66,7 @@ pub fn adapter(aws_type: AwsType) -> &'static dyn Adapter {
         AwsType::SageMakerEndpointConfig => &super::sagemaker_endpoint::EndpointConfigAdapter,
         AwsType::SageMakerEndpoint => &super::sagemaker_endpoint::EndpointAdapter,
         AwsType::SageMakerTrainingJob => &super::sagemaker_training_job::TrainingJobAdapter,
-        AwsType::S3ModelPackage => &super::s3_model_package::ModelPackageAdapter,
+        AwsType::S3ModelArchive => &super::s3_model_archive::ModelArchiveAdapter,
         AwsType::DynamoDbEndpointRegistration => &super::dynamodb_registration::RegistrationAdapter,
         AwsType::EndpointScaling => &super::autoscaling_endpoint::EndpointScalingAdapter,
         AwsType::SageMakerSmokeCheck => &super::sagemaker_smoke_check::SmokeCheckAdapter,

@@ -1,5 +1,5 @@
 //! What sdop owns in AWS, listed (for `sdop audit`): every SageMaker endpoint, endpoint config,
-//! model and running training job carrying sdop's ownership tags in a region, the package
+//! model and running training job carrying sdop's ownership tags in a region, the model archive
 //! objects under given S3 prefixes that carry sdop's metadata, and every open multipart upload
 //! in given buckets. Reads only.
 
@@ -170,9 +170,9 @@ pub async fn sagemaker_objects(clients: &Clients) -> Result<Vec<Owned>> {
     Ok(found)
 }
 
-/// Package objects under `bucket/prefix` that carry sdop's owner metadata, one per
-/// content-addressed package (`<prefix><identity>/...`), named as sdop records them.
-pub async fn package_objects(clients: &Clients, bucket: &str, prefix: &str) -> Result<Vec<Owned>> {
+/// Model archive objects under `bucket/prefix` that carry sdop's owner metadata, one per
+/// content-addressed archive (`<prefix><identity>/...`), named as sdop records them.
+pub async fn archive_objects(clients: &Clients, bucket: &str, prefix: &str) -> Result<Vec<Owned>> {
     let mut keys = Vec::new();
     let mut pages = clients
         .s3
@@ -200,12 +200,12 @@ pub async fn package_objects(clients: &Clients, bucket: &str, prefix: &str) -> R
         let owner = head
             .metadata()
             .and_then(|m| m.get("sdop-resource"))
-            .and_then(|r| ResourceId::parse(r));
+            .and_then(|r| ResourceId::parse_recorded(r));
         if owner.is_none() {
             continue;
         }
         found.push(Owned {
-            aws_type: crate::kinds::model_package::AWS_TYPE.as_str(),
+            aws_type: crate::kinds::model_archive::AWS_TYPE.as_str(),
             name: format!("{bucket}/{key}"),
             region: clients.region.clone(),
             owner,

@@ -162,7 +162,7 @@ impl Adapter for RegistrationAdapter {
         let ownership = match item
             .get(OWNER)
             .and_then(|v| v.as_s().ok())
-            .and_then(|r| ResourceId::parse(r))
+            .and_then(|r| ResourceId::parse_recorded(r))
         {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,

@@ -9,7 +9,7 @@ pub mod ecr_repository;
 pub mod model_evaluation;
 pub mod model_registry;
 pub mod s3_bucket;
-pub mod s3_model_package;
+pub mod s3_model_archive;
 pub mod s3_object;
 pub mod sagemaker_endpoint;
 pub mod sagemaker_smoke_check;
@@ -268,7 +268,10 @@ pub fn read_ownership(
     tags: &BTreeMap<String, String>,
 ) -> (Option<ResourceId>, BTreeMap<String, String>) {
     let owner = (tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY))
-        .then(|| tags.get(TAG_RESOURCE).and_then(|r| ResourceId::parse(r)))
+        .then(|| {
+            tags.get(TAG_RESOURCE)
+                .and_then(|r| ResourceId::parse_recorded(r))
+        })
         .flatten();
     let user = tags
         .iter()

@@ -40,7 +40,10 @@ impl Adapter for TemplateObjectAdapter {
             return Ok(None);
         };
         let meta = head.metadata().cloned().unwrap_or_default();
-        let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
+        let ownership = match meta
+            .get(META_RESOURCE)
+            .and_then(|r| ResourceId::parse_recorded(r))
+        {
             Some(owner) => Ownership::Owned { resource: owner },
             _ => Ownership::Foreign,
         };

@@ -122,7 +122,10 @@ impl Adapter for SmokeCheckAdapter {
             // Put but never invoked: the check is made again.
             return Ok(None);
         };
-        let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
+        let ownership = match meta
+            .get(META_RESOURCE)
+            .and_then(|r| ResourceId::parse_recorded(r))
+        {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,
         };

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::naming::content_hash;
 use crate::rules;
 
-/// A source as the `ModelPackage` kind passes it to the adapter.
+/// A source as the `ModelArchive` kind passes it to the adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {

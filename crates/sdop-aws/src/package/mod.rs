@@ -1,4 +1,4 @@
-//! Building a model package without local disk: S3 objects and local files are streamed
+//! Building a model archive without local disk: S3 objects and local files are streamed
 //! through tar and gzip straight into a parallel S3 multipart upload ([`targz`]), or laid out
 //! under an S3 prefix with server-side copies ([`uncompressed`]).
 //!
@@ -14,7 +14,7 @@ pub mod uncompressed;
 use serde::{Deserialize, Serialize};
 
 /// Default gzip level (the kind owns it: it is part of a package's identity).
-pub use crate::kinds::model_package::DEFAULT_COMPRESSION_LEVEL;
+pub use crate::kinds::model_archive::DEFAULT_COMPRESSION_LEVEL;
 
 /// Part size of multipart uploads and copies.
 pub const PART_SIZE: usize = 16 * 1024 * 1024;

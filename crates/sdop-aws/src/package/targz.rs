@@ -163,7 +163,7 @@ fn padding(len: u64) -> usize {
 pub fn header_blocks(path: &str, size: u64) -> Result<Vec<u8>> {
     if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
         return Err(Error::Terminal(format!(
-            "archive path {path:?} must be relative, without `..`: fix the source's `path` in the ModelPackage"
+            "archive path {path:?} must be relative, without `..`: fix the source's `path` in the ModelArchive"
         )));
     }
     let name = path.as_bytes();

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 const COPY_OBJECT_MAX: u64 = 5 * 1024 * 1024 * 1024;
 const COPY_PART: u64 = 512 * 1024 * 1024;
 
-/// The marker beside the prefix: `s3://b/models/base/` → `models/base.sdop-package.json`.
+/// The marker beside the prefix: `s3://b/models/base/` → `models/base.sdop-package.json`
+/// (named before the kind became `ModelArchive`, and kept: the prefixes in S3 have it).
 pub fn marker_key(prefix: &str) -> String {
     format!("{}.sdop-package.json", prefix.trim_end_matches('/'))
 }

@@ -68,7 +68,7 @@ pub trait Cloud: Send + Sync {
     fn default_region(&self) -> Option<String> {
         None
     }
-    /// Completes a desired object with facts only AWS has (a package's source ETags).
+    /// Completes a desired object with facts only AWS has (an archive's source ETags).
     /// `Err(Waiting)` when a source is not there yet.
     fn resolve<'a>(
         &'a self,

@@ -1543,7 +1543,7 @@ mod tests {
     fn dependencies_gate_everything() {
         let mut case = Case::new(desired(1), vec![], Memory::default());
         case.dependencies.push(Dependency {
-            id: ResourceId::new("ModelPackage", "base"),
+            id: ResourceId::new("ModelArchive", "base"),
             phase: Phase::Progressing,
             message: String::new(),
             blocked: false,
@@ -1560,7 +1560,7 @@ mod tests {
             phase(&case.decide()),
             (Phase::Pending, Reason::BlockedByDependency)
         );
-        // Blocked further up (the package waits for a Failed job): blocked too, at once.
+        // Blocked further up (the archive waits for a Failed job): blocked too, at once.
         case.dependencies[0].phase = Phase::Pending;
         case.dependencies[0].blocked = true;
         assert_eq!(

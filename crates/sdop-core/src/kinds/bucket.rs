@@ -36,7 +36,7 @@ pub struct BucketSpec {
     pub adopt: bool,
     /// A bucket sdop creates gets a lifecycle rule that aborts multipart uploads left
     /// incomplete for this many days (S3 bills their parts until aborted; a killed upload of a
-    /// multi-GB package is one). `0`: no rule. Set only when sdop creates the bucket (S3
+    /// multi-GB model archive is one). `0`: no rule. Set only when sdop creates the bucket (S3
     /// replaces a bucket's whole lifecycle configuration, so an existing one is never touched).
     #[serde(default = "default_abort_days")]
     pub abort_incomplete_uploads_after_days: u32,

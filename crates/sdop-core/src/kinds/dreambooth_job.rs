@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::model_package::ModelPackage;
+use super::model_archive::ModelArchive;
 use super::stack::TEMPLATE_OBJECT;
 use super::{Checks, Claim, DesiredContext, ImageRef, Kind, Reference, ValueSource, VpcConfig};
 use crate::contract::training::{
@@ -35,9 +35,9 @@ pub struct SourceCheckpoint {
     /// A checkpoint object in S3 (`.ckpt`/`.safetensors`; a `.yaml` beside it is included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_uri: Option<String>,
-    /// An `uncompressed` `ModelPackage` to take the checkpoint from...
+    /// An `uncompressed` `ModelArchive` to take the checkpoint from...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_package: Option<String>,
+    pub model_archive: Option<String>,
     /// ...and the checkpoint's path inside it, e.g. `Stable-diffusion/v2-1_768-ema-pruned.ckpt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -199,13 +199,13 @@ impl DreamboothJobSpec {
     fn models_channel(&self, ctx: &DesiredContext) -> Option<String> {
         let uri = match (
             &self.source_checkpoint.s3_uri,
-            &self.source_checkpoint.model_package,
+            &self.source_checkpoint.model_archive,
         ) {
             (Some(uri), _) => uri.clone(),
-            (None, Some(package)) => {
+            (None, Some(archive)) => {
                 let base = ctx
                     .outputs
-                    .get(&ResourceId::new(ModelPackage::KIND, package), "s3Uri")?;
+                    .get(&ResourceId::new(ModelArchive::KIND, archive), "s3Uri")?;
                 format!(
                     "{base}{}",
                     self.source_checkpoint.file.as_deref().unwrap_or_default()
@@ -329,7 +329,7 @@ impl Kind for DreamboothJob {
         }
         super::check_role_arn("spec.roleArn", &spec.role_arn, checks);
         let source = &spec.source_checkpoint;
-        match (&source.s3_uri, &source.model_package, &source.file) {
+        match (&source.s3_uri, &source.model_archive, &source.file) {
             (Some(uri), None, None) => {
                 if checks
                     .check("spec.sourceCheckpoint.s3Uri", rules::s3_object_uri(uri))
@@ -345,16 +345,16 @@ impl Kind for DreamboothJob {
                         .split('/')
                         .any(|p| p == ".." || p == "." || p.is_empty())
                 {
-                    checks.error("spec.sourceCheckpoint.file", format!("{file:?} must be a relative path inside the package, without '.', '..' or empty segments"));
+                    checks.error("spec.sourceCheckpoint.file", format!("{file:?} must be a relative path inside the archive, without '.', '..' or empty segments"));
                 }
             }
             (None, Some(_), None) => checks.error(
                 "spec.sourceCheckpoint",
-                "`modelPackage` needs `file`, the checkpoint's path in the package",
+                "`modelArchive` needs `file`, the checkpoint's path in the archive",
             ),
             _ => checks.error(
                 "spec.sourceCheckpoint",
-                "set either `s3Uri`, or `modelPackage` with `file`",
+                "set either `s3Uri`, or `modelArchive` with `file`",
             ),
         }
         if spec.model_name.is_empty()
@@ -505,12 +505,12 @@ impl Kind for DreamboothJob {
 
     fn references(spec: &DreamboothJobSpec) -> Vec<Reference> {
         let mut refs: Vec<Reference> = spec.image.reference("spec.image").into_iter().collect();
-        if let Some(package) = &spec.source_checkpoint.model_package {
+        if let Some(archive) = &spec.source_checkpoint.model_archive {
             refs.push(
                 Reference::to(
-                    "spec.sourceCheckpoint.modelPackage",
-                    ModelPackage::KIND,
-                    package,
+                    "spec.sourceCheckpoint.modelArchive",
+                    ModelArchive::KIND,
+                    archive,
                 )
                 .requiring("format", "uncompressed"),
             );

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::model_package::ModelPackage;
+use super::model_archive::ModelArchive;
 use super::{
     Checks, Claim, DeletionPolicy, DesiredContext, ImageRef, Kind, Reference, ValueSource,
     VpcConfig,
@@ -27,9 +27,9 @@ pub struct Endpoint;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelDataRef {
-    /// Name of a `ModelPackage`; a new package identity rolls the endpoint out.
+    /// Name of a `ModelArchive`; a new archive identity rolls the endpoint out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_package: Option<String>,
+    pub model_archive: Option<String>,
     /// An existing `model.tar.gz` (object) or uncompressed model prefix (ending in `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_uri: Option<String>,
@@ -257,7 +257,7 @@ impl Kind for Endpoint {
         }
         spec.image.check("spec.image", checks);
         match (
-            &spec.model_data.model_package,
+            &spec.model_data.model_archive,
             &spec.model_data.s3_uri,
             &spec.model_data.model_promotion,
         ) {
@@ -276,7 +276,7 @@ impl Kind for Endpoint {
             }
             _ => checks.error(
                 "spec.modelData",
-                "set exactly one of `modelPackage`, `modelPromotion` or `s3Uri`",
+                "set exactly one of `modelArchive`, `modelPromotion` or `s3Uri`",
             ),
         }
         // sdop's rule (ml.FAMILY.SIZE with a price) first; AWS's enum when that holds.
@@ -418,11 +418,11 @@ impl Kind for Endpoint {
 
     fn references(spec: &EndpointSpec) -> Vec<Reference> {
         let mut refs: Vec<Reference> = spec.image.reference("spec.image").into_iter().collect();
-        if let Some(package) = &spec.model_data.model_package {
+        if let Some(archive) = &spec.model_data.model_archive {
             refs.push(Reference::to(
-                "spec.modelData.modelPackage",
-                ModelPackage::KIND,
-                package,
+                "spec.modelData.modelArchive",
+                ModelArchive::KIND,
+                archive,
             ));
         }
         if let Some(promotion) = &spec.model_data.model_promotion {
@@ -574,16 +574,19 @@ impl Kind for Endpoint {
 
     fn desired(spec: &EndpointSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let model_data: Option<Value> = match (
-            &spec.model_data.model_package,
+            &spec.model_data.model_archive,
             &spec.model_data.s3_uri,
         ) {
-            (Some(package), _) => {
-                let id = ResourceId::new(ModelPackage::KIND, package);
+            (Some(archive), _) => {
+                let id = ResourceId::new(ModelArchive::KIND, archive);
                 match (
                     ctx.outputs.get(&id, "s3Uri"),
                     ctx.outputs.get(&id, "identity"),
                     ctx.outputs.get(&id, "format"),
                 ) {
+                    // `packageIdentity` keeps the name it had when the kind was
+                    // `ModelPackage`: the model's name is a hash of these fields, so a new
+                    // key would roll every endpoint out to an identical model.
                     (Some(uri), Some(identity), format) => Some(json!({
                         "s3Uri": uri,
                         "compression": if format.as_deref() == Some("uncompressed") { "None" } else { "Gzip" },

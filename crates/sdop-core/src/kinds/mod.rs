@@ -12,7 +12,7 @@ pub mod dreambooth_job;
 pub mod endpoint;
 pub mod iam;
 pub mod image_repository;
-pub mod model_package;
+pub mod model_archive;
 pub mod model_promotion;
 pub mod smoke_check;
 pub mod stack;
@@ -29,14 +29,14 @@ use serde::{Deserialize, Serialize};
 use crate::model::aws_rules::{StringShape, TagRules, OWNERSHIP_TAG_COUNT};
 use crate::model::object::DesiredObject;
 use crate::model::outputs::Outputs;
-use crate::model::resource::{Metadata, ResourceId};
+use crate::model::resource::{Metadata, ResourceId, RENAMED_KINDS};
 
 /// Every registered kind. Adding a kind: a new file with a `Kind` impl, and one line here.
 pub static REGISTRY: &[&dyn KindHandler] = &[
     &Registered::<bucket::Bucket>(PhantomData),
     &Registered::<image_repository::ImageRepository>(PhantomData),
     &Registered::<stack::Stack>(PhantomData),
-    &Registered::<model_package::ModelPackage>(PhantomData),
+    &Registered::<model_archive::ModelArchive>(PhantomData),
     &Registered::<endpoint::Endpoint>(PhantomData),
     &Registered::<dreambooth_job::DreamboothJob>(PhantomData),
     &Registered::<dataset::Dataset>(PhantomData),
@@ -51,6 +51,30 @@ pub fn handler(kind: &str) -> Option<&'static dyn KindHandler> {
 pub fn kind_names() -> Vec<&'static str> {
     REGISTRY.iter().map(|h| h.kind()).collect()
 }
+
+/// What a manifest (or a command) still naming a renamed kind is told, instead of "unknown
+/// kind"; `None`: `kind` is no earlier name ([`RENAMED_KINDS`]). Case aside, as the commands
+/// take kinds.
+pub fn renamed_kind(kind: &str) -> Option<String> {
+    let (earlier, current) = RENAMED_KINDS
+        .iter()
+        .find(|(earlier, _)| earlier.eq_ignore_ascii_case(kind))?;
+    let what = if *current == model_archive::ModelArchive::KIND {
+        " (an S3 model archive, model.tar.gz); SageMaker Model Registry versions are kind ModelPromotion"
+    } else {
+        ""
+    };
+    Some(format!("kind {earlier} was renamed to {current}{what}"))
+}
+
+/// Spec keys renamed with their kind, `(earlier, current, what the current one names)`: a
+/// spec that still has the earlier key, where the current one is expected, is told so
+/// instead of "unknown field" (`manifest::load`).
+pub const RENAMED_KEYS: [(&str, &str, &str); 1] = [(
+    "modelPackage",
+    "modelArchive",
+    "the name of a ModelArchive, an S3 model archive",
+)];
 
 /// A resource kind. Everything here is pure: no I/O, no clock.
 pub trait Kind: Send + Sync + 'static {
@@ -177,7 +201,7 @@ pub struct DesiredContext<'a> {
 /// A name-based link from one manifest to another, found at `path` in the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// Dotted spec path, e.g. `spec.modelData.modelPackage`.
+    /// Dotted spec path, e.g. `spec.modelData.modelArchive`.
     pub path: String,
     pub target: ResourceId,
     /// Output read through this reference (`valueFrom`), checked against the target's OUTPUTS.

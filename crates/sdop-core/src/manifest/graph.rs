@@ -113,14 +113,15 @@ pub fn build(manifests: &[Manifest]) -> (Graph, Vec<Diagnostic>) {
         for reference in m.handler.references(m.spec.as_ref()) {
             let target = &reference.target;
             let Some(target_handler) = kinds::handler(&target.kind) else {
-                problems.push(diag(
-                    &reference.path,
-                    format!(
+                let message = match kinds::renamed_kind(&target.kind) {
+                    Some(renamed) => format!("in reference {target}: {renamed}"),
+                    None => format!(
                         "unknown kind {:?} in reference {target} (known kinds: {})",
                         target.kind,
                         kinds::kind_names().join(", ")
                     ),
-                ));
+                };
+                problems.push(diag(&reference.path, message));
                 continue;
             };
             let Some(&j) = by_id.get(target) else {

@@ -524,14 +524,14 @@ fn load_document(
         envelope_ok = false;
     }
     let Some(handler) = kinds::handler(&envelope.kind) else {
-        diagnostics.push(at(
-            "kind",
+        let message = kinds::renamed_kind(&envelope.kind).unwrap_or_else(|| {
             format!(
                 "unknown kind {:?} (known kinds: {})",
                 envelope.kind,
                 kinds::kind_names().join(", ")
-            ),
-        ));
+            )
+        });
+        diagnostics.push(at("kind", message));
         return;
     };
     let parsed = match (
@@ -688,7 +688,20 @@ fn clean_yaml_message(message: &str, line_offset: usize) -> String {
     if out.contains("recursion limit exceeded") {
         return "document is nested too deeply (recursion limit exceeded)".into();
     }
-    out
+    renamed_key(&out).unwrap_or(out)
+}
+
+/// `PATH: unknown field `modelPackage`, expected ... `modelArchive` ...` (a key renamed with
+/// its kind, where the new one is expected): says so, naming the new key.
+fn renamed_key(message: &str) -> Option<String> {
+    kinds::RENAMED_KEYS
+        .iter()
+        .find_map(|(earlier, current, names)| {
+            let (path, expected) = message.split_once(&format!("unknown field `{earlier}`, "))?;
+            expected
+                .contains(&format!("`{current}`"))
+                .then(|| format!("{path}`{earlier}` was renamed to `{current}` ({names})"))
+        })
 }
 
 /// Parses "line N column M" or "position N" at the start of `tail`: (length, Some((N, M))).
@@ -840,8 +853,8 @@ mod tests {
         let loaded = load_str(
             "t.yaml",
             "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: ok}\nspec: {bucketName: sdop-ok, region: us-east-1}\n---\n\
-             apiVersion: sdop/v1alpha1\nkind: ModelPackage\nmetadata: {name: bad}\nspec: {output: s3://sdop-ok/m.tar.gz, compressionLevel: 12, sources: [{s3: s3://sdop-ok/a.ckpt, path: Stable-diffusion/}]}\n---\n\
-             apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: uses-bad}\nspec: {endpointName: e, image: {uri: a/b:c}, modelData: {modelPackage: bad}, instanceType: ml.g4dn.xlarge, executionRoleArn: arn:aws:iam::123456789012:role/r, contract: all-in-one-ai/2023-03-01}\n",
+             apiVersion: sdop/v1alpha1\nkind: ModelArchive\nmetadata: {name: bad}\nspec: {output: s3://sdop-ok/m.tar.gz, compressionLevel: 12, sources: [{s3: s3://sdop-ok/a.ckpt, path: Stable-diffusion/}]}\n---\n\
+             apiVersion: sdop/v1alpha1\nkind: Endpoint\nmetadata: {name: uses-bad}\nspec: {endpointName: e, image: {uri: a/b:c}, modelData: {modelArchive: bad}, instanceType: ml.g4dn.xlarge, executionRoleArn: arn:aws:iam::123456789012:role/r, contract: all-in-one-ai/2023-03-01}\n",
         );
         assert!(!loaded.is_valid());
         let subset = loaded.valid_subset();

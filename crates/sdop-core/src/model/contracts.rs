@@ -7,7 +7,7 @@
 //! changed field, old and new.
 //!
 //! Objects named by their content (models, endpoint configs, training jobs, smoke checks, model
-//! packages) have no contract here: their name is a hash of what was sent, so nothing is read
+//! archives) have no contract here: their name is a hash of what was sent, so nothing is read
 //! back (`DesiredObject::content_named`).
 
 use std::collections::BTreeMap;
@@ -227,7 +227,7 @@ pub fn fields_of(aws_type: AwsType) -> Option<&'static [&'static str]> {
         AwsType::DynamoDbEndpointRegistration => Some(RegistrationDesired::FIELDS),
         AwsType::EndpointScaling => Some(ScalingDesired::FIELDS),
         AwsType::ModelPackageGroup => Some(ModelPackageGroupDesired::FIELDS),
-        AwsType::S3ModelPackage
+        AwsType::S3ModelArchive
         | AwsType::SageMakerModel
         | AwsType::SageMakerEndpointConfig
         | AwsType::SageMakerSmokeCheck

@@ -18,8 +18,8 @@ pub enum AwsType {
     /// A file sdop uploads (stack templates and artifacts, a Dataset's files).
     S3Object,
     CloudFormationStack,
-    /// A `model.tar.gz` or uncompressed model prefix sdop packs.
-    S3ModelPackage,
+    /// A `model.tar.gz` or uncompressed model prefix sdop packs (a `ModelArchive`'s output).
+    S3ModelArchive,
     SageMakerModel,
     SageMakerEndpointConfig,
     SageMakerEndpoint,
@@ -43,7 +43,7 @@ impl AwsType {
         AwsType::EcrRepository,
         AwsType::S3Object,
         AwsType::CloudFormationStack,
-        AwsType::S3ModelPackage,
+        AwsType::S3ModelArchive,
         AwsType::SageMakerModel,
         AwsType::SageMakerEndpointConfig,
         AwsType::SageMakerEndpoint,
@@ -65,7 +65,7 @@ impl AwsType {
             AwsType::EcrRepository => "ecr:repository",
             AwsType::S3Object => "s3:object",
             AwsType::CloudFormationStack => "cloudformation:stack",
-            AwsType::S3ModelPackage => "s3:model-package",
+            AwsType::S3ModelArchive => "s3:model-archive",
             AwsType::SageMakerModel => "sagemaker:model",
             AwsType::SageMakerEndpointConfig => "sagemaker:endpoint-config",
             AwsType::SageMakerEndpoint => "sagemaker:endpoint",
@@ -88,7 +88,6 @@ impl AwsType {
         matches!(self, AwsType::S3Bucket | AwsType::EcrRepository)
     }
 
-    /// The type of a name read back from state (`None`: not one this build knows).
     /// A record of what happened (a registered version, an evaluation, its evidence, a
     /// decision): kept when a newer one supersedes it, deleted only with its resource (prune
     /// under deletionPolicy Delete). Production may serve an older approved version, and
@@ -113,9 +112,26 @@ impl AwsType {
         }
     }
 
+    /// The type of a name read back from state (`None`: not one this build knows). A
+    /// renamed type's earlier name ([`AwsType::EARLIER_NAMES`]) reads as the type.
     pub fn parse(name: &str) -> Option<AwsType> {
-        AwsType::ALL.into_iter().find(|t| t.as_str() == name)
+        AwsType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .or_else(|| {
+                AwsType::EARLIER_NAMES
+                    .iter()
+                    .find(|(earlier, _)| *earlier == name)
+                    .map(|(_, t)| *t)
+            })
     }
+
+    /// Names an earlier sdop wrote into state files for a type since renamed: the objects a
+    /// status recorded under them are the same objects (`s3:model-package` was the archive
+    /// of the kind then called `ModelPackage`, now `ModelArchive`). Kept so a state written
+    /// by that version still owns, prunes and deletes what it made.
+    pub const EARLIER_NAMES: [(&'static str, AwsType); 1] =
+        [("s3:model-package", AwsType::S3ModelArchive)];
 }
 
 impl std::fmt::Display for AwsType {
@@ -159,7 +175,7 @@ impl ObjectKey {
     }
 }
 
-/// A name that may depend on values not known before apply (a digest, a package identity).
+/// A name that may depend on values not known before apply (a digest, an archive's identity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ObjectName {

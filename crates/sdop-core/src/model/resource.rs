@@ -25,7 +25,43 @@ impl ResourceId {
         let (kind, name) = text.split_once('/')?;
         (!kind.is_empty() && !name.is_empty()).then(|| ResourceId::new(kind, name))
     }
+
+    /// Parses `Kind/name` as an earlier sdop may have recorded it (the `sdop-resource`
+    /// metadata and `sdop.io/resource` tag of the AWS objects it made): a renamed kind's
+    /// earlier name reads as its current one, so sdop does not take its own objects for
+    /// another resource's. Not for manifests, where the earlier name is refused.
+    pub fn parse_recorded(text: &str) -> Option<Self> {
+        Self::parse(text).map(Self::current)
+    }
+
+    /// The same resource under the current name of its kind ([`RENAMED_KINDS`]).
+    pub fn current(self) -> Self {
+        match RENAMED_KINDS
+            .iter()
+            .find(|(earlier, _)| *earlier == self.kind)
+        {
+            Some((_, current)) => ResourceId::new(*current, self.name),
+            None => self,
+        }
+    }
+
+    /// The same resource under the earlier names of its kind, where an earlier sdop stored
+    /// its status.
+    pub fn earlier(&self) -> impl Iterator<Item = ResourceId> + '_ {
+        RENAMED_KINDS
+            .iter()
+            .filter(|(_, current)| *current == self.kind)
+            .map(|(earlier, _)| ResourceId::new(*earlier, self.name.clone()))
+    }
 }
+
+/// Kinds renamed under `sdop/v1alpha1`, `(earlier, current)`: `ModelPackage`, an S3 model
+/// archive, became `ModelArchive` (SageMaker's "model package" is a Model Registry version).
+/// What an earlier sdop recorded under the earlier name (status files and shared-state
+/// objects, the owner in its AWS objects' metadata) is read as the current kind, so a
+/// deployment keeps its resources across the upgrade; a manifest that still says the earlier
+/// name is refused, naming the current one (`kinds::renamed_kind`).
+pub const RENAMED_KINDS: [(&str, &str); 1] = [("ModelPackage", "ModelArchive")];
 
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,4 +1,4 @@
-//! `s3:model-package`: the output of a `ModelPackage`, a `model.tar.gz` object or an
+//! `s3:model-archive`: the output of a `ModelArchive`, a `model.tar.gz` object or an
 //! uncompressed prefix (with a marker object). Its identity (a hash of the inputs) is stored
 //! in S3 metadata; the object is rebuilt only when the identity changes.
 
@@ -20,8 +20,12 @@ use crate::manifest::ResourceId;
 use crate::package::listing::{self, SourceSpec};
 use crate::package::{targz, uncompressed, Entry, Progress};
 
-pub struct ModelPackageAdapter;
+pub struct ModelArchiveAdapter;
 
+// The metadata of the archives in S3 (and of an uncompressed prefix's marker), named as they
+// were when the kind was `ModelPackage`: renamed, sdop would take its own archives for
+// foreign ones. An owner recorded as `ModelPackage/NAME` reads as `ModelArchive/NAME`
+// (`ResourceId::parse_recorded`).
 const META_IDENTITY: &str = "sdop-identity";
 const META_RESOURCE: &str = "sdop-resource";
 
@@ -33,8 +37,8 @@ fn location(name: &str) -> Result<(&str, &str, bool)> {
     Ok((bucket, key, key.ends_with('/') || key.is_empty()))
 }
 
-/// Where a package of `identity` lives: the output's directory plus the identity, so a new
-/// package never overwrites one a model uses (`b/assets/model.tar.gz` →
+/// Where an archive of `identity` lives: the output's directory plus the identity, so a new
+/// archive never overwrites one a model uses (`b/assets/model.tar.gz` →
 /// `b/assets/<identity>/model.tar.gz`; `b/base/` → `b/base/<identity>/`).
 pub fn content_address(output: &str, identity: &str) -> String {
     let id = &identity[..identity.len().min(16)];
@@ -73,9 +77,9 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 #[async_trait]
-impl Adapter for ModelPackageAdapter {
+impl Adapter for ModelArchiveAdapter {
     fn aws_type(&self) -> crate::model::object::AwsType {
-        crate::kinds::model_package::AWS_TYPE
+        crate::kinds::model_archive::AWS_TYPE
     }
 
     async fn resolve(
@@ -87,11 +91,11 @@ impl Adapter for ModelPackageAdapter {
             return Ok(object);
         };
         let sources: Vec<SourceSpec> = serde_json::from_value(sources.clone())
-            .map_err(|e| Error::Terminal(format!("package sources: {e}")))?;
+            .map_err(|e| Error::Terminal(format!("archive sources: {e}")))?;
         let entries = listing::list(ctx.clients, &sources).await?;
         if entries.is_empty() {
             return Err(Error::Terminal(
-                "the package's sources contain no files".into(),
+                "the archive's sources contain no files".into(),
             ));
         }
         let format = object
@@ -127,7 +131,10 @@ impl Adapter for ModelPackageAdapter {
             return Ok(None);
         };
         let meta = head.metadata().cloned().unwrap_or_default();
-        let ownership = match meta.get(META_RESOURCE).and_then(|r| ResourceId::parse(r)) {
+        let ownership = match meta
+            .get(META_RESOURCE)
+            .and_then(|r| ResourceId::parse_recorded(r))
+        {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,
         };
@@ -155,7 +162,7 @@ impl Adapter for ModelPackageAdapter {
             .inputs
             .get("entries")
             .and_then(|e| serde_json::from_value(e.clone()).ok())
-            .ok_or_else(|| Error::Terminal("package entries were not resolved".into()))?;
+            .ok_or_else(|| Error::Terminal("archive entries were not resolved".into()))?;
         let identity = object
             .get("packageIdentity")
             .and_then(Value::as_str)
@@ -202,7 +209,7 @@ impl Adapter for ModelPackageAdapter {
         };
         bar.finish_and_clear();
         let written = written?;
-        tracing::info!(resource = %ctx.resource, input_bytes = total, written_bytes = written, seconds = started.elapsed().as_secs_f64(), "package built");
+        tracing::info!(resource = %ctx.resource, input_bytes = total, written_bytes = written, seconds = started.elapsed().as_secs_f64(), "archive built");
         Ok(ObjectState::Ready)
     }
 

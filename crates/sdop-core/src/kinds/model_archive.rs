@@ -1,4 +1,4 @@
-//! `ModelPackage`: the `model.tar.gz` the inference container loads (workshop steps 5 and 11),
+//! `ModelArchive`: the `model.tar.gz` the inference container loads (workshop steps 5 and 11),
 //! built from S3 objects, local files, or the newest checkpoint of a `DreamboothJob`.
 
 use crate::model::object::AwsType;
@@ -13,7 +13,7 @@ use crate::model::object::{DesiredObject, Mutability, ObjectName};
 use crate::model::resource::ResourceId;
 use crate::rules;
 
-pub struct ModelPackage;
+pub struct ModelArchive;
 
 /// Top-level folders the all-in-one-ai inference container reads from `/opt/ml/model`.
 pub const ARCHIVE_FOLDERS: &[&str] = &["Stable-diffusion", "ControlNet", "Lora"];
@@ -21,7 +21,7 @@ pub const ARCHIVE_FOLDERS: &[&str] = &["Stable-diffusion", "ControlNet", "Lora"]
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
-pub enum PackageFormat {
+pub enum ArchiveFormat {
     /// One gzip-compressed tar archive at `output` (SageMaker `ModelDataUrl`).
     #[default]
     #[serde(rename = "tar.gz")]
@@ -33,7 +33,7 @@ pub enum PackageFormat {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PackageSource {
+pub struct ArchiveSource {
     /// An S3 object, or a prefix ending in `/` (every object under it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<String>,
@@ -49,16 +49,16 @@ pub struct PackageSource {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ModelPackageSpec {
+pub struct ModelArchiveSpec {
     /// `s3://BUCKET/KEY.tar.gz` for `tar.gz`; `s3://BUCKET/PREFIX/` for `uncompressed`.
     pub output: String,
     #[serde(default)]
-    pub format: PackageFormat,
+    pub format: ArchiveFormat,
     /// gzip level 0-9. Default 0 (stored blocks, still gzip): checkpoints barely compress, so
     /// higher levels cost CPU time for a few percent (see the README's measurements).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<u32>,
-    pub sources: Vec<PackageSource>,
+    pub sources: Vec<ArchiveSource>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
@@ -75,7 +75,7 @@ pub struct ModelPackageSpec {
 /// about 1.8 GB/s, so packaging is bound by S3 and not the CPU.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 0;
 
-pub const AWS_TYPE: AwsType = AwsType::S3ModelPackage;
+pub const AWS_TYPE: AwsType = AwsType::S3ModelArchive;
 
 fn check_archive_path(path: &str) -> Result<(), String> {
     let first = path.split('/').next().unwrap_or_default();
@@ -93,27 +93,27 @@ fn check_archive_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Kind for ModelPackage {
-    const KIND: &'static str = "ModelPackage";
+impl Kind for ModelArchive {
+    const KIND: &'static str = "ModelArchive";
     const OUTPUTS: &'static [&'static str] = &["s3Uri", "identity", "format"];
-    type Spec = ModelPackageSpec;
+    type Spec = ModelArchiveSpec;
 
-    fn check(spec: &ModelPackageSpec, checks: &mut Checks) {
+    fn check(spec: &ModelArchiveSpec, checks: &mut Checks) {
         match spec.format {
-            PackageFormat::TarGz => {
+            ArchiveFormat::TarGz => {
                 if let Some(uri) = checks.check("spec.output", rules::s3_object_uri(&spec.output)) {
                     if !uri.key.ends_with(".tar.gz") {
                         checks.error(
                             "spec.output",
                             format!(
-                                "a tar.gz package's output {:?} must end with .tar.gz",
+                                "a tar.gz archive's output {:?} must end with .tar.gz",
                                 spec.output
                             ),
                         );
                     }
                 }
             }
-            PackageFormat::Uncompressed => {
+            ArchiveFormat::Uncompressed => {
                 checks.check("spec.output", rules::s3_prefix_uri(&spec.output));
             }
         }
@@ -124,7 +124,7 @@ impl Kind for ModelPackage {
                     format!("compression level {level} is out of range 0-9"),
                 );
             }
-            if spec.format == PackageFormat::Uncompressed {
+            if spec.format == ArchiveFormat::Uncompressed {
                 checks.error(
                     "spec.compressionLevel",
                     "compressionLevel applies only to format tar.gz",
@@ -132,7 +132,7 @@ impl Kind for ModelPackage {
             }
         }
         if spec.sources.is_empty() {
-            checks.error("spec.sources", "a package needs at least one source");
+            checks.error("spec.sources", "an archive needs at least one source");
         }
         for (i, source) in spec.sources.iter().enumerate() {
             let at = format!("spec.sources[{i}]");
@@ -151,7 +151,7 @@ impl Kind for ModelPackage {
         }
     }
 
-    fn references(spec: &ModelPackageSpec) -> Vec<Reference> {
+    fn references(spec: &ModelArchiveSpec) -> Vec<Reference> {
         spec.sources
             .iter()
             .enumerate()
@@ -167,23 +167,23 @@ impl Kind for ModelPackage {
             .collect()
     }
 
-    fn claims(spec: &ModelPackageSpec) -> Vec<(&'static str, Claim)> {
+    fn claims(spec: &ModelArchiveSpec) -> Vec<(&'static str, Claim)> {
         vec![(
             "spec.output",
-            Claim::Unique(format!("package output {}", spec.output)),
+            Claim::Unique(format!("archive output {}", spec.output)),
         )]
     }
 
-    fn spec_outputs(spec: &ModelPackageSpec) -> BTreeMap<String, String> {
+    fn spec_outputs(spec: &ModelArchiveSpec) -> BTreeMap<String, String> {
         let format = match spec.format {
-            PackageFormat::TarGz => "tar.gz",
-            PackageFormat::Uncompressed => "uncompressed",
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::Uncompressed => "uncompressed",
         };
-        // Not `s3Uri`: the package's key carries its identity, known once it is built.
+        // Not `s3Uri`: the archive's key carries its identity, known once it is built.
         [("format".to_string(), format.to_string())].into()
     }
 
-    fn local_paths(spec: &ModelPackageSpec) -> Vec<(String, String)> {
+    fn local_paths(spec: &ModelArchiveSpec) -> Vec<(String, String)> {
         spec.sources
             .iter()
             .enumerate()
@@ -195,14 +195,14 @@ impl Kind for ModelPackage {
             .collect()
     }
 
-    /// The package identity (a hash of its inputs, including the S3 sources' ETags) is
+    /// The archive's identity (a hash of its inputs, including the S3 sources' ETags) is
     /// completed by the AWS adapter; here go the sources, resolved as far as possible without I/O.
     /// Only S3, on the buckets its URIs name (added for every kind).
-    fn permissions(_spec: &ModelPackageSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
+    fn permissions(_spec: &ModelArchiveSpec) -> (Vec<super::iam::Grant>, Vec<String>) {
         (Vec::new(), Vec::new())
     }
 
-    fn facts(spec: &ModelPackageSpec) -> super::SpecFacts {
+    fn facts(spec: &ModelArchiveSpec) -> super::SpecFacts {
         super::SpecFacts {
             adopt: spec.adopt,
             deletion_policy: spec.deletion_policy,
@@ -210,7 +210,7 @@ impl Kind for ModelPackage {
         }
     }
 
-    fn desired(spec: &ModelPackageSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
+    fn desired(spec: &ModelArchiveSpec, ctx: &DesiredContext) -> Vec<DesiredObject> {
         let mut sources = Vec::new();
         let mut known = true;
         for source in &spec.sources {
@@ -238,8 +238,8 @@ impl Kind for ModelPackage {
             }
         }
         let format = match spec.format {
-            PackageFormat::TarGz => "tar.gz",
-            PackageFormat::Uncompressed => "uncompressed",
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::Uncompressed => "uncompressed",
         };
         // Content-addressed: the adapter names the object once the identity is known
         // (`.../<identity>/model.tar.gz`), so a model's data never changes under it.
