@@ -50,6 +50,9 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
         if let Some(cost) = &action.cost {
             let _ = writeln!(out, "      cost: {}", cost.describe());
         }
+        if let Some(once) = &action.one_off {
+            let _ = writeln!(out, "      cost once: {once}");
+        }
         for change in &action.changes {
             // An unset optional field (null) on a new object is noise.
             if action.operation == Operation::Create

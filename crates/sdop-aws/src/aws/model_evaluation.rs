@@ -209,7 +209,10 @@ impl Adapter for EvaluationAdapter {
         };
         let mut observed = ObservedObject::new(
             ObjectKey::new(EVALUATION, name),
-            BTreeMap::from([("casesHash".to_string(), Value::from(record.cases_hash.clone()))]),
+            BTreeMap::from([(
+                "casesHash".to_string(),
+                Value::from(record.cases_hash.clone()),
+            )]),
             ownership,
         );
         let mut done = 0;
@@ -314,9 +317,10 @@ impl Adapter for EvaluationAdapter {
                     .output_location()
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("{}{id}.out", with_slash(output_path))),
-                failure: invoked.failure_location().map(str::to_string).or_else(|| {
-                    failure_path.map(|p| format!("{}{id}-error.out", with_slash(p)))
-                }),
+                failure: invoked
+                    .failure_location()
+                    .map(str::to_string)
+                    .or_else(|| failure_path.map(|p| format!("{}{id}-error.out", with_slash(p)))),
                 sent_at: epoch(SystemTime::now()),
             });
         }
@@ -361,9 +365,13 @@ impl Adapter for EvaluationAdapter {
             return Ok(());
         };
         for request in &record.requests {
-            for uri in [Some(&request.input), Some(&request.output), request.failure.as_ref()]
-                .into_iter()
-                .flatten()
+            for uri in [
+                Some(&request.input),
+                Some(&request.output),
+                request.failure.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if let Some((b, k)) = s3_parts(uri) {
                     super::delete_s3_object(ctx.clients, b, k).await?;
@@ -378,8 +386,8 @@ impl Adapter for EvaluationAdapter {
 /// `modules/api/models.py` TextToImageResponse), or why there is none.
 fn first_image(result: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let quoted = || String::from_utf8_lossy(&result[..result.len().min(300)]).to_string();
-    let parsed: Value =
-        serde_json::from_slice(result).map_err(|_| format!("the result is not JSON: {}", quoted()))?;
+    let parsed: Value = serde_json::from_slice(result)
+        .map_err(|_| format!("the result is not JSON: {}", quoted()))?;
     if let Some(error) = parsed.get("error") {
         return Err(format!("the image answered an error: {error}"));
     }
@@ -455,11 +463,17 @@ impl Adapter for EvidenceAdapter {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,
         };
-        let record: Value = serde_json::from_slice(&body)
-            .map_err(|e| Error::Terminal(format!("s3://{bucket}/{key}: not an evidence record: {e}")))?;
+        let record: Value = serde_json::from_slice(&body).map_err(|e| {
+            Error::Terminal(format!("s3://{bucket}/{key}: not an evidence record: {e}"))
+        })?;
+        // As the manifest writes them: a limit not set is absent, not null.
+        let mut thresholds = record["thresholds"].clone();
+        if let Some(map) = thresholds.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
         let mut observed = ObservedObject::new(
             ObjectKey::new(EVIDENCE, name),
-            BTreeMap::from([("thresholds".to_string(), record["thresholds"].clone())]),
+            BTreeMap::from([("thresholds".to_string(), thresholds)]),
             ownership,
         );
         let reasons: Vec<&str> = record["verdict"]["reasons"]
@@ -493,7 +507,13 @@ impl Adapter for EvidenceAdapter {
         let prefix = key
             .strip_suffix("evidence.json")
             .ok_or_else(|| Error::Terminal(format!("{name:?} is not .../evidence.json")))?;
-        let input = |k: &str| object.inputs.get(k).and_then(Value::as_str).unwrap_or_default();
+        let input = |k: &str| {
+            object
+                .inputs
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         let Some(evaluation) = read_evaluation(ctx.clients, bucket, prefix).await? else {
             return Err(Error::Waiting(format!(
                 "s3://{bucket}/{prefix}evaluation.json: the evaluation has not sent its requests yet"
@@ -542,7 +562,9 @@ impl Adapter for EvidenceAdapter {
                     }
                 }
                 Outcome::Failure(why) => {
-                    cases.push(sdop_evidence::CaseRecord::without_image(case, why, None, price));
+                    cases.push(sdop_evidence::CaseRecord::without_image(
+                        case, why, None, price,
+                    ));
                     images.push(None);
                 }
                 Outcome::Pending => {
@@ -557,7 +579,13 @@ impl Adapter for EvidenceAdapter {
             }
         }
         let candidate = input("candidate");
-        let base = baseline(ctx.clients, input("group"), input("evidenceRoot"), candidate).await?;
+        let base = baseline(
+            ctx.clients,
+            input("group"),
+            input("evidenceRoot"),
+            candidate,
+        )
+        .await?;
         let mut columns = Vec::new();
         if let Some((number, _, _)) = &base {
             columns.push(format!("production version {number}"));

@@ -165,7 +165,10 @@ impl Adapter for GroupAdapter {
         else {
             return Ok(None);
         };
-        let arn = group.model_package_group_arn().unwrap_or_default().to_string();
+        let arn = group
+            .model_package_group_arn()
+            .unwrap_or_default()
+            .to_string();
         // The tags are a spec field: read on every pass.
         let (owner, user_tags) = read_ownership(&sagemaker_tags(ctx.clients, &arn).await?);
         let ownership = match owner {
@@ -374,14 +377,16 @@ async fn version_ownership(ctx: &ObjectContext<'_>, arn: &str) -> Result<Ownersh
         .send()
         .await
         .map_err(|e| classify("sagemaker:DescribeModelPackage", e))?;
-    Ok(match described
-        .customer_metadata_properties()
-        .and_then(|m| m.get("sdop.io/resource"))
-        .and_then(|r| crate::manifest::ResourceId::parse(r))
-    {
-        Some(owner) => Ownership::Owned { resource: owner },
-        None => Ownership::Foreign,
-    })
+    Ok(
+        match described
+            .customer_metadata_properties()
+            .and_then(|m| m.get("sdop.io/resource"))
+            .and_then(|r| crate::manifest::ResourceId::parse(r))
+        {
+            Some(owner) => Ownership::Owned { resource: owner },
+            None => Ownership::Foreign,
+        },
+    )
 }
 
 /// CreateModelPackage's idempotency token for a candidate of a group (at most 36 of
@@ -411,11 +416,8 @@ impl Adapter for VersionAdapter {
             return Ok(None);
         };
         let ownership = version_ownership(ctx, &version.arn).await?;
-        let mut observed = ObservedObject::new(
-            ObjectKey::new(VERSION, name),
-            BTreeMap::new(),
-            ownership,
-        );
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(VERSION, name), BTreeMap::new(), ownership);
         observed.state = match version.status.as_str() {
             "Completed" => ObjectState::Ready,
             "Failed" => ObjectState::Failed(format!(
@@ -538,11 +540,14 @@ pub async fn evidence_verdict(
         return Ok(None);
     };
     let record: Value = serde_json::from_slice(&body).map_err(|e| {
-        Error::Terminal(format!("s3://{bucket}/{key} is not an evidence record: {e}"))
+        Error::Terminal(format!(
+            "s3://{bucket}/{key} is not an evidence record: {e}"
+        ))
     })?;
+    let passed = record["verdict"]["passed"].as_bool().unwrap_or(false);
     Ok(Some(Verdict {
-        passed: record["verdict"]["passed"].as_bool().unwrap_or(false),
-        reasons: record["verdict"]["reasons"]
+        passed,
+        reasons: record["verdict"][if passed { "notes" } else { "reasons" }]
             .as_array()
             .map(|r| {
                 r.iter()
@@ -559,6 +564,7 @@ pub async fn evidence_verdict(
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub passed: bool,
+    /// The failed rules with their measured values; when it passed, the rules' notes.
     pub reasons: Vec<String>,
     pub digest: String,
     pub uri: String,
@@ -618,7 +624,10 @@ enum Step {
     /// Waiting for a person.
     Awaiting(String),
     /// To decide now.
-    Decide { approved: bool, description: String },
+    Decide {
+        approved: bool,
+        description: String,
+    },
     /// Not possible yet (no version, no evidence).
     NotYet,
     Missing(String),
@@ -730,7 +739,10 @@ async fn step(
     } else if automatic {
         Step::Decide {
             approved: true,
-            description: format!("sdop: Approved by rule (approval: automatic): {}", verdict.summary()),
+            description: format!(
+                "sdop: Approved by rule (approval: automatic): {}",
+                verdict.summary()
+            ),
         }
     } else {
         Step::Awaiting(format!(
@@ -757,12 +769,15 @@ impl Adapter for ApprovalAdapter {
         let owned = Ownership::Owned {
             resource: ctx.resource.clone(),
         };
-        let mut observed = ObservedObject::new(ObjectKey::new(APPROVAL, name), BTreeMap::new(), owned);
+        let mut observed =
+            ObservedObject::new(ObjectKey::new(APPROVAL, name), BTreeMap::new(), owned);
         let candidate = parse_version_approval(name).is_none();
         match step {
             Step::Decided(decision) => {
                 if candidate {
-                    observed.outputs.insert("candidateDecision".into(), decision);
+                    observed
+                        .outputs
+                        .insert("candidateDecision".into(), decision);
                     observed
                         .outputs
                         .insert("awaitingApproval".into(), String::new());
@@ -790,7 +805,13 @@ impl Adapter for ApprovalAdapter {
     async fn create(&self, ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<ObjectState> {
         let name = known_name(object)?;
         match step(ctx, name, Some(object)).await? {
-            (Step::Decide { approved, description }, Some(version)) => {
+            (
+                Step::Decide {
+                    approved,
+                    description,
+                },
+                Some(version),
+            ) => {
                 decide_version(ctx.clients, &version.arn, approved, &description).await?;
                 Ok(ObjectState::Ready)
             }

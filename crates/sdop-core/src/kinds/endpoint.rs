@@ -599,17 +599,22 @@ impl Kind for Endpoint {
                 "s3Uri": uri,
                 "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
             })),
-            (None, None) => spec.model_data.model_promotion.as_ref().and_then(|promotion| {
-                let id = ResourceId::new(super::model_promotion::ModelPromotion::KIND, promotion);
-                // "" (no version approved, or none left): nothing to serve yet.
-                let approved = |key: &str| ctx.outputs.get(&id, key).filter(|v| !v.is_empty());
-                let uri = approved("approvedModelData")?;
-                Some(json!({
-                    "s3Uri": uri,
-                    "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
-                    "promotedVersion": format!("{id} version {}", approved("approvedVersion")?),
-                }))
-            }),
+            (None, None) => spec
+                .model_data
+                .model_promotion
+                .as_ref()
+                .and_then(|promotion| {
+                    let id =
+                        ResourceId::new(super::model_promotion::ModelPromotion::KIND, promotion);
+                    // "" (no version approved, or none left): nothing to serve yet.
+                    let approved = |key: &str| ctx.outputs.get(&id, key).filter(|v| !v.is_empty());
+                    let uri = approved("approvedModelData")?;
+                    Some(json!({
+                        "s3Uri": uri,
+                        "compression": if uri.ends_with('/') { "None" } else { "Gzip" },
+                        "promotedVersion": format!("{id} version {}", approved("approvedVersion")?),
+                    }))
+                }),
         };
         let model = DesiredObject::new(
             MODEL,

@@ -57,7 +57,9 @@ const CANDIDATE_ID_LEN: usize = 12;
 /// The description of every version sdop registers starts so; the content id follows.
 pub const DESCRIPTION_MARK: &str = "sdop candidate ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ApprovalMode {
     /// A version whose evidence passes is approved by sdop; one whose evidence fails is
@@ -480,7 +482,9 @@ impl Kind for ModelPromotion {
         if cases > MAX_CASES {
             checks.error(
                 "spec.evaluation",
-                format!("{cases} requests (prompts x seeds) is more than {MAX_CASES} per evaluation"),
+                format!(
+                    "{cases} requests (prompts x seeds) is more than {MAX_CASES} per evaluation"
+                ),
             );
         }
         for (path, threshold) in [
@@ -619,13 +623,14 @@ impl Kind for ModelPromotion {
         after: &BTreeMap<String, String>,
         _references: &crate::model::outputs::Outputs,
     ) -> Vec<String> {
-        let get = |map: &BTreeMap<String, String>, key: &str| {
-            map.get(key).cloned().unwrap_or_default()
-        };
+        let get =
+            |map: &BTreeMap<String, String>, key: &str| map.get(key).cloned().unwrap_or_default();
         let mut lines = Vec::new();
         let decision = get(after, "candidateDecision");
-        let decided_now = (get(before, "candidateVersion"), get(before, "candidateDecision"))
-            != (get(after, "candidateVersion"), decision.clone());
+        let decided_now = (
+            get(before, "candidateVersion"),
+            get(before, "candidateDecision"),
+        ) != (get(after, "candidateVersion"), decision.clone());
         if decided_now && !decision.is_empty() && decision != "PendingManualApproval" {
             lines.push(format!(
                 "version {} {decision} (evidence {} {}: {})",
@@ -635,7 +640,10 @@ impl Kind for ModelPromotion {
                 get(after, "verdict")
             ));
         }
-        let (old, new) = (get(before, "approvedVersion"), get(after, "approvedVersion"));
+        let (old, new) = (
+            get(before, "approvedVersion"),
+            get(after, "approvedVersion"),
+        );
         if old != new {
             let number = |v: &str| v.parse::<u32>().unwrap_or(0);
             lines.push(if new.is_empty() {
@@ -735,8 +743,12 @@ impl Kind for ModelPromotion {
                 .field("evidence", None),
             );
             objects.push(
-                DesiredObject::new(APPROVAL, ObjectName::AfterApply { base }, Mutability::Replace)
-                    .field("decision", None),
+                DesiredObject::new(
+                    APPROVAL,
+                    ObjectName::AfterApply { base },
+                    Mutability::Replace,
+                )
+                .field("decision", None),
             );
             return objects;
         };
@@ -883,6 +895,9 @@ mod tests {
             parse_candidate_name("sdop-jp/0123456789ab/approval"),
             Some(("sdop-jp", "0123456789ab"))
         );
-        assert_eq!(parse_version_approval("sdop-jp/0123456789ab/approval"), None);
+        assert_eq!(
+            parse_version_approval("sdop-jp/0123456789ab/approval"),
+            None
+        );
     }
 }
