@@ -367,16 +367,29 @@ impl Controller {
             tracing::warn!(resource = %id, class = ?err.class(), error = %err, "reconcile failed");
         }
         let mutated = outcome.result.as_ref().is_ok_and(|r| r.mutated);
+        // What the pass added to the resource's history says it best (a promotion, a
+        // rollback and why); else its message.
+        let remembered = after
+            .history
+            .get(before.history.len()..)
+            .filter(|new| !new.is_empty() && after.history.len() > before.history.len())
+            .map(|new| {
+                new.iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+        let message = remembered.unwrap_or_else(|| after.message.clone());
         for event in events_of(before, after, &outcome.spec_hash, mutated) {
             let notification = Notification {
                 event,
                 resource: id.to_string(),
                 phase: after.phase,
-                message: after.message.clone(),
+                message: message.clone(),
                 at: crate::state::now(),
                 daemon: self.settings.holder.clone(),
             };
-            tracing::info!(resource = %id, event = ?event, phase = ?after.phase, "{}", after.message);
+            tracing::info!(resource = %id, event = ?event, phase = ?after.phase, "{message}");
             if let Some(webhook) = &self.webhook {
                 webhook.send(notification);
             }

@@ -24,6 +24,19 @@ pub enum EventKind {
     DriftCorrected,
     #[serde(rename = "conflict.found")]
     ConflictFound,
+    /// A model version became the approved one production serves.
+    #[serde(rename = "promotion.approved")]
+    PromotionApproved,
+    /// A candidate version was rejected (by its evidence or by a person).
+    #[serde(rename = "promotion.rejected")]
+    PromotionRejected,
+    /// The approved version went back to an earlier one (the later one was rejected after
+    /// approval): production rolls back.
+    #[serde(rename = "promotion.rolledBack")]
+    PromotionRolledBack,
+    /// A version passed its evaluation and waits for a person to approve it.
+    #[serde(rename = "promotion.awaitingApproval")]
+    PromotionAwaitingApproval,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +88,37 @@ pub fn events_of(
             }
             if entered(Phase::Degraded) || entered(Phase::Failed) {
                 events.push(EventKind::RolloutFailed);
+            }
+        }
+        "ModelPromotion" => {
+            let output = |status: &ResourceStatus, key: &str| {
+                status.outputs.get(key).cloned().unwrap_or_default()
+            };
+            let (old, new) = (
+                output(before, "approvedVersion"),
+                output(after, "approvedVersion"),
+            );
+            let number = |v: &str| v.parse::<u64>().unwrap_or(0);
+            if old != new {
+                if !old.is_empty() && number(&new) < number(&old) {
+                    events.push(EventKind::PromotionRolledBack);
+                } else {
+                    events.push(EventKind::PromotionApproved);
+                }
+            }
+            let decided = |status: &ResourceStatus| {
+                (
+                    output(status, "candidateVersion"),
+                    output(status, "candidateDecision"),
+                )
+            };
+            if decided(before) != decided(after) && output(after, "candidateDecision") == "Rejected"
+            {
+                events.push(EventKind::PromotionRejected);
+            }
+            let awaiting = output(after, "awaitingApproval");
+            if !awaiting.is_empty() && output(before, "awaitingApproval") != awaiting {
+                events.push(EventKind::PromotionAwaitingApproval);
             }
         }
         "DreamboothJob" => {

@@ -123,6 +123,9 @@ pub enum Reason {
     Failed,
     /// `spec.suspend: true`, or the daemon's observe-only mode: nothing is done.
     Suspended,
+    /// A value it needs waits for a person (no approved model version yet): nothing changes
+    /// by itself.
+    AwaitingApproval,
 }
 
 impl Reason {
@@ -141,6 +144,7 @@ impl Reason {
             Reason::DriftPersists => "DriftPersists",
             Reason::Failed => "Failed",
             Reason::Suspended => "Suspended",
+            Reason::AwaitingApproval => "AwaitingApproval",
         }
     }
 }
@@ -601,6 +605,11 @@ impl<'i, 'a> Draft<'i, 'a> {
         if !others_to_do && !others_to_watch {
             let mut actions = std::mem::take(&mut self.actions);
             defer_all(&mut actions, why);
+            // A value a person must provide first (an approval) is not waited for by polling.
+            if let Some(awaiting) = unknown.iter().find_map(|d| d.awaiting.as_ref()) {
+                let status = status(Phase::Pending, Reason::AwaitingApproval, awaiting.clone());
+                return self.decision(actions, status, Next::WhenWoken);
+            }
             let status = status(Phase::Pending, Reason::WaitingForOutputs, message);
             return self.decision(actions, status, Next::Backoff);
         }

@@ -70,6 +70,7 @@ fn is_blocked(status: &ResourceStatus) -> bool {
         && [
             decide::Reason::BlockedByDependency.as_str(),
             decide::Reason::Suspended.as_str(),
+            decide::Reason::AwaitingApproval.as_str(),
         ]
         .contains(&reason_of(status))
 }

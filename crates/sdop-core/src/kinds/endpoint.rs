@@ -189,6 +189,29 @@ fn environment(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<BTreeMap<Str
     Some(inference.model_environment(resolved, &spec.endpoint_name))
 }
 
+/// Why a production endpoint has nothing to serve yet: its ModelPromotion has read the
+/// registry (it is converged) and no version is approved.
+fn awaiting_approval(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<String> {
+    let promotion = spec.model_data.model_promotion.as_ref()?;
+    let id = ResourceId::new(super::model_promotion::ModelPromotion::KIND, promotion);
+    if ctx.outputs.get(&id, "approvedVersion")? != "" {
+        return None;
+    }
+    let waiting = ctx
+        .outputs
+        .get(&id, "awaitingApproval")
+        .filter(|v| !v.is_empty());
+    Some(match waiting {
+        Some(version) => format!(
+            "{id} has no approved version yet: version {version} passed its evaluation and waits for approval (spec.approvedVersions, `sdop approve {id} {version} --reason ...`, or the SageMaker console)"
+        ),
+        None => format!(
+            "{id} has no approved version yet (versions: {}); nothing to serve until one is approved",
+            ctx.outputs.get(&id, "versions").filter(|v| !v.is_empty()).unwrap_or_else(|| "none".into())
+        ),
+    })
+}
+
 /// The registry record: named once the industrial model is known (given, or looked up by the
 /// adapter).
 fn registration_object(
@@ -636,6 +659,7 @@ impl Kind for Endpoint {
         let model = DesiredObject {
             name: derived_name(&spec.endpoint_name, &model),
             content_named: true,
+            awaiting: awaiting_approval(spec, ctx),
             ..model
         };
         let config = DesiredObject::new(

@@ -256,6 +256,11 @@ pub struct DesiredObject {
     /// What creating it costs once (an evaluation's instance time): shown in the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub one_off: Option<crate::cost::OneOff>,
+    /// Why a value it needs is unknown when only a person can provide it (a production
+    /// endpoint before any model version is approved): the resource waits without polling
+    /// (`AwaitingApproval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<String>,
 }
 
 /// An S3 object whose siblings share a key prefix (a directory's files, a stack's templates):
@@ -290,6 +295,7 @@ impl DesiredObject {
             autoscaled: None,
             listable: None,
             one_off: None,
+            awaiting: None,
         }
     }
 
