@@ -194,7 +194,7 @@ fn environment(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<BTreeMap<Str
 fn awaiting_approval(spec: &EndpointSpec, ctx: &DesiredContext) -> Option<String> {
     let promotion = spec.model_data.model_promotion.as_ref()?;
     let id = ResourceId::new(super::model_promotion::ModelPromotion::KIND, promotion);
-    if ctx.outputs.get(&id, "approvedVersion")? != "" {
+    if !ctx.outputs.get(&id, "approvedVersion")?.is_empty() {
         return None;
     }
     let waiting = ctx
