@@ -124,28 +124,46 @@ fn deep_nesting_near_the_size_limit_is_rejected_without_overflow() {
 #[tokio::test]
 async fn the_valid_corpus_emits_every_object_type() {
     in_repo_root();
-    let loaded = load_paths(&[corpus("valid"), PathBuf::from("examples")]);
-    assert!(loaded.is_valid(), "{}", render(&loaded.diagnostics));
-    let kinds: std::collections::BTreeSet<&str> =
-        loaded.manifests.iter().map(|m| m.handler.kind()).collect();
+    // The valid corpus, and each example on its own (examples are independent: two of them
+    // may name their resources alike).
+    let mut sets = vec![corpus("valid")];
+    let mut examples: Vec<PathBuf> = std::fs::read_dir("examples")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    examples.sort();
+    sets.extend(examples);
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut emitted = std::collections::BTreeSet::new();
+    for set in sets {
+        let loaded = load_paths(std::slice::from_ref(&set));
+        assert!(
+            loaded.is_valid(),
+            "{}: {}",
+            set.display(),
+            render(&loaded.diagnostics)
+        );
+        kinds.extend(loaded.manifests.iter().map(|m| m.handler.kind()));
+        let nothing = std::collections::HashMap::new();
+        let plan = sdop::engine::plan_all(
+            &loaded.manifests,
+            &loaded.graph,
+            &sdop::engine::cloud::Offline::default(),
+            &nothing,
+        )
+        .await
+        .unwrap();
+        // Every type has its adapter by construction (`aws::adapters::adapter` matches them
+        // all); here the corpus is held to emitting each one, so each is planned somewhere.
+        emitted.extend(plan.actions.iter().map(|a| a.aws_type));
+    }
     assert_eq!(
         kinds.len(),
         sdop::kinds::REGISTRY.len(),
         "the corpus covers every kind: {kinds:?}"
     );
-    let nothing = std::collections::HashMap::new();
-    let plan = sdop::engine::plan_all(
-        &loaded.manifests,
-        &loaded.graph,
-        &sdop::engine::cloud::Offline::default(),
-        &nothing,
-    )
-    .await
-    .unwrap();
-    // Every type has its adapter by construction (`aws::adapters::adapter` matches them all);
-    // here the corpus is held to emitting each one, so each is planned somewhere.
-    let emitted: std::collections::BTreeSet<sdop::model::object::AwsType> =
-        plan.actions.iter().map(|a| a.aws_type).collect();
     let missing: Vec<_> = sdop::model::object::AwsType::ALL
         .into_iter()
         .filter(|t| !emitted.contains(t))

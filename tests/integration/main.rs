@@ -12,4 +12,5 @@ mod emulator;
 mod kill_points;
 mod liveness;
 mod package;
+mod promotion;
 mod shared_state;

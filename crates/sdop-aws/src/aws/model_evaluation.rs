@@ -473,7 +473,10 @@ impl Adapter for EvidenceAdapter {
         }
         let mut observed = ObservedObject::new(
             ObjectKey::new(EVIDENCE, name),
-            BTreeMap::from([("thresholds".to_string(), thresholds)]),
+            BTreeMap::from([
+                ("thresholds".to_string(), thresholds),
+                ("casesHash".to_string(), record["casesHash"].clone()),
+            ]),
             ownership,
         );
         let reasons: Vec<&str> = record["verdict"]["reasons"]
@@ -534,9 +537,13 @@ impl Adapter for EvidenceAdapter {
             let sent = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(request.sent_at);
             match outcome(ctx.clients, request).await? {
                 Outcome::Result { modified } => {
-                    let latency = modified
-                        .and_then(|m| m.duration_since(sent).ok())
-                        .map(|d| d.as_secs_f64());
+                    // From the request's acceptance to the result's LastModified, which S3
+                    // keeps to the second: a result within the same second reads as 0 s.
+                    let latency = modified.map(|m| {
+                        m.duration_since(sent)
+                            .unwrap_or(Duration::ZERO)
+                            .as_secs_f64()
+                    });
                     let (b, k) = s3_parts(&request.output).unwrap_or_default();
                     let body = get_object(ctx.clients, b, k).await?.unwrap_or_default();
                     match first_image(&body) {
@@ -645,6 +652,10 @@ impl Adapter for EvidenceAdapter {
             key: Some(sheet_key),
             layout: rendered.layout,
         });
+        let mut record = serde_json::to_value(&record)
+            .map_err(|e| Error::Terminal(format!("evidence record: {e}")))?;
+        // The evaluation it judges (its requests), so new prompts or seeds read as a change.
+        record["casesHash"] = Value::from(evaluation.cases_hash.clone());
         let body = serde_json::to_vec_pretty(&record)
             .map_err(|e| Error::Terminal(format!("evidence record: {e}")))?;
         // Last: its presence means the bundle is whole.

@@ -833,6 +833,8 @@ impl Kind for ModelPromotion {
             Mutability::Replace,
         )
         .field("thresholds", Some(thresholds.clone()))
+        // Judged on this evaluation: new prompts or seeds are new evidence.
+        .field("casesHash", Some(json!(content_hash(&cases))))
         .input("thresholds", thresholds)
         .input("cases", json!(cases))
         .input("candidate", json!(id))

@@ -106,7 +106,7 @@ impl AwsType {
     pub const fn ready_phrase(self) -> &'static str {
         match self {
             AwsType::ModelEvaluation => "has every result",
-            AwsType::EvidenceBundle => "is written and judged",
+            AwsType::EvidenceBundle => "is written and judged (passing evidence approves or waits for a person; failing evidence rejects)",
             AwsType::ModelPackageVersion | AwsType::ModelPackageGroup => "is registered",
             _ => "is in service",
         }
