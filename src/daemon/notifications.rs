@@ -290,6 +290,51 @@ mod tests {
     }
 
     #[test]
+    fn promotions_rejections_rollbacks_and_waits_for_approval_are_announced() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut s = status("ModelPromotion", Phase::Ready, Some("h"));
+            for (k, v) in pairs {
+                s.outputs.insert(k.to_string(), v.to_string());
+            }
+            s
+        };
+        let v1 = with(&[
+            ("approvedVersion", "1"),
+            ("candidateVersion", "1"),
+            ("candidateDecision", "Approved"),
+        ]);
+        assert_eq!(
+            events_of(&with(&[]), &v1, "h", false),
+            [EventKind::PromotionApproved]
+        );
+        let v2_rejected = with(&[
+            ("approvedVersion", "1"),
+            ("candidateVersion", "2"),
+            ("candidateDecision", "Rejected"),
+        ]);
+        assert_eq!(
+            events_of(&v1, &v2_rejected, "h", false),
+            [EventKind::PromotionRejected]
+        );
+        assert!(events_of(&v2_rejected, &v2_rejected, "h", false).is_empty());
+        let v3 = with(&[("approvedVersion", "3")]);
+        let back = with(&[("approvedVersion", "2")]);
+        assert_eq!(
+            events_of(&v3, &back, "h", false),
+            [EventKind::PromotionRolledBack]
+        );
+        let waiting = with(&[("approvedVersion", "2"), ("awaitingApproval", "4")]);
+        assert_eq!(
+            events_of(&back, &waiting, "h", false),
+            [EventKind::PromotionAwaitingApproval]
+        );
+        assert_eq!(
+            serde_json::to_value(EventKind::PromotionRolledBack).unwrap(),
+            "promotion.rolledBack"
+        );
+    }
+
+    #[test]
     fn endpoint_rollout_lifecycle() {
         let ready_old = status("Endpoint", Phase::Ready, Some("old"));
         let progressing = status("Endpoint", Phase::Progressing, Some("old"));

@@ -1301,6 +1301,66 @@ mod tests {
         assert_eq!(lines(&case.decide()), ["Delete s3:bucket old"]);
     }
 
+    /// Registry versions, evaluations, evidence and decisions are the record of what was
+    /// approved: a newer candidate does not delete the older ones (production may serve one).
+    #[test]
+    fn records_superseded_by_a_newer_candidate_are_kept() {
+        let record = |aws_type: AwsType, name: &str| {
+            let mut object = DesiredObject::new(
+                aws_type,
+                ObjectName::Known(name.into()),
+                Mutability::Replace,
+            );
+            object.content_named = true;
+            object
+        };
+        let mut memory = Memory {
+            phase: Phase::Ready,
+            observed_spec_hash: Some("spec".into()),
+            ..Memory::default()
+        };
+        for (aws_type, name) in [
+            (AwsType::ModelPackageVersion, "g/old"),
+            (AwsType::ModelEvaluation, "b/e/old/"),
+            (AwsType::EvidenceBundle, "b/e/old/evidence.json"),
+            (AwsType::ModelApproval, "g/old/approval"),
+            (AwsType::ModelPackageVersion, "g/new"),
+        ] {
+            memory.record(&ObjectKey::new(aws_type, name));
+        }
+        let case = Case::new(
+            vec![record(AwsType::ModelPackageVersion, "g/new")],
+            vec![seen(AwsType::ModelPackageVersion, "g/new", &[])],
+            memory,
+        );
+        let decision = case.decide();
+        assert!(decision.actions.is_empty(), "{:?}", lines(&decision));
+        assert_eq!(decision.memory.objects.len(), 5, "nothing forgotten either");
+    }
+
+    /// A value only a person can provide (an approval) is waited for without polling, and
+    /// the message says how to provide it.
+    #[test]
+    fn a_value_waiting_for_an_approval_is_awaited_not_polled() {
+        let mut model = DesiredObject::new(
+            AwsType::SageMakerModel,
+            ObjectName::AfterApply {
+                base: "sd-prod".into(),
+            },
+            Mutability::Replace,
+        )
+        .field("modelData", None);
+        model.awaiting = Some("ModelPromotion/p has no approved version yet".into());
+        let decision = Case::new(vec![model], Vec::new(), Memory::default()).decide();
+        assert_eq!(phase(&decision), (Phase::Pending, Reason::AwaitingApproval));
+        assert_eq!(decision.next, Next::WhenWoken);
+        assert!(decision
+            .status
+            .as_ref()
+            .is_some_and(|s| s.message.contains("no approved version")));
+        assert!(decision.actions.iter().all(|a| a.deferred.is_some()));
+    }
+
     /// `Create sagemaker:model m1` for due actions, with ` (later)` for deferred ones.
     fn lines(decision: &Decision) -> Vec<String> {
         decision

@@ -887,6 +887,129 @@ mod tests {
         assert_eq!(cases, evaluation.cases());
     }
 
+    fn spec() -> ModelPromotionSpec {
+        ModelPromotionSpec {
+            model_package_group_name: "sd-portrait".into(),
+            staging: Staging {
+                endpoint: "staging".into(),
+            },
+            dreambooth_job: None,
+            evaluation: Evaluation {
+                instance_token: Some("sks person".into()),
+                ..Evaluation::default()
+            },
+            approval: ApprovalMode::Automatic,
+            approved_versions: vec![2],
+            rejected_versions: Vec::new(),
+            evidence_s3_uri: None,
+            tags: super::super::Tags::new(),
+            deletion_policy: DeletionPolicy::Retain,
+            suspend: false,
+            adopt: false,
+        }
+    }
+
+    fn desired_with(staging: &[(&str, &str)]) -> Vec<DesiredObject> {
+        let id = ResourceId::new(ModelPromotion::KIND, "portrait");
+        let mut outputs = crate::model::outputs::Outputs::default();
+        outputs.insert(
+            ResourceId::new(Endpoint::KIND, "staging"),
+            staging
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let ctx = DesiredContext {
+            id: &id,
+            metadata: &Default::default(),
+            spec_hash: "h",
+            outputs: &outputs,
+            local_files: &BTreeMap::new(),
+        };
+        ModelPromotion::desired(&spec(), &ctx)
+    }
+
+    /// What staging serves names the version, its evaluation, evidence and decision; the
+    /// endpoint's own name is not part of it (the same model served elsewhere is the same
+    /// candidate), and nothing is named before staging serves.
+    #[test]
+    fn the_candidate_is_what_staging_serves() {
+        let serving = |endpoint: &str| {
+            desired_with(&[
+                ("image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:1"),
+                ("modelData", "s3://sdop-b/assets/abc/model.tar.gz"),
+                (
+                    "modelEnvironment",
+                    &format!(
+                        r#"{{"ckpt": "/opt/ml/model/x.ckpt", "endpoint_name": "{endpoint}"}}"#
+                    ),
+                ),
+                ("asyncOutputPath", "s3://sdop-b/out/"),
+                ("endpointName", endpoint),
+            ])
+        };
+        let objects = serving("sd-staging");
+        let names: Vec<String> = objects
+            .iter()
+            .map(|o| format!("{} {}", o.aws_type, o.name.display()))
+            .collect();
+        let id = names[2].rsplit('/').next().unwrap().to_string();
+        assert_eq!(id.len(), CANDIDATE_ID_LEN, "{names:?}");
+        assert_eq!(
+            names,
+            [
+                "sagemaker:model-package-group sd-portrait".to_string(),
+                "sagemaker:model-approval sd-portrait/version-2/approval".into(),
+                format!("sagemaker:model-package-version sd-portrait/{id}"),
+                format!("sagemaker:model-evaluation sdop-b/sdop/evidence/sd-portrait/{id}/"),
+                format!("s3:evidence-bundle sdop-b/sdop/evidence/sd-portrait/{id}/evidence.json"),
+                format!("sagemaker:model-approval sd-portrait/{id}/approval"),
+            ]
+        );
+        let renamed = serving("sd-staging-2");
+        assert_eq!(renamed[2].name, objects[2].name);
+        assert_eq!(
+            objects[2].get("environment"),
+            Some(&json!({"ckpt": "/opt/ml/model/x.ckpt"}))
+        );
+        let nothing_yet = desired_with(&[("asyncOutputPath", "s3://sdop-b/out/")]);
+        assert!(nothing_yet[2..].iter().all(|o| o.name.known().is_none()));
+    }
+
+    #[test]
+    fn the_history_says_what_was_promoted_rejected_and_rolled_back() {
+        let outputs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let none = crate::model::outputs::Outputs::default();
+        let v1 = outputs(&[
+            ("approvedVersion", "1"),
+            ("candidateVersion", "1"),
+            ("candidateDecision", "Approved"),
+        ]);
+        let lines = ModelPromotion::history(&spec(), &BTreeMap::new(), &v1, &none);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("version 1 Approved"));
+        assert!(lines[1].starts_with("promoted version 1"));
+        let v2_rejected = outputs(&[
+            ("approvedVersion", "1"),
+            ("candidateVersion", "2"),
+            ("candidateDecision", "Rejected"),
+            ("verdict", "failed: 6 of 6 images blank"),
+        ]);
+        let lines = ModelPromotion::history(&spec(), &v1, &v2_rejected, &none);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("version 2 Rejected") && lines[0].contains("blank"));
+        assert!(ModelPromotion::history(&spec(), &v2_rejected, &v2_rejected, &none).is_empty());
+        let v3 = outputs(&[("approvedVersion", "3")]);
+        let back = outputs(&[("approvedVersion", "1")]);
+        let lines = ModelPromotion::history(&spec(), &v3, &back, &none);
+        assert!(lines[0].starts_with("ROLLED BACK: version 3"), "{lines:?}");
+    }
+
     #[test]
     fn approval_names_parse_back() {
         assert_eq!(
