@@ -359,6 +359,47 @@ async fn a_passing_finetune_is_promoted_and_a_blank_one_rejected_while_productio
     aws.configure(json!({"blank_images": []}));
     let (models, configs) = leak_audit(&aws, &[STAGING, PRODUCTION], &[]).await;
     assert!(models.len() >= 2 && configs.len() >= 2, "{models:?}");
+
+    // Pruned under deletionPolicy Delete: sdop's versions, the group and the evidence go
+    // (under the default, Retain, they stay as the record of what was approved).
+    chain.edit(
+        "\n  approval: automatic\n",
+        "\n  approval: automatic\n  deletionPolicy: Delete\n",
+    );
+    chain.converge(&aws);
+    let text = std::fs::read_to_string(&chain.manifest).unwrap();
+    // The promotion and the production endpoint after it are the file's last documents.
+    let promotion_at = text.find("kind: ModelPromotion").unwrap();
+    let document_at = text[..promotion_at].rfind("\n---").unwrap();
+    std::fs::write(&chain.manifest, &text[..document_at]).unwrap();
+    let out = chain.sdop(
+        &aws,
+        &["apply", chain.dir.to_str().unwrap(), "--prune", "--wait"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let group = aws
+        .sagemaker()
+        .await
+        .describe_model_package_group()
+        .model_package_group_name(GROUP)
+        .send()
+        .await;
+    assert!(group.is_err(), "the group is deleted: {group:?}");
+    let left = aws
+        .s3()
+        .await
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix(format!("sdop/evidence/{GROUP}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.key_count(), Some(0), "evidence left: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
