@@ -59,7 +59,8 @@ mod tests {
                 "ModelArchive",
                 "Endpoint",
                 "DreamboothJob",
-                "Dataset"
+                "Dataset",
+                "ModelPromotion"
             ]
         );
         assert_eq!(

@@ -536,7 +536,13 @@ impl<'i, 'a> Draft<'i, 'a> {
             Reason::WaitingForDependency
         };
         let mut actions = std::mem::take(&mut self.actions);
-        defer_all(&mut actions, &format!("after {} is ready", dep.id));
+        // A promotion's outputs change only when a version is approved: say so.
+        let after = if dep.id.kind == crate::kinds::model_promotion::PROMOTION_KIND {
+            format!("after {} approves a version (its evidence passes)", dep.id)
+        } else {
+            format!("after {} is ready", dep.id)
+        };
+        defer_all(&mut actions, &after);
         let status = status(
             Phase::Pending,
             reason,

@@ -32,10 +32,21 @@ pub async fn plan_all(
     statuses: &HashMap<ResourceId, ResourceStatus>,
 ) -> Result<Plan> {
     // Borrowed where recorded: a plan reads the statuses, it never keeps them.
-    let status_of = |id: &ResourceId| match statuses.get(id) {
-        Some(status) => Cow::Borrowed(status),
-        None => Cow::Owned(ResourceStatus::new(id)),
-    };
+    // A resource this plan creates or replaces objects of will have new outputs (a new
+    // archive identity, a new training job): what reads them sees them as not known yet, so
+    // the plan shows its own changes as "(known after apply)" after that resource, as apply
+    // will make them, instead of "no changes" from the outputs recorded before.
+    let mut changing: HashMap<ResourceId, ResourceStatus> = HashMap::new();
+    fn status_of<'s>(
+        id: &ResourceId,
+        changing: &'s HashMap<ResourceId, ResourceStatus>,
+        statuses: &'s HashMap<ResourceId, ResourceStatus>,
+    ) -> Cow<'s, ResourceStatus> {
+        match changing.get(id).or_else(|| statuses.get(id)) {
+            Some(status) => Cow::Borrowed(status),
+            None => Cow::Owned(ResourceStatus::new(id)),
+        }
+    }
     let quiet = |_: String| {};
     let mut actions = Vec::new();
     let mut capacity = Vec::new();
@@ -44,9 +55,10 @@ pub async fn plan_all(
         let dependencies: Vec<Cow<ResourceStatus>> = graph
             .dependencies(index)
             .iter()
-            .map(|&dep| status_of(&manifests[dep].id))
+            .map(|&dep| status_of(&manifests[dep].id, &changing, statuses))
             .collect();
-        let mut status = status_of(&manifest.id).into_owned();
+        let recorded = statuses.get(&manifest.id);
+        let mut status = status_of(&manifest.id, &HashMap::new(), statuses).into_owned();
         let outcome = execute::pass(
             cloud,
             manifest,
@@ -57,6 +69,18 @@ pub async fn plan_all(
             &execute::persist_nothing,
         )
         .await?;
+        drop(dependencies);
+        let renews = outcome
+            .actions
+            .iter()
+            .any(|a| matches!(a.operation, Operation::Create | Operation::Replace));
+        if let (true, Some(recorded)) = (renews, recorded) {
+            let mut next = recorded.clone();
+            next.outputs = manifest.handler.spec_outputs(manifest.spec.as_ref());
+            next.phase = crate::state::Phase::Progressing;
+            next.message = "changes planned".into();
+            changing.insert(manifest.id.clone(), next);
+        }
         actions.extend(outcome.actions);
         if let Some((region, planned)) = outcome.capacity {
             capacity.push(plan::PlannedCapacity {

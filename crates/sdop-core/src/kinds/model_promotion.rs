@@ -46,6 +46,9 @@ use crate::rules;
 
 pub struct ModelPromotion;
 
+/// `Kind::KIND` of this kind, for the engine's messages.
+pub const PROMOTION_KIND: &str = "ModelPromotion";
+
 pub const GROUP: AwsType = AwsType::ModelPackageGroup;
 pub const VERSION: AwsType = AwsType::ModelPackageVersion;
 pub const EVALUATION: AwsType = AwsType::ModelEvaluation;
@@ -407,7 +410,7 @@ fn estimate(
 }
 
 impl Kind for ModelPromotion {
-    const KIND: &'static str = "ModelPromotion";
+    const KIND: &'static str = PROMOTION_KIND;
     const OUTPUTS: &'static [&'static str] = &[
         "modelPackageGroupName",
         "modelPackageGroupArn",
