@@ -78,6 +78,15 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    /// A pull-request comment: a summary, one `<details>` block per resource, a hidden
+    /// marker for the CI job, within GitHub's 65,535 characters.
+    Markdown,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum GetFormat {
     Table,
@@ -98,8 +107,9 @@ pub enum Command {
     Plan {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// `markdown`: a pull-request comment (see deploy/ci/github-actions-plan.yml).
         #[arg(short, long, value_enum, default_value = "text")]
-        output: Format,
+        output: PlanFormat,
         /// Do not read AWS: every object shows as a create (CI without credentials).
         #[arg(long)]
         offline: bool,
@@ -429,12 +439,33 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 ""
             };
             match output {
-                Format::Text => write!(stdout, "{}", render::plan_text(&plan, note)),
-                Format::Json => writeln!(stdout, "{:#}", plan.to_json()),
+                PlanFormat::Text => write!(stdout, "{}", render::plan_text(&plan, note)),
+                PlanFormat::Json => writeln!(stdout, "{:#}", plan.to_json()),
+                PlanFormat::Markdown => {
+                    // Versions that passed their evaluation and wait for a person.
+                    let awaiting: Vec<String> = match &opened {
+                        Some(store) => store
+                            .load_all()?
+                            .iter()
+                            .filter(|s| loaded.manifests.iter().any(|m| m.id == s.id()))
+                            .filter_map(|s| {
+                                let version = s.outputs.get("awaitingApproval")?;
+                                (!version.is_empty())
+                                    .then(|| format!("{} version {version}", s.id()))
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    write!(
+                        stdout,
+                        "{}",
+                        render::plan_markdown(&plan, note, &awaiting, render::GITHUB_COMMENT_LIMIT)
+                    )
+                }
             }
             .map_err(write_error)?;
             // A Failed resource plans nothing until it is retried: say so, and how.
-            if let (Format::Text, Some(store)) = (output, &opened) {
+            if let (PlanFormat::Text, Some(store)) = (output, &opened) {
                 for failed in store.load_all()?.iter().filter(|s| {
                     s.phase == crate::state::Phase::Failed
                         && loaded.manifests.iter().any(|m| m.id == s.id())

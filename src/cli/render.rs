@@ -26,6 +26,40 @@ fn change_line(out: &mut String, operation: Operation, change: &FieldChange) {
     };
 }
 
+/// One action as `sdop plan` prints it: its line and its field changes.
+/// `indent` goes before the operation's symbol, right-aligned in 3 columns for the terminal;
+/// `None`: the symbol starts the line (a `diff` block colours it).
+fn action_lines(out: &mut String, action: &crate::engine::plan::Action, indent: Option<&str>) {
+    let symbol = match indent {
+        Some(indent) => format!("{indent}{:>3}", action.operation.symbol()),
+        None => action.operation.symbol().to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "{symbol} {} {}  ({}){}",
+        action.aws_type,
+        action.name,
+        action.reason,
+        action
+            .deferred
+            .as_ref()
+            .map_or(String::new(), |when| format!(" [{when}]"))
+    );
+    if let Some(cost) = &action.cost {
+        let _ = writeln!(out, "      cost: {}", cost.describe());
+    }
+    if let Some(once) = &action.one_off {
+        let _ = writeln!(out, "      cost once: {once}");
+    }
+    for change in &action.changes {
+        // An unset optional field (null) on a new object is noise.
+        if action.operation == Operation::Create && change.after == Some(serde_json::Value::Null) {
+            continue;
+        }
+        change_line(out, action.operation, change);
+    }
+}
+
 pub fn plan_text(plan: &Plan, note: &str) -> String {
     let mut out = String::new();
     let count = |op| plan.actions.iter().filter(|a| a.operation == op).count();
@@ -35,33 +69,7 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
             let _ = writeln!(out, "{}", action.resource);
             current = Some(&action.resource);
         }
-        let _ = writeln!(
-            out,
-            "  {:>3} {} {}  ({}){}",
-            action.operation.symbol(),
-            action.aws_type,
-            action.name,
-            action.reason,
-            action
-                .deferred
-                .as_ref()
-                .map_or(String::new(), |when| format!(" [{when}]"))
-        );
-        if let Some(cost) = &action.cost {
-            let _ = writeln!(out, "      cost: {}", cost.describe());
-        }
-        if let Some(once) = &action.one_off {
-            let _ = writeln!(out, "      cost once: {once}");
-        }
-        for change in &action.changes {
-            // An unset optional field (null) on a new object is noise.
-            if action.operation == Operation::Create
-                && change.after == Some(serde_json::Value::Null)
-            {
-                continue;
-            }
-            change_line(&mut out, action.operation, change);
-        }
+        action_lines(&mut out, action, Some("  "));
     }
     if !plan.actions.is_empty() {
         out.push('\n');
@@ -81,6 +89,145 @@ pub fn plan_text(plan: &Plan, note: &str) -> String {
         let _ = writeln!(out, "Note: {note}.");
     }
     out
+}
+
+/// The hidden marker of sdop's pull-request comment: a CI job finds the comment it posted
+/// before by it and updates that one instead of adding another.
+pub const MARKDOWN_MARKER: &str = "<!-- sdop-plan -->";
+/// GitHub's limit on the body of an issue or pull-request comment, in characters.
+pub const GITHUB_COMMENT_LIMIT: usize = 65_535;
+/// Room kept for the line that says the plan was cut.
+const CUT_NOTE_ROOM: usize = 400;
+
+/// `sdop plan -o markdown`: a pull-request comment. The marker, a one-line summary (changes,
+/// the cost change, candidates to evaluate and versions awaiting approval), then one
+/// `<details>` block per resource with the same lines `sdop plan` prints, in a `diff` block.
+/// Kept within `limit` characters: blocks that do not fit are left out whole, with a note
+/// saying how many and how to see them.
+pub fn plan_markdown(plan: &Plan, note: &str, awaiting: &[String], limit: usize) -> String {
+    let count = |op| plan.actions.iter().filter(|a| a.operation == op).count();
+    let candidates = plan
+        .actions
+        .iter()
+        .filter(|a| {
+            a.operation == Operation::Create
+                && a.aws_type == crate::model::object::AwsType::ModelPackageVersion
+        })
+        .count();
+    let mut summary = if plan.has_changes() {
+        format!(
+            "**sdop plan**: {} to create, {} to update, {} to replace, {} to delete",
+            count(Operation::Create),
+            count(Operation::Update),
+            count(Operation::Replace),
+            count(Operation::Delete)
+        )
+    } else {
+        "**sdop plan**: no changes".to_string()
+    };
+    for (n, what) in [
+        (count(Operation::Adopt), "to adopt"),
+        (count(Operation::Conflict), "conflict(s)"),
+    ] {
+        if n > 0 {
+            summary.push_str(&format!(", {n} {what}"));
+        }
+    }
+    let delta = plan.hourly_delta();
+    summary.push_str(&format!(
+        " · cost {}/h ({}/h once applied)",
+        crate::cost::dollars_signed(delta.dollars),
+        format_args!("${:.2}", plan.hourly_after().dollars)
+    ));
+    if candidates > 0 {
+        summary.push_str(&format!(
+            " · {candidates} model version(s) to register and evaluate"
+        ));
+    }
+    if !awaiting.is_empty() {
+        summary.push_str(&format!(" · awaiting approval: {}", awaiting.join(", ")));
+    }
+    let mut blocks: Vec<String> = Vec::new();
+    let mut start = 0;
+    while start < plan.actions.len() {
+        let resource = &plan.actions[start].resource;
+        let end = plan.actions[start..]
+            .iter()
+            .position(|a| &a.resource != resource)
+            .map_or(plan.actions.len(), |n| start + n);
+        let actions = &plan.actions[start..end];
+        let mut counts: Vec<String> = Vec::new();
+        for op in [
+            Operation::Create,
+            Operation::Update,
+            Operation::Replace,
+            Operation::Delete,
+            Operation::Adopt,
+            Operation::Conflict,
+            Operation::Rollback,
+        ] {
+            let n = actions.iter().filter(|a| a.operation == op).count();
+            if n > 0 {
+                counts.push(format!("{n} {}", to_do(op)));
+            }
+        }
+        let mut lines = String::new();
+        for action in actions {
+            action_lines(&mut lines, action, None);
+        }
+        // A fence inside a value would end the code block early.
+        let lines = lines.replace("```", "`\u{200b}``");
+        blocks.push(format!(
+            "<details><summary><code>{}</code>: {}</summary>\n\n```diff\n{lines}```\n\n</details>\n",
+            html_escape(&resource.to_string()),
+            counts.join(", ")
+        ));
+        start = end;
+    }
+    let mut footer = String::new();
+    let _ = writeln!(footer, "\n{}", cost_line(plan));
+    if !note.is_empty() {
+        let _ = writeln!(footer, "\n_Note: {note}._");
+    }
+    let mut out = format!("{MARKDOWN_MARKER}\n{summary}\n\n");
+    let budget = limit.saturating_sub(out.len() + footer.len() + CUT_NOTE_ROOM);
+    let mut used = 0;
+    let mut shown = 0;
+    for block in &blocks {
+        if used + block.len() > budget {
+            break;
+        }
+        used += block.len();
+        shown += 1;
+        out.push_str(block);
+    }
+    if shown < blocks.len() {
+        let _ = writeln!(
+            out,
+            "\n_{} more resource(s) not shown: a comment is limited to {limit} characters. Run `sdop plan` for the whole plan._",
+            blocks.len() - shown
+        );
+    }
+    out.push_str(&footer);
+    out
+}
+
+fn to_do(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "to create",
+        Operation::Update => "to update",
+        Operation::Replace => "to replace",
+        Operation::Delete => "to delete",
+        Operation::Adopt => "to adopt",
+        Operation::Conflict => "conflict(s)",
+        Operation::Rollback => "to roll back",
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `Cost: +$0.94/h by this plan; $1.88/h for the endpoints planned, once applied (...)`.
@@ -330,5 +477,86 @@ mod tests {
         status.set_condition(crate::daemon::worker::MANIFEST_CONDITION, true, "Valid", "");
         let table = status_table(&[status], None);
         assert!(!table.contains("invalid"), "{table}");
+    }
+
+    fn planned(resources: usize, objects: usize) -> Plan {
+        let mut actions = Vec::new();
+        for r in 0..resources {
+            let id = ResourceId::new("Endpoint", format!("sd-{r}"));
+            for o in 0..objects {
+                let want = crate::model::object::DesiredObject::new(
+                    crate::model::object::AwsType::SageMakerModel,
+                    crate::model::object::ObjectName::Known(format!("sd-{r}-model-{o}")),
+                    crate::model::object::Mutability::Replace,
+                )
+                .field(
+                    "image",
+                    Some(serde_json::json!(
+                        "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:1"
+                    )),
+                );
+                actions.push(crate::engine::plan::create_action(
+                    &id,
+                    &want,
+                    "does not exist".into(),
+                ));
+            }
+        }
+        Plan {
+            actions,
+            capacity: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_markdown_plan_has_its_marker_summary_and_one_block_per_resource() {
+        let plan = planned(2, 3);
+        let md = plan_markdown(
+            &plan,
+            "",
+            &["ModelPromotion/p version 3".into()],
+            GITHUB_COMMENT_LIMIT,
+        );
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], MARKDOWN_MARKER);
+        assert!(
+            lines[1].starts_with("**sdop plan**: 6 to create, 0 to update, 0 to replace, 0 to delete · cost +$0.00/h")
+                && lines[1].ends_with("awaiting approval: ModelPromotion/p version 3"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(md.matches("<details>").count(), 2, "{md}");
+        assert_eq!(md.matches("</details>").count(), 2, "{md}");
+        assert!(md.contains("<summary><code>Endpoint/sd-0</code>: 3 to create</summary>"));
+        // The same lines as `sdop plan`, the symbol first so GitHub colours them.
+        assert!(
+            md.contains("```diff\n+ sagemaker:model sd-0-model-0  (does not exist)\n      image: "),
+            "{md}"
+        );
+        let empty = plan_markdown(&planned(0, 0), "", &[], GITHUB_COMMENT_LIMIT);
+        assert!(empty.contains("**sdop plan**: no changes"), "{empty}");
+    }
+
+    #[test]
+    fn a_long_markdown_plan_is_cut_between_blocks_with_a_note() {
+        let plan = planned(400, 20);
+        let md = plan_markdown(&plan, "", &[], GITHUB_COMMENT_LIMIT);
+        assert!(md.chars().count() <= GITHUB_COMMENT_LIMIT, "{}", md.len());
+        let shown = md.matches("<details>").count();
+        assert_eq!(md.matches("</details>").count(), shown, "never mid-block");
+        assert!(shown > 0 && shown < 400, "{shown}");
+        assert!(
+            md.contains(&format!("_{} more resource(s) not shown", 400 - shown)),
+            "{}",
+            &md[md.len() - 600..]
+        );
+        assert!(md.contains("\nCost: "), "the cost line stays");
+        // A smaller limit cuts earlier, still on a block boundary.
+        let small = plan_markdown(&plan, "", &[], 5_000);
+        assert!(small.len() <= 5_000);
+        assert_eq!(
+            small.matches("<details>").count(),
+            small.matches("</details>").count()
+        );
     }
 }

@@ -477,8 +477,12 @@ impl Adapter for EndpointAdapter {
         };
         let arn = endpoint.endpoint_arn().unwrap_or_default().to_string();
         // The tags are a spec field: read on every pass (one ListTags), so a tag changed or
-        // removed behind sdop's back is seen and put back.
-        let tags = sagemaker_tags(ctx.clients, &arn).await?;
+        // removed behind sdop's back is seen and put back. An endpoint that finishes deleting
+        // between the two calls is gone.
+        let tags = match sagemaker_tags(ctx.clients, &arn).await {
+            Err(err) if is_missing(&err) => return Ok(None),
+            tags => tags?,
+        };
         let (owner, user_tags) = read_ownership(&tags);
         let ownership = match owner {
             Some(owner) => Ownership::Owned { resource: owner },
