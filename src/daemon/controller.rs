@@ -424,6 +424,18 @@ impl Controller {
         let next = next_run(&outcome.result, poll, || {
             self.queue.backoff(&id, fastrand::f64())
         });
+        // A kind that follows decisions taken outside sdop is read again on its own.
+        let watch = self
+            .index
+            .get(&id)
+            .and_then(|&i| self.desired.loaded.manifests.get(i))
+            .and_then(|m| m.handler.watch());
+        let next = match (next, watch) {
+            (NextRun::WhenWoken, Some(every)) if after.phase == Phase::Ready => {
+                NextRun::After(every)
+            }
+            (next, _) => next,
+        };
         if let (NextRun::After(delay), true) = (next, declared) {
             self.queue.schedule(&id, now + delay);
         }

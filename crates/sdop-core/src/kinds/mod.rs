@@ -80,6 +80,10 @@ pub const RENAMED_KEYS: [(&str, &str, &str); 1] = [(
 pub trait Kind: Send + Sync + 'static {
     /// The `kind:` value in manifests.
     const KIND: &'static str;
+    /// How often the daemon reads a converged resource again on its own, for decisions taken
+    /// outside sdop that it must follow (a version approved or rejected in the SageMaker
+    /// console). `None`: a file change, a dependency or the resync wakes it.
+    const WATCH: Option<std::time::Duration> = None;
     /// Status outputs other manifests may reference with `valueFrom` (a trailing `.*` means any
     /// sub-key, e.g. a stack's `outputs.*`).
     const OUTPUTS: &'static [&'static str];
@@ -701,6 +705,7 @@ pub fn vpc_field(vpc: &Option<VpcConfig>, outputs: &Outputs) -> Option<serde_jso
 pub trait KindHandler: Send + Sync {
     fn kind(&self) -> &'static str;
     fn outputs(&self) -> &'static [&'static str];
+    fn watch(&self) -> Option<std::time::Duration>;
     /// Parses one YAML document as this kind, strictly. Errors carry yaml_serde positions.
     fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error>;
     /// As [`KindHandler::parse`], from a document already parsed (errors carry no position).
@@ -789,6 +794,9 @@ impl<K: Kind> KindHandler for Registered<K> {
     }
     fn outputs(&self) -> &'static [&'static str] {
         K::OUTPUTS
+    }
+    fn watch(&self) -> Option<std::time::Duration> {
+        K::WATCH
     }
     fn parse(&self, document: &str) -> Result<Arc<dyn Any + Send + Sync>, yaml_serde::Error> {
         let doc: TypedDocument<K::Spec> = yaml_serde::from_str(document)?;

@@ -411,6 +411,9 @@ fn estimate(
 
 impl Kind for ModelPromotion {
     const KIND: &'static str = PROMOTION_KIND;
+    /// A decision taken in the console (approved, or rejected after approval: production
+    /// rolls back) is read back within a minute, not at the next resync.
+    const WATCH: Option<std::time::Duration> = Some(std::time::Duration::from_secs(60));
     const OUTPUTS: &'static [&'static str] = &[
         "modelPackageGroupName",
         "modelPackageGroupArn",
