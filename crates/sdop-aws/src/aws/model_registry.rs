@@ -630,6 +630,9 @@ enum Step {
     },
     /// Not possible yet (no version, no evidence).
     NotYet,
+    /// Its version approval object decides it: the manifest lists the version (a person's
+    /// commit wins over the evidence).
+    ByCommit,
     Missing(String),
 }
 
@@ -721,8 +724,7 @@ async fn step(
     let listed = approved_list(object, "approvedVersions").contains(&version.number)
         || approved_list(object, "rejectedVersions").contains(&version.number);
     if listed {
-        // Its version approval object decides it, by commit.
-        return Ok((Step::NotYet, Some(version)));
+        return Ok((Step::ByCommit, Some(version)));
     }
     let Some(root) = text(object, "evidenceRoot") else {
         return Ok((Step::NotYet, Some(version)));
@@ -797,6 +799,7 @@ impl Adapter for ApprovalAdapter {
                     .insert(crate::model::outputs::NOTE.into(), why);
             }
             Step::Missing(why) => observed.state = ObjectState::Failed(why),
+            Step::ByCommit => {}
             Step::Decide { .. } | Step::NotYet => return Ok(None),
         }
         Ok(Some(observed))
