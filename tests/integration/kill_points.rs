@@ -2,7 +2,8 @@
 //! (examples/train-then-deploy) is killed with SIGKILL at every mutating AWS call a clean run
 //! makes (taken from the local AWS's call log, not from sleeps): the call takes effect, its
 //! answer never arrives. A restarted apply must converge, with no duplicate, no leaked object
-//! and no open upload, and the plan after it must be empty.
+//! and no open upload, and the plan after it must be empty. Issue #24 adds the same for the
+//! calls a ModelPromotion and its production endpoint add (examples/promote-with-evidence).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -56,8 +57,9 @@ fn apply_to_the_end(aws: &LocalAws, state: &Path, example: &str) {
     );
 }
 
-/// A local AWS, and the mutating calls a clean apply of the chain makes there, in order.
-fn clean_run(example: &str) -> (LocalAws, Vec<String>) {
+/// A local AWS (set up by `configure`), and the mutating calls a clean apply of the chain
+/// makes there, in order.
+fn clean_run(example: &str, configure: fn(&LocalAws)) -> (LocalAws, Vec<String>) {
     let aws = LocalAws::start();
     configure(&aws);
     let clean = tempfile::tempdir().unwrap();
@@ -84,6 +86,13 @@ fn points_of(calls: &[String]) -> Vec<(String, usize)> {
 /// Starts `sdop apply --wait` of `path`, kills it with SIGKILL once the `nth` call of `api`
 /// took effect in AWS (its answer held), then applies again to the end.
 fn kill_at_then_restart(aws: &LocalAws, state: &Path, path: &str, api: &str, nth: usize) {
+    kill_at(aws, state, path, api, nth);
+    apply_to_the_end(aws, state, path);
+}
+
+/// Starts `sdop apply --wait` of `path` and kills it with SIGKILL once the `nth` call of `api`
+/// took effect in AWS (its answer held).
+fn kill_at(aws: &LocalAws, state: &Path, path: &str, api: &str, nth: usize) {
     aws.arm_kill_point(api, nth);
     let child = sdop(aws, state, &["apply", path, "--wait", "--timeout", "2m"])
         .stdout(Stdio::null())
@@ -100,7 +109,6 @@ fn kill_at_then_restart(aws: &LocalAws, state: &Path, path: &str, api: &str, nth
     }
     kill(child);
     aws.release_kill_point();
-    apply_to_the_end(aws, state, path);
 }
 
 fn kill(mut child: Child) {
@@ -112,7 +120,7 @@ fn kill(mut child: Child) {
 async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
     let example = repo_root().join("examples/train-then-deploy");
     let example = example.to_str().unwrap();
-    let (aws, calls) = clean_run(example);
+    let (aws, calls) = clean_run(example, configure);
     let points = points_of(&calls);
     assert!(points.len() >= 10, "{calls:?}");
 
@@ -137,6 +145,207 @@ async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
         matrix.len(),
         matrix.join("\n")
     );
+}
+
+/// The model package group of examples/promote-with-evidence, and its two endpoints.
+const GROUP: &str = "sdop-example-portrait";
+const STAGING: &str = "sdop-example-portrait-staging";
+const PROMOTE_BUCKET: &str = "sdop-example-promote";
+
+/// As [`configure`], with asynchronous results in 0.3 s: an endpoint that answers within
+/// S3's Last-Modified grain (a second) must still have its latency measured.
+fn configure_promotion(aws: &LocalAws) {
+    configure(aws);
+    aws.configure(json!({"invocation_seconds": 0.3}));
+}
+
+/// The promotion converged once: its group holds exactly one version (read with the AWS SDK,
+/// not through sdop), Approved, whose evidence bundle is whole (evidence.json, a PNG contact
+/// sheet), and every case measured. `after` says which kill point this is. Its evidence.json.
+async fn one_approved_version_with_its_evidence(aws: &LocalAws, after: &str) -> serde_json::Value {
+    let listed = aws
+        .sagemaker()
+        .await
+        .list_model_packages()
+        .model_package_group_name(GROUP)
+        .max_results(100)
+        .send()
+        .await
+        .unwrap();
+    let versions = listed.model_package_summary_list();
+    let shown: Vec<String> = versions
+        .iter()
+        .map(|v| {
+            format!(
+                "{:?} {:?} {:?}",
+                v.model_package_version(),
+                v.model_approval_status(),
+                v.model_package_description()
+            )
+        })
+        .collect();
+    assert_eq!(versions.len(), 1, "versions after {after}: {shown:?}");
+    let version = &versions[0];
+    assert_eq!(
+        version.model_approval_status().map(|s| s.as_str()),
+        Some("Approved"),
+        "after {after}: {shown:?}"
+    );
+    let candidate = version
+        .model_package_description()
+        .and_then(|d| d.strip_prefix("sdop candidate "))
+        .and_then(|d| d.split(':').next())
+        .unwrap_or_else(|| panic!("after {after}: not sdop's version: {shown:?}"))
+        .to_string();
+    let s3 = aws.s3().await;
+    let read = |key: String| {
+        let s3 = s3.clone();
+        async move {
+            let got = s3
+                .get_object()
+                .bucket(PROMOTE_BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("after {after}: s3://{PROMOTE_BUCKET}/{key}: {e:?}"));
+            got.body.collect().await.unwrap().into_bytes().to_vec()
+        }
+    };
+    let prefix = format!("sdop/evidence/{GROUP}/{candidate}/");
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&read(format!("{prefix}evidence.json")).await).unwrap();
+    assert_eq!(
+        evidence["verdict"]["passed"], true,
+        "after {after}: {evidence:#}"
+    );
+    // Measured, every case: an image and its latency (a result a killed run's request left
+    // behind is not taken for this request's).
+    for case in evidence["cases"].as_array().into_iter().flatten() {
+        assert!(
+            case["key"].is_string() && case["latencySeconds"].as_f64().is_some_and(|l| l >= 0.0),
+            "after {after}: a case without an image or a latency: {case:#}"
+        );
+    }
+    assert_eq!(
+        evidence["cases"].as_array().map(Vec::len),
+        Some(6),
+        "after {after}"
+    );
+    let sheet = read(format!("{prefix}contact-sheet.png")).await;
+    assert!(
+        sheet.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "after {after}: the contact sheet is not a PNG"
+    );
+    evidence
+}
+
+/// Issue #24: the promotion's own kill points. examples/promote-with-evidence (train →
+/// archive → staging endpoint → ModelPromotion, approval automatic → production endpoint) is
+/// applied once cleanly; the calls from its first CreateModelPackageGroup on are the ones the
+/// promotion adds (the registry, the evaluation's requests, the evidence bundle, the decision,
+/// and the production endpoint's first rollout, which reads the approved version): the chain
+/// before them is train-then-deploy's, whose matrix is above. Killed at each (the n-th call of
+/// its API over the whole run, as `points_of` counts), a restart converges with an empty plan,
+/// the group holds exactly one version, Approved, with its evidence whole, and each endpoint
+/// has one model and one config, no upload left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_every_new_mutating_call_of_a_promotion_then_restart_converges() {
+    let started = Instant::now();
+    let example = repo_root().join("examples/promote-with-evidence");
+    let example = example.to_str().unwrap();
+    let (aws, calls) = clean_run(example, configure_promotion);
+    one_approved_version_with_its_evidence(&aws, "the clean run").await;
+    let all = points_of(&calls);
+    let first = all
+        .iter()
+        .position(|(api, _)| api == "sagemaker:CreateModelPackageGroup")
+        .unwrap_or_else(|| panic!("no CreateModelPackageGroup: {calls:?}"));
+    let points = &all[first..];
+    for wanted in [
+        "sagemaker:CreateModelPackage",
+        "sagemaker:InvokeEndpointAsync",
+        "sagemaker:UpdateModelPackage",
+        "sagemaker:CreateEndpoint",
+    ] {
+        assert!(
+            points.iter().any(|(api, _)| api == wanted),
+            "{wanted} not among {points:?}"
+        );
+    }
+
+    let mut matrix = Vec::new();
+    for (api, nth) in points {
+        aws.reset();
+        configure_promotion(&aws);
+        let state = tempfile::tempdir().unwrap();
+        kill_at_then_restart(&aws, state.path(), example, api, *nth);
+        let at = format!("a kill at {api} #{nth}");
+        one_approved_version_with_its_evidence(&aws, &at).await;
+        let (models, configs) = leak_audit(&aws, &[STAGING, ENDPOINT], &[]).await;
+        for names in [&models, &configs] {
+            let staging = names
+                .iter()
+                .filter(|n| n.starts_with(&format!("{STAGING}-")))
+                .count();
+            assert_eq!(
+                (names.len(), staging),
+                (2, 1),
+                "after {at}: one model and one config per endpoint: {models:?} {configs:?}"
+            );
+        }
+        matrix.push(format!(
+            "| {api} #{nth} | converged | 1 version, Approved, evidence whole | 1 model, 1 config each | none |"
+        ));
+    }
+    eprintln!(
+        "kill-point matrix, promotion ({} calls, {:.0} s):\n| call killed at | restart | registry | endpoints | leaks |\n| --- | --- | --- | --- | --- |\n{}",
+        matrix.len(),
+        started.elapsed().as_secs_f64(),
+        matrix.join("\n")
+    );
+}
+
+/// A kill between the evaluation's requests and its record (evaluation.json) makes the
+/// restart send them again, to the same result keys. When the killed run's results are in
+/// before the restart and the resent requests wait longer (an endpoint's queue, a scale-out
+/// from zero), those results must not be judged as the resent requests' answers: their
+/// latency would be unknown (they predate the request) and `maxP95LatencySeconds` would reject
+/// a good candidate. The restart judges the resent requests' own results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_the_evaluation_judges_the_resent_requests_results() {
+    let example = repo_root().join("examples/promote-with-evidence");
+    let example = example.to_str().unwrap();
+    let (aws, calls) = clean_run(example, configure_promotion);
+    // The evaluation's last request: the last InvokeEndpointAsync before the decision.
+    let decision = calls
+        .iter()
+        .position(|api| api == "sagemaker:UpdateModelPackage")
+        .unwrap_or_else(|| panic!("no decision: {calls:?}"));
+    let nth = calls[..decision]
+        .iter()
+        .filter(|api| *api == "sagemaker:InvokeEndpointAsync")
+        .count();
+    aws.reset();
+    configure_promotion(&aws);
+    let state = tempfile::tempdir().unwrap();
+    kill_at(
+        &aws,
+        state.path(),
+        example,
+        "sagemaker:InvokeEndpointAsync",
+        nth,
+    );
+    // The killed run's results land (0.3 s each), then the resent requests take 4 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    aws.configure(json!({"invocation_seconds": 4.0}));
+    apply_to_the_end(&aws, state.path(), example);
+    let evidence =
+        one_approved_version_with_its_evidence(&aws, "a kill at the last evaluation request").await;
+    // Measured from the resent requests (4 s each; Last-Modified's grain is a second).
+    for case in evidence["cases"].as_array().into_iter().flatten() {
+        let latency = case["latencySeconds"].as_f64().unwrap_or_default();
+        assert!(latency >= 3.0, "{case:#}");
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -212,7 +421,7 @@ async fn kill_9_at_every_mutating_call_of_a_retrain_and_redeploy_then_restart_co
 async fn throttling_and_500s_on_every_mutating_call_of_the_chain_are_ridden_out() {
     let example = repo_root().join("examples/train-then-deploy");
     let example = example.to_str().unwrap();
-    let (aws, mut apis) = clean_run(example);
+    let (aws, mut apis) = clean_run(example, configure);
     apis.sort();
     apis.dedup();
     aws.reset();
@@ -241,11 +450,12 @@ async fn throttling_and_500s_on_every_mutating_call_of_the_chain_are_ridden_out(
     assert_eq!((models.len(), configs.len()), (1, 1));
 }
 
-/// Issue #14 item 6: `sdop iam-policy` for the chain's manifests allows every call a full
-/// apply of the chain makes (each API's IAM action, from the local AWS's call log).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_generated_iam_policy_allows_every_call_the_chain_makes() {
-    let example = repo_root().join("examples/train-then-deploy");
+/// `sdop iam-policy` of `example`, and every API a full apply of it makes against the local
+/// AWS; asserts that the policy allows each API's IAM action (from the call log).
+fn policy_allows_every_call(
+    example: &Path,
+    configure: fn(&LocalAws),
+) -> (serde_json::Value, Vec<String>) {
     let out = Command::new(sdop_bin())
         .args(["iam-policy", example.to_str().unwrap()])
         .output()
@@ -269,5 +479,49 @@ async fn the_generated_iam_policy_allows_every_call_the_chain_makes() {
         missing.is_empty(),
         "not in the policy: {missing:?}\n{policy:#}"
     );
+    (policy, apis)
+}
+
+/// Issue #14 item 6: `sdop iam-policy` for the chain's manifests allows every call a full
+/// apply of the chain makes (each API's IAM action, from the local AWS's call log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_iam_policy_allows_every_call_the_chain_makes() {
+    let example = repo_root().join("examples/train-then-deploy");
+    let (_, apis) = policy_allows_every_call(&example, configure);
     assert!(apis.len() >= 20, "{apis:?}");
+}
+
+/// Issue #24: the same for examples/promote-with-evidence (the registry, the evaluation's
+/// requests, the evidence bundle, the decision, the production endpoint). Its evidence goes to
+/// the staging endpoint's async output bucket (`evidenceS3Uri` defaulted): that bucket's
+/// objects are in the policy, for reading the results and writing the bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_iam_policy_allows_every_call_a_promotion_makes() {
+    let example = repo_root().join("examples/promote-with-evidence");
+    let (policy, apis) = policy_allows_every_call(&example, configure_promotion);
+    for api in [
+        "sagemaker:CreateModelPackageGroup",
+        "sagemaker:CreateModelPackage",
+        "sagemaker:ListModelPackages",
+        "sagemaker:UpdateModelPackage",
+        "sagemaker:InvokeEndpointAsync",
+    ] {
+        assert!(apis.iter().any(|a| a == api), "{api} not called: {apis:?}");
+    }
+    let evidence_objects = format!("arn:aws:s3:::{PROMOTE_BUCKET}/*");
+    for action in ["s3:GetObject", "s3:PutObject"] {
+        let allowed = policy["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|statement| {
+                let has = |key: &str, wanted: &str| {
+                    statement[key]
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|v| v == wanted))
+                };
+                has("Action", action) && has("Resource", &evidence_objects)
+            });
+        assert!(allowed, "{action} on {evidence_objects}: {policy:#}");
+    }
 }

@@ -9,7 +9,8 @@
 //!   results", https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-check-predictions.html),
 //!   then `evaluation.json`, the record of what was sent, where the results appear and when
 //!   each request went out. Without that record nothing was sent, or a kill came between: the
-//!   requests are sent again (same ids, same result keys). Every result in (or failed, or out
+//!   requests are sent again (same ids, same result keys; a result older than its request is
+//!   the killed run's and is waited past, see [`outcome`]). Every result in (or failed, or out
 //!   of time): Ready.
 //! - `s3:evidence-bundle` (`evidence.json`): written once every result is in: each image as
 //!   `images/case-N.png`, the contact sheet `contact-sheet.png` (the production version's
@@ -166,22 +167,48 @@ pub enum Outcome {
     Pending,
 }
 
+/// S3's Last-Modified is in whole seconds: an object written within the second its request
+/// was sent reads as up to this much older than the request.
+const LAST_MODIFIED_GRAIN: Duration = Duration::from_secs(1);
+
+fn last_modified(
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+) -> Option<SystemTime> {
+    head.last_modified()
+        .and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+/// The request's result or failure, ignoring one older than the request. A kill between the
+/// requests and `evaluation.json` makes the restart send every request again, with the same
+/// inference ids, so to the same result keys: what the killed run's requests left there is
+/// not this request's answer, which overwrites it. Taken for it, such a result predates its
+/// request, its latency is unknown, and a `maxP95LatencySeconds` rule rejected a good
+/// candidate (a decision sdop never undoes) whenever the resent requests waited longer than
+/// the restart took (a queue, a scale-out from zero); so it reads as pending until replaced.
+/// (An answer to a killed run's request that lands after the resend is the same request's, and
+/// is taken.)
 pub async fn outcome(clients: &super::Clients, request: &SentRequest) -> Result<Outcome> {
+    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(request.sent_at);
+    let stale =
+        |modified: Option<SystemTime>| modified.is_some_and(|m| m + LAST_MODIFIED_GRAIN < sent);
     if let Some((bucket, key)) = s3_parts(&request.output) {
         if let Some(head) = head_s3_object(clients, bucket, key).await? {
-            let modified = head
-                .last_modified()
-                .and_then(|t| SystemTime::try_from(*t).ok());
-            return Ok(Outcome::Result { modified });
+            let modified = last_modified(&head);
+            if !stale(modified) {
+                return Ok(Outcome::Result { modified });
+            }
         }
     }
     if let Some((bucket, key)) = request.failure.as_deref().and_then(s3_parts) {
-        if let Some(body) = get_object(clients, bucket, key).await? {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).to_string();
-            return Ok(Outcome::Failure(format!(
-                "the request failed: {}",
-                text.trim()
-            )));
+        let head = head_s3_object(clients, bucket, key).await?;
+        if head.is_some_and(|head| !stale(last_modified(&head))) {
+            if let Some(body) = get_object(clients, bucket, key).await? {
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).to_string();
+                return Ok(Outcome::Failure(format!(
+                    "the request failed: {}",
+                    text.trim()
+                )));
+            }
         }
     }
     Ok(Outcome::Pending)
@@ -537,8 +564,10 @@ impl Adapter for EvidenceAdapter {
             let sent = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(request.sent_at);
             match outcome(ctx.clients, request).await? {
                 Outcome::Result { modified } => {
-                    // From the request's acceptance to the result's LastModified, which S3
-                    // keeps to the second: a result within the same second reads as 0 s.
+                    // `outcome` took it as this request's answer: one that reads as older than
+                    // its request came within Last-Modified's grain (whole seconds), 0 s by it
+                    // (unknown, it failed a `maxP95LatencySeconds` rule for an endpoint that
+                    // answers in under a second).
                     let latency = modified.map(|m| {
                         m.duration_since(sent)
                             .unwrap_or(Duration::ZERO)
