@@ -549,7 +549,8 @@ impl Adapter for EvidenceAdapter {
                 "s3://{bucket}/{prefix}evaluation.json: the evaluation has not sent its requests yet"
             )));
         };
-        let price = object.inputs.get("pricePerHour").and_then(Value::as_f64);
+        // The staging instance's list price in the region the evaluation ran in.
+        let price = crate::cost::hourly(input("instanceType"), 1, &ctx.clients.region);
         let thresholds: sdop_evidence::Thresholds = object
             .inputs
             .get("thresholds")

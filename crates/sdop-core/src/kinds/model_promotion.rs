@@ -851,12 +851,6 @@ impl Kind for ModelPromotion {
             "instanceType",
             json!(instance_type.clone().unwrap_or_default()),
         )
-        .input(
-            "pricePerHour",
-            json!(instance_type
-                .as_deref()
-                .and_then(|t| crate::cost::hourly(t, 1, "us-east-1"))),
-        )
         .after_ready(EVALUATION, &evaluation_name);
         evidence.content_named = true;
         let evidence_name = format!("{bucket}/{evidence_prefix}evidence.json");
