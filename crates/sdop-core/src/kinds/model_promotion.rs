@@ -232,8 +232,9 @@ pub struct ModelPromotionSpec {
     #[serde(default)]
     pub tags: super::Tags,
     /// The registry is the record of what was approved: `Retain` (default) keeps the group,
-    /// its versions and the evidence when the manifest is pruned; `Delete` deletes sdop's
-    /// versions, the group and the evidence.
+    /// its versions and the evidence when the manifest is pruned (and a group no longer named
+    /// when `modelPackageGroupName` changes); `Delete` deletes sdop's versions, the group and
+    /// the evidence.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
