@@ -69,6 +69,9 @@ pub struct Declared {
     pub line: usize,
     /// An Endpoint serving `modelData.modelPromotion`: that promotion's name.
     pub promotion: Option<String>,
+    /// A DreamboothJob's checkpoint as its spec names it now (the status's may be the last
+    /// run's while a new one trains).
+    pub expected_checkpoint: Option<String>,
 }
 
 impl Declared {
@@ -93,6 +96,10 @@ impl Declared {
                             .map(str::to_string)
                     })
                     .flatten(),
+                expected_checkpoint: m
+                    .handler
+                    .spec_outputs(m.spec.as_ref())
+                    .remove("expectedCheckpoint"),
             })
             .collect()
     }

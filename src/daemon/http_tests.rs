@@ -58,6 +58,7 @@ fn declared(kind: &str, name: &str, line: usize) -> Declared {
         file: PathBuf::from("examples/promote/promote.yaml"),
         line,
         promotion: (kind == "Endpoint" && name == "portrait").then(|| "portrait".to_string()),
+        expected_checkpoint: (kind == "DreamboothJob").then(|| format!("{name}-model_800.ckpt")),
     }
 }
 
@@ -410,7 +411,10 @@ fn the_status_page_shows_every_resource_in_dependency_order_and_what_needs_atten
         text.contains("candidate version 2: Approved · evidence passed"),
         "{text}"
     );
-    assert!(text.contains("examples/promote/promote.yaml:130"), "{text}");
+    assert!(
+        text.contains("manifest promote/promote.yaml:130 "),
+        "{text}"
+    );
     // Nothing in progress: no refresh.
     assert!(!html.contains("http-equiv=\"refresh\""));
 }
@@ -427,9 +431,10 @@ fn a_page_with_something_in_progress_refreshes_itself_and_shows_its_progress() {
         "Progressing",
         "sagemaker:training-job sdop-example-promote: InProgress (Training)",
     );
+    // The last run's output: the spec's checkpoint is shown.
     job.outputs.insert(
         "expectedCheckpoint".into(),
-        "s3://b/models/portrait-model_800.ckpt".into(),
+        "portrait-model_700.ckpt".into(),
     );
     let served = serve(view, None);
     let html = get(&served, "/", &[]).text();
@@ -440,7 +445,7 @@ fn a_page_with_something_in_progress_refreshes_itself_and_shows_its_progress() {
     let text = visible(&html);
     assert!(
         text.contains("progress training: Training for ")
-            && text.contains("expected checkpoint s3://b/models/portrait-model_800.ckpt"),
+            && text.contains("expected checkpoint portrait-model_800.ckpt"),
         "{text}"
     );
 }

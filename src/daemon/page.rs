@@ -60,7 +60,10 @@ dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere;white
 table{border-collapse:collapse;width:100%;font-size:.92em}td,th{border-bottom:1px solid var(--line);padding:.25rem .4rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 ol.log{list-style:none;padding:0;margin:0;font-size:.92em}ol.log li{padding:.2rem 0;border-bottom:1px dotted var(--line);white-space:pre-wrap;overflow-wrap:anywhere}
 ol.log time{color:var(--muted);margin-right:.5rem}
-.sheet img{max-width:100%;height:auto;border:1px solid var(--line)}
+.sheet-grid{display:flex;gap:.6rem;align-items:stretch}
+.sheet-img{flex:0 1 auto;max-width:68%}.sheet-img img{display:block;max-width:100%;height:auto;border:1px solid var(--line)}
+.sheet-rows{position:relative;flex:1 1 8rem;font-size:.85em;overflow-wrap:anywhere}.sheet-rows div{position:absolute;left:0;right:0;padding-top:.15rem}
+.swatch{display:inline-block;width:1.6em;height:.7em;border-radius:2px;vertical-align:middle;margin-left:.4rem}
 .cases{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:.8rem}
 .case{margin:0;border:1px solid var(--line);border-radius:6px;padding:.5rem;background:var(--card)}
 .case img{width:100%;height:auto;display:block;background:#ddd}
@@ -227,9 +230,14 @@ pub fn live_model(
         .cloned()
 }
 
-/// A training job's or a rollout's progress, from the status sdop recorded.
-pub fn progress(status: &ResourceStatus, now: SystemTime) -> Option<String> {
-    if !matches!(status.phase, Phase::Progressing | Phase::Pending) {
+/// A training job's, a rollout's or an evaluation's progress, from the status sdop recorded
+/// (a resource waiting for another shows nothing here: its message says for what).
+pub fn progress(
+    status: &ResourceStatus,
+    declared: Option<&Declared>,
+    now: SystemTime,
+) -> Option<String> {
+    if status.phase != Phase::Progressing {
         return None;
     }
     let since = status
@@ -246,7 +254,7 @@ pub fn progress(status: &ResourceStatus, now: SystemTime) -> Option<String> {
         })
         .unwrap_or_default();
     match status.kind.as_str() {
-        "DreamboothJob" if status.phase == Phase::Progressing => {
+        "DreamboothJob" => {
             // SageMaker's status and secondary status: `InProgress (Training)`.
             let secondary = status.message.find("InProgress (").and_then(|at| {
                 let rest = &status.message[at + "InProgress (".len()..];
@@ -256,7 +264,10 @@ pub fn progress(status: &ResourceStatus, now: SystemTime) -> Option<String> {
                 "training: {} {since}",
                 secondary.as_deref().unwrap_or("in progress")
             );
-            if let Some(checkpoint) = status.outputs.get("expectedCheckpoint") {
+            let expected = declared
+                .and_then(|d| d.expected_checkpoint.as_ref())
+                .or_else(|| status.outputs.get("expectedCheckpoint"));
+            if let Some(checkpoint) = expected {
                 line.push_str(&format!("; expected checkpoint {checkpoint}"));
             }
             Some(line)
@@ -269,18 +280,11 @@ pub fn progress(status: &ResourceStatus, now: SystemTime) -> Option<String> {
                 .find(|e| e.message.contains("smoke check"))
                 .map(|e| format!("; last smoke check event: {}", e.message));
             Some(format!(
-                "rollout {} {since}{}",
-                if status.phase == Phase::Progressing {
-                    "in progress"
-                } else {
-                    "waiting"
-                },
+                "rollout in progress {since}{}",
                 smoke.unwrap_or_default()
             ))
         }
-        "ModelPromotion" if status.phase == Phase::Progressing => {
-            Some(format!("evaluation in progress {since}"))
-        }
+        "ModelPromotion" => Some(format!("evaluation in progress {since}")),
         _ => None,
     }
 }
@@ -313,6 +317,21 @@ fn drifted(drift: &Drift, status: &ResourceStatus) -> Option<usize> {
             .filter(|_| status.updated_at.as_str() <= at.as_str()),
         _ => None,
     }
+}
+
+/// A manifest file as the page shows it: from the watched path's last component down
+/// (`promote/promote.yaml` under a watched `/srv/examples/promote`), else as loaded.
+fn shown_path(view: &View, file: &std::path::Path) -> String {
+    view.manifest_paths
+        .iter()
+        .map(std::path::Path::new)
+        .filter(|watched| file.starts_with(watched))
+        .max_by_key(|watched| watched.as_os_str().len())
+        .and_then(|watched| file.strip_prefix(watched.parent()?).ok())
+        .filter(|shown| !shown.as_os_str().is_empty())
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }
 
 fn manifest_invalid(status: &ResourceStatus) -> Option<&str> {
@@ -530,7 +549,7 @@ fn card(page: &Index, status: &ResourceStatus, declared: Option<&Declared>) -> M
                         dt { "last error" } dd.err { (err.message) " (" (err.at) ")" }
                     }
                 }
-                @if let Some(line) = progress(status, page.now) {
+                @if let Some(line) = progress(status, declared, page.now) {
                     dt { "progress" } dd { (line) }
                 }
                 @if let Some(model) = live_model(status, declared, &page.view.statuses) {
@@ -546,7 +565,7 @@ fn card(page: &Index, status: &ResourceStatus, declared: Option<&Declared>) -> M
                 @if let Some(d) = declared {
                     dt { "manifest" }
                     dd.mono {
-                        (d.file.display()) ":" (d.line)
+                        (shown_path(page.view, &d.file)) ":" (d.line)
                         @if let Some(commit) = commit { " · " (commit.replacen('\t', " ", 1)) }
                     }
                 } @else {
@@ -606,7 +625,7 @@ pub fn detail(page: &Detail) -> Markup {
                             @if let Some(err) = &status.last_error {
                                 dt { "last error" } dd.err { (err.message) " (" (format!("{:?}", err.class)) ", " (err.at) ")" }
                             }
-                            @if let Some(line) = progress(status, page.now) {
+                            @if let Some(line) = progress(status, declared, page.now) {
                                 dt { "progress" } dd { (line) }
                             }
                             @if let Some(model) = live_model(status, declared, &view.statuses) {
@@ -621,7 +640,7 @@ pub fn detail(page: &Detail) -> Markup {
                             @if let Some(d) = declared {
                                 dt { "manifest" }
                                 dd.mono {
-                                    (d.file.display()) ":" (d.line)
+                                    (shown_path(page.view, &d.file)) ":" (d.line)
                                     @if let Some(commit) = page.commit { " · " (commit.replacen('\t', " ", 1)) }
                                 }
                             }
@@ -691,6 +710,14 @@ pub fn detail(page: &Detail) -> Markup {
     }
 }
 
+/// `background:#rrggbb` for a column's colour as the layout records it; nothing else reaches
+/// a style attribute.
+fn colour(value: &str) -> Option<String> {
+    let hex = value.strip_prefix('#')?;
+    (hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("background:#{hex}"))
+}
+
 fn number(value: Option<f64>, unit: &str) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.2}{unit}"))
 }
@@ -724,10 +751,32 @@ fn evidence_section(id: &ResourceId, evidence: &EvidencePart) -> Markup {
                     (number(record.summary.cost_per_image_usd, ""))
                 }
                 @if recorded.contact_sheet.is_some() {
+                    @let layout = record.contact_sheet.as_ref().map(|s| &s.layout);
                     figure.sheet {
-                        img src=(evidence_link(id, "contact-sheet.png")) alt="contact sheet"
-                            data-image="contact-sheet" onload=(IMAGE_ONLOAD) onerror=(IMAGE_ONERROR);
-                        figcaption.reason { "Contact sheet: each prompt and seed, production's image beside the candidate's." }
+                        @if let Some(layout) = layout {
+                            p.legend {
+                                "Columns, left to right: "
+                                @for column in &layout.columns {
+                                    span.swatch style=[colour(&column.colour)] {} " " (column.label) " "
+                                }
+                            }
+                        }
+                        div.sheet-grid {
+                            div.sheet-img {
+                                img src=(evidence_link(id, "contact-sheet.png")) alt="contact sheet"
+                                    data-image="contact-sheet" onload=(IMAGE_ONLOAD) onerror=(IMAGE_ONERROR);
+                            }
+                            @if let Some(layout) = layout {
+                                div.sheet-rows {
+                                    @for row in &layout.rows {
+                                        div style={ "top:" (format!("{:.2}", f64::from(row.y) * 100.0 / f64::from(layout.height.max(1)))) "%" } {
+                                            (row.prompt) br; span.reason { "seed " (row.seed) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        figcaption.reason { "Contact sheet: each prompt and seed in a row, production's image beside the candidate's." }
                     }
                 }
                 div.cases {
@@ -736,7 +785,7 @@ fn evidence_section(id: &ResourceId, evidence: &EvidencePart) -> Markup {
                         figure.case data-case=(n) data-case-verdict=(if verdict.passed { "passed" } else { "failed" }) {
                             @if evidence::case_key(recorded, record, n).is_some() {
                                 img src=(evidence_link(id, &format!("case/{n}.png"))) alt=(case.prompt)
-                                    width=(case.width) height=(case.height) loading="lazy"
+                                    width=(case.width) height=(case.height)
                                     data-image={ "case-" (n) } onload=(IMAGE_ONLOAD) onerror=(IMAGE_ONERROR);
                             } @else {
                                 p.err { "no image" @if let Some(e) = &case.error { ": " (e) } }
