@@ -172,9 +172,14 @@ fn in_progress(status: &ResourceStatus) -> bool {
     }
 }
 
+/// Starting, or a leader that has not reconciled everything once yet (a standby never does).
+fn first_pass(view: &View) -> bool {
+    view.role == Role::Starting || (view.role == Role::Leader && !view.synced)
+}
+
 /// Whether the page should reload itself.
 pub fn refreshing<'s>(view: &View, statuses: impl IntoIterator<Item = &'s ResourceStatus>) -> bool {
-    !view.synced || statuses.into_iter().any(in_progress)
+    first_pass(view) || statuses.into_iter().any(in_progress)
 }
 
 /// The version a promotion's outputs wait on a person for.
@@ -452,7 +457,7 @@ pub fn index(page: &Index) -> Markup {
                 view.diagnostics.len()
             ),
         )
-    } else if running > 0 || !view.synced {
+    } else if running > 0 || first_pass(view) {
         ("b-run", format!("{running} resource(s) in progress"))
     } else if !attention.is_empty() {
         (
@@ -476,7 +481,7 @@ pub fn index(page: &Index) -> Markup {
                         (banner)
                         small {
                             (view.statuses.len()) " resources · " (role(view.role))
-                            @if !view.synced { " · first pass running" }
+                            @if first_pass(view) { " · first pass running" }
                             " · endpoints $" (format!("{total_cost:.2}")) "/h"
                         }
                     }
@@ -514,7 +519,15 @@ pub fn index(page: &Index) -> Markup {
                         p { "No resource has a status yet." }
                     }
                     @for (status, declared) in &rows {
-                        (card(page, status, *declared))
+                        (summary(&Summary {
+                            view,
+                            status,
+                            declared: *declared,
+                            commit: declared.and_then(|d| page.commits.get(&d.file)).map(String::as_str),
+                            drift: drifted(page.drift, status),
+                            now: page.now,
+                            full: false,
+                        }))
                     }
                     (footer(view, refresh))
                 }
@@ -523,17 +536,34 @@ pub fn index(page: &Index) -> Markup {
     }
 }
 
-fn card(page: &Index, status: &ResourceStatus, declared: Option<&Declared>) -> Markup {
+/// A resource as its card on the status page (`full: false`) or the head of its own page.
+struct Summary<'a> {
+    view: &'a View,
+    status: &'a ResourceStatus,
+    declared: Option<&'a Declared>,
+    /// Its manifest's last commit, `HASH\tSUBJECT`.
+    commit: Option<&'a str>,
+    /// Its pending changes when drifted.
+    drift: Option<usize>,
+    now: SystemTime,
+    full: bool,
+}
+
+fn summary(s: &Summary) -> Markup {
+    let status = s.status;
     let id = status.id();
     let reason = reason(status);
-    let commit = declared.and_then(|d| page.commits.get(&d.file));
     html! {
         article class={ "res p-" (phase(status)) } data-resource=(id) data-phase=(phase(status)) {
             header {
-                a.name href=(resource_link(&id)) { span.kind { (status.kind) "/" } (status.name) }
+                @if s.full {
+                    h1.name { span.kind { (status.kind) "/" } (status.name) }
+                } @else {
+                    a.name href=(resource_link(&id)) { span.kind { (status.kind) "/" } (status.name) }
+                }
                 span class={ "badge p-" (phase(status)) } { (phase(status)) }
                 @if !reason.is_empty() { span.reason { (reason) } }
-                @if let Some(n) = drifted(page.drift, status) {
+                @if let Some(n) = s.drift {
                     span.drift { "drifted: " (n) " pending change(s)" }
                 }
             }
@@ -545,14 +575,15 @@ fn card(page: &Index, status: &ResourceStatus, declared: Option<&Declared>) -> M
                     dt.err { "manifest" } dd.err { (problem) }
                 }
                 @if let Some(err) = &status.last_error {
-                    @if !status.message.contains(&err.message) {
-                        dt { "last error" } dd.err { (err.message) " (" (err.at) ")" }
+                    // On a card, only when the message does not say it already.
+                    @if s.full || !status.message.contains(&err.message) {
+                        dt { "last error" } dd.err { (err.message) " (" (format!("{:?}", err.class)) ", " (err.at) ")" }
                     }
                 }
-                @if let Some(line) = progress(status, declared, page.now) {
+                @if let Some(line) = progress(status, s.declared, s.now) {
                     dt { "progress" } dd { (line) }
                 }
-                @if let Some(model) = live_model(status, declared, &page.view.statuses) {
+                @if let Some(model) = live_model(status, s.declared, &s.view.statuses) {
                     dt { "live model" } dd { (model) }
                 }
                 @if status.kind == crate::kinds::model_promotion::PROMOTION_KIND {
@@ -562,11 +593,15 @@ fn card(page: &Index, status: &ResourceStatus, declared: Option<&Declared>) -> M
                     dt { "cost" } dd { "$" (format!("{cost:.2}")) "/h" }
                 }
                 dt { "reconciled" } dd { (status.updated_at) }
-                @if let Some(d) = declared {
+                @if s.full {
+                    dt { "created" } dd { (status.created_at) }
+                    @if let Some(region) = &status.region { dt { "region" } dd { (region) } }
+                }
+                @if let Some(d) = s.declared {
                     dt { "manifest" }
                     dd.mono {
-                        (shown_path(page.view, &d.file)) ":" (d.line)
-                        @if let Some(commit) = commit { " · " (commit.replacen('\t', " ", 1)) }
+                        (shown_path(s.view, &d.file)) ":" (d.line)
+                        @if let Some(commit) = s.commit { " · " (commit.replacen('\t', " ", 1)) }
                     }
                 } @else {
                     dt { "manifest" } dd { "none declares it now (kept, not reconciled)" }
@@ -609,43 +644,15 @@ pub fn detail(page: &Detail) -> Markup {
             body {
                 main {
                     p { a href="/" { "← all resources" } }
-                    article class={ "res p-" (phase(status)) } data-resource=(id) data-phase=(phase(status)) {
-                        header {
-                            h1.name { span.kind { (status.kind) "/" } (status.name) }
-                            span class={ "badge p-" (phase(status)) } { (phase(status)) }
-                            span.reason { (reason(status)) }
-                        }
-                        @if !status.message.is_empty() {
-                            p.msg.err[matches!(status.phase, Phase::Failed | Phase::Degraded)] { (status.message) }
-                        }
-                        dl.facts {
-                            @if let Some(problem) = manifest_invalid(status) {
-                                dt.err { "manifest" } dd.err { (problem) }
-                            }
-                            @if let Some(err) = &status.last_error {
-                                dt { "last error" } dd.err { (err.message) " (" (format!("{:?}", err.class)) ", " (err.at) ")" }
-                            }
-                            @if let Some(line) = progress(status, declared, page.now) {
-                                dt { "progress" } dd { (line) }
-                            }
-                            @if let Some(model) = live_model(status, declared, &view.statuses) {
-                                dt { "live model" } dd { (model) }
-                            }
-                            @if let Some(cost) = hourly_cost(status) {
-                                dt { "cost" } dd { "$" (format!("{cost:.2}")) "/h" }
-                            }
-                            dt { "reconciled" } dd { (status.updated_at) }
-                            dt { "created" } dd { (status.created_at) }
-                            @if let Some(region) = &status.region { dt { "region" } dd { (region) } }
-                            @if let Some(d) = declared {
-                                dt { "manifest" }
-                                dd.mono {
-                                    (shown_path(page.view, &d.file)) ":" (d.line)
-                                    @if let Some(commit) = page.commit { " · " (commit.replacen('\t', " ", 1)) }
-                                }
-                            }
-                        }
-                    }
+                    (summary(&Summary {
+                        view,
+                        status,
+                        declared,
+                        commit: page.commit,
+                        drift: None,
+                        now: page.now,
+                        full: true,
+                    }))
                     h2 { "Pending plan" }
                     @match &page.plan {
                         PlanPart::Lines { at, text } => {
