@@ -1,6 +1,6 @@
 //! The `sdop` command line. Each subcommand is a small function over the library.
 
-mod render;
+pub(crate) mod render;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -192,9 +192,15 @@ pub enum Command {
 pub struct RunArgs {
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// HTTP listener: /healthz, /readyz, /metrics, /api/v1/status.
+    /// HTTP listener: the status page (/), /healthz, /readyz, /metrics, /api/v1/status. An
+    /// address that is not loopback needs --auth-token-file.
     #[arg(long, default_value = "127.0.0.1:9750")]
     listen: std::net::SocketAddr,
+    /// A file holding a bearer token (one trailing newline dropped): every route but /healthz
+    /// then needs `Authorization: Bearer TOKEN` (a browser may open `/?token=TOKEN` once, which
+    /// sets a session cookie). Required to listen on an address that is not loopback.
+    #[arg(long, value_name = "PATH", env = "SDOP_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
     /// Delete owned resources whose manifests were deleted (guarded as `apply --prune`).
     #[arg(long)]
     prune: bool,
@@ -248,6 +254,7 @@ impl RunArgs {
             state: state_location(aws),
             local_dir: state_dir(aws),
             listen: self.listen,
+            auth_token_file: self.auth_token_file,
             prune: self.prune,
             force: self.force,
             resync: self.resync,
@@ -832,13 +839,34 @@ fn statuses_for_get(args: &AwsArgs) -> Result<ReadForGet> {
         });
     }
     let dir = state_dir(args);
-    if let Some(url) = crate::daemon::daemon_url(&dir) {
+    if let Some((url, token_file)) = crate::daemon::daemon_url(&dir) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(std::time::Duration::from_secs(3)))
             .build()
             .into();
-        let asked = agent
-            .get(format!("{url}/api/v1/status"))
+        let mut request = agent.get(format!("{url}/api/v1/status"));
+        // A daemon with a token: its file, when this user may read it (never printed).
+        if let Some(file) = &token_file {
+            match std::fs::read(file) {
+                Ok(mut token) => {
+                    if token.ends_with(b"\n") {
+                        token.pop();
+                        if token.ends_with(b"\r") {
+                            token.pop();
+                        }
+                    }
+                    request = request.header(
+                        "Authorization",
+                        format!("Bearer {}", String::from_utf8_lossy(&token)),
+                    );
+                }
+                Err(err) => eprintln!(
+                    "note: the daemon at {url} needs its token, and its file {} cannot be read ({err})",
+                    file.display()
+                ),
+            }
+        }
+        let asked = request
             .call()
             .map_err(|e| e.to_string())
             .and_then(|mut r| {

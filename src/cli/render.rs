@@ -29,7 +29,11 @@ fn change_line(out: &mut String, operation: Operation, change: &FieldChange) {
 /// One action as `sdop plan` prints it: its line and its field changes.
 /// `indent` goes before the operation's symbol, right-aligned in 3 columns for the terminal;
 /// `None`: the symbol starts the line (a `diff` block colours it).
-fn action_lines(out: &mut String, action: &crate::engine::plan::Action, indent: Option<&str>) {
+pub(crate) fn action_lines(
+    out: &mut String,
+    action: &crate::engine::plan::Action,
+    indent: Option<&str>,
+) {
     let symbol = match indent {
         Some(indent) => format!("{indent}{:>3}", action.operation.symbol()),
         None => action.operation.symbol().to_string(),

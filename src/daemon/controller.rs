@@ -267,6 +267,7 @@ impl Controller {
             .map(|(id, why)| (id.to_string(), why.clone()))
             .collect();
         view.last_load = crate::state::now();
+        view.declared = super::http::Declared::all(&self.desired.loaded);
     }
 
     /// Shows the statuses the shared state holds (written by whichever daemon leads).

@@ -9,14 +9,19 @@
 //! - [`queue`]: one pass per resource at a time, a global limit, per-resource backoff (pure).
 //! - [`poll`]: adaptive polling of what is in progress (pure).
 //! - [`watch`]: notify + debouncer over the manifest paths.
-//! - [`lease`]: S3 lease leader election; [`http`]: the listener; [`metrics`]; [`notifications`].
+//! - [`lease`]: S3 lease leader election; [`http`]: the listener; [`auth`]: its safety (reads
+//!   only, a token off loopback); [`page`]: the status page; [`evidence`]: which S3 objects it
+//!   may show; [`metrics`]; [`notifications`].
 
+pub mod auth;
 pub mod controller;
 pub mod desired;
+pub mod evidence;
 pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod notifications;
+pub mod page;
 pub mod poll;
 pub mod queue;
 pub mod shared_state;
@@ -43,6 +48,8 @@ pub struct RunOptions {
     /// shared state too.
     pub local_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The listener's bearer token file: required off loopback.
+    pub auth_token_file: Option<PathBuf>,
     pub prune: bool,
     pub force: bool,
     pub resync: Duration,
@@ -76,6 +83,7 @@ fn holder_identity() -> String {
 /// Runs the daemon until SIGTERM or SIGINT; returns after a clean shutdown.
 pub async fn run(options: RunOptions) -> Result<()> {
     let holder = holder_identity();
+    let token = auth::check_listen(options.listen, options.auth_token_file.as_deref())?;
     if let Some(url) = &options.webhook {
         notifications::check_url(url)?;
     }
@@ -146,15 +154,16 @@ pub async fn run(options: RunOptions) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io("reading the listen address", e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let router = http::router(http::HttpState {
-        view: view.clone(),
-        metrics: metrics.clone(),
-        planner: Arc::new(http::Planner {
+    let router = http::router(http::HttpState::new(
+        view.clone(),
+        metrics.clone(),
+        Arc::new(http::Planner {
             paths: options.paths.clone(),
             clients: clients.clone(),
             store: store.clone(),
         }),
-    });
+        token,
+    ));
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let stopped = async move {
@@ -166,7 +175,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
     });
     std::fs::create_dir_all(&options.local_dir)
         .map_err(|e| Error::io(format!("creating {}", options.local_dir.display()), e))?;
-    write_daemon_file(&options.local_dir, address)?;
+    write_daemon_file(
+        &options.local_dir,
+        address,
+        options.auth_token_file.as_deref(),
+    )?;
     tracing::info!(listen = %address, holder = %holder, paths = ?options.paths, "sdop daemon started");
 
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(gate.is_none());
@@ -272,11 +285,21 @@ async fn wait_for_signal() {
     }
 }
 
-fn write_daemon_file(state_dir: &Path, address: SocketAddr) -> Result<()> {
-    let body = serde_json::json!({
+/// `daemon.json`: where this daemon listens and, with a token, the token's file (its path,
+/// never its content), so `sdop get` can authenticate when that file is readable to it.
+fn write_daemon_file(
+    state_dir: &Path,
+    address: SocketAddr,
+    token_file: Option<&Path>,
+) -> Result<()> {
+    let mut body = serde_json::json!({
         "url": format!("http://{address}"),
         "pid": std::process::id(),
     });
+    if let Some(file) = token_file {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        body["authTokenFile"] = serde_json::json!(file.display().to_string());
+    }
     let path = state_dir.join(DAEMON_FILE);
     let tmp = state_dir.join(format!(".{DAEMON_FILE}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, body.to_string())
@@ -284,9 +307,11 @@ fn write_daemon_file(state_dir: &Path, address: SocketAddr) -> Result<()> {
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-/// The URL of the daemon using `state_dir`, if one says it runs.
-pub fn daemon_url(state_dir: &Path) -> Option<String> {
+/// The URL of the daemon using `state_dir`, if one says it runs, with its token file if it
+/// has one.
+pub fn daemon_url(state_dir: &Path) -> Option<(String, Option<PathBuf>)> {
     let text = std::fs::read_to_string(state_dir.join(DAEMON_FILE)).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["url"].as_str().map(str::to_string)
+    let url = value["url"].as_str()?.to_string();
+    Some((url, value["authTokenFile"].as_str().map(PathBuf::from)))
 }

@@ -174,9 +174,20 @@ impl Secret {
 /// fix; the content is never part of an error.
 pub fn read_secret(path: &std::path::Path) -> crate::error::Result<Secret> {
     const FIX: &str = "write the secret the receiver checks signatures with into it, e.g. `openssl rand -hex 32 > FILE` (readable by sdop only: chmod 600), or drop --webhook-secret-file to send unsigned notifications";
+    read_secret_file(path, "--webhook-secret-file", "the webhook secret", FIX).map(Secret)
+}
+
+/// A secret file's content less one trailing newline; unreadable or empty is an error naming
+/// `flag`, the path and `fix`, never the content.
+pub fn read_secret_file(
+    path: &std::path::Path,
+    flag: &str,
+    what: &str,
+    fix: &str,
+) -> crate::error::Result<Vec<u8>> {
     let mut bytes = std::fs::read(path).map_err(|e| {
         crate::error::Error::Terminal(format!(
-            "--webhook-secret-file {}: cannot read the webhook secret ({e}); {FIX}",
+            "{flag} {}: cannot read {what} ({e}); {fix}",
             path.display()
         ))
     })?;
@@ -188,11 +199,11 @@ pub fn read_secret(path: &std::path::Path) -> crate::error::Result<Secret> {
     }
     if bytes.is_empty() {
         return Err(crate::error::Error::Terminal(format!(
-            "--webhook-secret-file {}: the file is empty (a trailing newline does not count); {FIX}",
+            "{flag} {}: the file is empty (a trailing newline does not count); {fix}",
             path.display()
         )));
     }
-    Ok(Secret(bytes))
+    Ok(bytes)
 }
 
 /// Posts notifications to a webhook, one at a time from a bounded queue, off the async

@@ -640,6 +640,56 @@ fn a_taken_listen_address_is_reported_once() {
     );
 }
 
+/// Issue #25: `sdop run` on an address that is not loopback refuses to start without
+/// `--auth-token-file`, saying so, before it reads AWS or the state; the token file's content
+/// is never echoed.
+#[test]
+fn a_listener_off_loopback_needs_a_token_file() {
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("bucket.yaml"),
+        "apiVersion: sdop/v1alpha1\nkind: Bucket\nmetadata: {name: b}\nspec: {bucketName: sdop-open, region: us-east-1}\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        // Nothing listens there: the refusal comes first.
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("SDOP_STATE_DIR", state.path().to_str().unwrap()),
+    ];
+    let dir = manifests.path().to_str().unwrap();
+    let (code, _, stderr) = sdop_env(&["run", dir, "--listen", "0.0.0.0:0"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without --auth-token-file")
+            && stderr.contains("Authorization: Bearer TOKEN"),
+        "{stderr}"
+    );
+    assert!(!state.path().join("daemon.json").exists());
+    // A token that cannot be sent in a header is refused without being shown.
+    let token = state.path().join("token");
+    std::fs::write(&token, "not a token\n").unwrap();
+    let (code, _, stderr) = sdop_env(
+        &[
+            "run",
+            dir,
+            "--listen",
+            "0.0.0.0:0",
+            "--auth-token-file",
+            token.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("printable ASCII") && !stderr.contains("not a token"),
+        "{stderr}"
+    );
+}
+
 /// Writes a status file into a state directory, as sdop saves one.
 fn put_status(state: &std::path::Path, status: serde_json::Value) {
     let dir = state.join(status["kind"].as_str().unwrap());
