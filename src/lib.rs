@@ -1,9 +1,11 @@
 //! sdop: a declarative operator for Stable Diffusion deployments on AWS.
 //!
-//! A workspace of three crates (docs/architecture.md), bottom-up; a crate uses only those below
+//! A workspace of four crates (docs/architecture.md), bottom-up; a crate uses only those below
 //! it, which the compiler enforces:
 //! - `sdop-core`: the model, the kinds, manifests, the engine (the pure decision, the executor,
 //!   the seam), state, errors. No AWS SDK.
+//! - `sdop-evidence`: what an evaluation measures (images, contact sheet, record, verdict),
+//!   pure. No AWS SDK, no I/O.
 //! - `sdop-aws`: the AWS adapters behind the seam, packaging, one-shot apply and plan.
 //! - `sdop` (this crate): [`daemon`] (`sdop run`) and [`cli`] (the command line), and the
 //!   binary. Every module of the crates below is re-exported here under its own name.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::support::local_aws::{check_installed, repo_root};
 
 /// Issue #23: the demo converges (exit 0) and shows the final status table once (the
-/// `apply --wait` ends with it; a `sdop get` after it printed the same table again).
+/// `apply --wait` ends with it; a `sdop get` after it printed the same table again). Issue #24:
+/// it shows the evidence bundle's location and the decision.
 #[test]
 fn the_demo_converges_and_prints_the_final_table_once() {
     let root = repo_root();
@@ -26,9 +27,54 @@ fn the_demo_converges_and_prints_the_final_table_once() {
     assert!(stdout.contains("demo: OK"), "{stdout}");
     let ready_rows = stdout
         .lines()
-        .filter(|l| l.starts_with("Endpoint/sd-jpstyle") && l.contains(" Ready "))
+        // (`Endpoint/sd-jpstyle-staging` has its own row.)
+        .filter(|l| l.starts_with("Endpoint/sd-jpstyle ") && l.contains(" Ready "))
         .count();
     assert_eq!(ready_rows, 1, "{stdout}");
+    // Issue #24: the finetune went through staging, evidence and automatic promotion, and the
+    // demo says where the evidence bundle is and what was decided.
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no line {label:?} in\n{stdout}"))
+            .to_string()
+    };
+    let bundle = line("evidence bundle   : ");
+    assert!(
+        bundle.contains("s3://sdop-sd-webui-assets/sdop/evidence/sdop-jpstyle/"),
+        "{bundle}"
+    );
+    let bundle = bundle.trim_start_matches("evidence bundle   : ").trim();
+    assert!(
+        line("  record          : ").contains(&format!("{bundle}evidence.json sha256:")),
+        "{stdout}"
+    );
+    assert!(
+        line("  contact sheet   : ").ends_with(&format!("{bundle}contact-sheet.png")),
+        "{stdout}"
+    );
+    assert_eq!(line("verdict           : "), "verdict           : passed");
+    assert!(
+        line("decision          : ").starts_with("decision          : version 1 Approved"),
+        "{stdout}"
+    );
+    assert!(
+        line("  approved by     : ").contains("Approved by rule (approval: automatic)"),
+        "{stdout}"
+    );
+    assert!(
+        line("  in S3           : ").contains("6 images"),
+        "{stdout}"
+    );
+    for resource in ["Endpoint/sd-jpstyle-staging ", "ModelPromotion/jpstyle "] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(resource) && l.contains(" Ready ")),
+            "{resource}: {stdout}"
+        );
+    }
 }
 
 /// Issue #23: the README's "Try it by hand" starts the emulator with `--quiet`: no line per

@@ -148,8 +148,9 @@ async fn kill_9_at_every_mutating_call_of_the_chain_then_restart_converges() {
 }
 
 /// The model package group of examples/promote-with-evidence, and its two endpoints.
-const GROUP: &str = "sdop-example-portrait";
-const STAGING: &str = "sdop-example-portrait-staging";
+const GROUP: &str = "sdop-example-portrait-auto";
+const STAGING: &str = "sdop-example-portrait-auto-staging";
+const PRODUCTION: &str = "sdop-example-portrait-auto";
 const PROMOTE_BUCKET: &str = "sdop-example-promote";
 
 /// As [`configure`], with asynchronous results in 0.3 s: an endpoint that answers within
@@ -281,7 +282,7 @@ async fn kill_9_at_every_new_mutating_call_of_a_promotion_then_restart_converges
         kill_at_then_restart(&aws, state.path(), example, api, *nth);
         let at = format!("a kill at {api} #{nth}");
         one_approved_version_with_its_evidence(&aws, &at).await;
-        let (models, configs) = leak_audit(&aws, &[STAGING, ENDPOINT], &[]).await;
+        let (models, configs) = leak_audit(&aws, &[STAGING, PRODUCTION], &[]).await;
         for names in [&models, &configs] {
             let staging = names
                 .iter()

@@ -7,9 +7,15 @@
 //!   from AWS, and the plan after must be empty. The only rows to remember are the leaves that
 //!   never reach AWS ([`NOT_SENT`]) and those AWS cannot change in place ([`REFUSED_IN_PLACE`]),
 //!   each with its reason; a leaf listed there must indeed not reach AWS, or the test fails.
+//!   Leaves that name another resource ([`REFERENCES`]) or must change with another
+//!   ([`COUPLED`]) are covered elsewhere, as their rows say.
 //! - **Drift.** Every attribute someone can change behind sdop's back (tags, repository and
-//!   bucket settings, scaling limits) is changed with the SDK: the plan shows it and apply puts
-//!   back exactly what the SDK read before.
+//!   bucket settings, scaling limits, a model package group's tags) is changed with the SDK:
+//!   the plan shows it and apply puts back exactly what the SDK read before.
+//!
+//! The ModelPromotion's AWS is the registry (its group's tags, each version's number, approval
+//! status and description) and its evidence bundles in S3 (what `evaluation.json` sent where,
+//! what `evidence.json` judged against which thresholds), all read with the SDK.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,9 +58,13 @@ spec:
   instanceType: ml.g4dn.xlarge
   instanceCount: 1
   executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
-  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+  environment:
+    api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"
+    # The WebUI fork lists it before every text-to-image request (the evaluations').
+    embeddings_s3uri: s3://sdop-live-assets/embeddings/
   asyncInference:
     outputPath: s3://sdop-live-assets/out/
+    failurePath: s3://sdop-live-assets/failure/
     maxConcurrentInvocationsPerInstance: 1
   containerStartupHealthCheckTimeoutSeconds: 600
   autoscaling: {minInstances: 0, maxInstances: 2}
@@ -122,6 +132,47 @@ spec:
   checkpointS3Uri: s3://sdop-live-assets/models/Stable-diffusion/
 "#;
 
+/// Every model the staging Endpoint (`Endpoint/live`, async) serves is registered, evaluated
+/// there and approved by rule; `Endpoint/production` serves the latest approved version.
+const PROMOTION: &str = r#"apiVersion: sdop/v1alpha1
+kind: ModelPromotion
+metadata: {name: live}
+spec:
+  modelPackageGroupName: sd-live-models
+  staging: {endpoint: live}
+  evaluation:
+    prompts:
+      - {prompt: photo of jpstyle girl, negativePrompt: lowres}
+    seeds: [7, 8]
+    width: 512
+    height: 512
+    steps: 20
+    timeoutSeconds: 600
+    expectedSecondsPerImage: 20
+    thresholds:
+      allDecode: true
+      noneBlank: true
+      expectedSize: true
+      maxP95LatencySeconds: 600
+      maxCostPerImageUsd: 0.5
+  approval: automatic
+  evidenceS3Uri: s3://sdop-live-assets/evidence/
+  tags: {team: ml}
+"#;
+
+const PRODUCTION: &str = r#"apiVersion: sdop/v1alpha1
+kind: Endpoint
+metadata: {name: production}
+spec:
+  endpointName: sd-live-production
+  image: {uri: "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:latest"}
+  modelData: {modelPromotion: live}
+  instanceType: ml.g4dn.xlarge
+  executionRoleArn: arn:aws:iam::123456789012:role/sdop-test
+  environment: {api_endpoint: "https://api-id.execute-api.us-east-1.amazonaws.com/prod"}
+  tags: {team: ml}
+"#;
+
 /// Local files the fixture names, and the others its edits may name.
 const FILES: &[(&str, &str)] = &[
     ("images/a.jpg", "image a"),
@@ -139,6 +190,8 @@ const FIXTURE: &[(&str, &str)] = &[
     ("dataset.yaml", DATASET),
     ("package.yaml", PACKAGE),
     ("job.yaml", JOB),
+    ("promotion.yaml", PROMOTION),
+    ("production.yaml", PRODUCTION),
 ];
 
 /// Spec leaves that reach no AWS attribute, with why.
@@ -163,6 +216,21 @@ const NOT_SENT: &[(&str, &str, &str)] = &[
         "spec.contract",
         "which upstream version's rules validate the environment (the image is spec.image)",
     ),
+    (
+        "ModelPromotion",
+        "spec.evaluation.expectedSecondsPerImage",
+        "only the plan's cost estimate of an evaluation (staging instance time per image)",
+    ),
+    (
+        "ModelPromotion",
+        "spec.evaluation.timeoutSeconds",
+        "how long an evaluation's requests may take (InvokeEndpointAsync's InvocationTimeoutSeconds): sent with the next evaluation's requests; one already sent or finished is not sent again for it",
+    ),
+    (
+        "ModelPromotion",
+        "spec.approval",
+        "how the next candidate is decided: a version already decided keeps its decision (sdop never undoes one)",
+    ),
 ];
 
 /// Spec leaves whose every other value needs another leaf changed with it, with why and the
@@ -172,6 +240,21 @@ const COUPLED: &[(&str, &str, &str)] = &[(
     "spec.format",
     "the format decides the output's form (an object for tar.gz, a prefix for uncompressed), so it changes with spec.output: tests/integration/package.rs",
 )];
+
+/// Spec leaves that name another resource of the fixture: any other value needs another such
+/// resource in the manifests, with why and what covers it.
+const REFERENCES: &[(&str, &str, &str)] = &[
+    (
+        "ModelPromotion",
+        "spec.staging.endpoint",
+        "the staging Endpoint; a new candidate on it (an edit of its image, model data or environment here) is registered, evaluated and promoted",
+    ),
+    (
+        "Endpoint",
+        "spec.modelData.modelPromotion",
+        "the ModelPromotion whose approved version production serves; a newly approved version rolling out is covered by the staging edits and tests/integration/promotion.rs",
+    ),
+];
 
 /// Spec leaves AWS cannot change in place: the plan shows the change and apply refuses it with
 /// the reason (a replacement would delete the data).
@@ -205,6 +288,10 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 fn edits(value: &Value) -> Vec<Value> {
     match value {
         Value::Bool(b) => vec![json!(!b)],
+        Value::Number(n) if n.as_i64().is_none() => {
+            let x = n.as_f64().expect("a number");
+            vec![json!(x * 2.0), json!(x + 1.0)]
+        }
         Value::Number(n) => {
             let n = n.as_i64().expect("integer leaf");
             // SD 2.x and 1.x resolutions first: no other value is valid.
@@ -225,6 +312,7 @@ fn edits(value: &Value) -> Vec<Value> {
                 ("all-in-one-ai/2023-03-08", "all-in-one-ai/2023-03-01"),
                 ("us-east-1", "us-west-2"),
                 ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"),
+                ("automatic", "manual"),
             ] {
                 if s == pair.0 {
                     out.push(json!(pair.1));
@@ -283,6 +371,20 @@ fn set(spec: &mut Value, path: &str, value: Value) {
         }
     }
     *at = value;
+}
+
+/// A SageMaker resource's tags as `key=value`, less the spec hash (sdop's own bookkeeping).
+async fn sagemaker_tags(sm: &aws_sdk_sagemaker::Client, arn: &str) -> Vec<String> {
+    sm.list_tags()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .filter(|t| t.key() != Some("sdop.io/spec-hash"))
+        .map(|t| format!("{}={}", t.key().unwrap(), t.value().unwrap()))
+        .collect()
 }
 
 /// The checks' view of the shared `Env`: the plan as lines, apply as a result, and what AWS
@@ -430,17 +532,7 @@ impl Liveness for Env {
                 .send()
                 .await
                 .unwrap();
-            let tags: Vec<String> = sm
-                .list_tags()
-                .resource_arn(endpoint.endpoint_arn().unwrap())
-                .send()
-                .await
-                .unwrap()
-                .tags()
-                .iter()
-                .filter(|t| t.key() != Some("sdop.io/spec-hash"))
-                .map(|t| format!("{}={}", t.key().unwrap(), t.value().unwrap()))
-                .collect();
+            let tags = sagemaker_tags(&sm, endpoint.endpoint_arn().unwrap()).await;
             let container = model.primary_container().unwrap();
             endpoints.insert(
                 name.to_string(),
@@ -500,6 +592,102 @@ impl Liveness for Env {
             objects.insert(
                 key.to_string(),
                 json!({"size": object.size(), "etag": object.e_tag(), "metadata": metadata}),
+            );
+        }
+        // Each evidence bundle's essentials, by its prefix: what was sent where
+        // (`evaluation.json`) and what it was judged on (`evidence.json`).
+        let mut bundles = serde_json::Map::new();
+        for object in listed.contents() {
+            let key = object.key().unwrap();
+            for file in ["evaluation.json", "evidence.json"] {
+                let Some(prefix) = key.strip_suffix(file) else {
+                    continue;
+                };
+                let body = s3
+                    .get_object()
+                    .bucket("sdop-live-assets")
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes();
+                let record: Value = serde_json::from_slice(&body).unwrap();
+                let essentials = if file == "evaluation.json" {
+                    json!({
+                        "endpoint": record["endpointName"],
+                        "casesHash": record["casesHash"],
+                        "timeoutSeconds": record["timeoutSeconds"],
+                        "cases": record["requests"].as_array().unwrap().iter().map(|r| json!({
+                            "prompt": r["case"]["prompt"],
+                            "negativePrompt": r["case"]["negativePrompt"],
+                            "seed": r["case"]["seed"],
+                            "width": r["case"]["width"],
+                            "height": r["case"]["height"],
+                            "steps": r["case"]["payload"]["txt2img_payload"]["steps"],
+                        })).collect::<Vec<_>>(),
+                    })
+                } else {
+                    json!({
+                        "endpoint": record["endpoint"],
+                        "candidate": record["candidate"],
+                        "casesHash": record["casesHash"],
+                        "thresholds": record["thresholds"],
+                        "passed": record["verdict"]["passed"],
+                        "cases": record["cases"].as_array().unwrap().iter().map(|c| json!({
+                            "prompt": c["prompt"],
+                            "negativePrompt": c["negativePrompt"],
+                            "seed": c["seed"],
+                            "width": c["width"],
+                            "height": c["height"],
+                        })).collect::<Vec<_>>(),
+                    })
+                };
+                let bundle = bundles
+                    .entry(prefix.to_string())
+                    .or_insert_with(|| json!({}));
+                bundle[file.trim_end_matches(".json")] = essentials;
+            }
+        }
+        // The Model Registry: each group's tags and versions.
+        let mut groups = serde_json::Map::new();
+        for group in sm
+            .list_model_package_groups()
+            .send()
+            .await
+            .unwrap()
+            .model_package_group_summary_list()
+        {
+            let name = group.model_package_group_name().unwrap();
+            let tags = sagemaker_tags(&sm, group.model_package_group_arn().unwrap()).await;
+            let mut versions: Vec<(i32, Value)> = sm
+                .list_model_packages()
+                .model_package_group_name(name)
+                .model_package_type(aws_sdk_sagemaker::types::ModelPackageType::Versioned)
+                .send()
+                .await
+                .unwrap()
+                .model_package_summary_list()
+                .iter()
+                .map(|v| {
+                    let number = v.model_package_version().unwrap_or_default();
+                    (
+                        number,
+                        json!({
+                            "number": number,
+                            "approval": v.model_approval_status().map(|a| a.as_str().to_string()),
+                            "description": v.model_package_description(),
+                        }),
+                    )
+                })
+                .collect();
+            versions.sort_by_key(|(number, _)| *number);
+            groups.insert(
+                name.to_string(),
+                json!({"tags": tags, "versions": versions.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
             );
         }
         let mut jobs = serde_json::Map::new();
@@ -576,12 +764,15 @@ impl Liveness for Env {
         }
         json!({"buckets": buckets, "repositories": repositories, "endpoints": endpoints,
                "scalableTargets": targets, "stacks": stacks, "objects": objects,
-               "trainingJobs": jobs})
+               "trainingJobs": jobs, "modelPackageGroups": groups, "evidence": bundles})
     }
 }
 
 async fn converged_fixture() -> Env {
     let env = Env::new();
+    // The evaluations' results (the staging endpoint's async inference) a moment after each
+    // request, not the emulator's default second.
+    env.aws.configure(json!({"invocation_seconds": 0.1}));
     // The job's inputs (the user's uploads), and those its edits may name.
     env.aws.seed_training_inputs("sdop-live-train-inputs").await;
     env.aws
@@ -637,12 +828,28 @@ async fn converged_fixture() -> Env {
     env
 }
 
+/// The fixture's files whose leaves [`every_promotion_field_reaches_aws_and_is_read_back`]
+/// edits: the staging Endpoint and the ModelPromotion, whose edits register, evaluate and
+/// promote versions (the slowest leaves); the other test edits the rest. Two tests, each with
+/// its own local AWS, so the halves run side by side.
+const PROMOTION_FILES: &[&str] = &["endpoint.yaml", "promotion.yaml"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_spec_field_reaches_aws_and_is_read_back() {
+    every_field_of(|file| !PROMOTION_FILES.contains(&file)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_promotion_field_reaches_aws_and_is_read_back() {
+    every_field_of(|file| PROMOTION_FILES.contains(&file)).await;
+}
+
+/// Edits every leaf of the fixture's files that `edited` selects (the whole fixture applied).
+async fn every_field_of(edited: impl Fn(&str) -> bool) {
     let env = converged_fixture().await;
     let mut failures = Vec::new();
     let mut covered = 0;
-    for (file, text) in FIXTURE {
+    for (file, text) in FIXTURE.iter().filter(|(file, _)| edited(file)) {
         let document: Value = yaml_serde::from_str(text).unwrap();
         let kind = document["kind"].as_str().unwrap().to_string();
         let name = document["metadata"]["name"].as_str().unwrap().to_string();
@@ -650,7 +857,8 @@ async fn every_spec_field_reaches_aws_and_is_read_back() {
         let mut spec_leaves = Vec::new();
         leaves("spec", &document["spec"], &mut spec_leaves);
         for (path, value) in spec_leaves {
-            if listed(COUPLED, &kind, &path).is_some() {
+            if listed(COUPLED, &kind, &path).is_some() || listed(REFERENCES, &kind, &path).is_some()
+            {
                 continue;
             }
             // The first edit validation accepts.
@@ -749,6 +957,22 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
         .endpoint_arn()
         .unwrap()
         .to_string();
+    let group_arn = sm
+        .describe_model_package_group()
+        .model_package_group_name("sd-live-models")
+        .send()
+        .await
+        .unwrap()
+        .model_package_group_arn()
+        .unwrap()
+        .to_string();
+    let sagemaker_arn = |drift: &str| {
+        if drift.starts_with("endpoint") {
+            endpoint_arn.clone()
+        } else {
+            group_arn.clone()
+        }
+    };
     let converged = env.snapshot().await;
     let mut failures = Vec::new();
     for drift in [
@@ -763,6 +987,8 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
         "endpoint tag changed",
         "scaling limit raised",
         "stack tag changed",
+        "model package group tag removed",
+        "model package group tag changed",
     ] {
         match drift {
             "bucket tag removed" => {
@@ -828,17 +1054,17 @@ async fn drift_on_every_attribute_is_shown_and_undone() {
                     .await
                     .unwrap();
             }
-            "endpoint tag removed" => {
+            "endpoint tag removed" | "model package group tag removed" => {
                 sm.delete_tags()
-                    .resource_arn(&endpoint_arn)
+                    .resource_arn(sagemaker_arn(drift))
                     .tag_keys("team")
                     .send()
                     .await
                     .unwrap();
             }
-            "endpoint tag changed" => {
+            "endpoint tag changed" | "model package group tag changed" => {
                 sm.add_tags()
-                    .resource_arn(&endpoint_arn)
+                    .resource_arn(sagemaker_arn(drift))
                     .tags(
                         aws_sdk_sagemaker::types::Tag::builder()
                             .key("team")

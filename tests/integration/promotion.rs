@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use crate::support::daemon::{leak_audit, sdop_bin};
 use crate::support::local_aws::{repo_root, LocalAws};
 
-const GROUP: &str = "sdop-example-portrait";
-const STAGING: &str = "sdop-example-portrait-staging";
-const PRODUCTION: &str = "sdop-example-portrait";
+const GROUP: &str = "sdop-example-portrait-auto";
+const STAGING: &str = "sdop-example-portrait-auto-staging";
+const PRODUCTION: &str = "sdop-example-portrait-auto";
 const BUCKET: &str = "sdop-example-promote";
 
 fn configure(aws: &LocalAws) {
@@ -291,7 +291,7 @@ async fn a_passing_finetune_is_promoted_and_a_blank_one_rejected_while_productio
     );
     assert_eq!(served(&aws, PRODUCTION).await, v[0].model_data);
     assert_eq!(served(&aws, STAGING).await, v[0].model_data);
-    let status = chain.status(&aws, "ModelPromotion/portrait");
+    let status = chain.status(&aws, "ModelPromotion/portrait-auto");
     let outputs = &status["outputs"];
     assert_eq!(outputs["approvedVersion"], "1", "{status:#}");
     assert_eq!(outputs["verdict"], "passed", "{status:#}");
@@ -330,7 +330,7 @@ async fn a_passing_finetune_is_promoted_and_a_blank_one_rejected_while_productio
     assert_ne!(v[0].model_data, v[1].model_data);
     assert_eq!(served(&aws, PRODUCTION).await, v[0].model_data);
     assert_eq!(served(&aws, STAGING).await, v[1].model_data);
-    let status = chain.status(&aws, "ModelPromotion/portrait");
+    let status = chain.status(&aws, "ModelPromotion/portrait-auto");
     let outputs = &status["outputs"];
     assert_eq!(outputs["approvedVersion"], "1", "{status:#}");
     assert!(
@@ -418,16 +418,16 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
         (1, "PendingManualApproval"),
         "{v:?}"
     );
-    let production = chain.status(&aws, "Endpoint/portrait");
+    let production = chain.status(&aws, "Endpoint/portrait-auto");
     assert_eq!(production["phase"], "Pending", "{production:#}");
     assert!(
         production["message"]
             .as_str()
             .unwrap()
-            .contains("sdop approve ModelPromotion/portrait 1"),
+            .contains("sdop approve ModelPromotion/portrait-auto 1"),
         "{production:#}"
     );
-    let promotion = chain.status(&aws, "ModelPromotion/portrait");
+    let promotion = chain.status(&aws, "ModelPromotion/portrait-auto");
     assert_eq!(
         promotion["outputs"]["awaitingApproval"], "1",
         "{promotion:#}"
@@ -453,7 +453,7 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
         &aws,
         &[
             "approve",
-            "ModelPromotion/portrait",
+            "ModelPromotion/portrait-auto",
             "2",
             "--reason",
             "faces look right",
@@ -479,7 +479,13 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
     // A version that does not exist is refused, naming those that do.
     let out = chain.sdop(
         &aws,
-        &["approve", "ModelPromotion/portrait", "9", "--reason", "x"],
+        &[
+            "approve",
+            "ModelPromotion/portrait-auto",
+            "9",
+            "--reason",
+            "x",
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -497,7 +503,7 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
     let v = versions(&aws).await;
     assert_eq!(served(&aws, PRODUCTION).await, v[2].model_data);
     assert_eq!(
-        chain.status(&aws, "ModelPromotion/portrait")["outputs"]["approvedBy"],
+        chain.status(&aws, "ModelPromotion/portrait-auto")["outputs"]["approvedBy"],
         "console: bob"
     );
 
@@ -512,7 +518,7 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
     let text = chain.converge(&aws);
     assert_eq!(served(&aws, PRODUCTION).await, v[1].model_data);
     assert!(text.contains("ROLLED BACK"), "{text}");
-    let promotion = chain.status(&aws, "ModelPromotion/portrait");
+    let promotion = chain.status(&aws, "ModelPromotion/portrait-auto");
     assert_eq!(
         promotion["outputs"]["approvedVersion"], "2",
         "{promotion:#}"
@@ -534,7 +540,21 @@ async fn manual_approval_by_commit_by_sdop_approve_and_in_the_console_and_a_reje
             "{expected:?} not in {history:#?}"
         );
     }
-    let production = chain.status(&aws, "Endpoint/portrait");
+    // A version the manifest approves, rejected in the console: the person who decided last
+    // wins (sdop does not approve it again) and the stale line of the manifest is pointed out.
+    set_approval(&aws, 1, ModelApprovalStatus::Rejected, "console: bob, old").await;
+    chain.converge(&aws);
+    assert_eq!(versions(&aws).await[0].approval, "Rejected");
+    let promotion = chain.status(&aws, "ModelPromotion/portrait-auto");
+    assert_eq!(promotion["phase"], "Ready", "{promotion:#}");
+    assert!(
+        promotion["message"]
+            .as_str()
+            .unwrap()
+            .contains("version 1 is Rejected in the registry"),
+        "{promotion:#}"
+    );
+    let production = chain.status(&aws, "Endpoint/portrait-auto");
     let served_history = production["history"].as_array().unwrap();
     assert!(
         served_history.len() >= 4,

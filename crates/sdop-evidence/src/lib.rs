@@ -10,8 +10,8 @@
 //! - [`measure`]: one PNG's decode, size and luma statistics, and the `blank`/`black` flags;
 //!   [`decode_base64_image`] for the WebUI's `images` entries.
 //! - [`ContactSheet`]: the PNG grid a person opens to compare versions on the same cases.
-//! - [`EvidenceRecord`], [`CaseRecord`], [`Summary`] and [`digest`]: the JSON record and the
-//!   digest an approval quotes.
+//! - [`EvidenceRecord`], [`CaseRecord`], [`Summary`] and [`digest`]: the JSON record and a
+//!   digest of its content (approvals quote the SHA-256 of the stored `evidence.json`).
 //! - [`Thresholds`] and [`judge`]: the promotion rules and a [`Verdict`] whose reasons carry the
 //!   measured values.
 //! - [`percentile`] and [`cost_per_image_usd`]: the latency and cost arithmetic.

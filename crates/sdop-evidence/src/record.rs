@@ -35,8 +35,9 @@ pub struct CaseRecord {
     pub height: u32,
     /// The S3 key of the image kept in the evidence bundle; None when there is no image.
     pub key: Option<String>,
-    /// From the invocation to the result being read, as the caller timed it (for an asynchronous
-    /// endpoint this includes the queue and the caller's poll interval).
+    /// From the invocation to the result, as the caller timed it. sdop-aws measures from
+    /// InvokeEndpointAsync's acceptance to the result object's S3 Last-Modified (whole
+    /// seconds), so it includes the endpoint's queue and any scale-out from zero.
     pub latency_seconds: Option<f64>,
     /// [`cost_per_image_usd`] of this case's latency, when the price and the latency are known.
     pub cost_usd: Option<f64>,
@@ -234,7 +235,7 @@ impl EvidenceRecord {
 
 /// `sha256:` + the hex SHA-256 of the record's canonical JSON: compact, object keys sorted at
 /// every level, numbers as serde_json writes them (shortest round-trip form). The same record
-/// gives the same digest on every run and machine; it is what an approval quotes.
+/// gives the same digest on every run and machine. (An approval quotes the SHA-256 of `evidence.json` as stored, which anyone can check with `sha256sum`; this digest identifies the record's content whatever its formatting.)
 pub fn digest(record: &EvidenceRecord) -> String {
     let value = serde_json::to_value(record)
         .expect("an EvidenceRecord always serialises: every map in it has String keys");

@@ -3,8 +3,8 @@
 //! `s3://BUCKET/PREFIX/CANDIDATE/`:
 //!
 //! - `sagemaker:model-evaluation` (the prefix): one request object per case under
-//!   `requests/`, sent with InvokeEndpointAsync (a deterministic InferenceId per case, so the
-//!   result is at `OUTPUT-PATH/INFERENCE-ID.out` and a failure at
+//!   `requests/`, sent with InvokeEndpointAsync (a deterministic InferenceId per evaluation and
+//!   case, so the result is at `OUTPUT-PATH/INFERENCE-ID.out` and a failure at
 //!   `FAILURE-PATH/INFERENCE-ID-error.out`: SageMaker developer guide, "Check prediction
 //!   results", https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-check-predictions.html),
 //!   then `evaluation.json`, the record of what was sent, where the results appear and when
@@ -311,6 +311,12 @@ impl Adapter for EvaluationAdapter {
                 format!("{p}/")
             }
         };
+        // The inference ids are this evaluation's own (its name, so its evidence prefix, and
+        // its cases), not only the candidate's: a candidate evaluated again under another
+        // prefix (evidenceS3Uri) shared the earlier evaluation's result keys, so it read that
+        // evaluation's results as its own and, deleted, would delete them. Deterministic, so a
+        // request sent again after a kill keeps its id and result key.
+        let run = &crate::model::naming::content_hash(&(name, &cases_hash))[..8];
         let mut requests = Vec::new();
         for (index, case) in cases.iter().enumerate() {
             let key = format!("{prefix}requests/case-{index}.json");
@@ -323,7 +329,7 @@ impl Adapter for EvaluationAdapter {
                 &[],
             )
             .await?;
-            let id = format!("sdop-eval-{candidate}-{index}");
+            let id = format!("sdop-eval-{candidate}-{run}-{index}");
             let invoked = ctx
                 .clients
                 .sagemaker_runtime
@@ -549,7 +555,8 @@ impl Adapter for EvidenceAdapter {
                 "s3://{bucket}/{prefix}evaluation.json: the evaluation has not sent its requests yet"
             )));
         };
-        let price = object.inputs.get("pricePerHour").and_then(Value::as_f64);
+        // The staging instance's list price in the region the evaluation ran in.
+        let price = crate::cost::hourly(input("instanceType"), 1, &ctx.clients.region);
         let thresholds: sdop_evidence::Thresholds = object
             .inputs
             .get("thresholds")

@@ -619,7 +619,8 @@ pub async fn decide_version(
 enum Step {
     /// Decided already (by anyone): done.
     Decided(String),
-    /// Decided otherwise than the manifest says: kept, reported.
+    /// Decided otherwise than the manifest says (in the console, with `sdop approve`, after
+    /// the commit): kept, and the manifest's stale line pointed out.
     Contradicted(String),
     /// Waiting for a person.
     Awaiting(String),
@@ -788,7 +789,13 @@ impl Adapter for ApprovalAdapter {
                         .insert(crate::model::outputs::NOTE.into(), String::new());
                 }
             }
-            Step::Contradicted(why) => observed.state = ObjectState::Degraded(why),
+            // The person who decided last wins: production follows the registry (a version
+            // rejected after approval rolls it back) and the stale manifest is pointed out.
+            Step::Contradicted(why) => {
+                observed
+                    .outputs
+                    .insert(crate::model::outputs::NOTE.into(), why);
+            }
             Step::Awaiting(why) => {
                 observed.outputs.insert(
                     "awaitingApproval".into(),

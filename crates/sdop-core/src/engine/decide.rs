@@ -1265,46 +1265,48 @@ mod tests {
         }
     }
 
-    /// A renamed bucket: the old one holds data, so under Retain it is kept and forgotten, and
-    /// only under Delete is it deleted.
+    /// A renamed bucket (or repository, or model package group): the old one holds data, so
+    /// under Retain it is kept and forgotten, and only under Delete is it deleted.
     #[test]
     fn a_renamed_data_store_is_kept_under_retain_and_deleted_only_under_delete() {
-        let bucket = |name: &str| {
-            DesiredObject::new(
-                AwsType::S3Bucket,
-                ObjectName::Known(name.into()),
-                Mutability::InPlace,
-            )
-            .field("tags", Some(json!({})))
-        };
-        let mut memory = Memory {
-            phase: Phase::Ready,
-            observed_spec_hash: Some("old-spec".into()),
-            ..Memory::default()
-        };
-        memory.record(&ObjectKey::new(AwsType::S3Bucket, "old"));
-        memory.record(&ObjectKey::new(AwsType::S3Bucket, "new"));
-        let observed = vec![seen(AwsType::S3Bucket, "new", &[])];
-        let mut case = Case::new(
-            vec![bucket("new")],
-            observed
-                .into_iter()
-                .map(|mut o| {
-                    o.fields.insert("tags".into(), json!({}));
-                    o
-                })
-                .collect(),
-            memory,
-        );
-        let kept = case.decide();
-        assert!(kept.actions.is_empty(), "{:?}", lines(&kept));
-        assert!(!kept.memory.owns(&ObjectKey::new(AwsType::S3Bucket, "old")));
-        assert!(kept
-            .notices
-            .iter()
-            .any(|n| n.loud && n.line.contains("s3:bucket old is no longer")));
-        case.facts.deletion_policy = crate::model::DeletionPolicy::Delete;
-        assert_eq!(lines(&case.decide()), ["Delete s3:bucket old"]);
+        for store in [
+            AwsType::S3Bucket,
+            AwsType::EcrRepository,
+            AwsType::ModelPackageGroup,
+        ] {
+            let object = |name: &str| {
+                DesiredObject::new(store, ObjectName::Known(name.into()), Mutability::InPlace)
+                    .field("tags", Some(json!({})))
+            };
+            let mut memory = Memory {
+                phase: Phase::Ready,
+                observed_spec_hash: Some("old-spec".into()),
+                ..Memory::default()
+            };
+            memory.record(&ObjectKey::new(store, "old"));
+            memory.record(&ObjectKey::new(store, "new"));
+            let observed = vec![seen(store, "new", &[])];
+            let mut case = Case::new(
+                vec![object("new")],
+                observed
+                    .into_iter()
+                    .map(|mut o| {
+                        o.fields.insert("tags".into(), json!({}));
+                        o
+                    })
+                    .collect(),
+                memory,
+            );
+            let kept = case.decide();
+            assert!(kept.actions.is_empty(), "{:?}", lines(&kept));
+            assert!(!kept.memory.owns(&ObjectKey::new(store, "old")));
+            assert!(kept
+                .notices
+                .iter()
+                .any(|n| n.loud && n.line.contains(&format!("{store} old is no longer"))));
+            case.facts.deletion_policy = crate::model::DeletionPolicy::Delete;
+            assert_eq!(lines(&case.decide()), [format!("Delete {store} old")]);
+        }
     }
 
     /// Registry versions, evaluations, evidence and decisions are the record of what was

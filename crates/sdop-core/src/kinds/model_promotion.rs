@@ -232,8 +232,9 @@ pub struct ModelPromotionSpec {
     #[serde(default)]
     pub tags: super::Tags,
     /// The registry is the record of what was approved: `Retain` (default) keeps the group,
-    /// its versions and the evidence when the manifest is pruned; `Delete` deletes sdop's
-    /// versions, the group and the evidence.
+    /// its versions and the evidence when the manifest is pruned (and a group no longer named
+    /// when `modelPackageGroupName` changes); `Delete` deletes sdop's versions, the group and
+    /// the evidence.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// `true`: sdop reads the resource and reports drift, and changes nothing (as Flux's
@@ -850,12 +851,6 @@ impl Kind for ModelPromotion {
         .input(
             "instanceType",
             json!(instance_type.clone().unwrap_or_default()),
-        )
-        .input(
-            "pricePerHour",
-            json!(instance_type
-                .as_deref()
-                .and_then(|t| crate::cost::hourly(t, 1, "us-east-1"))),
         )
         .after_ready(EVALUATION, &evaluation_name);
         evidence.content_named = true;

@@ -83,9 +83,15 @@ impl AwsType {
 
     /// A store of data sdop does not write (a bucket's objects, a repository's images): one
     /// that a manifest stops naming (renamed) is kept and forgotten under deletionPolicy
-    /// Retain, never deleted with what it holds.
+    /// Retain, never deleted with what it holds. A model package group is one too: it holds
+    /// the registry's history (every version and who approved it on what evidence, console
+    /// decisions included); without it, renaming `modelPackageGroupName` deleted the old
+    /// group with all its versions under the default Retain (found by the liveness test).
     pub const fn holds_data(self) -> bool {
-        matches!(self, AwsType::S3Bucket | AwsType::EcrRepository)
+        matches!(
+            self,
+            AwsType::S3Bucket | AwsType::EcrRepository | AwsType::ModelPackageGroup
+        )
     }
 
     /// A record of what happened (a registered version, an evaluation, its evidence, a
