@@ -355,7 +355,12 @@ async fn observe(
         };
         let key = ObjectKey::new(object.aws_type, name);
         let owned = status.owns(object.aws_type, name);
-        if object.content_named && converged_before && owned {
+        let outputs_recorded = object
+            .aws_type
+            .outputs_when_read()
+            .iter()
+            .all(|key| status.outputs.contains_key(*key));
+        if object.content_named && converged_before && owned && outputs_recorded {
             trusted.push(Some(ObservedObject::new(
                 key,
                 BTreeMap::new(),

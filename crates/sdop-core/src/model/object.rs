@@ -108,6 +108,17 @@ impl AwsType {
         )
     }
 
+    /// Outputs a content-named object of this type gives when read: one trusted by its name
+    /// without being read (a converged re-apply) is read after all when the resource's
+    /// recorded outputs lack them (a status an earlier sdop wrote before it read them, e.g. a
+    /// Model's environment, which a ModelPromotion reads from its staging endpoint).
+    pub const fn outputs_when_read(self) -> &'static [&'static str] {
+        match self {
+            AwsType::SageMakerModel => &["modelData", "image", "modelEnvironment"],
+            _ => &[],
+        }
+    }
+
     /// What a sibling that waits for this one waits for, in the plan's `[after ...]`.
     pub const fn ready_phrase(self) -> &'static str {
         match self {
