@@ -28,6 +28,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::adapters::{Adapter, ObjectContext};
+use super::s3_object::split;
+use super::sagemaker_smoke_check::s3_parts;
 use super::{absent_if, classify, head_s3_object, is_not_found};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
@@ -103,15 +105,6 @@ async fn put_object(
         .await
         .map_err(|e| classify("s3:PutObject", e))?;
     Ok(())
-}
-
-fn split_prefix(name: &str) -> Result<(&str, &str)> {
-    name.split_once('/')
-        .ok_or_else(|| Error::Terminal(format!("{name:?} is not BUCKET/KEY")))
-}
-
-fn s3_parts(uri: &str) -> Option<(&str, &str)> {
-    uri.strip_prefix("s3://")?.split_once('/')
 }
 
 /// `evaluation.json`: what was sent and where each result appears.
@@ -226,7 +219,7 @@ impl Adapter for EvaluationAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let (bucket, prefix) = split_prefix(name)?;
+        let (bucket, prefix) = split(name)?;
         let Some(record) = read_evaluation(ctx.clients, bucket, prefix).await? else {
             return Ok(None);
         };
@@ -276,7 +269,7 @@ impl Adapter for EvaluationAdapter {
             .name
             .known()
             .ok_or_else(|| Error::Terminal("evaluation name not known yet".into()))?;
-        let (bucket, prefix) = split_prefix(name)?;
+        let (bucket, prefix) = split(name)?;
         let text = |key: &str| {
             object
                 .inputs
@@ -393,7 +386,7 @@ impl Adapter for EvaluationAdapter {
 
     /// Deletes the requests, the record and the results it names.
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        let (bucket, prefix) = split_prefix(name)?;
+        let (bucket, prefix) = split(name)?;
         let Some(record) = read_evaluation(ctx.clients, bucket, prefix).await? else {
             return Ok(());
         };
@@ -462,7 +455,7 @@ async fn baseline(
     let Some(id) = version.candidate() else {
         return Ok(None);
     };
-    let (bucket, prefix) = split_prefix(root)?;
+    let (bucket, prefix) = split(root)?;
     let Some(body) = get_object(clients, bucket, &format!("{prefix}{id}/evidence.json")).await?
     else {
         return Ok(None);
@@ -484,7 +477,7 @@ impl Adapter for EvidenceAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let (bucket, key) = split_prefix(name)?;
+        let (bucket, key) = split(name)?;
         let Some(head) = head_s3_object(ctx.clients, bucket, key).await? else {
             return Ok(None);
         };
@@ -539,7 +532,7 @@ impl Adapter for EvidenceAdapter {
             .name
             .known()
             .ok_or_else(|| Error::Terminal("evidence name not known yet".into()))?;
-        let (bucket, key) = split_prefix(name)?;
+        let (bucket, key) = split(name)?;
         let prefix = key
             .strip_suffix("evidence.json")
             .ok_or_else(|| Error::Terminal(format!("{name:?} is not .../evidence.json")))?;
@@ -710,7 +703,7 @@ impl Adapter for EvidenceAdapter {
     }
 
     async fn delete(&self, ctx: &ObjectContext<'_>, name: &str) -> Result<()> {
-        let (bucket, key) = split_prefix(name)?;
+        let (bucket, key) = split(name)?;
         let Some(body) = get_object(ctx.clients, bucket, key).await? else {
             return Ok(());
         };

@@ -30,7 +30,7 @@ use aws_sdk_sagemaker::types::{
 use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
-use super::sagemaker_endpoint::{is_missing, sagemaker_tags, tags};
+use super::sagemaker_endpoint::{is_missing, retag, sagemaker_tags, tags};
 use super::{absent_if, classify, read_ownership};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
@@ -299,23 +299,7 @@ impl Adapter for GroupAdapter {
             .model_package_group_arn()
             .map(str::to_string)
             .ok_or_else(|| Error::Terminal(format!("model package group {name} has no ARN")))?;
-        let removed = super::removed_tag_keys(change);
-        if !removed.is_empty() {
-            sagemaker
-                .delete_tags()
-                .resource_arn(&arn)
-                .set_tag_keys(Some(removed))
-                .send()
-                .await
-                .map_err(|e| classify("sagemaker:DeleteTags", e))?;
-        }
-        sagemaker
-            .add_tags()
-            .resource_arn(arn)
-            .set_tags(Some(tags(ctx, object)))
-            .send()
-            .await
-            .map_err(|e| classify("sagemaker:AddTags", e))?;
+        retag(ctx, object, &arn, change).await?;
         Ok(ObjectState::Ready)
     }
 

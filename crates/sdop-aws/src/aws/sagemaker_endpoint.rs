@@ -60,6 +60,35 @@ pub(super) fn tags(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Vec<Tag> 
         .collect()
 }
 
+/// Puts a SageMaker resource's tags as the spec says: AddTags upserts, and a tag the spec no
+/// longer has is deleted (sdop's ownership tags never are).
+pub(super) async fn retag(
+    ctx: &ObjectContext<'_>,
+    object: &DesiredObject,
+    arn: &str,
+    change: &FieldChange,
+) -> Result<()> {
+    let sagemaker = &ctx.clients.sagemaker;
+    let removed = super::removed_tag_keys(change);
+    if !removed.is_empty() {
+        sagemaker
+            .delete_tags()
+            .resource_arn(arn)
+            .set_tag_keys(Some(removed))
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:DeleteTags", e))?;
+    }
+    sagemaker
+        .add_tags()
+        .resource_arn(arn)
+        .set_tags(Some(tags(ctx, object)))
+        .send()
+        .await
+        .map_err(|e| classify("sagemaker:AddTags", e))?;
+    Ok(())
+}
+
 /// UpdateEndpoint's `DeploymentConfig` from the manifest's guardrails.
 fn deployment_config(d: &Deployment) -> DeploymentConfig {
     use crate::kinds::deployment::{CapacityUnit, TrafficShift};
@@ -562,24 +591,7 @@ impl Adapter for EndpointAdapter {
                 .endpoint_arn()
                 .map(str::to_string)
                 .ok_or_else(|| Error::Terminal(format!("endpoint {name} has no ARN")))?;
-            // AddTags upserts; a tag the spec no longer has is deleted.
-            let removed = super::removed_tag_keys(change);
-            if !removed.is_empty() {
-                sagemaker
-                    .delete_tags()
-                    .resource_arn(&arn)
-                    .set_tag_keys(Some(removed))
-                    .send()
-                    .await
-                    .map_err(|e| classify("sagemaker:DeleteTags", e))?;
-            }
-            sagemaker
-                .add_tags()
-                .resource_arn(arn)
-                .set_tags(Some(tags(ctx, object)))
-                .send()
-                .await
-                .map_err(|e| classify("sagemaker:AddTags", e))?;
+            retag(ctx, object, &arn, change).await?;
         }
         if changes.iter().any(|c| c.field == "endpointConfigName") {
             let guardrails = object

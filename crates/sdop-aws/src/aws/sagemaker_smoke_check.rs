@@ -34,7 +34,8 @@ const META_ENDPOINT: &str = "sdop-endpoint";
 const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 const QUOTED_BYTES: usize = 300;
 
-fn s3_parts(uri: &str) -> Option<(&str, &str)> {
+/// The bucket and key of an `s3://BUCKET/KEY` URI.
+pub(super) fn s3_parts(uri: &str) -> Option<(&str, &str)> {
     uri.strip_prefix("s3://")?.split_once('/')
 }
 
