@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 from moto.moto_api._internal.models import moto_api_backend
 
 import containers  # the all-in-one-ai images' contract (containers.py beside this file)
+import local_aws_tagging
 import local_aws_validation
 from local_aws_s3 import S3_OBJECT_WRITES, S3_WRITE_LOCK, buffer_body, s3_api
 from local_aws_state import (BODY_BYTES, BY_CALLER, CALL_LOG, CALLS, CONFIG, ENV_DEFAULTS,
@@ -23,6 +24,14 @@ CRED = re.compile(r"Credential=([^/,]*)/[^/]*/[^/]*/([^/]*)/")
 # sagemaker-runtime's REST paths (botocore sagemaker-runtime service-2 requestUri; signing name
 # "sagemaker"): named by their operation, not the HTTP method.
 RUNTIME_PATH = re.compile(r"^/endpoints/[^/]+/(async-)?invocations$")
+# Calls are named by the credential scope's service, except where IAM's service prefix differs
+# and is used instead: the Resource Groups Tagging API signs as "tagging" (botocore
+# resourcegroupstaggingapi metadata endpointPrefix; aws-sdk-resourcegroupstagging
+# signing_name) but its IAM actions are "tag:GetResources" and so on ("Amazon Resource Group
+# Tagging API (service prefix: tag)", https://docs.aws.amazon.com/service-authorization/latest/
+# reference/list_amazonresourcegrouptaggingapi.html). CloudWatch keeps its scope "monitoring"
+# (sdop maps it to IAM's "cloudwatch" itself).
+CALL_PREFIX = {"tagging": "tag"}
 
 
 def credential(auth, qs):
@@ -59,7 +68,7 @@ def classify(environ):
         action, proto = (form.get("Action") or qs.get("Action") or [method])[0], "query"
     # DynamoDB's Scan and Query read too (the DynamoDB API reference's read operations).
     is_read = action.startswith(("Describe", "List", "Get", "Head", "BatchGet", "Scan", "Query"))
-    return f"{service}:{action}", proto, is_read, caller
+    return f"{CALL_PREFIX.get(service, service)}:{action}", proto, is_read, caller
 
 
 FAULT_KINDS = ("throttle", "error500", "no_such_upload")  # checked in this order
@@ -262,22 +271,25 @@ class SdopMiddleware:
                       flush=True)
                 return local_aws_validation.refusal(protocol, code, text, start_response)
         if not self.is_kill_point(api):
-            return self.forward(api, environ, start_response)
+            return self.forward(api, is_read, environ, start_response)
         # The call takes effect in AWS; its answer is held until the test has killed the
         # caller (kill -9 between "AWS did it" and "the caller knows"), then released.
-        result = list(self.forward(api, environ, start_response))
+        result = list(self.forward(api, is_read, environ, start_response))
         KILL_POINT["reached"] = True
         deadline = time.time() + 60
         while KILL_POINT.get("armed") and time.time() < deadline:
             time.sleep(0.02)
         return result
 
-    def forward(self, api, environ, start_response):
+    def forward(self, api, is_read, environ, start_response):
         if api in S3_OBJECT_WRITES:
             buffer_body(environ)
             with S3_WRITE_LOCK:  # moto builds the whole response inside this call
                 return self.app(environ, start_response)
-        return self.app(environ, start_response)
+        result = self.app(environ, start_response)
+        # The tag sets the call may have changed, with their time (tagging_lag_seconds).
+        local_aws_tagging.after_call(api, is_read)
+        return result
 
 
 # The kill point: {"api": "sagemaker:CreateModel", "nth": 2} arms it at the 2nd such call.

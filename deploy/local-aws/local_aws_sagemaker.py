@@ -259,6 +259,18 @@ def delete_endpoint(self, orig, endpoint_name):
                          "until": time.time() + dur("endpoint_delete_seconds")}
 
 
+@patch(SageMakerModelBackend, "update_endpoint_weights_and_capacities")
+def update_endpoint_weights_and_capacities(self, orig, endpoint_name,
+                                           desired_weights_and_capacities):
+    # "When it receives the request, SageMaker sets the endpoint status to Updating. After
+    # updating the endpoint, it sets the status to InService" (API_UpdateEndpointWeightsAndCapacities):
+    # the endpoint is modified, so its LastModifiedTime moves (moto 5.2.5 leaves it). This is
+    # what Application Auto Scaling calls to scale a variant, down to zero included.
+    arn = orig(self, endpoint_name, desired_weights_and_capacities)
+    self.endpoints[endpoint_name].last_modified_time = utcnow()
+    return arn
+
+
 @patch(SageMakerModelBackend, "create_training_job")
 def create_training_job(self, orig, training_job_name, **kw):
     if training_job_name in self.training_jobs:

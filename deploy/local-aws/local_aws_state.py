@@ -30,6 +30,9 @@ ENV_DEFAULTS = {  # config key -> (env var, default)
     # finetune gone wrong, for a failing evaluation): a list of endpoint names, or "*" for
     # every endpoint; the env var is comma-separated. Taken at call time.
     "blank_images": ("SDOP_EMU_BLANK_IMAGES", []),
+    # GetResources (Resource Groups Tagging API) answers with the tags of sdop's types as they
+    # were this many seconds ago (0: as they are now); local_aws_tagging.py. Taken at call time.
+    "tagging_lag_seconds": ("SDOP_EMU_TAGGING_LAG_SECONDS", 0.0),
 }
 INVOCATION_OUTCOMES = ("container", "error", "silent")
 LOCK = threading.RLock()
@@ -39,6 +42,9 @@ BODY_BYTES = {}  # api -> {"bytes": request body bytes declared, "faulted": of f
 CALL_LOG = deque(maxlen=20000)  # last counted calls: {"t", "api", "read", "caller", "faulted"}
 # Rollouts as the traffic shifts, per endpoint (GET /_sdop/rollouts; local_aws_sagemaker).
 ROLLOUTS = {}
+# Tag sets of the types local_aws_tagging covers, per ARN, with the time each was first seen:
+# {arn: {"account", "region", "type", "entries": deque of (t, tags dict, or None once gone)}}.
+TAG_HISTORY = {}
 
 
 def env_config():
@@ -63,6 +69,8 @@ def check_config(values):
     values = {k: config_value(k, v) for k, v in values.items()}
     if values.get("invocation_outcome", "container") not in INVOCATION_OUTCOMES:
         raise ValueError(f"invocation_outcome must be one of {list(INVOCATION_OUTCOMES)}")
+    if values.get("tagging_lag_seconds", 0.0) < 0:
+        raise ValueError("tagging_lag_seconds must be >= 0")
     return values
 
 
@@ -77,6 +85,7 @@ def clear_state():
         CONFIG.clear(); CONFIG.update(env_config())
         FAULTS.clear(); FAULT_COUNTERS.clear(); CALLS.clear(); TRACK.clear()
         BY_CALLER.clear(); CALL_LOG.clear(); ROLLOUTS.clear(); BODY_BYTES.clear()
+        TAG_HISTORY.clear()
         containers.clear()
 
 

@@ -1,7 +1,8 @@
 """sdop local AWS emulator: moto 5.2.5 server plus the SageMaker/CloudFormation
 behaviour sdop depends on (status lifecycles, UpdateEndpoint, StopTrainingJob,
 duplicate-name errors, tag upsert, DreamBooth checkpoints, InvokeEndpointAsync with PNG
-results, the Model Registry, Application Auto Scaling tags and checks), every request
+results, the Model Registry, Application Auto Scaling tags and checks, GetResources of the
+Resource Groups Tagging API over every type sdop tags, with a lag knob), every request
 validated against botocore's service models, and a control API under /_sdop/ for durations,
 fault injection and call counting/logging, and atomic S3 conditional writes. See README.md.
 
@@ -13,6 +14,7 @@ The entry point `up` runs. The rules live beside it, by service:
   local_aws_cloudformation.py  CloudFormation
   local_aws_ecr.py             ECR
   local_aws_s3.py              S3 API names, atomic conditional writes
+  local_aws_tagging.py         Resource Groups Tagging API GetResources, tagging_lag_seconds
   local_aws_validation.py      requests checked against botocore's service-2.json
   local_aws_middleware.py      the WSGI middleware and the /_sdop/ control API
   containers.py                the all-in-one-ai images' contract"""
@@ -34,6 +36,7 @@ import local_aws_cloudformation  # noqa: F401
 import local_aws_ecr  # noqa: F401
 import local_aws_runtime  # noqa: F401
 import local_aws_sagemaker  # noqa: F401
+import local_aws_tagging  # noqa: F401
 from local_aws_middleware import SdopMiddleware, ticker
 from local_aws_state import clear_state
 

@@ -5,27 +5,57 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::aws::adapters::{adapter, ObjectContext};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::aws::sweep::Sweep;
 use crate::aws::{s3_object, Clients};
+use crate::manifest::ResourceId;
 use crate::model::object::AwsType;
 
 /// Keys in one page of ListObjectsV2.
 const LISTING_PAGE: usize = 1000;
 use crate::engine::cloud::{BoxFuture, Cloud, Created, ExternalValues, ReadRequest, Scope};
 use crate::engine::plan::{
-    DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
+    plan_resource, DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
 use crate::error::Result;
 
 pub struct AwsCloud {
     clients: Clients,
     regional: Mutex<HashMap<String, Clients>>,
+    /// Listings shared by the reads of one sweep (`sdop apply`, `sdop plan`); `None` in the
+    /// daemon, whose resources are reconciled one by one.
+    sweep: Option<Sweep>,
 }
 
 impl AwsCloud {
+    /// Every read on its own (the daemon).
     pub fn new(clients: Clients) -> Self {
         AwsCloud {
             clients,
             regional: Mutex::new(HashMap::new()),
+            sweep: None,
+        }
+    }
+
+    /// Reads share listings until the next [`AwsCloud::next_sweep`] or change (one-shot
+    /// commands, which pass over the whole graph at once).
+    pub fn sweeping(clients: Clients) -> Self {
+        AwsCloud {
+            sweep: Some(Sweep::default()),
+            ..AwsCloud::new(clients)
+        }
+    }
+
+    /// Starts a new sweep: what the last one listed is asked again.
+    pub fn next_sweep(&self) {
+        self.forget_listings();
+    }
+
+    /// After any change sdop makes: no read answers from before it.
+    fn forget_listings(&self) {
+        if let Some(sweep) = &self.sweep {
+            sweep.forget();
         }
     }
 
@@ -47,14 +77,43 @@ impl AwsCloud {
 }
 
 /// The adapter context of one call.
-fn context<'a>(clients: &'a Clients, scope: &Scope<'a>) -> ObjectContext<'a> {
+fn context<'a>(
+    clients: &'a Clients,
+    scope: &Scope<'a>,
+    sweep: Option<&'a Sweep>,
+) -> ObjectContext<'a> {
     ObjectContext {
         clients,
         resource: scope.resource,
         spec_hash: scope.spec_hash,
         owned_per_state: scope.owned_per_memory,
         recorded_outputs: scope.recorded_outputs,
+        sweep,
+        used_shared_tags: AtomicBool::new(false),
     }
+}
+
+/// A read made with the Tagging API's tags is kept only when it shows the object owned by
+/// `resource` and exactly as desired: anything else (a difference to act on, a foreign or
+/// missing owner) might be the listing's lag, so it is read again on its own.
+fn confirms(
+    resource: &ResourceId,
+    desired: &DesiredObject,
+    found: &Option<ObservedObject>,
+) -> bool {
+    let Some(found) = found else {
+        return false;
+    };
+    found.ownership
+        == (Ownership::Owned {
+            resource: resource.clone(),
+        })
+        && plan_resource(
+            resource,
+            std::slice::from_ref(desired),
+            std::slice::from_ref(found),
+        )
+        .is_empty()
 }
 
 impl Cloud for AwsCloud {
@@ -69,7 +128,9 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
-            adapter.resolve(&context(&clients, &scope), object).await
+            adapter
+                .resolve(&context(&clients, &scope, self.sweep.as_ref()), object)
+                .await
         })
     }
 
@@ -93,9 +154,15 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = adapter(key.aws_type);
             let clients = self.clients_in(scope.region);
-            adapter
-                .read(&context(&clients, &scope), &key.name, Some(desired))
-                .await
+            let ctx = context(&clients, &scope, self.sweep.as_ref());
+            let found = adapter.read(&ctx, &key.name, Some(desired)).await?;
+            if ctx.used_shared_tags.load(Ordering::SeqCst)
+                && !confirms(scope.resource, desired, &found)
+            {
+                let alone = context(&clients, &scope, None);
+                return adapter.read(&alone, &key.name, Some(desired)).await;
+            }
+            Ok(found)
         })
     }
 
@@ -171,7 +238,7 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
-            let ctx = context(&clients, &scope);
+            let ctx = context(&clients, &scope, None);
             // Every type sdop creates today is named by sdop; an adapter of an AWS-named one
             // (a Model Registry version) returns the name AWS assigned.
             let created = match adapter.create(&ctx, object).await {
@@ -197,6 +264,7 @@ impl Cloud for AwsCloud {
                 }
                 outcome => outcome,
             };
+            self.forget_listings();
             created.map(Created::named_by_sdop)
         })
     }
@@ -210,9 +278,11 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = adapter(object.aws_type);
             let clients = self.clients_in(scope.region);
-            adapter
-                .update(&context(&clients, &scope), object, changes)
-                .await
+            let updated = adapter
+                .update(&context(&clients, &scope, None), object, changes)
+                .await;
+            self.forget_listings();
+            updated
         })
     }
 
@@ -220,7 +290,11 @@ impl Cloud for AwsCloud {
         Box::pin(async move {
             let adapter = adapter(key.aws_type);
             let clients = self.clients_in(scope.region);
-            adapter.delete(&context(&clients, &scope), &key.name).await
+            let deleted = adapter
+                .delete(&context(&clients, &scope, None), &key.name)
+                .await;
+            self.forget_listings();
+            deleted
         })
     }
 }

@@ -20,7 +20,7 @@ pub async fn plan(
     clients: crate::aws::Clients,
     store: &crate::state::StateStore,
 ) -> crate::error::Result<crate::engine::Plan> {
-    let aws = cloud::AwsCloud::new(clients);
+    let aws = cloud::AwsCloud::sweeping(clients);
     let recorded = store
         .load_all()?
         .into_iter()

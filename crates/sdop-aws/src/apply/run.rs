@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use tracing::Instrument;
 
 use super::cloud::AwsCloud;
 use crate::aws::Clients;
@@ -142,7 +143,8 @@ pub async fn apply(
     report: Report<'_>,
 ) -> Result<ApplySummary> {
     let started = Instant::now();
-    let cloud = AwsCloud::new(clients.clone());
+    // One sweep per pass over the graph: its reads share listings (crate::aws::sweep).
+    let cloud = AwsCloud::sweeping(clients.clone());
     let waves = loaded.graph.waves();
     let mut poll = options.min_poll;
     let mut summary = ApplySummary::default();
@@ -151,6 +153,7 @@ pub async fn apply(
     // poll: a long outage does not repeat the work (and the bytes) every few seconds.
     let mut retry_at: BTreeMap<ResourceId, (Instant, Duration)> = BTreeMap::new();
     loop {
+        cloud.next_sweep();
         let mut mutated = false;
         let mut changed_phase = false;
         let mut blocked = std::collections::BTreeSet::new();
@@ -167,7 +170,11 @@ pub async fn apply(
                 .collect();
             let passes = futures::future::join_all(
                 due.iter()
-                    .map(|&i| reconcile_one(&cloud, store, loaded, i, report)),
+                    .map(|&i| {
+                        reconcile_one(&cloud, store, loaded, i, report).instrument(
+                            tracing::debug_span!(target: "sdop::aws", "pass", resource = %loaded.manifests[i].id),
+                        )
+                    }),
             )
             .await;
             for pass in passes {

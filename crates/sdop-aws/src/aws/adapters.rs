@@ -1,8 +1,15 @@
 //! The per-object-type contract (after ACK): read one (not found is `Ok(None)`), create,
 //! update with a delta, delete. One adapter per AWS object type, found by `aws_type`.
 
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+use super::sweep::Sweep;
 use super::Clients;
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject};
 use crate::error::Result;
@@ -19,6 +26,67 @@ pub struct ObjectContext<'a> {
     pub owned_per_state: bool,
     /// The outputs the resource recorded when it was last read.
     pub recorded_outputs: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// The sweep whose listings reads share (`None`: every read alone, as in the daemon).
+    pub sweep: Option<&'a Sweep>,
+    /// Set when a read used the Tagging API's eventually consistent tags: the cloud seam then
+    /// keeps the read only if it confirms the object as desired (see [`super::sweep`]).
+    pub used_shared_tags: AtomicBool,
+}
+
+impl ObjectContext<'_> {
+    /// The answer of a listing shared by the sweep, made by `load` the first time; `None`
+    /// without a sweep (the caller reads its one object instead). `what` names the listing
+    /// (API and scope); the region is added here.
+    pub async fn shared<T, F, Fut>(&self, what: &str, load: F) -> Result<Option<Arc<T>>>
+    where
+        T: Any + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match self.sweep {
+            Some(sweep) => Ok(Some(
+                sweep
+                    .shared(format!("{} {what}", self.clients.region), load)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The tags of `arn` from the sweep's Tagging API listing, if it has them; `None` means
+    /// "read them with the service's own call". Marks the read as one to confirm.
+    pub async fn shared_tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>> {
+        Ok(self
+            .shared_tagged(|listed| listed == arn)
+            .await?
+            .map(|(_, tags)| tags))
+    }
+
+    /// The ARN and tags of the object the sweep's Tagging API listing has under an ARN that
+    /// `matches` (for a caller that does not know the ARN: it holds the account id). Marks
+    /// the read as one to confirm: the listing lags, so it may show an object just deleted or
+    /// retagged, which the cloud seam's confirmation and the next sweep see.
+    pub async fn shared_tagged(
+        &self,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>> {
+        let clients = self.clients;
+        let Some(index) = self
+            .shared("tag:GetResources", || super::sweep::tag_index(clients))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let found = index
+            .as_ref()
+            .as_ref()
+            .and_then(|index| index.iter().find(|(arn, _)| matches(arn)))
+            .map(|(arn, tags)| (arn.clone(), tags.clone()));
+        if found.is_some() {
+            self.used_shared_tags.store(true, Ordering::SeqCst);
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]

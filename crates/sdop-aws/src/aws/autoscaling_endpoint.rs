@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_applicationautoscaling::types::{
     AdjustmentType, CustomizedMetricSpecification, MetricAggregationType, MetricDimension,
-    MetricStatistic, PolicyType, ScalableDimension, ScalingPolicy, ServiceNamespace,
-    StepAdjustment, StepScalingPolicyConfiguration, TargetTrackingScalingPolicyConfiguration,
+    MetricStatistic, PolicyType, ScalableDimension, ScalableTarget, ScalingPolicy,
+    ServiceNamespace, StepAdjustment, StepScalingPolicyConfiguration,
+    TargetTrackingScalingPolicyConfiguration,
 };
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
 use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
@@ -274,6 +275,93 @@ fn policy_fields(
     }
 }
 
+/// Pages a sweep's listing of targets, policies or alarms reads at most (50 to 100 each);
+/// past it the listing answers `None` and each endpoint's are read on their own.
+const SHARED_PAGES: usize = 5;
+
+/// SageMaker's scalable targets: `only`'s, or every one (a sweep's listing).
+async fn sagemaker_targets(
+    clients: &super::Clients,
+    only: Option<&str>,
+) -> Result<Option<Vec<ScalableTarget>>> {
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..SHARED_PAGES {
+        let page = clients
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .set_resource_ids(only.map(|id| vec![id.to_string()]))
+            .scalable_dimension(dimension())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| classify("application-autoscaling:DescribeScalableTargets", e))?;
+        found.extend(page.scalable_targets().iter().cloned());
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(Some(found)),
+        }
+    }
+    Ok(None)
+}
+
+/// SageMaker's scaling policies: `only` target's, or every one (a sweep's listing).
+async fn sagemaker_policies(
+    clients: &super::Clients,
+    only: Option<&str>,
+) -> Result<Option<Vec<ScalingPolicy>>> {
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..SHARED_PAGES {
+        let page = clients
+            .autoscaling
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Sagemaker)
+            .set_resource_id(only.map(str::to_string))
+            .scalable_dimension(dimension())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| classify("application-autoscaling:DescribeScalingPolicies", e))?;
+        found.extend(page.scaling_policies().iter().cloned());
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(Some(found)),
+        }
+    }
+    Ok(None)
+}
+
+/// The alarm named `only`, or every alarm whose name starts with `sdop-` (a sweep's listing).
+async fn sdop_alarms(
+    clients: &super::Clients,
+    only: Option<&str>,
+) -> Result<Option<Vec<MetricAlarm>>> {
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..SHARED_PAGES {
+        let request = clients
+            .cloudwatch
+            .describe_alarms()
+            .set_next_token(token.take());
+        let request = match only {
+            Some(name) => request.alarm_names(name),
+            None => request.alarm_name_prefix("sdop-").max_records(100),
+        };
+        let page = request
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch:DescribeAlarms", e))?;
+        found.extend(page.metric_alarms().iter().cloned());
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(Some(found)),
+        }
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl Adapter for EndpointScalingAdapter {
     fn aws_type(&self) -> crate::model::object::AwsType {
@@ -287,35 +375,39 @@ impl Adapter for EndpointScalingAdapter {
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let endpoint_name = endpoint(name)?;
-        let targets = ctx
-            .clients
-            .autoscaling
-            .describe_scalable_targets()
-            .service_namespace(ServiceNamespace::Sagemaker)
-            .resource_ids(name)
-            .scalable_dimension(dimension())
-            .send()
-            .await
-            .map_err(|e| classify("application-autoscaling:DescribeScalableTargets", e))?;
-        let Some(target) = targets
-            .scalable_targets()
-            .iter()
-            .find(|t| t.resource_id() == name)
-        else {
+        let clients = ctx.clients;
+        // In a sweep, one listing of the namespace's targets, one of its policies and one of
+        // sdop's alarms answer for every endpoint; alone, each asks for this target only.
+        let targets: Vec<ScalableTarget> = match ctx
+            .shared(
+                "application-autoscaling:DescribeScalableTargets sagemaker",
+                || sagemaker_targets(clients, None),
+            )
+            .await?
+        {
+            Some(all) if all.is_some() => all.as_ref().clone().unwrap_or_default(),
+            _ => sagemaker_targets(clients, Some(name))
+                .await?
+                .unwrap_or_default(),
+        };
+        let Some(target) = targets.iter().find(|t| t.resource_id() == name) else {
             return Ok(None);
         };
         let tags: BTreeMap<String, String> = match target.scalable_target_arn() {
-            Some(arn) => ctx
-                .clients
-                .autoscaling
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(|e| classify("application-autoscaling:ListTagsForResource", e))?
-                .tags()
-                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
+            Some(arn) => match ctx.shared_tags(arn).await? {
+                Some(tags) => tags,
+                None => ctx
+                    .clients
+                    .autoscaling
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| classify("application-autoscaling:ListTagsForResource", e))?
+                    .tags()
+                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+            },
             None => BTreeMap::new(),
         };
         let (owner, user_tags) = read_ownership(&tags);
@@ -324,43 +416,47 @@ impl Adapter for EndpointScalingAdapter {
             Some(resource) => Ownership::Owned { resource },
             None => Ownership::Foreign,
         };
-        let policies = ctx
-            .clients
-            .autoscaling
-            .describe_scaling_policies()
-            .service_namespace(ServiceNamespace::Sagemaker)
-            .resource_id(name)
-            .scalable_dimension(dimension())
-            .send()
-            .await
-            .map_err(|e| classify("application-autoscaling:DescribeScalingPolicies", e))?;
-        // moto matches ResourceId as a substring: keep only this target's policies.
+        let policies: Vec<ScalingPolicy> = match ctx
+            .shared(
+                "application-autoscaling:DescribeScalingPolicies sagemaker",
+                || sagemaker_policies(clients, None),
+            )
+            .await?
+        {
+            Some(all) if all.is_some() => all.as_ref().clone().unwrap_or_default(),
+            _ => sagemaker_policies(clients, Some(name))
+                .await?
+                .unwrap_or_default(),
+        };
+        // moto matches ResourceId as a substring, and a shared listing has every target's:
+        // keep only this target's policies.
         let policies: Vec<ScalingPolicy> = policies
-            .scaling_policies()
-            .iter()
+            .into_iter()
             .filter(|p| p.resource_id() == name)
-            .cloned()
             .collect();
         let (target_backlog, scale_in, scale_out) = policy_fields(&policies, endpoint_name);
         let step_arn = policies
             .iter()
             .find(|p| p.policy_name() == step_policy(endpoint_name))
             .map(|p| p.policy_arn().to_string());
-        let alarms = ctx
-            .clients
-            .cloudwatch
-            .describe_alarms()
-            .alarm_names(backlog_alarm(endpoint_name))
-            .send()
-            .await
-            .map_err(|e| classify("cloudwatch:DescribeAlarms", e))?;
+        let alarms: Vec<MetricAlarm> = match ctx
+            .shared("cloudwatch:DescribeAlarms sdop-", || {
+                sdop_alarms(clients, None)
+            })
+            .await?
+        {
+            Some(all) if all.is_some() => all.as_ref().clone().unwrap_or_default(),
+            _ => sdop_alarms(clients, Some(&backlog_alarm(endpoint_name)))
+                .await?
+                .unwrap_or_default(),
+        };
+        let alarms: Vec<&MetricAlarm> = alarms
+            .iter()
+            .filter(|a| a.alarm_name() == Some(backlog_alarm(endpoint_name).as_str()))
+            .collect();
         // Scaling out from zero works only when the alarm exists and fires the step policy.
-        let from_zero = step_arn.is_some_and(|arn| {
-            alarms
-                .metric_alarms()
-                .iter()
-                .any(|a| a.alarm_actions().contains(&arn))
-        });
+        let from_zero =
+            step_arn.is_some_and(|arn| alarms.iter().any(|a| a.alarm_actions().contains(&arn)));
         let mut observed = ScalingFields {
             min_capacity: target.min_capacity(),
             max_capacity: target.max_capacity(),

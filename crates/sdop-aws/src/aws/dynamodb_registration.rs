@@ -65,9 +65,8 @@ fn text<'a>(object: &'a DesiredObject, input: &str) -> Option<&'a str> {
 }
 
 /// The id of the WebUI's industrial model in `table`, if the WebUI has created it.
-async fn webui_industrial_model(ctx: &ObjectContext<'_>, table: &str) -> Result<Option<String>> {
-    let mut pages = ctx
-        .clients
+async fn webui_industrial_model(clients: &super::Clients, table: &str) -> Result<Option<String>> {
+    let mut pages = clients
         .dynamodb
         .scan()
         .table_name(table)
@@ -105,6 +104,50 @@ async fn webui_industrial_model(ctx: &ObjectContext<'_>, table: &str) -> Result<
     }
 }
 
+type Item = HashMap<String, AttributeValue>;
+
+fn text_attribute<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Pages (up to 1 MB each) of a table a sweep scans at most.
+const SCAN_PAGES: usize = 3;
+
+/// Every item of `table`, strongly consistent like GetItem's `ConsistentRead` (API_Scan:
+/// "ConsistentRead ... the scan uses strongly consistent reads"); `None` past [`SCAN_PAGES`]
+/// pages or when the table does not exist yet (each record is then read with GetItem, which
+/// says so itself).
+async fn all_records(clients: &super::Clients, table: &str) -> Result<Option<Vec<Item>>> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    for _ in 0..SCAN_PAGES {
+        let page = match clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:Scan", e))
+        {
+            Ok(page) => page,
+            Err(err) if super::is_not_found(&err, &["ResourceNotFoundException"]) => {
+                return Ok(None)
+            }
+            Err(err) => return Err(err),
+        };
+        items.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(last) if !last.is_empty() => start = Some(last.clone()),
+            _ => return Ok(Some(items)),
+        }
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl Adapter for RegistrationAdapter {
     fn aws_type(&self) -> crate::model::object::AwsType {
@@ -126,7 +169,17 @@ impl Adapter for RegistrationAdapter {
         ) else {
             return Ok(object);
         };
-        let Some(id) = webui_industrial_model(ctx, models).await? else {
+        let clients = ctx.clients;
+        let id = match ctx
+            .shared(&format!("dynamodb:Scan {models} industrial models"), || {
+                webui_industrial_model(clients, models)
+            })
+            .await?
+        {
+            Some(id) => id.as_ref().clone(),
+            None => webui_industrial_model(clients, models).await?,
+        };
+        let Some(id) = id else {
             // Not created yet: the WebUI creates it at its first start.
             return Ok(object);
         };
@@ -146,17 +199,36 @@ impl Adapter for RegistrationAdapter {
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
         let (table, endpoint, industrial_model) = split(name)?;
-        let found = ctx
-            .clients
-            .dynamodb
-            .get_item()
-            .table_name(table)
-            .set_key(Some(key(endpoint, industrial_model)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb:GetItem", e))?;
-        let Some(item) = found.item() else {
+        // In a sweep, one strongly consistent Scan of the table answers for every endpoint's
+        // record (the portal's endpoint table holds one item per endpoint); alone, GetItem.
+        let clients = ctx.clients;
+        let listed = ctx
+            .shared(&format!("dynamodb:Scan {table}"), || {
+                all_records(clients, table)
+            })
+            .await?;
+        let item = match listed.as_deref() {
+            Some(Some(records)) => records
+                .iter()
+                .find(|item| {
+                    text_attribute(item, "endpoint_name") == Some(endpoint)
+                        && text_attribute(item, "industrial_model") == Some(industrial_model)
+                })
+                .cloned(),
+            _ => ctx
+                .clients
+                .dynamodb
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key(endpoint, industrial_model)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb:GetItem", e))?
+                .item()
+                .cloned(),
+        };
+        let Some(item) = item else {
             return Ok(None);
         };
         let ownership = match item

@@ -15,6 +15,38 @@ use crate::model::contracts::RepositoryFields;
 
 pub struct RepositoryAdapter;
 
+/// Pages of DescribeRepositories (1,000 repositories each) a sweep reads at most.
+const REPOSITORY_PAGES: usize = 3;
+
+/// Every repository of the registry by name, for a sweep; `None` when there are more than
+/// [`REPOSITORY_PAGES`] pages of them (each is then described on its own).
+async fn all_repositories(
+    clients: &super::Clients,
+) -> Result<Option<BTreeMap<String, aws_sdk_ecr::types::Repository>>> {
+    let mut all = BTreeMap::new();
+    let mut token: Option<String> = None;
+    for _ in 0..REPOSITORY_PAGES {
+        let page = clients
+            .ecr
+            .describe_repositories()
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| classify("ecr:DescribeRepositories", e))?;
+        for repo in page.repositories() {
+            if let Some(name) = repo.repository_name() {
+                all.insert(name.to_string(), repo.clone());
+            }
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(Some(all)),
+        }
+    }
+    Ok(None)
+}
+
 fn tags_of(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Vec<Tag>> {
     ownership_tags(
         ctx.resource,
@@ -53,33 +85,51 @@ impl Adapter for RepositoryAdapter {
     ) -> Result<Option<ObservedObject>> {
         let ecr = &ctx.clients.ecr;
         // Every pass reads the settings and the tags (spec fields: a change behind sdop's back
-        // is seen and undone), then the followed tag's digest.
-        let Some(described) = absent_if(
-            ecr.describe_repositories()
-                .repository_names(name)
-                .send()
-                .await
-                .map_err(|e| classify("ecr:DescribeRepositories", e)),
-            |err| is_not_found(err, &["RepositoryNotFoundException"]),
-        )?
-        else {
-            return Ok(None);
+        // is seen and undone), then the followed tag's digest. In a sweep, one
+        // DescribeRepositories of the whole registry answers for every repository.
+        let clients = ctx.clients;
+        let repo = match ctx
+            .shared("ecr:DescribeRepositories", || all_repositories(clients))
+            .await?
+        {
+            Some(listed) if listed.is_some() => listed
+                .as_ref()
+                .as_ref()
+                .and_then(|all| all.get(name))
+                .cloned(),
+            _ => {
+                let Some(described) = absent_if(
+                    ecr.describe_repositories()
+                        .repository_names(name)
+                        .send()
+                        .await
+                        .map_err(|e| classify("ecr:DescribeRepositories", e)),
+                    |err| is_not_found(err, &["RepositoryNotFoundException"]),
+                )?
+                else {
+                    return Ok(None);
+                };
+                described.repositories().first().cloned()
+            }
         };
-        let Some(repo) = described.repositories().first() else {
+        let Some(repo) = repo else {
             return Ok(None);
         };
         let arn = repo.repository_arn().unwrap_or_default().to_string();
         let uri = repo.repository_uri().unwrap_or_default().to_string();
-        let tags: BTreeMap<String, String> = ecr
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| classify("ecr:ListTagsForResource", e))?
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+        let tags = match ctx.shared_tags(&arn).await? {
+            Some(tags) => tags,
+            None => ecr
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| classify("ecr:ListTagsForResource", e))?
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        };
         let (owner, user) = read_ownership(&tags);
         let ownership = match owner {
             Some(owner) => Ownership::Owned { resource: owner },

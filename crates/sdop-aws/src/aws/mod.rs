@@ -15,6 +15,7 @@ pub mod sagemaker_endpoint;
 pub mod sagemaker_smoke_check;
 pub mod sagemaker_training_job;
 pub mod stack;
+pub mod sweep;
 pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,6 +111,8 @@ pub struct Clients {
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sagemaker_runtime: aws_sdk_sagemakerruntime::Client,
+    /// The Resource Groups Tagging API: every owned object's tags in one listing.
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub region: String,
     /// Set when talking to an emulator or a custom endpoint (S3 is then path-style).
     pub endpoint_url: Option<String>,
@@ -182,6 +185,9 @@ impl Clients {
         let sagemaker_runtime = aws_sdk_sagemakerruntime::config::Builder::from(config)
             .interceptor(transport::OperationName)
             .build();
+        let tagging = aws_sdk_resourcegroupstagging::config::Builder::from(config)
+            .interceptor(transport::OperationName)
+            .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ecr: aws_sdk_ecr::Client::from_conf(ecr),
@@ -192,6 +198,7 @@ impl Clients {
             autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(autoscaling),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
             sagemaker_runtime: aws_sdk_sagemakerruntime::Client::from_conf(sagemaker_runtime),
+            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(tagging),
             region: config
                 .region()
                 .map(|r| r.to_string())

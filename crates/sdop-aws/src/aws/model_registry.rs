@@ -30,7 +30,7 @@ use aws_sdk_sagemaker::types::{
 use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
-use super::sagemaker_endpoint::{is_missing, retag, sagemaker_tags, tags};
+use super::sagemaker_endpoint::{is_missing, retag, tags, tags_for_read};
 use super::{absent_if, classify, read_ownership};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
@@ -100,6 +100,21 @@ pub async fn list_versions(clients: &super::Clients, group: &str) -> Result<Vec<
     Ok(versions)
 }
 
+/// A group's versions for a read: one ListModelPackages a sweep, shared by the group's read,
+/// its candidate's and its approvals' (all of one resource, read in the same round).
+async fn versions_for_read(ctx: &ObjectContext<'_>, group: &str) -> Result<Vec<VersionSummary>> {
+    let clients = ctx.clients;
+    match ctx
+        .shared(&format!("sagemaker:ListModelPackages {group}"), || {
+            list_versions(clients, group)
+        })
+        .await?
+    {
+        Some(versions) => Ok(versions.as_ref().clone()),
+        None => list_versions(clients, group).await,
+    }
+}
+
 /// One page of a group's versions; `None` when the group does not exist.
 async fn list_page(
     clients: &super::Clients,
@@ -152,47 +167,76 @@ impl Adapter for GroupAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let Some(group) = absent_if(
-            ctx.clients
-                .sagemaker
-                .describe_model_package_group()
-                .model_package_group_name(name)
-                .send()
-                .await
-                .map_err(|e| classify("sagemaker:DescribeModelPackageGroup", e)),
-            is_missing,
-        )?
-        else {
-            return Ok(None);
+        // A group's one spec field is its tags. In a sweep, the Tagging API's listing shows
+        // it with them (under an ARN ending in `model-package-group/NAME`; SageMaker may
+        // lowercase names in ARNs). Used only for a group this resource already read under
+        // that ARN, and only ever to confirm (crate::aws::sweep): a group the listing shows
+        // that is gone or changed is described on its own.
+        let suffix = format!(":model-package-group/{}", name.to_ascii_lowercase());
+        let recorded_arn = ctx
+            .recorded_outputs
+            .and_then(|o| o.get("modelPackageGroupArn"))
+            .filter(|arn| !arn.is_empty());
+        let listed = match recorded_arn {
+            Some(recorded) => {
+                ctx.shared_tagged(|arn| {
+                    arn == recorded && arn.to_ascii_lowercase().ends_with(&suffix)
+                })
+                .await?
+            }
+            None => None,
         };
-        let arn = group
-            .model_package_group_arn()
-            .unwrap_or_default()
-            .to_string();
-        // The tags are a spec field: read on every pass.
-        let (owner, user_tags) = read_ownership(&sagemaker_tags(ctx.clients, &arn).await?);
+        let (arn, tags, state) = match listed {
+            Some((arn, tags)) => (arn, tags, ObjectState::Ready),
+            None => {
+                let Some(group) = absent_if(
+                    ctx.clients
+                        .sagemaker
+                        .describe_model_package_group()
+                        .model_package_group_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| classify("sagemaker:DescribeModelPackageGroup", e)),
+                    is_missing,
+                )?
+                else {
+                    return Ok(None);
+                };
+                let arn = group
+                    .model_package_group_arn()
+                    .unwrap_or_default()
+                    .to_string();
+                // The tags are a spec field: read on every pass.
+                let tags = tags_for_read(ctx, &arn).await?;
+                let state = match group.model_package_group_status() {
+                    Some(ModelPackageGroupStatus::Completed) => ObjectState::Ready,
+                    Some(ModelPackageGroupStatus::Failed) => {
+                        ObjectState::Failed(format!("model package group {name} Failed"))
+                    }
+                    Some(ModelPackageGroupStatus::Deleting) => {
+                        ObjectState::Deleting("Deleting".into())
+                    }
+                    Some(ModelPackageGroupStatus::DeleteFailed) => {
+                        ObjectState::Degraded(format!("deleting model package group {name} failed"))
+                    }
+                    Some(status) => ObjectState::Progressing(status.as_str().to_string()),
+                    None => ObjectState::Ready,
+                };
+                (arn, tags, state)
+            }
+        };
+        let (owner, user_tags) = read_ownership(&tags);
         let ownership = match owner {
             Some(owner) => Ownership::Owned { resource: owner },
             None => Ownership::Foreign,
         };
         let mut observed = ModelPackageGroupFields { tags: user_tags }.observed(name, ownership);
-        observed.state = match group.model_package_group_status() {
-            Some(ModelPackageGroupStatus::Completed) => ObjectState::Ready,
-            Some(ModelPackageGroupStatus::Failed) => {
-                ObjectState::Failed(format!("model package group {name} Failed"))
-            }
-            Some(ModelPackageGroupStatus::Deleting) => ObjectState::Deleting("Deleting".into()),
-            Some(ModelPackageGroupStatus::DeleteFailed) => {
-                ObjectState::Degraded(format!("deleting model package group {name} failed"))
-            }
-            Some(status) => ObjectState::Progressing(status.as_str().to_string()),
-            None => ObjectState::Ready,
-        };
+        observed.state = state;
         let outputs = &mut observed.outputs;
         outputs.insert("modelPackageGroupName".into(), name.to_string());
         outputs.insert("modelPackageGroupArn".into(), arn);
         // The versions and their decisions, read back every pass (a console decision too).
-        let versions = list_versions(ctx.clients, name).await?;
+        let versions = versions_for_read(ctx, name).await?;
         outputs.insert(
             "versions".into(),
             versions
@@ -395,7 +439,7 @@ impl Adapter for VersionAdapter {
         let Some((group, candidate)) = parse_candidate_name(name) else {
             return Err(Error::Terminal(format!("{name:?} is not GROUP/CANDIDATE")));
         };
-        let versions = list_versions(ctx.clients, group).await?;
+        let versions = versions_for_read(ctx, group).await?;
         let Some(version) = versions.iter().find(|v| v.candidate() == Some(candidate)) else {
             return Ok(None);
         };
@@ -652,7 +696,7 @@ async fn step(
         )
     };
     if let Some((group, number)) = parse_version_approval(name) {
-        let versions = list_versions(ctx.clients, group).await?;
+        let versions = versions_for_read(ctx, group).await?;
         let Some(version) = versions.iter().find(|v| v.number == number as i32).cloned() else {
             let numbers: Vec<String> = versions.iter().map(|v| v.number.to_string()).collect();
             return Ok((
@@ -692,7 +736,7 @@ async fn step(
     let Some((group, candidate)) = parse_candidate_name(name) else {
         return Err(Error::Terminal(format!("{name:?} names no version")));
     };
-    let versions = list_versions(ctx.clients, group).await?;
+    let versions = versions_for_read(ctx, group).await?;
     let Some(version) = versions
         .iter()
         .find(|v| v.candidate() == Some(candidate))

@@ -91,20 +91,31 @@ struct BucketSettings {
     encryption: String,
 }
 
-async fn read_settings(ctx: &ObjectContext<'_>, bucket: &str) -> Result<BucketSettings> {
+/// `region`: the bucket's region when already known (see the read), else GetBucketLocation.
+async fn read_settings(
+    ctx: &ObjectContext<'_>,
+    bucket: &str,
+    region: Option<String>,
+) -> Result<BucketSettings> {
     let s3 = &ctx.clients.s3;
-    let location = s3
-        .get_bucket_location()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(|e| classify("s3:GetBucketLocation", e))?;
-    // "Buckets in Region us-east-1 have a LocationConstraint of null" (API_GetBucketLocation).
-    let region = location
-        .location_constraint()
-        .map(|c| c.as_str().to_string())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "us-east-1".to_string());
+    let region = match region {
+        Some(region) => region,
+        None => {
+            let location = s3
+                .get_bucket_location()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| classify("s3:GetBucketLocation", e))?;
+            // "Buckets in Region us-east-1 have a LocationConstraint of null"
+            // (API_GetBucketLocation).
+            location
+                .location_constraint()
+                .map(|c| c.as_str().to_string())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "us-east-1".to_string())
+        }
+    };
     let public_access_blocked = match s3.get_public_access_block().bucket(bucket).send().await {
         Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
             c.block_public_acls() == Some(true)
@@ -200,29 +211,35 @@ impl Adapter for BucketAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
-        let tags = match ctx
-            .clients
-            .s3
-            .get_bucket_tagging()
-            .bucket(name)
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-            Err(err) => {
-                let err = classify("s3:GetBucketTagging", err);
-                if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
-                    return Ok(None);
+        let arn = format!("arn:aws:s3:::{name}");
+        let shared = ctx.shared_tags(&arn).await?;
+        let listed_here = shared.is_some();
+        let tags = match shared {
+            Some(tags) => tags,
+            None => match ctx
+                .clients
+                .s3
+                .get_bucket_tagging()
+                .bucket(name)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                Err(err) => {
+                    let err = classify("s3:GetBucketTagging", err);
+                    if is_not_found(&err, &["NoSuchBucket", "NotFound"]) {
+                        return Ok(None);
+                    }
+                    if !is_not_found(&err, &["NoSuchTagSet"]) {
+                        return Err(err);
+                    }
+                    BTreeMap::new()
                 }
-                if !is_not_found(&err, &["NoSuchTagSet"]) {
-                    return Err(err);
-                }
-                BTreeMap::new()
-            }
+            },
         };
         let (owner, user) = read_ownership(&tags);
         let tagged = owner.is_some();
@@ -232,7 +249,15 @@ impl Adapter for BucketAdapter {
         };
         // Every field sdop sends is read back, so a setting changed behind sdop's back (public
         // access unblocked, encryption removed) is shown by plan and put back by apply.
-        let settings = read_settings(ctx, name).await?;
+        // The Tagging API lists a bucket only in the region it is located in (API_GetResources:
+        // resources "located in the specified ... Region"), so one it listed here is in this
+        // region; like everything from that listing, this only confirms (crate::aws::sweep).
+        let listed_region = listed_here.then(|| ctx.clients.region.clone());
+        let settings = match read_settings(ctx, name, listed_region).await {
+            // Listed by the Tagging API (which lags) but gone.
+            Err(err) if is_not_found(&err, &["NoSuchBucket", "NotFound"]) => return Ok(None),
+            settings => settings?,
+        };
         let mut observed = BucketFields {
             region: settings.region,
             tags: user,
@@ -241,9 +266,7 @@ impl Adapter for BucketAdapter {
             encryption: settings.encryption,
         }
         .observed(name, ownership);
-        observed
-            .outputs
-            .insert("arn".into(), format!("arn:aws:s3:::{name}"));
+        observed.outputs.insert("arn".into(), arn);
         Ok(Some(observed))
     }
 

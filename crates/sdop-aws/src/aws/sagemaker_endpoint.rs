@@ -183,6 +183,18 @@ pub(super) async fn sagemaker_tags(
         .collect())
 }
 
+/// A SageMaker object's tags for a read: from the sweep's Tagging API listing when it has
+/// them (confirmed by the cloud seam), else ListTags.
+pub(super) async fn tags_for_read(
+    ctx: &ObjectContext<'_>,
+    arn: &str,
+) -> Result<BTreeMap<String, String>> {
+    match ctx.shared_tags(arn).await? {
+        Some(tags) => Ok(tags),
+        None => sagemaker_tags(ctx.clients, arn).await,
+    }
+}
+
 /// Ownership of an ARN: trusted from sdop's state, else read from its tags (one more call).
 pub(super) async fn ownership(
     ctx: &ObjectContext<'_>,
@@ -196,7 +208,7 @@ pub(super) async fn ownership(
             None,
         ));
     }
-    let tags = sagemaker_tags(ctx.clients, arn).await?;
+    let tags = tags_for_read(ctx, arn).await?;
     let (owner, user) = read_ownership(&tags);
     Ok(match owner {
         Some(owner) => (Ownership::Owned { resource: owner }, Some(user)),
@@ -479,6 +491,119 @@ impl Adapter for EndpointConfigAdapter {
     }
 }
 
+/// Output: the endpoint's LastModifiedTime when sdop last described it InService.
+const LAST_MODIFIED: &str = "endpointLastModified";
+
+/// Pages of ListEndpoints (100 endpoints each) a sweep reads at most.
+const ENDPOINT_PAGES: usize = 5;
+
+/// Every endpoint of the region by name: (ARN, status, LastModifiedTime); `None` past
+/// [`ENDPOINT_PAGES`] pages.
+async fn all_endpoints(
+    clients: &super::Clients,
+) -> Result<Option<BTreeMap<String, (String, String, String)>>> {
+    let mut all = BTreeMap::new();
+    let mut token: Option<String> = None;
+    for _ in 0..ENDPOINT_PAGES {
+        let page = clients
+            .sagemaker
+            .list_endpoints()
+            .max_results(100)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| classify("sagemaker:ListEndpoints", e))?;
+        for summary in page.endpoints() {
+            all.insert(
+                summary.endpoint_name().unwrap_or_default().to_string(),
+                (
+                    summary.endpoint_arn().unwrap_or_default().to_string(),
+                    summary
+                        .endpoint_status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    summary
+                        .last_modified_time()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                ),
+            );
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(Some(all)),
+        }
+    }
+    Ok(None)
+}
+
+/// In a sweep: the endpoint as this resource last described it, when one ListEndpoints for
+/// the whole region shows it InService under the same ARN and LastModifiedTime. Every change
+/// to an endpoint goes through UpdateEndpoint or UpdateEndpointWeightsAndCapacities (what
+/// Application Auto Scaling calls), and "SageMaker sets the endpoint status to Updating" for
+/// either (API_UpdateEndpoint, API_UpdateEndpointWeightsAndCapacities), which moves its
+/// LastModifiedTime; so an unchanged time means an unchanged config and instance count. Its
+/// tags come from the sweep's Tagging API listing and are confirmed like any other's. `None`:
+/// describe it.
+async fn unchanged_since_read(
+    ctx: &ObjectContext<'_>,
+    name: &str,
+) -> Result<Option<ObservedObject>> {
+    let Some(recorded) = ctx.recorded_outputs else {
+        return Ok(None);
+    };
+    let (Some(arn), Some(config), Some(modified)) = (
+        recorded.get("endpointArn"),
+        recorded.get("endpointConfigName"),
+        recorded.get(LAST_MODIFIED),
+    ) else {
+        return Ok(None);
+    };
+    let clients = ctx.clients;
+    let Some(listed) = ctx
+        .shared("sagemaker:ListEndpoints", || all_endpoints(clients))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let same = listed
+        .as_ref()
+        .as_ref()
+        .and_then(|all| all.get(name))
+        .is_some_and(|(listed_arn, status, listed_modified)| {
+            listed_arn == arn && status == "InService" && listed_modified == modified
+        });
+    if !same {
+        return Ok(None);
+    }
+    let Some(tags) = ctx.shared_tags(arn).await? else {
+        return Ok(None);
+    };
+    let (owner, user_tags) = read_ownership(&tags);
+    let ownership = match owner {
+        Some(owner) => Ownership::Owned { resource: owner },
+        None => Ownership::Foreign,
+    };
+    let mut observed = EndpointFields {
+        endpoint_config_name: config.clone(),
+        tags: user_tags,
+    }
+    .observed(name, ownership);
+    observed.state = ObjectState::Ready;
+    let outputs = &mut observed.outputs;
+    outputs.insert("endpointName".into(), name.to_string());
+    outputs.insert("endpointArn".into(), arn.clone());
+    outputs.insert("endpointConfigName".into(), config.clone());
+    outputs.insert(LAST_MODIFIED.into(), modified.clone());
+    if let Some(count) = recorded.get(crate::model::outputs::CURRENT_INSTANCE_COUNT) {
+        outputs.insert(
+            crate::model::outputs::CURRENT_INSTANCE_COUNT.into(),
+            count.clone(),
+        );
+    }
+    Ok(Some(observed))
+}
+
 #[async_trait]
 impl Adapter for EndpointAdapter {
     fn aws_type(&self) -> crate::model::object::AwsType {
@@ -491,6 +616,9 @@ impl Adapter for EndpointAdapter {
         name: &str,
         _desired: Option<&DesiredObject>,
     ) -> Result<Option<ObservedObject>> {
+        if let Some(unchanged) = unchanged_since_read(ctx, name).await? {
+            return Ok(Some(unchanged));
+        }
         let Some(endpoint) = absent_if(
             ctx.clients
                 .sagemaker
@@ -508,7 +636,7 @@ impl Adapter for EndpointAdapter {
         // The tags are a spec field: read on every pass (one ListTags), so a tag changed or
         // removed behind sdop's back is seen and put back. An endpoint that finishes deleting
         // between the two calls is gone.
-        let tags = match sagemaker_tags(ctx.clients, &arn).await {
+        let tags = match tags_for_read(ctx, &arn).await {
             Err(err) if is_missing(&err) => return Ok(None),
             tags => tags?,
         };
@@ -544,6 +672,15 @@ impl Adapter for EndpointAdapter {
             .insert("endpointName".into(), name.to_string());
         observed.outputs.insert("endpointArn".into(), arn);
         observed.outputs.insert("endpointConfigName".into(), config);
+        // Kept only for an endpoint InService without a failure: the mark a sweep's
+        // ListEndpoints compares to trust this read's config name and count next time.
+        if observed.state == ObjectState::Ready {
+            if let Some(modified) = endpoint.last_modified_time() {
+                observed
+                    .outputs
+                    .insert(LAST_MODIFIED.into(), modified.to_string());
+            }
+        }
         // What runs now (autoscaling moves it, down to 0): what `sdop get` prices.
         if let Some(count) = endpoint
             .production_variants()

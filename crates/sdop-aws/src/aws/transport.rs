@@ -52,6 +52,8 @@ impl Intercept for OperationName {
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
             let name = format!("{}:{}", service_prefix(meta.service()), meta.name());
+            // `RUST_LOG=sdop::aws=debug` lists every attempt under the resource that made it.
+            tracing::debug!(target: "sdop::aws", api = %name, "call");
             context.request_mut().add_extension(ApiName(name.into()));
         }
         Ok(())
@@ -66,6 +68,7 @@ fn service_prefix(service: &str) -> String {
     match short.as_str() {
         "applicationautoscaling" => "application-autoscaling".into(),
         "sagemakerruntime" => "sagemaker".into(),
+        "resourcegroupstaggingapi" => "tag".into(),
         _ => short,
     }
 }

@@ -34,13 +34,101 @@ fn join(folder: &str, name: &str) -> String {
     }
 }
 
+/// The "directory" of an S3 key: everything up to its last `/`.
+fn directory_of(key: &str) -> String {
+    key.rfind('/')
+        .map_or(String::new(), |i| key[..=i].to_string())
+}
+
+/// Objects by key (size, ETag) of each directory holding two or more single-object sources
+/// (a checkpoint and its `.yaml`): one ListObjectsV2 instead of a HeadObject each. A
+/// directory with more than one page of keys is left out (its objects are read one by one).
+async fn list_shared_directories(
+    clients: &Clients,
+    sources: &[SourceSpec],
+) -> Result<
+    std::collections::BTreeMap<(String, String), std::collections::BTreeMap<String, (u64, String)>>,
+> {
+    let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for uri in sources.iter().filter_map(|s| s.s3.as_deref()) {
+        let uri = rules::s3_uri(uri).map_err(Error::Terminal)?;
+        if !uri.is_prefix() {
+            *counts
+                .entry((uri.bucket.clone(), directory_of(&uri.key)))
+                .or_default() += 1;
+        }
+    }
+    let mut listed = std::collections::BTreeMap::new();
+    for ((bucket, directory), count) in counts {
+        if count < 2 {
+            continue;
+        }
+        let page = match clients
+            .s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&directory)
+            .delimiter("/")
+            .send()
+            .await
+            .map_err(|e| classify("s3:ListObjectsV2", e))
+        {
+            Ok(page) => page,
+            // Read one by one, which says what is missing.
+            Err(err) if crate::aws::is_not_found(&err, &["NoSuchBucket"]) => continue,
+            Err(err) => return Err(err),
+        };
+        if page.is_truncated() == Some(true) {
+            continue;
+        }
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o.key()?.to_string(),
+                    (
+                        o.size().unwrap_or(0) as u64,
+                        o.e_tag().unwrap_or_default().to_string(),
+                    ),
+                ))
+            })
+            .collect();
+        listed.insert((bucket, directory), objects);
+    }
+    Ok(listed)
+}
+
 /// Lists every entry of the package, in a stable order.
 pub async fn list(clients: &Clients, sources: &[SourceSpec]) -> Result<Vec<Entry>> {
+    let directories = list_shared_directories(clients, sources).await?;
     let mut entries = Vec::new();
     for source in sources {
         if let Some(uri) = &source.s3 {
             let uri = rules::s3_uri(uri).map_err(Error::Terminal)?;
-            if uri.is_prefix() {
+            let directory = directories.get(&(uri.bucket.clone(), directory_of(&uri.key)));
+            if let (false, Some(listed)) = (uri.is_prefix(), directory) {
+                // Settled by its directory's listing, as a HeadObject would (S3 lists what
+                // was written, strongly consistent).
+                match listed.get(&uri.key) {
+                    Some((size, etag)) => entries.push(Entry {
+                        path: join(&source.path, uri.key.rsplit('/').next().unwrap_or_default()),
+                        source: EntrySource::S3 {
+                            bucket: uri.bucket.clone(),
+                            key: uri.key.clone(),
+                        },
+                        size: *size,
+                        version: etag.clone(),
+                    }),
+                    None if source.optional => {}
+                    None => {
+                        return Err(Error::Waiting(format!(
+                            "source s3://{}/{} (it does not exist yet)",
+                            uri.bucket, uri.key
+                        )))
+                    }
+                }
+            } else if uri.is_prefix() {
                 let mut pages = clients
                     .s3
                     .list_objects_v2()
