@@ -5,42 +5,20 @@ emulator (not part of the Rust test suite; no pytest needed).
 """
 import base64
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
-import urllib.request
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from selfcheck import URL, ctl, error, run, wait_for
+
 ROLE = "arn:aws:iam::123456789012:role/sdop"
 ACCOUNT = "123456789012"
 BUCKET = "sdop-async"
 VARIANT = "AllTraffic"
 DIM = "sagemaker:variant:DesiredInstanceCount"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-
-
-def ctl(method, path, body=None):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())
 
 
 def client(service):
@@ -52,24 +30,6 @@ def client(service):
 
 sm, rt, s3, aas = (client("sagemaker"), client("sagemaker-runtime"), client("s3"),
                    client("application-autoscaling"))
-
-
-def error(fn, **kw):
-    try:
-        fn(**kw)
-    except ClientError as err:
-        return err.response["Error"]["Code"], err.response["Error"]["Message"]
-    raise AssertionError(f"{fn.__name__} did not fail")
-
-
-def wait_for(fn, want, timeout=10.0):
-    deadline, got = time.time() + timeout, None
-    while time.time() < deadline:
-        got = fn()
-        if got == want:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {want!r}, last {got!r}")
 
 
 def status(name):
@@ -382,36 +342,10 @@ def test_update_endpoint_with_autoscaling():
 
 
 def main():
-    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
-    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    failed = 0
-    try:
-        line = proc.stdout.readline().strip()
-        assert line == f"sdop-local-aws listening on {URL}", line
-        setup()
-        tests = [test_invoke_success, test_invoke_bad_payloads, test_invoke_no_failure_path,
-                 test_invocation_outcome_knob, test_invoke_validation, test_target_tags,
-                 test_target_must_exist, test_policy_needs_target_and_deregister_deletes_it,
-                 test_update_endpoint_with_autoscaling]
-        passed = 0
-        for test in tests:
-            try:
-                test()
-                passed += 1
-                print(f"ok   {test.__name__}", flush=True)
-            except Exception as err:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
-        print(f"{passed} passed, {failed} failed")
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-    if failed or rc:
-        log.seek(0)
-        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
-    assert rc == 0, f"server exited with {rc} on SIGTERM"
-    sys.exit(1 if failed else 0)
+    run([test_invoke_success, test_invoke_bad_payloads, test_invoke_no_failure_path,
+         test_invocation_outcome_knob, test_invoke_validation, test_target_tags,
+         test_target_must_exist, test_policy_needs_target_and_deregister_deletes_it,
+         test_update_endpoint_with_autoscaling], setup=setup)
 
 
 if __name__ == "__main__":

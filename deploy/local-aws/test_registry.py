@@ -8,47 +8,24 @@ import base64
 import hashlib
 import io
 import json
-import os
 import random
-import socket
 import struct
-import subprocess
-import sys
 import tarfile
-import tempfile
-import time
 import urllib.error
-import urllib.request
 import zlib
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from selfcheck import URL, ctl, error, run, wait_for
+
 ROLE = "arn:aws:iam::123456789012:role/sdop"
 ACCOUNT = "123456789012"
 BUCKET = "sdop-registry"
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/all-in-one-ai-stable-diffusion-webui-inference:latest"
 TAGS_ON_VERSIONS = ("Tags are not supported in Model Package versions. Please add them to the "
                     "Model Package Group.")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-
-
-def ctl(method, path, body=None):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())
 
 
 def client(service, key="AKIDSDOPTEST"):
@@ -59,24 +36,6 @@ def client(service, key="AKIDSDOPTEST"):
 
 
 sm, rt, s3 = client("sagemaker"), client("sagemaker-runtime"), client("s3")
-
-
-def error(fn, **kw):
-    try:
-        fn(**kw)
-    except ClientError as err:
-        return err.response["Error"]["Code"], err.response["Error"]["Message"]
-    raise AssertionError(f"{fn.__name__} did not fail")
-
-
-def wait_for(fn, want, timeout=10.0):
-    deadline, got = time.time() + timeout, None
-    while time.time() < deadline:
-        got = fn()
-        if got == want:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {want!r}, last {got!r}")
 
 
 def s3_body(uri):
@@ -444,36 +403,9 @@ def test_deletes():
 
 
 def main():
-    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
-    env = {**os.environ, "SDOP_EMU_BLANK_IMAGES": "e-nothing, e-other"}
-    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    failed = 0
-    try:
-        line = proc.stdout.readline().strip()
-        assert line == f"sdop-local-aws listening on {URL}", line
-        setup()
-        tests = [test_png_images, test_sizes, test_batches_and_random_seed, test_too_large,
-                 test_blank_images_knob, test_groups, test_versions, test_approval,
-                 test_deletes]
-        passed = 0
-        for test in tests:
-            try:
-                test()
-                passed += 1
-                print(f"ok   {test.__name__}", flush=True)
-            except Exception as err:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
-        print(f"{passed} passed, {failed} failed")
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-    if failed or rc:
-        log.seek(0)
-        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
-    assert rc == 0, f"server exited with {rc} on SIGTERM"
-    sys.exit(1 if failed else 0)
+    run([test_png_images, test_sizes, test_batches_and_random_seed, test_too_large,
+         test_blank_images_knob, test_groups, test_versions, test_approval, test_deletes],
+        setup=setup, env={"SDOP_EMU_BLANK_IMAGES": "e-nothing, e-other"})
 
 
 if __name__ == "__main__":

@@ -4,11 +4,6 @@
 """
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -18,49 +13,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from selfcheck import PORT, URL, ctl, error as error_code, run, wait_for
+
 ROLE = "arn:aws:iam::123456789012:role/sdop"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-
-
-def ctl(method, path, body=None):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())
 
 
 def client(service, akid="AKIDSDOPTEST"):
     return boto3.client(service, endpoint_url=URL, region_name="us-east-1",
                         aws_access_key_id=akid, aws_secret_access_key="secret",
                         config=Config(retries={"total_max_attempts": 1}, max_pool_connections=32))
-
-
-def error_code(fn, **kw):
-    try:
-        fn(**kw)
-    except ClientError as err:
-        return err.response["Error"]["Code"], err.response["Error"]["Message"]
-    raise AssertionError(f"{fn.__name__} did not fail")
-
-
-def wait_for(fn, want, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got == want:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {want!r}, last {got!r}")
 
 
 sm, s3, cfn = client("sagemaker"), client("s3"), client("cloudformation")
@@ -557,35 +518,11 @@ def test_reset():
 
 
 def main():
-    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
-    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT)],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        assert line == f"sdop-local-aws listening on {URL}", line
-        tests = [test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
-                 test_faults_and_calls, test_upload_part_faults_and_body_bytes,
-                 test_cloudformation, test_nested_stack_failure, test_s3_conditional_writes,
-                 test_s3_conditional_races, test_calls_by_caller_and_log, test_call_log_bound,
-                 test_ecr_scan_on_push_default, test_reset]
-        passed = failed = 0
-        for test in tests:
-            try:
-                test()
-                passed += 1
-                print(f"ok   {test.__name__}", flush=True)
-            except Exception as err:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
-        print(f"{passed} passed, {failed} failed")
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-    if failed or rc:
-        log.seek(0)
-        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
-    assert rc == 0, f"server exited with {rc} on SIGTERM"
-    sys.exit(1 if failed else 0)
+    run([test_endpoint_lifecycle, test_duplicates_and_tags, test_training,
+         test_faults_and_calls, test_upload_part_faults_and_body_bytes,
+         test_cloudformation, test_nested_stack_failure, test_s3_conditional_writes,
+         test_s3_conditional_races, test_calls_by_caller_and_log, test_call_log_bound,
+         test_ecr_scan_on_push_default, test_reset], quiet=False)
 
 
 if __name__ == "__main__":

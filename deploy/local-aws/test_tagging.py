@@ -6,40 +6,18 @@ no pytest needed).
     deploy/local-aws/up --install-only && deploy/local-aws/.venv/bin/python deploy/local-aws/test_tagging.py
 """
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
-import urllib.request
 
 import boto3
 from botocore.config import Config
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from selfcheck import URL, ctl, run
+
 ROLE = "arn:aws:iam::123456789012:role/sdop"
 ACCOUNT = "123456789012"
 KEY = "sdop.io/managed-by"  # sdop's ownership tag (crates/sdop-aws/src/aws/mod.rs TAG_MANAGED_BY)
 LAG = 3.0  # seconds; generous, so a busy machine still makes its changes within it
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-
-
-def ctl(method, path, body=None):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())
 
 
 def client(service, region="us-east-1"):
@@ -266,34 +244,8 @@ def test_call_counter():
 
 
 def main():
-    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
-    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    failed = 0
-    try:
-        line = proc.stdout.readline().strip()
-        assert line == f"sdop-local-aws listening on {URL}", line
-        setup()
-        tests = [test_every_type_listed, test_pages, test_tag_changes, test_regions, test_lag,
-                 test_call_counter]
-        passed = 0
-        for test in tests:
-            try:
-                test()
-                passed += 1
-                print(f"ok   {test.__name__}", flush=True)
-            except Exception as err:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
-        print(f"{passed} passed, {failed} failed")
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-    if failed or rc:
-        log.seek(0)
-        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
-    assert rc == 0, f"server exited with {rc} on SIGTERM"
-    sys.exit(1 if failed else 0)
+    run([test_every_type_listed, test_pages, test_tag_changes, test_regions, test_lag,
+         test_call_counter], setup=setup)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,15 @@ boto3 runs with parameter_validation=False so that the bad requests reach the se
     deploy/local-aws/up --install-only && deploy/local-aws/.venv/bin/python deploy/local-aws/test_validation.py
 """
 import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import urllib.request
 
 import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from selfcheck import HERE, URL, ctl, run
+
 ROLE = "arn:aws:iam::123456789012:role/sdop"
 TAG_PATTERN = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"
 ENV_KEY = ("[Member must have length less than or equal to 1024, Member must have length "
@@ -26,23 +22,6 @@ ENV_KEY = ("[Member must have length less than or equal to 1024, Member must hav
 ENV_VALUE = ("[Member must have length less than or equal to 1024, Member must have length "
              r"greater than or equal to 0, Member must satisfy regular expression pattern: [\S\s]*]")
 TEMPLATE = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-
-
-def ctl(method, path, body=None):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())
 
 
 def client(service):
@@ -265,35 +244,10 @@ def test_query_unflatten():
 
 
 def main():
-    log = tempfile.TemporaryFile(mode="w+")  # server request log, shown on failure
-    proc = subprocess.Popen([os.path.join(HERE, "up"), "--port", str(PORT), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    failed = 0
-    try:
-        line = proc.stdout.readline().strip()
-        assert line == f"sdop-local-aws listening on {URL}", line
-        tests = [test_sagemaker_environment, test_sagemaker_tags, test_missing_required_member,
-                 test_ecr_enum, test_cloudformation, test_application_autoscaling,
-                 test_runtime_uri_and_headers, test_counted_faulted_and_kill_point,
-                 test_query_unflatten]
-        passed = 0
-        for test in tests:
-            try:
-                test()
-                passed += 1
-                print(f"ok   {test.__name__}", flush=True)
-            except Exception as err:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {test.__name__}: {type(err).__name__}: {err}", flush=True)
-        print(f"{passed} passed, {failed} failed")
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-    if failed or rc:
-        log.seek(0)
-        print("--- server log (tail) ---\n" + "".join(log.readlines()[-40:]))
-    assert rc == 0, f"server exited with {rc} on SIGTERM"
-    sys.exit(1 if failed else 0)
+    run([test_sagemaker_environment, test_sagemaker_tags, test_missing_required_member,
+         test_ecr_enum, test_cloudformation, test_application_autoscaling,
+         test_runtime_uri_and_headers, test_counted_faulted_and_kill_point,
+         test_query_unflatten])
 
 
 if __name__ == "__main__":

@@ -13,4 +13,5 @@ mod kill_points;
 mod liveness;
 mod package;
 mod promotion;
+mod reads;
 mod shared_state;

@@ -16,6 +16,14 @@ use crate::error::Result;
 use crate::manifest::ResourceId;
 use crate::model::object::AwsType;
 
+/// How AWS says a call is not allowed (IAM), across services.
+const ACCESS_DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedException",
+];
+
 /// What an adapter knows about the resource it acts for.
 pub struct ObjectContext<'a> {
     pub clients: &'a Clients,
@@ -43,14 +51,25 @@ impl ObjectContext<'_> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        match self.sweep {
-            Some(sweep) => Ok(Some(
-                sweep
-                    .shared(format!("{} {what}", self.clients.region), load)
-                    .await?,
-            )),
-            None => Ok(None),
-        }
+        let Some(sweep) = self.sweep else {
+            return Ok(None);
+        };
+        // A listing the operator's policy does not allow (a policy written before sdop shared
+        // reads, or scoped tighter than `sdop iam-policy`) is not available, once a sweep:
+        // each object is read on its own, as without a sweep.
+        let answer: Arc<Option<Arc<T>>> = sweep
+            .shared(format!("{} {what}", self.clients.region), || async {
+                match load().await {
+                    Ok(listed) => Ok(Some(Arc::new(listed))),
+                    Err(err) if super::is_not_found(&err, ACCESS_DENIED) => {
+                        tracing::warn!(listing = what, error = %err, "not allowed: reading each object on its own (see `sdop iam-policy`)");
+                        Ok(None)
+                    }
+                    Err(err) => Err(err),
+                }
+            })
+            .await?;
+        Ok(answer.as_ref().clone())
     }
 
     /// The tags of `arn` from the sweep's Tagging API listing, if it has them; `None` means

@@ -529,11 +529,14 @@ impl Kind for Endpoint {
                 ],
             ),
             super::iam::pass_role(&spec.execution_role_arn),
+            // A sweep lists every endpoint once (LastModifiedTime says which changed).
+            super::iam::Grant::new(&["sagemaker:ListEndpoints"], vec!["*".into()]),
         ];
         if let Some(registration) = &spec.webui_registration {
             grants.push(super::iam::Grant::new(
                 &[
                     "dynamodb:GetItem",
+                    "dynamodb:Scan",
                     "dynamodb:PutItem",
                     "dynamodb:DeleteItem",
                 ],

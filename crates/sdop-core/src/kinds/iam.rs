@@ -100,6 +100,12 @@ pub fn policy(resources: &[ResourcePermissions<'_>]) -> Value {
                 .collect(),
         ));
     }
+    if !resources.is_empty() {
+        // Every sweep of apply and plan reads the tags of all it owns with one Resource
+        // Groups Tagging API GetResources, which takes no resource ARN (crate::aws::sweep in
+        // sdop-aws; without it each object's tags are read with its service's call).
+        grants.push(Grant::new(&["tag:GetResources"], vec!["*".into()]));
+    }
     if !parameters.is_empty() {
         grants.push(Grant::new(
             &["ssm:GetParameter"],

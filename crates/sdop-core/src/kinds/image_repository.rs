@@ -109,24 +109,34 @@ impl Kind for ImageRepository {
 
     fn permissions(spec: &ImageRepositorySpec) -> (Vec<super::iam::Grant>, Vec<String>) {
         (
-            vec![super::iam::Grant::new(
-                &[
-                    "ecr:CreateRepository",
-                    "ecr:DeleteRepository",
-                    "ecr:DescribeRepositories",
-                    "ecr:DescribeImages",
-                    "ecr:ListTagsForResource",
-                    "ecr:TagResource",
-                    "ecr:UntagResource",
-                    "ecr:PutImageTagMutability",
-                    "ecr:PutImageScanningConfiguration",
-                ],
-                vec![format!(
-                    "arn:aws:ecr:{}:*:repository/{}",
-                    spec.region.as_deref().unwrap_or("*"),
-                    spec.repository_name
-                )],
-            )],
+            vec![
+                super::iam::Grant::new(
+                    &[
+                        "ecr:CreateRepository",
+                        "ecr:DeleteRepository",
+                        "ecr:DescribeRepositories",
+                        "ecr:DescribeImages",
+                        "ecr:ListTagsForResource",
+                        "ecr:TagResource",
+                        "ecr:UntagResource",
+                        "ecr:PutImageTagMutability",
+                        "ecr:PutImageScanningConfiguration",
+                    ],
+                    vec![format!(
+                        "arn:aws:ecr:{}:*:repository/{}",
+                        spec.region.as_deref().unwrap_or("*"),
+                        spec.repository_name
+                    )],
+                ),
+                // A sweep describes every repository of the registry with one call.
+                super::iam::Grant::new(
+                    &["ecr:DescribeRepositories"],
+                    vec![format!(
+                        "arn:aws:ecr:{}:*:repository/*",
+                        spec.region.as_deref().unwrap_or("*")
+                    )],
+                ),
+            ],
             Vec::new(),
         )
     }
