@@ -491,8 +491,44 @@ impl Adapter for EndpointConfigAdapter {
     }
 }
 
-/// Output: the endpoint's LastModifiedTime when sdop last described it InService.
-const LAST_MODIFIED: &str = "endpointLastModified";
+/// Output: what sdop's last DescribeEndpoint saw of an endpoint InService ([`ReadMark`]).
+const READ_MARK: &str = "endpointDescribed";
+
+/// An endpoint as last described: `LASTMODIFIED CONFIG [COUNT]` (neither holds a space).
+#[derive(Debug, Clone, PartialEq)]
+struct ReadMark {
+    last_modified: String,
+    config: String,
+    count: Option<i32>,
+}
+
+impl std::fmt::Display for ReadMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.last_modified, self.config)?;
+        match self.count {
+            Some(count) => write!(f, " {count}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ReadMark {
+    fn parse(text: &str) -> Option<ReadMark> {
+        let mut parts = text.split(' ');
+        let (last_modified, config) = (parts.next()?, parts.next()?);
+        let count = match parts.next() {
+            Some(count) => Some(count.parse().ok()?),
+            None => None,
+        };
+        (parts.next().is_none() && !last_modified.is_empty() && !config.is_empty()).then(|| {
+            ReadMark {
+                last_modified: last_modified.to_string(),
+                config: config.to_string(),
+                count,
+            }
+        })
+    }
+}
 
 /// Pages of ListEndpoints (100 endpoints each) a sweep reads at most.
 const ENDPOINT_PAGES: usize = 5;
@@ -552,10 +588,9 @@ async fn unchanged_since_read(
     let Some(recorded) = ctx.recorded_outputs else {
         return Ok(None);
     };
-    let (Some(arn), Some(config), Some(modified)) = (
+    let (Some(arn), Some(mark)) = (
         recorded.get("endpointArn"),
-        recorded.get("endpointConfigName"),
-        recorded.get(LAST_MODIFIED),
+        recorded.get(READ_MARK).and_then(|m| ReadMark::parse(m)),
     ) else {
         return Ok(None);
     };
@@ -571,7 +606,7 @@ async fn unchanged_since_read(
         .as_ref()
         .and_then(|all| all.get(name))
         .is_some_and(|(listed_arn, status, listed_modified)| {
-            listed_arn == arn && status == "InService" && listed_modified == modified
+            listed_arn == arn && status == "InService" && *listed_modified == mark.last_modified
         });
     if !same {
         return Ok(None);
@@ -585,7 +620,7 @@ async fn unchanged_since_read(
         None => Ownership::Foreign,
     };
     let mut observed = EndpointFields {
-        endpoint_config_name: config.clone(),
+        endpoint_config_name: mark.config.clone(),
         tags: user_tags,
     }
     .observed(name, ownership);
@@ -593,14 +628,14 @@ async fn unchanged_since_read(
     let outputs = &mut observed.outputs;
     outputs.insert("endpointName".into(), name.to_string());
     outputs.insert("endpointArn".into(), arn.clone());
-    outputs.insert("endpointConfigName".into(), config.clone());
-    outputs.insert(LAST_MODIFIED.into(), modified.clone());
-    if let Some(count) = recorded.get(crate::model::outputs::CURRENT_INSTANCE_COUNT) {
+    outputs.insert("endpointConfigName".into(), mark.config.clone());
+    if let Some(count) = mark.count {
         outputs.insert(
             crate::model::outputs::CURRENT_INSTANCE_COUNT.into(),
-            count.clone(),
+            count.to_string(),
         );
     }
+    outputs.insert(READ_MARK.into(), mark.to_string());
     Ok(Some(observed))
 }
 
@@ -671,22 +706,31 @@ impl Adapter for EndpointAdapter {
             .outputs
             .insert("endpointName".into(), name.to_string());
         observed.outputs.insert("endpointArn".into(), arn);
-        observed.outputs.insert("endpointConfigName".into(), config);
-        // Kept only for an endpoint InService without a failure: the mark a sweep's
-        // ListEndpoints compares to trust this read's config name and count next time.
-        if observed.state == ObjectState::Ready {
-            if let Some(modified) = endpoint.last_modified_time() {
-                observed
-                    .outputs
-                    .insert(LAST_MODIFIED.into(), modified.to_string());
-            }
-        }
-        // What runs now (autoscaling moves it, down to 0): what `sdop get` prices.
-        if let Some(count) = endpoint
+        observed
+            .outputs
+            .insert("endpointConfigName".into(), config.clone());
+        // Kept only for an endpoint InService without a failure: what a sweep's ListEndpoints
+        // compares to trust this read's config name and count next time, in one value (the
+        // resource's outputs also hold its newest config's name under `endpointConfigName`).
+        let count = endpoint
             .production_variants()
             .first()
-            .and_then(|v| v.current_instance_count())
+            .and_then(|v| v.current_instance_count());
+        if let (ObjectState::Ready, Some(modified)) =
+            (&observed.state, endpoint.last_modified_time())
         {
+            observed.outputs.insert(
+                READ_MARK.into(),
+                ReadMark {
+                    last_modified: modified.to_string(),
+                    config,
+                    count,
+                }
+                .to_string(),
+            );
+        }
+        // What runs now (autoscaling moves it, down to 0): what `sdop get` prices.
+        if let Some(count) = count {
             observed.outputs.insert(
                 crate::model::outputs::CURRENT_INSTANCE_COUNT.into(),
                 count.to_string(),
@@ -763,5 +807,25 @@ impl Adapter for EndpointAdapter {
             is_missing,
         )
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadMark;
+
+    #[test]
+    fn a_read_mark_reads_back_what_it_wrote_and_nothing_else() {
+        for count in [Some(0), Some(3), None] {
+            let mark = ReadMark {
+                last_modified: "2026-12-06T08:00:00.123Z".into(),
+                config: "sd-base-0123abcd".into(),
+                count,
+            };
+            assert_eq!(ReadMark::parse(&mark.to_string()), Some(mark));
+        }
+        for bad in ["", "2026-12-06T08:00:00Z", "t c x", "t c 1 extra", " c 1"] {
+            assert_eq!(ReadMark::parse(bad), None, "{bad:?}");
+        }
     }
 }
