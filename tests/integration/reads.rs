@@ -8,9 +8,22 @@ use serde_json::json;
 
 use crate::apply::{bucket, endpoint};
 use crate::support::env::Env;
+use crate::support::local_aws::CallCounts;
 
 fn repository(name: &str, extra: &str) -> String {
     format!("apiVersion: sdop/v1alpha1\nkind: ImageRepository\nmetadata: {{name: {name}}}\nspec:\n  repositoryName: sd-{name}\n  imageTag: latest\n{extra}---\n")
+}
+
+/// Converges `env`, then applies again: that apply's calls, which mutated nothing.
+async fn converged_reapply(env: &Env) -> CallCounts {
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    env.aws.reset_calls();
+    let (summary, lines) = env.apply().await;
+    assert!(summary.converged(), "{lines:#?}");
+    let calls = env.aws.calls();
+    assert_eq!(calls.mutations(), 0, "{lines:#?} {:?}", calls.0);
+    calls
 }
 
 #[tokio::test]
@@ -22,14 +35,7 @@ async fn a_converged_reapply_reads_shared_listings_not_one_call_per_object() {
         .map(|n| repository(n, ""))
         .collect();
     env.write("repos.yaml", &repos);
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-
-    env.aws.reset_calls();
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-    let calls = env.aws.calls();
-    assert_eq!(calls.mutations(), 0, "{:?}", calls.0);
+    let calls = converged_reapply(&env).await;
     // Before: per repository DescribeRepositories, ListTagsForResource and DescribeImages
     // (12), per bucket GetBucketTagging, GetBucketLocation, GetPublicAccessBlock and
     // GetBucketEncryption (4): 16 reads for 5 resources.
@@ -95,19 +101,24 @@ async fn a_lagging_tag_listing_never_makes_sdop_act_and_drift_is_still_undone() 
         }
     };
 
+    // Once the listing has caught up with a drifted tag: apply puts it back.
+    let tag_drift_is_undone = || async {
+        let (summary, lines) = env.apply().await;
+        assert!(summary.converged(), "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("~ ImageRepository/lag ecr:repository sd-lag")),
+            "{lines:#?}"
+        );
+        assert_eq!(team().await.as_deref(), Some("ml"));
+    };
+
     // A tag changed behind sdop's back, once the listing shows it: seen and put back.
     tokio::time::sleep(lag + Duration::from_millis(500)).await;
     retag("other").await;
     tokio::time::sleep(lag + Duration::from_millis(500)).await;
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("~ ImageRepository/lag ecr:repository sd-lag")),
-        "{lines:#?}"
-    );
-    assert_eq!(team().await.as_deref(), Some("ml"));
+    tag_drift_is_undone().await;
 
     // Right after, the listing still shows the drifted tag: never acted on, the repository
     // is read again on its own and found as desired.
@@ -128,15 +139,7 @@ async fn a_lagging_tag_listing_never_makes_sdop_act_and_drift_is_still_undone() 
         "the listing still shows the old tags: {lines:#?}"
     );
     tokio::time::sleep(lag + Duration::from_millis(500)).await;
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("~ ImageRepository/lag ecr:repository sd-lag")),
-        "{lines:#?}"
-    );
-    assert_eq!(team().await.as_deref(), Some("ml"));
+    tag_drift_is_undone().await;
 }
 
 #[tokio::test]
@@ -144,14 +147,7 @@ async fn an_endpoint_is_described_again_only_when_its_last_modified_time_moves()
     let env = Env::new();
     env.write("bucket.yaml", &bucket("assets", "sdop-it-assets", ""));
     env.write("endpoint.yaml", &endpoint("ml.g4dn.xlarge", ""));
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-
-    env.aws.reset_calls();
-    let (summary, lines) = env.apply().await;
-    assert!(summary.converged(), "{lines:#?}");
-    let calls = env.aws.calls();
-    assert_eq!(calls.mutations(), 0, "{:?}", calls.0);
+    let calls = converged_reapply(&env).await;
     assert_eq!(calls.of("sagemaker:ListEndpoints"), 1, "{:?}", calls.0);
     assert_eq!(calls.of("sagemaker:DescribeEndpoint"), 0, "{:?}", calls.0);
     assert_eq!(calls.of("sagemaker:ListTags"), 0, "{:?}", calls.0);

@@ -2,11 +2,10 @@
 //! type, with clients of the resource's region (built once per region and kept).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::aws::adapters::{adapter, ObjectContext};
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::aws::sweep::Sweep;
 use crate::aws::{s3_object, Clients};
 use crate::manifest::ResourceId;

@@ -18,6 +18,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
+use super::sweep::{all_pages, next_token};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
@@ -284,26 +285,23 @@ async fn sagemaker_targets(
     clients: &super::Clients,
     only: Option<&str>,
 ) -> Result<Option<Vec<ScalableTarget>>> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..SHARED_PAGES {
+    all_pages(SHARED_PAGES, |token| async move {
         let page = clients
             .autoscaling
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Sagemaker)
             .set_resource_ids(only.map(|id| vec![id.to_string()]))
             .scalable_dimension(dimension())
-            .set_next_token(token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| classify("application-autoscaling:DescribeScalableTargets", e))?;
-        found.extend(page.scalable_targets().iter().cloned());
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(found)),
-        }
-    }
-    Ok(None)
+        Ok((
+            page.scalable_targets().to_vec(),
+            next_token(page.next_token()),
+        ))
+    })
+    .await
 }
 
 /// SageMaker's scaling policies: `only` target's, or every one (a sweep's listing).
@@ -311,26 +309,23 @@ async fn sagemaker_policies(
     clients: &super::Clients,
     only: Option<&str>,
 ) -> Result<Option<Vec<ScalingPolicy>>> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..SHARED_PAGES {
+    all_pages(SHARED_PAGES, |token| async move {
         let page = clients
             .autoscaling
             .describe_scaling_policies()
             .service_namespace(ServiceNamespace::Sagemaker)
             .set_resource_id(only.map(str::to_string))
             .scalable_dimension(dimension())
-            .set_next_token(token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| classify("application-autoscaling:DescribeScalingPolicies", e))?;
-        found.extend(page.scaling_policies().iter().cloned());
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(found)),
-        }
-    }
-    Ok(None)
+        Ok((
+            page.scaling_policies().to_vec(),
+            next_token(page.next_token()),
+        ))
+    })
+    .await
 }
 
 /// The alarm named `only`, or every alarm whose name starts with `sdop-` (a sweep's listing).
@@ -338,13 +333,8 @@ async fn sdop_alarms(
     clients: &super::Clients,
     only: Option<&str>,
 ) -> Result<Option<Vec<MetricAlarm>>> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..SHARED_PAGES {
-        let request = clients
-            .cloudwatch
-            .describe_alarms()
-            .set_next_token(token.take());
+    all_pages(SHARED_PAGES, |token| async move {
+        let request = clients.cloudwatch.describe_alarms().set_next_token(token);
         let request = match only {
             Some(name) => request.alarm_names(name),
             None => request.alarm_name_prefix("sdop-").max_records(100),
@@ -353,13 +343,9 @@ async fn sdop_alarms(
             .send()
             .await
             .map_err(|e| classify("cloudwatch:DescribeAlarms", e))?;
-        found.extend(page.metric_alarms().iter().cloned());
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(found)),
-        }
-    }
-    Ok(None)
+        Ok((page.metric_alarms().to_vec(), next_token(page.next_token())))
+    })
+    .await
 }
 
 #[async_trait]

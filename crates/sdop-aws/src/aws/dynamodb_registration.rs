@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::adapters::{Adapter, ObjectContext};
 use super::classify;
+use super::sweep::all_pages;
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectName, ObjectState, ObservedObject, Ownership,
 };
@@ -120,32 +121,24 @@ const SCAN_PAGES: usize = 3;
 /// pages or when the table does not exist yet (each record is then read with GetItem, which
 /// says so itself).
 async fn all_records(clients: &super::Clients, table: &str) -> Result<Option<Vec<Item>>> {
-    let mut items = Vec::new();
-    let mut start: Option<Item> = None;
-    for _ in 0..SCAN_PAGES {
-        let page = match clients
+    let scanned = all_pages(SCAN_PAGES, |start| async move {
+        let page = clients
             .dynamodb
             .scan()
             .table_name(table)
             .consistent_read(true)
-            .set_exclusive_start_key(start.take())
+            .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| classify("dynamodb:Scan", e))
-        {
-            Ok(page) => page,
-            Err(err) if super::is_not_found(&err, &["ResourceNotFoundException"]) => {
-                return Ok(None)
-            }
-            Err(err) => return Err(err),
-        };
-        items.extend(page.items().iter().cloned());
-        match page.last_evaluated_key() {
-            Some(last) if !last.is_empty() => start = Some(last.clone()),
-            _ => return Ok(Some(items)),
-        }
+            .map_err(|e| classify("dynamodb:Scan", e))?;
+        let next = page.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+        Ok((page.items().to_vec(), next))
+    })
+    .await;
+    match scanned {
+        Err(err) if super::is_not_found(&err, &["ResourceNotFoundException"]) => Ok(None),
+        other => other,
     }
-    Ok(None)
 }
 
 #[async_trait]

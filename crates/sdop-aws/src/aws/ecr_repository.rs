@@ -8,6 +8,7 @@ use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMu
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
+use super::sweep::{all_pages, next_token};
 use super::{classify, is_not_found, ownership_tags, read_ownership};
 use crate::engine::plan::{DesiredObject, FieldChange, ObjectState, ObservedObject, Ownership};
 use crate::error::{Error, Result};
@@ -23,28 +24,23 @@ const REPOSITORY_PAGES: usize = 3;
 async fn all_repositories(
     clients: &super::Clients,
 ) -> Result<Option<BTreeMap<String, aws_sdk_ecr::types::Repository>>> {
-    let mut all = BTreeMap::new();
-    let mut token: Option<String> = None;
-    for _ in 0..REPOSITORY_PAGES {
+    let repositories = all_pages(REPOSITORY_PAGES, |token| async move {
         let page = clients
             .ecr
             .describe_repositories()
             .max_results(1000)
-            .set_next_token(token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| classify("ecr:DescribeRepositories", e))?;
-        for repo in page.repositories() {
-            if let Some(name) = repo.repository_name() {
-                all.insert(name.to_string(), repo.clone());
-            }
-        }
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(all)),
-        }
-    }
-    Ok(None)
+        Ok((page.repositories().to_vec(), next_token(page.next_token())))
+    })
+    .await?;
+    Ok(repositories.map(|all| {
+        all.into_iter()
+            .filter_map(|repo| Some((repo.repository_name.clone()?, repo)))
+            .collect()
+    }))
 }
 
 fn tags_of(ctx: &ObjectContext<'_>, object: &DesiredObject) -> Result<Vec<Tag>> {

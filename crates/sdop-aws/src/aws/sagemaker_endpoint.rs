@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::absent_if;
 use super::adapters::{Adapter, ObjectContext};
+use super::sweep::{all_pages, next_token};
 use super::{classify, ownership_tags, read_ownership};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
@@ -538,39 +539,38 @@ const ENDPOINT_PAGES: usize = 5;
 async fn all_endpoints(
     clients: &super::Clients,
 ) -> Result<Option<BTreeMap<String, (String, String, String)>>> {
-    let mut all = BTreeMap::new();
-    let mut token: Option<String> = None;
-    for _ in 0..ENDPOINT_PAGES {
+    let summaries = all_pages(ENDPOINT_PAGES, |token| async move {
         let page = clients
             .sagemaker
             .list_endpoints()
             .max_results(100)
-            .set_next_token(token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| classify("sagemaker:ListEndpoints", e))?;
-        for summary in page.endpoints() {
-            all.insert(
-                summary.endpoint_name().unwrap_or_default().to_string(),
+        Ok((page.endpoints().to_vec(), next_token(page.next_token())))
+    })
+    .await?;
+    Ok(summaries.map(|all| {
+        all.into_iter()
+            .map(|summary| {
                 (
-                    summary.endpoint_arn().unwrap_or_default().to_string(),
-                    summary
-                        .endpoint_status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    summary
-                        .last_modified_time()
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                ),
-            );
-        }
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(all)),
-        }
-    }
-    Ok(None)
+                    summary.endpoint_name().unwrap_or_default().to_string(),
+                    (
+                        summary.endpoint_arn().unwrap_or_default().to_string(),
+                        summary
+                            .endpoint_status()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                        summary
+                            .last_modified_time()
+                            .map(|t| t.to_string())
+                            .unwrap_or_default(),
+                    ),
+                )
+            })
+            .collect()
+    }))
 }
 
 /// In a sweep: the endpoint as this resource last described it, when one ListEndpoints for

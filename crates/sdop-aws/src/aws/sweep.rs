@@ -73,6 +73,32 @@ impl Sweep {
     }
 }
 
+/// Follows a paginated listing for at most `max_pages` pages (`page(token)` answers one page
+/// and the next token): `Some(everything)`, or `None` when there is more (too large to be a
+/// cheap shared listing: the caller reads object by object).
+pub async fn all_pages<T, K, F, Fut>(max_pages: usize, mut page: F) -> Result<Option<Vec<T>>>
+where
+    F: FnMut(Option<K>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<K>)>>,
+{
+    let mut all = Vec::new();
+    let mut token = None;
+    for _ in 0..max_pages {
+        let (items, next) = page(token.take()).await?;
+        all.extend(items);
+        match next {
+            Some(next) => token = Some(next),
+            None => return Ok(Some(all)),
+        }
+    }
+    Ok(None)
+}
+
+/// A page token, `None` when empty (the last page).
+pub fn next_token(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_string)
+}
+
 /// The tags of every object sdop owns in a region, by ARN, from the Resource Groups Tagging
 /// API's GetResources (one call a page of up to 100; pages may hold fewer, as AWS says;
 /// `None` past [`TAG_PAGES`] pages). "The
@@ -85,9 +111,7 @@ pub const TAG_PAGES: usize = 30;
 
 pub async fn tag_index(clients: &super::Clients) -> Result<TagIndex> {
     use aws_sdk_resourcegroupstagging::types::TagFilter;
-    let mut index = HashMap::new();
-    let mut token: Option<String> = None;
-    for _ in 0..TAG_PAGES {
+    let mappings = all_pages(TAG_PAGES, |token| async move {
         let page = clients
             .tagging
             .get_resources()
@@ -98,27 +122,29 @@ pub async fn tag_index(clients: &super::Clients) -> Result<TagIndex> {
                     .build(),
             )
             .resources_per_page(100)
-            .set_pagination_token(token.take())
+            .set_pagination_token(token)
             .send()
             .await
             .map_err(|e| super::classify("tag:GetResources", e))?;
-        for mapping in page.resource_tag_mapping_list() {
-            let Some(arn) = mapping.resource_arn() else {
-                continue;
-            };
-            let tags = mapping
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
-            index.insert(arn.to_string(), tags);
-        }
-        match page.pagination_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(Some(index)),
-        }
-    }
-    Ok(None)
+        Ok((
+            page.resource_tag_mapping_list().to_vec(),
+            next_token(page.pagination_token()),
+        ))
+    })
+    .await?;
+    Ok(mappings.map(|mappings| {
+        mappings
+            .into_iter()
+            .filter_map(|mapping| {
+                let tags = mapping
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect();
+                Some((mapping.resource_arn?, tags))
+            })
+            .collect()
+    }))
 }
 
 #[cfg(test)]
@@ -151,6 +177,21 @@ mod tests {
             2,
             "a change forgets the answer"
         );
+    }
+
+    #[tokio::test]
+    async fn pages_are_followed_up_to_the_limit_and_no_further() {
+        let pages = |count: usize| {
+            move |token: Option<usize>| async move {
+                let at = token.unwrap_or(0);
+                Ok::<_, Error>((vec![at], (at + 1 < count).then_some(at + 1)))
+            }
+        };
+        assert_eq!(all_pages(3, pages(3)).await.unwrap(), Some(vec![0, 1, 2]));
+        assert_eq!(all_pages(3, pages(4)).await.unwrap(), None);
+        assert_eq!(all_pages(3, pages(1)).await.unwrap(), Some(vec![0]));
+        assert_eq!(next_token(Some("")), None);
+        assert_eq!(next_token(Some("t")), Some("t".to_string()));
     }
 
     #[tokio::test]
