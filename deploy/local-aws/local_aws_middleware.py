@@ -71,7 +71,12 @@ def classify(environ):
     return f"{CALL_PREFIX.get(service, service)}:{action}", proto, is_read, caller
 
 
-FAULT_KINDS = ("throttle", "error500", "no_such_upload")  # checked in this order
+FAULT_KINDS = ("throttle", "error500", "no_such_upload", "access_denied")  # in this order
+# access_denied: what IAM answers for an action the caller's policies do not allow, in each
+# protocol's error shape ("User: ... is not authorized to perform: ACTION ... because no
+# identity-based policy allows the ACTION action",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html; S3's
+# "AccessDenied", 403, https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
 
 
 def pick_fault(kind, api, method):
@@ -94,8 +99,32 @@ def pick_fault(kind, api, method):
     return False
 
 
-def error_response(kind, proto, start_response):
+def denied(api):
+    return (f"User: arn:aws:sts::123456789012:assumed-role/sdop/local is not authorized to "
+            f"perform: {api} because no identity-based policy allows the {api} action")
+
+
+def error_response(kind, proto, start_response, api=""):
     rid = str(uuid.uuid4())
+    if kind == "access_denied":
+        if proto == "json":
+            code = "AccessDeniedException"
+            body = json.dumps({"__type": code, "message": denied(api)})
+            headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
+        elif proto == "s3":
+            body = (f"<Error><Code>AccessDenied</Code><Message>Access Denied</Message>"
+                    f"<RequestId>{rid}</RequestId></Error>")
+            headers = [("Content-Type", "application/xml")]
+        else:
+            body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                    f"<Message>{denied(api)}</Message></Error><RequestId>{rid}</RequestId>"
+                    f"</ErrorResponse>")
+            headers = [("Content-Type", "text/xml")]
+        data = body.encode()
+        start_response("403 Forbidden" if proto == "s3" else "400 Bad Request",
+                       headers + [("x-amzn-RequestId", rid), ("x-amz-request-id", rid),
+                                  ("Content-Length", str(len(data)))])
+        return [data]
     if proto == "json":
         code, status, msg = (("ThrottlingException", "400 Bad Request", "Rate exceeded")
                              if kind == "throttle" else
@@ -245,7 +274,7 @@ class SdopMiddleware:
             count(api, is_read, fault is not None, caller, arrived, body_bytes(environ))
             delay = (FAULTS.get("delay") or {}).get(api, 0)
         if fault:
-            return error_response(fault, proto, start_response)
+            return error_response(fault, proto, start_response, api)
         if delay:
             # A slow network or a slow AWS: the request reaches moto this much later (tests
             # use it to make two callers' creates race).

@@ -241,6 +241,17 @@ def test_call_counter():
         assert err.response["Error"]["Code"] == "ThrottlingException", err.response
     finally:
         ctl("DELETE", "/_sdop/faults")
+    # IAM's refusal, as a policy without tag:GetResources gets it.
+    ctl("POST", "/_sdop/faults", {"access_denied": {"tag:GetResources": 1.0}})
+    try:
+        tagging.get_resources(TagFilters=[{"Key": KEY}])
+        raise AssertionError("the access_denied rule did not apply")
+    except tagging.exceptions.ClientError as err:
+        assert err.response["Error"]["Code"] == "AccessDeniedException", err.response
+        assert "is not authorized to perform: tag:GetResources" in \
+            err.response["Error"]["Message"], err.response
+    finally:
+        ctl("DELETE", "/_sdop/faults")
 
 
 def main():

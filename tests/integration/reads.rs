@@ -180,3 +180,22 @@ async fn an_endpoint_is_described_again_only_when_its_last_modified_time_moves()
         "3"
     );
 }
+
+#[tokio::test]
+async fn a_listing_the_policy_does_not_allow_is_read_object_by_object() {
+    let env = Env::new();
+    // An operator policy written before sdop shared reads: IAM refuses GetResources.
+    env.aws
+        .faults(json!({"access_denied": {"tag:GetResources": 1.0}}));
+    env.write("bucket.yaml", &bucket("assets", "sdop-it-denied", ""));
+    env.write(
+        "repos.yaml",
+        &format!("{}{}", repository("a", ""), repository("b", "")),
+    );
+    let calls = converged_reapply(&env).await;
+    // Asked once a sweep, then each object's tags with its own service's call.
+    assert_eq!(calls.of("tag:GetResources"), 1, "{:?}", calls.0);
+    assert_eq!(calls.of("ecr:ListTagsForResource"), 2, "{:?}", calls.0);
+    assert_eq!(calls.of("s3:GetBucketTagging"), 1, "{:?}", calls.0);
+    assert_eq!(calls.of("s3:GetBucketLocation"), 1, "{:?}", calls.0);
+}
