@@ -263,9 +263,12 @@ def delete_endpoint(self, orig, endpoint_name):
 def update_endpoint_weights_and_capacities(self, orig, endpoint_name,
                                            desired_weights_and_capacities):
     # "When it receives the request, SageMaker sets the endpoint status to Updating. After
-    # updating the endpoint, it sets the status to InService" (API_UpdateEndpointWeightsAndCapacities):
-    # the endpoint is modified, so its LastModifiedTime moves (moto 5.2.5 leaves it). This is
-    # what Application Auto Scaling calls to scale a variant, down to zero included.
+    # updating the endpoint, it sets the status to InService" (API_UpdateEndpointWeightsAndCapacities),
+    # and LastModifiedTime is "a timestamp that shows when the endpoint was last modified"
+    # (botocore sagemaker service-2 DescribeEndpointOutput and EndpointSummary): the update
+    # modifies it, so the time moves (moto 5.2.5 leaves it). AWS states the status change, not
+    # the time itself: this is read from those two texts. It is what Application Auto Scaling
+    # calls to scale a variant, down to zero included.
     arn = orig(self, endpoint_name, desired_weights_and_capacities)
     self.endpoints[endpoint_name].last_modified_time = utcnow()
     return arn

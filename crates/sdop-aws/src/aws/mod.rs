@@ -382,6 +382,46 @@ pub async fn head_s3_object(
     )
 }
 
+/// Results and records sdop reads whole are at most this large (an async inference's answer,
+/// an evaluation record): anything larger is not read.
+pub const MAX_READ_BYTES: i64 = 64 * 1024 * 1024;
+
+/// An S3 object read whole by [`get_s3_object`].
+#[derive(Debug)]
+pub enum S3Read {
+    Body(Vec<u8>),
+    /// Larger than [`MAX_READ_BYTES`] (its size): not read; each caller says what that means.
+    TooLarge(i64),
+}
+
+/// GetObject of an object sdop reads whole; `None` when it (or its bucket) does not exist.
+pub async fn get_s3_object(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<S3Read>, Error> {
+    let got = absent_if(
+        clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3:GetObject", e)),
+        |err| is_not_found(err, &["NoSuchKey", "NotFound", "NoSuchBucket"]),
+    )?;
+    let Some(got) = got else {
+        return Ok(None);
+    };
+    let size = got.content_length().unwrap_or(0);
+    if size > MAX_READ_BYTES {
+        return Ok(Some(S3Read::TooLarge(size)));
+    }
+    let bytes = read_s3_body(got.body, &format!("s3://{bucket}/{key}")).await?;
+    Ok(Some(S3Read::Body(bytes.to_vec())))
+}
+
 /// Reads a GetObject body to the end (a connection cut mid-body is retryable).
 pub async fn read_s3_body(
     body: aws_sdk_s3::primitives::ByteStream,

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use super::adapters::{Adapter, ObjectContext};
 use super::s3_object::split;
 use super::sagemaker_smoke_check::s3_parts;
-use super::{absent_if, classify, head_s3_object, is_not_found};
+use super::{classify, head_s3_object};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -43,8 +43,6 @@ pub struct EvidenceAdapter;
 
 const META_RESOURCE: &str = "sdop-resource";
 const META_HASH: &str = "sdop-cases-hash";
-/// The most of a result that is read (a PNG of 2048x2048 in base64 is well under this).
-const MAX_RESULT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// `sha256:HEX` of bytes: the evidence digest written into approvals.
 pub fn digest_of(bytes: &[u8]) -> String {
@@ -57,27 +55,15 @@ pub async fn get_object(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>> {
-    let got = absent_if(
-        clients
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify("s3:GetObject", e)),
-        |err| is_not_found(err, &["NoSuchKey", "NotFound", "NoSuchBucket"]),
-    )?;
-    let Some(got) = got else {
-        return Ok(None);
-    };
-    if got.content_length().unwrap_or(0) > MAX_RESULT_BYTES {
-        return Err(Error::Terminal(format!(
-            "s3://{bucket}/{key} is larger than sdop reads ({MAX_RESULT_BYTES} bytes)"
-        )));
+    match super::get_s3_object(clients, bucket, key).await? {
+        None => Ok(None),
+        Some(super::S3Read::Body(bytes)) => Ok(Some(bytes)),
+        // A record or an image sdop judges: never judged from part of it.
+        Some(super::S3Read::TooLarge(size)) => Err(Error::Terminal(format!(
+            "s3://{bucket}/{key} is {size} bytes, larger than sdop reads ({} bytes)",
+            super::MAX_READ_BYTES
+        ))),
     }
-    let bytes = super::read_s3_body(got.body, &format!("s3://{bucket}/{key}")).await?;
-    Ok(Some(bytes.to_vec()))
 }
 
 async fn put_object(

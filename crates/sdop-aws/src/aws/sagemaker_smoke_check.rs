@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::adapters::{Adapter, ObjectContext};
 use super::s3_object::split;
-use super::{absent_if, classify, head_s3_object, is_not_found};
+use super::{classify, head_s3_object};
 use crate::engine::plan::{
     DesiredObject, FieldChange, ObjectKey, ObjectState, ObservedObject, Ownership,
 };
@@ -30,8 +30,6 @@ const META_OUTPUT: &str = "sdop-output-location";
 const META_FAILURE: &str = "sdop-failure-location";
 const META_TIMEOUT: &str = "sdop-timeout-seconds";
 const META_ENDPOINT: &str = "sdop-endpoint";
-/// The most of a result or failure body that is read (and quoted in a failure).
-const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 const QUOTED_BYTES: usize = 300;
 
 /// The bucket and key of an `s3://BUCKET/KEY` URI.
@@ -48,27 +46,16 @@ async fn fetch(ctx: &ObjectContext<'_>, uri: &str) -> Result<Option<Vec<u8>>> {
     let Some((bucket, key)) = s3_parts(uri) else {
         return Err(Error::Terminal(format!("{uri:?} is not an s3:// URI")));
     };
-    let got = absent_if(
-        ctx.clients
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify("s3:GetObject", e)),
-        |err| is_not_found(err, &["NoSuchKey", "NotFound", "NoSuchBucket"]),
-    )?;
-    let Some(got) = got else {
-        return Ok(None);
-    };
-    if got.content_length().unwrap_or(0) as usize > MAX_RESULT_BYTES {
-        return Ok(Some(
-            br#"{"error": "result larger than sdop reads"}"#.to_vec(),
-        ));
-    }
-    let bytes = crate::aws::read_s3_body(got.body, uri).await?;
-    Ok(Some(bytes.to_vec()))
+    Ok(
+        match crate::aws::get_s3_object(ctx.clients, bucket, key).await? {
+            None => None,
+            Some(crate::aws::S3Read::Body(bytes)) => Some(bytes),
+            // The check's verdict on it: an answer too large is a failed check, not an error.
+            Some(crate::aws::S3Read::TooLarge(_)) => {
+                Some(br#"{"error": "result larger than sdop reads"}"#.to_vec())
+            }
+        },
+    )
 }
 
 fn quoted(bytes: &[u8]) -> String {
